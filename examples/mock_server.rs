@@ -1,0 +1,233 @@
+//! A configurable MCP server for tests and demos: serves the tools in a
+//! JSON file and answers each call with a text naming the tool and its
+//! arguments. Flags make it misbehave on purpose.
+//!
+//! ```text
+//! cargo run --example mock_server -- --tools examples/tools/fractera.json
+//! ```
+//!
+//! The tools file: `{"server": {"name": .., "version": ..}, "tools": [..]}`,
+//! each tool as MCP's tools/list shows it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Options {
+    tools: Option<String>,
+    /// Write a non-JSON line on stdout before anything else.
+    banner: bool,
+    /// Exit with code 3, unanswered, when this tool is called.
+    crash_on: Option<String>,
+    /// Wait this long before answering each tools/call.
+    slow_ms: u64,
+    /// Append every line received to this file.
+    record: Option<String>,
+    /// Tools per tools/list page (0: all on one page).
+    page_size: usize,
+    /// Never read stdin: sleep forever.
+    no_read: bool,
+    /// Keep running after stdin closes (until a signal).
+    linger: bool,
+    /// Ignore SIGTERM (so only SIGKILL stops it).
+    ignore_term: bool,
+    /// Exit code when stdin closes.
+    exit_code: i32,
+    /// Write a response to an id nobody sent, at start.
+    stray_response: bool,
+    /// Write this many progress notifications at start.
+    flood: usize,
+}
+
+fn parse_args() -> Options {
+    let mut o = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--tools" => o.tools = Some(value()),
+            "--banner" => o.banner = true,
+            "--crash-on" => o.crash_on = Some(value()),
+            "--slow-ms" => {
+                o.slow_ms = value()
+                    .parse()
+                    .unwrap_or_else(|_| die("--slow-ms takes a number"))
+            }
+            "--record" => o.record = Some(value()),
+            "--page-size" => {
+                o.page_size = value()
+                    .parse()
+                    .unwrap_or_else(|_| die("--page-size takes a number"))
+            }
+            "--no-read" => o.no_read = true,
+            "--linger" => o.linger = true,
+            "--ignore-term" => o.ignore_term = true,
+            "--exit-code" => {
+                o.exit_code = value()
+                    .parse()
+                    .unwrap_or_else(|_| die("--exit-code takes a number"))
+            }
+            "--stray-response" => o.stray_response = true,
+            "--flood" => {
+                o.flood = value()
+                    .parse()
+                    .unwrap_or_else(|_| die("--flood takes a number"))
+            }
+            other => die(&format!("unknown argument {other}")),
+        }
+    }
+    o
+}
+
+fn die(message: &str) -> ! {
+    eprintln!("mock_server: {message}");
+    std::process::exit(2)
+}
+
+fn main() {
+    let o = parse_args();
+    let spec: Value = match &o.tools {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+            serde_json::from_str(&text).unwrap_or_else(|e| die(&format!("{path}: {e}")))
+        }
+        None => json!({ "tools": [] }),
+    };
+    let tools = spec["tools"].as_array().cloned().unwrap_or_default();
+    let server_info = spec
+        .get("server")
+        .cloned()
+        .unwrap_or(json!({"name": "mock", "version": "0.0.0"}));
+    if o.ignore_term {
+        // SAFETY: setting a signal's disposition to ignore touches no memory.
+        unsafe {
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if o.banner {
+        writeln!(
+            out,
+            "mock server {} starting (this line is not JSON-RPC)",
+            server_info["name"]
+        )
+        .unwrap();
+        out.flush().unwrap();
+    }
+    if o.stray_response {
+        writeln!(
+            out,
+            r#"{{"jsonrpc":"2.0","id":"never-sent","result":{{}}}}"#
+        )
+        .unwrap();
+        out.flush().unwrap();
+    }
+    for i in 0..o.flood {
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": format!("flood {i} {}", "x".repeat(1000))}});
+        if writeln!(out, "{note}").is_err() {
+            std::process::exit(0);
+        }
+    }
+    out.flush().unwrap();
+    if o.no_read {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    let mut record = o.record.as_ref().map(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| die(&format!("{path}: {e}")))
+    });
+    let stdin = BufReader::new(std::io::stdin());
+    for line in stdin.split(b'\n') {
+        let Ok(line) = line else { break };
+        if let Some(file) = record.as_mut() {
+            file.write_all(&line)
+                .and_then(|_| file.write_all(b"\n"))
+                .unwrap();
+            file.flush().unwrap();
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(&line) else {
+            eprintln!("mock_server: not JSON: {}", String::from_utf8_lossy(&line));
+            continue;
+        };
+        let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) else {
+            continue; // a notification or a response: nothing to answer
+        };
+        let params = &message["params"];
+        let reply = match method {
+            "initialize" => Ok(json!({
+                "protocolVersion": params["protocolVersion"].as_str().unwrap_or("2025-06-18"),
+                "capabilities": { "tools": { "listChanged": false } },
+                "serverInfo": server_info,
+            })),
+            "ping" => Ok(json!({})),
+            "tools/list" => Ok(list_page(&tools, params["cursor"].as_str(), o.page_size)),
+            "tools/call" => {
+                let name = params["name"].as_str().unwrap_or("");
+                if o.crash_on.as_deref() == Some(name) {
+                    eprintln!("mock_server: crashing on {name} as asked");
+                    std::process::exit(3);
+                }
+                if o.slow_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(o.slow_ms));
+                }
+                Ok(call(&tools, name, &params["arguments"]))
+            }
+            _ => Err(json!({ "code": -32601, "message": format!("method not found: {method}") })),
+        };
+        let response = match reply {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
+        };
+        if writeln!(out, "{response}")
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+    if o.linger {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::process::exit(o.exit_code);
+}
+
+fn list_page(tools: &[Value], cursor: Option<&str>, page_size: usize) -> Value {
+    let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+    let size = if page_size == 0 {
+        tools.len()
+    } else {
+        page_size
+    };
+    let end = (start + size).min(tools.len());
+    let mut page = json!({ "tools": tools.get(start..end).unwrap_or(&[]) });
+    if end < tools.len() {
+        page["nextCursor"] = json!(end.to_string());
+    }
+    page
+}
+
+fn call(tools: &[Value], name: &str, arguments: &Value) -> Value {
+    if !tools.iter().any(|t| t["name"] == name) {
+        return json!({ "content": [{ "type": "text", "text": format!("unknown tool: {name}") }], "isError": true });
+    }
+    let arguments = if arguments.is_null() {
+        json!({})
+    } else {
+        arguments.clone()
+    };
+    json!({ "content": [{ "type": "text", "text": format!("called {name} with {arguments}") }], "isError": false })
+}

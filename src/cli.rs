@@ -1,0 +1,146 @@
+//! The command line: clap types only, no IO.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Example (what goes into an MCP client's config):
+  toolwarden --policy policies/runpod.json -- npx -y @runpod/mcp-server@4.0.0
+
+toolwarden starts the server after `--` as its child and relays JSON-RPC
+between the client (toolwarden's stdin/stdout) and the server. Every
+tools/call is checked against the policy first; a refused call never reaches
+the server and the agent gets a readable error result instead.
+
+Check a policy without running anything:
+  toolwarden check policies/runpod.json";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "toolwarden",
+    version,
+    about = "A policy layer for stdio MCP servers: allow/deny, rate limits and argument schemas for every tools/call",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and compile a policy, print what it does; with `-- CMD`, also
+    /// start the server and compare the policy with the tools it lists.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The policy file (JSON, format version 1).
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "FILE",
+        env = "TOOLWARDEN_POLICY",
+        required = true
+    )]
+    pub policy: Option<PathBuf>,
+
+    /// Who is calling, for limits with scope "grant".
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "TOOLWARDEN_IDENTITY",
+        default_value = "default"
+    )]
+    pub identity: String,
+
+    /// Log level on stderr: error, warn, info, debug or trace. RUST_LOG,
+    /// when set, takes precedence.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Longest message accepted from either side, in bytes; a longer line
+    /// is discarded and answered with an error.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// After the client closes its input, how long the server may take to
+    /// exit by itself before SIGTERM (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// How long the server may take to exit after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub term_timeout: Duration,
+
+    /// The server command and its arguments.
+    #[arg(last = true, value_name = "CMD", required = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy file to check.
+    pub policy: PathBuf,
+
+    /// Optional: a server to start, list the tools of, and stop.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// "5s", "500ms", "2m" or a bare number of seconds ("1.5").
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 5s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn the_run_form_needs_no_subcommand() {
+        let cli =
+            Cli::try_parse_from(["toolwarden", "--policy", "p.json", "--", "server", "--flag"])
+                .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.run.command,
+            vec![OsString::from("server"), OsString::from("--flag")]
+        );
+        assert!(Cli::try_parse_from(["toolwarden", "--policy", "p.json"]).is_err());
+        let cli = Cli::try_parse_from(["toolwarden", "check", "p.json"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check(_))));
+    }
+}

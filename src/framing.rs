@@ -1,0 +1,219 @@
+//! Newline framing: a line reader with a hard length cap and a reused
+//! buffer, and a writer that sends one message per line and flushes it.
+//!
+//! `read_line`/`lines()` would grow without bound on a line that never ends;
+//! this reader keeps at most `max` bytes of one line, then discards the rest
+//! of it up to its newline so the session can go on.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+
+/// How much is read from the pipe at a time.
+const CHUNK: usize = 64 * 1024;
+/// How much of an over-long line is kept to find its id.
+const PREFIX: usize = 4 * 1024;
+
+/// One framing event.
+#[derive(Debug, PartialEq)]
+pub enum Frame<'a> {
+    /// A line without its `\n` (and without a `\r` before it).
+    Line(&'a [u8]),
+    /// A line longer than the cap, already discarded. `prefix` holds its
+    /// first bytes, `len` how long it was.
+    TooLong { prefix: Vec<u8>, len: usize },
+}
+
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Start of the bytes not yet handed out.
+    start: usize,
+    /// How far from `start` the buffer is known to hold no newline.
+    scanned: usize,
+    max: usize,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::with_capacity(CHUNK),
+            start: 0,
+            scanned: 0,
+            max,
+            eof: false,
+        }
+    }
+
+    /// The next line, or `None` at end of input. A last line without a
+    /// newline still counts as a line.
+    pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
+        self.compact();
+        loop {
+            let pending = &self.buf[self.start..];
+            if let Some(pos) = memchr::memchr(b'\n', &pending[self.scanned..]) {
+                let end = self.start + self.scanned + pos;
+                if end - self.start > self.max {
+                    let prefix = self.buf[self.start..self.start + PREFIX.min(self.max)].to_vec();
+                    let len = end - self.start;
+                    self.start = end + 1;
+                    self.scanned = 0;
+                    return Ok(Some(Frame::TooLong { prefix, len }));
+                }
+                let line = &self.buf[self.start..end];
+                self.start = end + 1;
+                self.scanned = 0;
+                return Ok(Some(Frame::Line(line.strip_suffix(b"\r").unwrap_or(line))));
+            }
+            self.scanned = pending.len();
+            if pending.len() > self.max {
+                return self.discard_rest().await.map(Some);
+            }
+            if self.eof {
+                if pending.is_empty() {
+                    return Ok(None);
+                }
+                let line = &self.buf[self.start..];
+                self.start = self.buf.len();
+                self.scanned = 0;
+                return Ok(Some(Frame::Line(line.strip_suffix(b"\r").unwrap_or(line))));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Drops the bytes already handed out, and gives back the memory a
+    /// large message needed once it is gone.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 16 * CHUNK {
+            self.buf = Vec::with_capacity(CHUNK);
+        }
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        self.buf.reserve(CHUNK);
+        if self.inner.read_buf(&mut self.buf).await? == 0 {
+            self.eof = true;
+        }
+        Ok(())
+    }
+
+    /// Throws away the current line up to and including its newline,
+    /// keeping only its first bytes, so memory stays at `max`.
+    async fn discard_rest(&mut self) -> std::io::Result<Frame<'static>> {
+        let prefix = self.buf[self.start..self.start + PREFIX.min(self.max)].to_vec();
+        let mut len = self.buf.len() - self.start;
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf) {
+                len += pos;
+                self.buf.drain(..=pos);
+                return Ok(Frame::TooLong { prefix, len });
+            }
+            len += self.buf.len();
+            self.buf.clear();
+            if self.eof {
+                return Ok(Frame::TooLong { prefix, len });
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+/// Writes whole messages, each followed by `\n` and flushed at once so that
+/// the peer never waits on a message sitting in a buffer.
+pub struct LineWriter<W> {
+    inner: BufWriter<W>,
+}
+
+impl<W: AsyncWrite + Unpin> LineWriter<W> {
+    pub fn new(inner: W) -> Self {
+        LineWriter {
+            inner: BufWriter::with_capacity(CHUNK, inner),
+        }
+    }
+
+    pub async fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(message).await?;
+        self.inner.write_all(b"\n").await?;
+        self.inner.flush().await
+    }
+
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.inner.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8], max: usize) -> Vec<Result<String, usize>> {
+        let mut reader = LineReader::new(input, max);
+        let mut out = Vec::new();
+        while let Some(frame) = reader.next().await.unwrap() {
+            out.push(match frame {
+                Frame::Line(l) => Ok(String::from_utf8_lossy(l).into_owned()),
+                Frame::TooLong { len, .. } => Err(len),
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn splits_lines_and_strips_crlf() {
+        let got = frames(b"a\nbb\r\n\nlast", 100).await;
+        assert_eq!(
+            got,
+            vec![
+                Ok("a".into()),
+                Ok("bb".into()),
+                Ok("".into()),
+                Ok("last".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_is_reported_and_the_next_one_survives() {
+        let mut input = vec![b'x'; 1000];
+        input.extend_from_slice(b"\nok\n");
+        let got = frames(&input, 10).await;
+        assert_eq!(got, vec![Err(1000), Ok("ok".into())]);
+        // Exactly at the cap is fine.
+        assert_eq!(
+            frames(b"0123456789\n", 10).await,
+            vec![Ok("0123456789".into())]
+        );
+        // Over the cap and never ended.
+        assert_eq!(frames(&[b'y'; 300_000], 10).await, vec![Err(300_000)]);
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_reads_are_joined() {
+        let (mut tx, rx) = tokio::io::duplex(8);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for part in [&b"{\"a\":"[..], b"1}\n{\"b\"", b":2}\n"] {
+                tx.write_all(part).await.unwrap();
+            }
+        });
+        let mut reader = LineReader::new(rx, 100);
+        assert_eq!(
+            reader.next().await.unwrap(),
+            Some(Frame::Line(b"{\"a\":1}"))
+        );
+        assert_eq!(
+            reader.next().await.unwrap(),
+            Some(Frame::Line(b"{\"b\":2}"))
+        );
+        writer.await.unwrap();
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+}

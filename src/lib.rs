@@ -1,0 +1,26 @@
+//! toolwarden stands between an MCP client and a stdio MCP server and
+//! applies a policy to every `tools/call` before it reaches the server.
+//!
+//! The map:
+//! - [`cli`]: the command line (clap types, no IO).
+//! - [`policy`]: the policy file, compiled once; [`policy::Policy::check`]
+//!   is the decision, a pure function of the call and the clock.
+//! - [`jsonrpc`]: strict parsing of one line into a borrowed envelope, and
+//!   the replies toolwarden writes itself.
+//! - [`framing`]: the bounded line reader and the flushing line writer.
+//! - [`relay`]: the two pumps (client to server, server to client) and the
+//!   session state they share: requests in flight each way.
+//! - [`child`]: spawning the server, stopping it in order, exit codes.
+//! - [`tools_list`]: hidden tools taken out of tools/list responses.
+//! - [`run`]: ties them together for one session.
+//! - [`check`]: `toolwarden check`, a policy described without relaying.
+
+pub mod check;
+pub mod child;
+pub mod cli;
+pub mod framing;
+pub mod jsonrpc;
+pub mod policy;
+pub mod relay;
+pub mod run;
+pub mod tools_list;

@@ -1,0 +1,66 @@
+//! toolwarden's entry point: arguments, logging, the policy, then one
+//! session. The only place that exits.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use toolwarden::cli::{Cli, Command};
+use toolwarden::{check, policy, run};
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Check(args)) => {
+            init_logging("warn");
+            check::main(&args)
+        }
+        None => {
+            init_logging(&cli.run.log_level);
+            serve(&cli.run)
+        }
+    };
+    // tokio's blocking stdin reader can hold up a runtime's shutdown: the
+    // session has ended and everything is flushed, so leave now.
+    std::process::exit(i32::from(code))
+}
+
+fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
+    let path = args.policy.as_deref().expect("clap requires --policy");
+    let policy = match policy::load(path) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("toolwarden: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run::session(args, policy)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            1
+        }
+    }
+}
+
+/// Logs go to stderr: stdout carries protocol messages only.
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

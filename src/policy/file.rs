@@ -1,0 +1,199 @@
+//! The policy file as written: serde types that refuse unknown keys, so a
+//! typo such as `"limts"` stops the load instead of silently allowing
+//! everything. `policies/policy.schema.json` is generated from these types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+
+use schemars::JsonSchema;
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// A toolwarden policy (format version 1, compatible with PolicyLayer's
+/// policy.json).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "toolwarden policy, version 1")]
+pub struct PolicyFile {
+    /// Must be "1".
+    pub version: String,
+    /// Free text for the people who read the file.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What happens to a call of a tool that no rule names. Missing means
+    /// "deny".
+    #[serde(default)]
+    pub default: Option<DefaultAction>,
+    /// Remove tools that would be denied outright from tools/list
+    /// responses. Missing means true.
+    #[serde(default)]
+    pub hide_denied: Option<bool>,
+    /// Limits that every allowed tools/call must pass, in addition to the
+    /// tool's own.
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+    /// Rules by tool name, or by a pattern where `*` matches any run of
+    /// characters.
+    #[serde(default)]
+    pub tools: BTreeMap<String, RuleSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+    /// A human confirms each call through the client.
+    Approve,
+}
+
+/// What toolwarden does with the calls of the tools a pattern matches.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// "allow" when missing.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Shown to the agent when a call is refused.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Overrides `hide_denied` for the tools of this rule.
+    #[serde(default)]
+    pub hide: Option<bool>,
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+    /// A JSON Schema (2020-12 unless `$schema` says otherwise) that
+    /// `params.arguments` must satisfy.
+    #[serde(default)]
+    pub arguments: Option<serde_json::Value>,
+    /// JSON pointers into the arguments whose values never reach the audit
+    /// log.
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+/// `max` calls per `window`, as a bucket that refills continuously.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// Rules naming the same counter share one budget. Missing: a counter
+    /// private to this rule.
+    #[serde(default)]
+    pub counter: Option<String>,
+    pub window: Window,
+    pub max: NonZeroU32,
+    /// Missing means "grant".
+    #[serde(default)]
+    pub scope: Option<Scope>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Session,
+    Grant,
+    Global,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scope::Session => "session",
+            Scope::Grant => "grant",
+            Scope::Global => "global",
+        })
+    }
+}
+
+/// A window length in whole seconds, written as "second", "minute",
+/// "hour", "day" or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub seconds: u64,
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.seconds {
+            1 => f.write_str("second"),
+            60 => f.write_str("minute"),
+            3600 => f.write_str("hour"),
+            86400 => f.write_str("day"),
+            n => write!(f, "{n} seconds"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct WindowVisitor;
+        impl Visitor<'_> for WindowVisitor {
+            type Value = Window;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "\"second\", \"minute\", \"hour\", \"day\" or a whole number of seconds",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
+                let seconds = match v {
+                    "second" => 1,
+                    "minute" => 60,
+                    "hour" => 3600,
+                    "day" => 86400,
+                    _ => return Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                };
+                Ok(Window { seconds })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Window, E> {
+                // Up to a year: enough for any budget, and far from overflow.
+                if (1..=366 * 86400).contains(&v) {
+                    Ok(Window { seconds: v })
+                } else {
+                    Err(E::invalid_value(
+                        de::Unexpected::Unsigned(v),
+                        &"1 to 31622400 seconds",
+                    ))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Window, E> {
+                Err(E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Window, E> {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+        d.deserialize_any(WindowVisitor)
+    }
+}
+
+impl JsonSchema for Window {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Window".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A window: \"second\", \"minute\", \"hour\", \"day\", or a whole number of seconds.",
+            "oneOf": [
+                { "enum": ["second", "minute", "hour", "day"] },
+                { "type": "integer", "minimum": 1, "maximum": 31622400 }
+            ]
+        })
+    }
+}
+
+/// The JSON Schema of the policy format, as shipped in
+/// `policies/policy.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(PolicyFile);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,278 @@
+//! Reading a policy file and compiling it: every mistake is found here, at
+//! start-up, and named by its place in the file (a JSON pointer), so that a
+//! bad policy never starts the server.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use governor::clock::{Clock, MonotonicClock};
+
+use super::file::{Action, DefaultAction, LimitSpec, PolicyFile, RuleSpec, Scope};
+use super::glob::{overlap, Glob};
+use super::limits::Counter;
+use super::{Policy, Rule};
+
+/// A policy that does not load: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadError {
+    /// A JSON pointer such as `/tools/retry_deploy/limits/0/window`, or a
+    /// line and column for text that is not JSON.
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.at.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.at, self.message)
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+fn error(at: impl Into<String>, message: impl Into<String>) -> LoadError {
+    LoadError {
+        at: at.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads and compiles the policy at `path`.
+pub fn load(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the policy", path.display()))?;
+    Policy::from_json(&text, MonotonicClock).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// One JSON pointer token: `~` and `/` escaped as RFC 6901 says.
+fn token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        out.push('/');
+        match segment {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } => out.push_str(&token(key)),
+            Segment::Enum { variant } => out.push_str(&token(variant)),
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
+}
+
+impl<C: Clock + Clone> Policy<C> {
+    /// Parses and compiles a policy; `clock` drives its rate limits.
+    pub fn from_json(text: &str, clock: C) -> Result<Policy<C>, LoadError> {
+        // Duplicate keys first: serde would keep the last of two rules for
+        // one tool without a word.
+        crate::jsonrpc::check_strict(text).map_err(|e| {
+            error(
+                format!("line {}, column {}", e.line(), e.column()),
+                strip_position(&e),
+            )
+        })?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let file: PolicyFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let at = pointer_of(e.path());
+            let inner = e.into_inner();
+            error(
+                if at == "/." { String::new() } else { at },
+                strip_position(&inner),
+            )
+        })?;
+        Policy::compile(file, clock)
+    }
+
+    fn compile(file: PolicyFile, clock: C) -> Result<Policy<C>, LoadError> {
+        if file.version != "1" {
+            return Err(error(
+                "/version",
+                format!(
+                    "version {:?} is not supported; this toolwarden reads version \"1\"",
+                    file.version
+                ),
+            ));
+        }
+        let mut counters = Counters::new(clock);
+        let mut global_limits = Vec::new();
+        for (i, spec) in file.limits.iter().enumerate() {
+            global_limits
+                .push(counters.add(spec, &format!("/limits/{i}"), || format!("limits[{i}]"))?);
+        }
+
+        let mut rules = Vec::new();
+        let mut exact = HashMap::new();
+        let mut globs: Vec<(Glob, usize)> = Vec::new();
+        for (pattern, spec) in &file.tools {
+            let at = format!("/tools/{}", token(pattern));
+            if pattern.is_empty() {
+                return Err(error(at, "a tool name cannot be empty"));
+            }
+            let rule = compile_rule(pattern, spec, &at, &mut counters)?;
+            let index = rules.len();
+            rules.push(rule);
+            if pattern.contains('*') {
+                globs.push((Glob::new(pattern), index));
+            } else {
+                exact.insert(pattern.clone(), index);
+            }
+        }
+        check_ties(&globs)?;
+        globs.sort_by_key(|(g, _)| std::cmp::Reverse(g.literal_len()));
+
+        Ok(Policy {
+            default: file.default.unwrap_or(DefaultAction::Deny),
+            hide_denied: file.hide_denied.unwrap_or(true),
+            exact,
+            globs,
+            rules,
+            global_limits,
+            counters: counters.list,
+            charging: Mutex::new(()),
+        })
+    }
+}
+
+/// serde_json appends "at line 1 column 5" to its messages; the pointer
+/// says where instead.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn compile_rule<C: Clock + Clone>(
+    pattern: &str,
+    spec: &RuleSpec,
+    at: &str,
+    counters: &mut Counters<C>,
+) -> Result<Rule, LoadError> {
+    let mut limits = Vec::new();
+    for (i, limit) in spec.limits.iter().enumerate() {
+        limits.push(counters.add(limit, &format!("{at}/limits/{i}"), || {
+            format!("{pattern}[{i}]")
+        })?);
+    }
+    let schema = match &spec.arguments {
+        None => None,
+        Some(schema) => Some(
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
+                .map_err(|e| {
+                    error(
+                        format!("{at}/arguments"),
+                        format!("not a usable JSON Schema: {e}"),
+                    )
+                })?,
+        ),
+    };
+    for (i, pointer) in spec.redact.iter().enumerate() {
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            return Err(error(
+                format!("{at}/redact/{i}"),
+                format!("{pointer:?} is not a JSON pointer; write it as \"/{pointer}\""),
+            ));
+        }
+    }
+    Ok(Rule {
+        pattern: pattern.to_owned(),
+        action: spec.action.unwrap_or(Action::Allow),
+        reason: spec.reason.clone(),
+        hide: spec.hide,
+        redact: spec.redact.clone(),
+        limits,
+        schema,
+    })
+}
+
+/// Two globs with as many literal characters that can match one name would
+/// leave the choice between them to chance.
+fn check_ties(globs: &[(Glob, usize)]) -> Result<(), LoadError> {
+    for (i, (a, _)) in globs.iter().enumerate() {
+        for (b, _) in &globs[i + 1..] {
+            if a.literal_len() == b.literal_len() && overlap(a.as_str(), b.as_str()) {
+                return Err(error(
+                    format!("/tools/{}", token(b.as_str())),
+                    format!(
+                        "the patterns {:?} and {:?} are equally specific and can match the same tool; \
+                         add a rule for the exact names they share, or make one more specific",
+                        a.as_str(),
+                        b.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The counters of a policy: one per counter name, one per unnamed limit.
+struct Counters<C: Clock> {
+    clock: C,
+    list: Vec<Counter<C>>,
+    /// Name → (index, where it was first defined).
+    named: HashMap<String, (usize, String)>,
+}
+
+impl<C: Clock + Clone> Counters<C> {
+    fn new(clock: C) -> Self {
+        Counters {
+            clock,
+            list: Vec::new(),
+            named: HashMap::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        spec: &LimitSpec,
+        at: &str,
+        private_name: impl Fn() -> String,
+    ) -> Result<usize, LoadError> {
+        let scope = spec.scope.unwrap_or(Scope::Grant);
+        let Some(name) = &spec.counter else {
+            return Ok(self.push(private_name(), spec, scope));
+        };
+        if let Some((index, first)) = self.named.get(name) {
+            let c = &self.list[*index];
+            if (c.window, c.max, c.scope) != (spec.window, spec.max, scope) {
+                return Err(error(
+                    at,
+                    format!(
+                        "counter {name:?} is {} per {} (scope {}) at {first} but {} per {} (scope {scope}) here; \
+                         limits that share a counter must agree",
+                        c.max, c.window, c.scope, spec.max, spec.window
+                    ),
+                ));
+            }
+            return Ok(*index);
+        }
+        let index = self.push(name.clone(), spec, scope);
+        self.named.insert(name.clone(), (index, at.to_owned()));
+        Ok(index)
+    }
+
+    fn push(&mut self, name: String, spec: &LimitSpec, scope: Scope) -> usize {
+        self.list.push(Counter::new(
+            name,
+            spec.window,
+            spec.max,
+            scope,
+            self.clock.clone(),
+        ));
+        self.list.len() - 1
+    }
+}

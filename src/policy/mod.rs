@@ -1,0 +1,479 @@
+//! The policy: read and compiled once at start-up, then asked about every
+//! `tools/call`. Deciding is pure and synchronous (no IO, no await); rate
+//! limits read a clock that tests replace with governor's fake clock.
+
+mod file;
+mod glob;
+mod limits;
+mod load;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::clock::{Clock, MonotonicClock};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+pub use file::{json_schema, Action, DefaultAction, PolicyFile, Scope, Window};
+pub use glob::Glob;
+pub use load::{load, LoadError};
+
+use limits::Counter;
+
+/// A compiled policy.
+pub struct Policy<C: Clock = MonotonicClock> {
+    pub default: DefaultAction,
+    pub hide_denied: bool,
+    exact: HashMap<String, usize>,
+    /// Most literal characters first: the first match wins.
+    globs: Vec<(Glob, usize)>,
+    rules: Vec<Rule>,
+    global_limits: Vec<usize>,
+    counters: Vec<Counter<C>>,
+    /// Checking limits and charging them is one step.
+    charging: Mutex<()>,
+}
+
+/// One entry of `tools`, compiled.
+pub struct Rule {
+    pub pattern: String,
+    pub action: Action,
+    pub reason: Option<String>,
+    pub hide: Option<bool>,
+    pub redact: Vec<String>,
+    limits: Vec<usize>,
+    schema: Option<jsonschema::Validator>,
+}
+
+/// What the policy needs to know of a `tools/call`.
+#[derive(Debug)]
+pub struct ToolCall<'a> {
+    pub name: Cow<'a, str>,
+    pub arguments: Option<&'a RawValue>,
+}
+
+impl<'a> ToolCall<'a> {
+    /// Reads `params` of a `tools/call`; the error says what is wrong.
+    pub fn from_params(params: Option<&'a RawValue>) -> Result<ToolCall<'a>, String> {
+        #[derive(serde::Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow)]
+            name: Option<&'a RawValue>,
+            #[serde(borrow)]
+            arguments: Option<&'a RawValue>,
+        }
+        let params = params.ok_or("tools/call needs params")?;
+        let p: Params = serde_json::from_str(params.get())
+            .map_err(|_| "tools/call params must be an object")?;
+        let name = p
+            .name
+            .and_then(crate::jsonrpc::decode_str)
+            .ok_or("tools/call params.name must be a string")?;
+        if let Some(args) = p.arguments {
+            if !matches!(args.get().as_bytes().first(), Some(b'{' | b'n')) {
+                return Err("tools/call params.arguments must be an object".into());
+            }
+        }
+        Ok(ToolCall {
+            name,
+            arguments: p.arguments.filter(|a| a.get() != "null"),
+        })
+    }
+}
+
+/// The policy's answer to one call.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Forward it; its limits are charged.
+    Allow,
+    /// Ask a human first; nothing is charged until [`Policy::admit`].
+    Approve,
+    Refuse(Refusal),
+}
+
+/// A refused call, with what the agent needs to adapt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub tool: String,
+    /// The rule's pattern, when a rule decided.
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub kind: RefusalKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefusalKind {
+    /// The rule says deny.
+    Denied,
+    /// No rule names the tool and the default is deny.
+    NotAllowed,
+    RateLimited {
+        counter: String,
+        max: u32,
+        window: Window,
+        retry_after: Duration,
+    },
+    InvalidArguments(Vec<SchemaError>),
+    ApprovalDeclined,
+    ApprovalUnavailable,
+}
+
+/// One way the arguments break the rule's schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchemaError {
+    /// JSON pointer into the arguments; "" is the arguments object itself.
+    pub pointer: String,
+    pub message: String,
+}
+
+impl<C: Clock> Policy<C> {
+    /// The rule that governs `tool`: an exact name first, then the glob
+    /// with the most literal characters.
+    pub fn rule_for(&self, tool: &str) -> Option<&Rule> {
+        let index = match self.exact.get(tool) {
+            Some(&i) => i,
+            None => self.globs.iter().find(|(g, _)| g.matches(tool))?.1,
+        };
+        Some(&self.rules[index])
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    fn action_for(&self, rule: Option<&Rule>) -> Action {
+        match (rule, self.default) {
+            (Some(rule), _) => rule.action,
+            (None, DefaultAction::Allow) => Action::Allow,
+            (None, DefaultAction::Deny) => Action::Deny,
+        }
+    }
+
+    /// Whether `tools/list` responses leave `tool` out.
+    pub fn hides(&self, tool: &str) -> bool {
+        let rule = self.rule_for(tool);
+        let denied = self.action_for(rule) == Action::Deny;
+        rule.and_then(|r| r.hide)
+            .unwrap_or(self.hide_denied && denied)
+    }
+
+    /// Decides one call. Order: the action, the arguments, then every limit
+    /// (the top-level ones and the rule's); a call refused at any step
+    /// charges no counter.
+    pub fn check(&self, call: &ToolCall) -> Verdict {
+        let rule = self.rule_for(&call.name);
+        let refuse = |kind| {
+            Verdict::Refuse(Refusal {
+                tool: call.name.to_string(),
+                rule: rule.map(|r| r.pattern.clone()),
+                reason: rule.and_then(|r| r.reason.clone()),
+                kind,
+            })
+        };
+        let action = self.action_for(rule);
+        if action == Action::Deny {
+            return refuse(if rule.is_some() {
+                RefusalKind::Denied
+            } else {
+                RefusalKind::NotAllowed
+            });
+        }
+        if let Some(errors) = rule.and_then(|r| schema_errors(r, call.arguments)) {
+            return refuse(RefusalKind::InvalidArguments(errors));
+        }
+        if let Err(kind) = self.take(rule, action == Action::Allow) {
+            return refuse(kind);
+        }
+        match action {
+            Action::Approve => Verdict::Approve,
+            _ => Verdict::Allow,
+        }
+    }
+
+    /// Charges the limits of a call a human approved. Time has passed since
+    /// [`Policy::check`], so the limits are checked again.
+    pub fn admit(&self, call: &ToolCall) -> Verdict {
+        let rule = self.rule_for(&call.name);
+        match self.take(rule, true) {
+            Ok(()) => Verdict::Allow,
+            Err(kind) => Verdict::Refuse(Refusal {
+                tool: call.name.to_string(),
+                rule: rule.map(|r| r.pattern.clone()),
+                reason: rule.and_then(|r| r.reason.clone()),
+                kind,
+            }),
+        }
+    }
+
+    fn take(&self, rule: Option<&Rule>, commit: bool) -> Result<(), RefusalKind> {
+        let mut ids = self.global_limits.clone();
+        for &i in rule.map_or(&[][..], |r| &r.limits) {
+            // A counter named at the top and in the rule is charged once.
+            if !ids.contains(&i) {
+                ids.push(i);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.charging.lock().unwrap_or_else(|e| e.into_inner());
+        limits::take_all(&self.counters, &ids, commit).map_err(|e| {
+            let c = &self.counters[e.counter];
+            RefusalKind::RateLimited {
+                counter: c.name.clone(),
+                max: c.max.get(),
+                window: c.window,
+                retry_after: e.retry_after,
+            }
+        })
+    }
+
+    /// A one-screen description for `toolwarden check`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let default = match self.default {
+            DefaultAction::Allow => "allow",
+            DefaultAction::Deny => "deny",
+        };
+        out.push_str(&format!("default: {default} (tools no rule names)\n"));
+        out.push_str(&format!(
+            "hide_denied: {} (denied tools {} tools/list)\n",
+            self.hide_denied,
+            if self.hide_denied {
+                "are removed from"
+            } else {
+                "stay in"
+            }
+        ));
+        if !self.global_limits.is_empty() {
+            out.push_str("limits on every allowed call:\n");
+            for &i in &self.global_limits {
+                out.push_str(&format!("  {}\n", self.counter_words(i)));
+            }
+        }
+        out.push_str(&format!("rules ({}):\n", self.rules.len()));
+        for rule in &self.rules {
+            let action = match rule.action {
+                Action::Allow => "allow",
+                Action::Deny => "deny",
+                Action::Approve => "approve",
+            };
+            let hidden = rule
+                .hide
+                .unwrap_or(self.hide_denied && rule.action == Action::Deny);
+            out.push_str(&format!(
+                "  {}: {action}{}\n",
+                rule.pattern,
+                if hidden { ", hidden" } else { "" }
+            ));
+            for &i in &rule.limits {
+                out.push_str(&format!("    limit {}\n", self.counter_words(i)));
+            }
+            if rule.schema.is_some() {
+                out.push_str("    arguments checked against a schema\n");
+            }
+            if !rule.redact.is_empty() {
+                out.push_str(&format!(
+                    "    redacted in the audit log: {}\n",
+                    rule.redact.join(", ")
+                ));
+            }
+            if let Some(reason) = &rule.reason {
+                out.push_str(&format!("    reason: {reason}\n"));
+            }
+        }
+        out
+    }
+
+    fn counter_words(&self, i: usize) -> String {
+        let c = &self.counters[i];
+        format!("{}: {} (scope {})", c.name, c.describe(), c.scope)
+    }
+}
+
+/// The schema errors of a call's arguments, or `None` when they pass (or
+/// the rule has no schema). Missing arguments are checked as `{}`.
+fn schema_errors(rule: &Rule, arguments: Option<&RawValue>) -> Option<Vec<SchemaError>> {
+    let schema = rule.schema.as_ref()?;
+    let value: Value = match arguments {
+        Some(raw) => serde_json::from_str(raw.get()).ok()?,
+        None => json!({}),
+    };
+    let errors: Vec<SchemaError> = schema
+        .iter_errors(&value)
+        .map(|e| SchemaError {
+            pointer: e.instance_path().as_str().to_owned(),
+            message: e.to_string(),
+        })
+        .collect();
+    (!errors.is_empty()).then_some(errors)
+}
+
+impl Refusal {
+    /// The machine-readable decision name.
+    pub fn decision(&self) -> &'static str {
+        match self.kind {
+            RefusalKind::Denied => "denied",
+            RefusalKind::NotAllowed => "not_allowed",
+            RefusalKind::RateLimited { .. } => "rate_limited",
+            RefusalKind::InvalidArguments(_) => "invalid_arguments",
+            RefusalKind::ApprovalDeclined => "approval_declined",
+            RefusalKind::ApprovalUnavailable => "approval_unavailable",
+        }
+    }
+
+    /// The sentence the model reads.
+    pub fn text(&self) -> String {
+        let why = match &self.kind {
+            RefusalKind::Denied => format!(
+                "denied by the policy rule `{}`",
+                self.rule.as_deref().unwrap_or("")
+            ),
+            RefusalKind::NotAllowed => {
+                "no policy rule allows this tool (the default is deny)".to_owned()
+            }
+            RefusalKind::RateLimited {
+                counter,
+                max,
+                window,
+                retry_after,
+            } => format!(
+                "rate limit {counter} ({max} per {window}) reached; retry in {} s",
+                retry_after_ms(*retry_after).div_ceil(1000)
+            ),
+            RefusalKind::InvalidArguments(errors) => {
+                let list: Vec<String> = errors
+                    .iter()
+                    .map(|e| {
+                        let at = if e.pointer.is_empty() {
+                            "(arguments)"
+                        } else {
+                            &e.pointer
+                        };
+                        format!("{at}: {}", e.message)
+                    })
+                    .collect();
+                format!(
+                    "arguments do not match the policy's schema: {}",
+                    list.join("; ")
+                )
+            }
+            RefusalKind::ApprovalDeclined => "a human did not approve this call".to_owned(),
+            RefusalKind::ApprovalUnavailable => {
+                "this call needs a human's approval and the client cannot ask for it".to_owned()
+            }
+        };
+        match &self.reason {
+            Some(reason) => format!(
+                "toolwarden: `{}` refused: {why}. Reason: {reason}",
+                self.tool
+            ),
+            None => format!("toolwarden: `{}` refused: {why}", self.tool),
+        }
+    }
+
+    /// `_meta["toolwarden/decision"]`.
+    pub fn meta(&self) -> DecisionMeta<'_> {
+        let mut meta = DecisionMeta {
+            decision: self.decision(),
+            tool: &self.tool,
+            rule: self.rule.as_deref(),
+            reason: self.reason.as_deref(),
+            counter: None,
+            max: None,
+            window_seconds: None,
+            retry_after_ms: None,
+            errors: None,
+        };
+        match &self.kind {
+            RefusalKind::RateLimited {
+                counter,
+                max,
+                window,
+                retry_after,
+            } => {
+                meta.counter = Some(counter);
+                meta.max = Some(*max);
+                meta.window_seconds = Some(window.seconds);
+                meta.retry_after_ms = Some(retry_after_ms(*retry_after));
+            }
+            RefusalKind::InvalidArguments(errors) => meta.errors = Some(errors),
+            _ => {}
+        }
+        meta
+    }
+
+    /// The `result` of the refusal: a tool result with `isError`, so the
+    /// model reads it. A stateless (2026-07-28) request also gets
+    /// `resultType`.
+    pub fn to_result(&self, stateless: bool) -> String {
+        let result = RefusalResult {
+            content: [TextContent {
+                kind: "text",
+                text: self.text(),
+            }],
+            is_error: true,
+            meta: MetaField {
+                decision: self.meta(),
+            },
+            result_type: stateless.then_some("complete"),
+        };
+        serde_json::to_string(&result).expect("a refusal serializes")
+    }
+}
+
+#[derive(Serialize)]
+struct RefusalResult<'a> {
+    content: [TextContent; 1],
+    #[serde(rename = "isError")]
+    is_error: bool,
+    #[serde(rename = "_meta")]
+    meta: MetaField<'a>,
+    #[serde(rename = "resultType", skip_serializing_if = "Option::is_none")]
+    result_type: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct TextContent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct MetaField<'a> {
+    #[serde(rename = "toolwarden/decision")]
+    decision: DecisionMeta<'a>,
+}
+
+/// The machine-readable part of a refusal.
+#[derive(Debug, Serialize)]
+pub struct DecisionMeta<'a> {
+    pub decision: &'static str,
+    pub tool: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<&'a [SchemaError]>,
+}
+
+/// Milliseconds, rounded up: retrying after this long always passes.
+fn retry_after_ms(d: Duration) -> u64 {
+    d.as_nanos().div_ceil(1_000_000) as u64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+//! The decision, table by table, on governor's fake clock.
+
+use std::time::Duration;
+
+use governor::clock::FakeRelativeClock;
+use serde_json::value::RawValue;
+
+use super::*;
+
+fn policy(text: &str) -> (Policy<FakeRelativeClock>, FakeRelativeClock) {
+    let clock = FakeRelativeClock::default();
+    let policy = Policy::from_json(text, clock.clone()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (policy, clock)
+}
+
+fn load_error(text: &str) -> LoadError {
+    match Policy::from_json(text, FakeRelativeClock::default()) {
+        Ok(_) => panic!("loaded, but should not have:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn call<'a>(name: &'a str, args: Option<&'a RawValue>) -> ToolCall<'a> {
+    ToolCall {
+        name: name.into(),
+        arguments: args,
+    }
+}
+
+fn decide<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Result<&'static str, String> {
+    let raw = args.map(|a| RawValue::from_string(a.to_owned()).unwrap());
+    match p.check(&call(name, raw.as_deref())) {
+        Verdict::Allow => Ok("allow"),
+        Verdict::Approve => Ok("approve"),
+        Verdict::Refuse(r) => Err(r.decision().to_owned()),
+    }
+}
+
+fn refusal<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Refusal {
+    let raw = args.map(|a| RawValue::from_string(a.to_owned()).unwrap());
+    match p.check(&call(name, raw.as_deref())) {
+        Verdict::Refuse(r) => r,
+        other => panic!("{name} was not refused: {other:?}"),
+    }
+}
+
+const SEED: &str = r#"{
+  "version": "1",
+  "default": "deny",
+  "tools": {
+    "retry_deploy": {
+      "limits": [
+        { "counter": "retry_deploy_rate", "window": "minute", "max": 10, "scope": "grant" }
+      ]
+    }
+  }
+}"#;
+
+#[test]
+fn the_seed_policy_means_what_it_says() {
+    let (p, clock) = policy(SEED);
+    for _ in 0..10 {
+        assert_eq!(decide(&p, "retry_deploy", None), Ok("allow"));
+    }
+    let r = refusal(&p, "retry_deploy", None);
+    assert_eq!(
+        r.kind,
+        RefusalKind::RateLimited {
+            counter: "retry_deploy_rate".into(),
+            max: 10,
+            window: Window { seconds: 60 },
+            retry_after: Duration::from_secs(6),
+        }
+    );
+    assert_eq!(
+        r.text(),
+        "toolwarden: `retry_deploy` refused: rate limit retry_deploy_rate (10 per minute) reached; retry in 6 s"
+    );
+    assert_eq!(decide(&p, "check_status", None), Err("not_allowed".into()));
+    assert!(p.hides("check_status"));
+    assert!(!p.hides("retry_deploy"));
+    // One call every window / max.
+    clock.advance(Duration::from_millis(5_871));
+    let r = refusal(&p, "retry_deploy", None);
+    assert_eq!(r.meta().retry_after_ms, Some(129));
+    assert!(r.text().ends_with("retry in 1 s"), "{}", r.text());
+    clock.advance(Duration::from_millis(129));
+    assert_eq!(decide(&p, "retry_deploy", None), Ok("allow"));
+    assert_eq!(decide(&p, "retry_deploy", None), Err("rate_limited".into()));
+}
+
+#[test]
+fn defaults_actions_and_hiding() {
+    let (p, _) = policy(
+        r#"{"version":"1","default":"allow","tools":{
+            "delete_*":{"action":"deny","reason":"deleting needs a person"},
+            "delete_draft":{},
+            "deploy":{"action":"approve"},
+            "shown_but_denied":{"action":"deny","hide":false},
+            "hidden_but_allowed":{"hide":true}
+        }}"#,
+    );
+    let table = [
+        ("read_file", Ok("allow"), false),
+        ("delete_pod", Err("denied".to_owned()), true),
+        ("delete_draft", Ok("allow"), false),
+        ("deploy", Ok("approve"), false),
+        ("shown_but_denied", Err("denied".to_owned()), false),
+        ("hidden_but_allowed", Ok("allow"), true),
+    ];
+    for (tool, want, hidden) in table {
+        assert_eq!(decide(&p, tool, None), want, "{tool}");
+        assert_eq!(p.hides(tool), hidden, "{tool} hidden");
+    }
+    let r = refusal(&p, "delete_pod", None);
+    assert_eq!(r.rule.as_deref(), Some("delete_*"));
+    assert!(r.text().contains("deleting needs a person"), "{}", r.text());
+    assert_eq!(r.meta().reason, Some("deleting needs a person"));
+}
+
+#[test]
+fn missing_default_is_deny_and_hide_denied_can_be_turned_off() {
+    let (p, _) = policy(r#"{"version":"1","hide_denied":false}"#);
+    assert_eq!(decide(&p, "anything", None), Err("not_allowed".into()));
+    assert!(!p.hides("anything"));
+}
+
+#[test]
+fn glob_precedence() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{
+            "*":{"action":"deny"},
+            "flowforge_*":{"action":"allow"},
+            "flowforge_delete_*":{"action":"deny"},
+            "flowforge_delete_draft":{"action":"allow"}
+        }}"#,
+    );
+    let table = [
+        ("other", "*"),
+        ("flowforge_retry_run", "flowforge_*"),
+        ("flowforge_delete_run", "flowforge_delete_*"),
+        ("flowforge_delete_draft", "flowforge_delete_draft"),
+    ];
+    for (tool, rule) in table {
+        assert_eq!(
+            p.rule_for(tool).map(|r| r.pattern.as_str()),
+            Some(rule),
+            "{tool}"
+        );
+    }
+}
+
+#[test]
+fn arguments_are_checked_against_the_schema() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{"retry_task":{"arguments":{
+            "type":"object",
+            "properties":{"task_id":{"type":"string","pattern":"^[0-9a-f]{14,24}$"},"when":{"type":"string","format":"date-time"}},
+            "required":["task_id"],
+            "additionalProperties":false
+        }}}}"#,
+    );
+    assert_eq!(
+        decide(&p, "retry_task", Some(r#"{"task_id":"67abc123def456"}"#)),
+        Ok("allow")
+    );
+    let r = refusal(&p, "retry_task", Some(r#"{"task_id":5,"extra":true}"#));
+    let RefusalKind::InvalidArguments(errors) = &r.kind else {
+        panic!("{r:?}")
+    };
+    let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+    assert!(pointers.contains(&"/task_id"), "{errors:?}");
+    assert!(
+        pointers.contains(&""),
+        "additionalProperties is about the object itself: {errors:?}"
+    );
+    assert!(
+        r.text().contains("/task_id: 5 is not of type \"string\""),
+        "{}",
+        r.text()
+    );
+    // Missing arguments are checked as {}.
+    assert_eq!(
+        decide(&p, "retry_task", None),
+        Err("invalid_arguments".into())
+    );
+    // Formats are checked.
+    assert_eq!(
+        decide(
+            &p,
+            "retry_task",
+            Some(r#"{"task_id":"67abc123def456","when":"yesterday"}"#)
+        ),
+        Err("invalid_arguments".into())
+    );
+}
+
+#[test]
+fn a_refused_call_charges_no_counter() {
+    let (p, _) = policy(
+        r#"{"version":"1",
+            "limits":[{"counter":"all","window":"minute","max":3}],
+            "tools":{
+              "a":{"arguments":{"type":"object","required":["x"]}},
+              "b":{"limits":[{"window":"hour","max":1}]},
+              "c":{"action":"deny"}
+            }}"#,
+    );
+    // Refused for its arguments, by deny, and by b's own limit: none of it
+    // touches the shared counter "all".
+    assert_eq!(decide(&p, "a", Some("{}")), Err("invalid_arguments".into()));
+    assert_eq!(decide(&p, "c", None), Err("denied".into()));
+    assert_eq!(decide(&p, "b", None), Ok("allow"));
+    assert_eq!(decide(&p, "b", None), Err("rate_limited".into()));
+    assert_eq!(decide(&p, "b", None), Err("rate_limited".into()));
+    // "all" has had one call (b's first): two left.
+    assert_eq!(decide(&p, "a", Some(r#"{"x":1}"#)), Ok("allow"));
+    assert_eq!(decide(&p, "a", Some(r#"{"x":1}"#)), Ok("allow"));
+    let r = refusal(&p, "a", Some(r#"{"x":1}"#));
+    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "all"));
+}
+
+#[test]
+fn shared_counters_share_one_budget() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{
+            "retry_run":{"limits":[{"counter":"retries","window":"minute","max":2}]},
+            "replay_run":{"limits":[{"counter":"retries","window":"minute","max":2}]}
+        }}"#,
+    );
+    assert_eq!(decide(&p, "retry_run", None), Ok("allow"));
+    assert_eq!(decide(&p, "replay_run", None), Ok("allow"));
+    assert_eq!(decide(&p, "retry_run", None), Err("rate_limited".into()));
+    assert_eq!(decide(&p, "replay_run", None), Err("rate_limited".into()));
+}
+
+#[test]
+fn unnamed_limits_are_private_to_their_rule() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{
+            "a":{"limits":[{"window":"minute","max":1}]},
+            "b":{"limits":[{"window":"minute","max":1}]}
+        }}"#,
+    );
+    assert_eq!(decide(&p, "a", None), Ok("allow"));
+    assert_eq!(decide(&p, "b", None), Ok("allow"));
+    let r = refusal(&p, "a", None);
+    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "a[0]"));
+}
+
+#[test]
+fn every_scope_is_counted_in_this_process() {
+    for scope in ["session", "grant", "global"] {
+        let (p, _) = policy(&format!(
+            r#"{{"version":"1","tools":{{"t":{{"limits":[{{"window":"second","max":1,"scope":"{scope}"}}]}}}}}}"#
+        ));
+        assert_eq!(decide(&p, "t", None), Ok("allow"), "{scope}");
+        assert_eq!(decide(&p, "t", None), Err("rate_limited".into()), "{scope}");
+    }
+}
+
+#[test]
+fn windows_in_words_and_in_seconds() {
+    let (p, clock) = policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":90,"max":3}]},"d":{"limits":[{"window":"day","max":2}]}}}"#,
+    );
+    for _ in 0..3 {
+        assert_eq!(decide(&p, "t", None), Ok("allow"));
+    }
+    let r = refusal(&p, "t", None);
+    assert!(
+        matches!(r.kind, RefusalKind::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(30))
+    );
+    assert!(r.text().contains("(3 per 90 seconds)"), "{}", r.text());
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(decide(&p, "t", None), Ok("allow"));
+    assert_eq!(decide(&p, "d", None), Ok("allow"));
+    assert_eq!(decide(&p, "d", None), Ok("allow"));
+    let r = refusal(&p, "d", None);
+    assert_eq!(r.meta().retry_after_ms, Some(43_200_000));
+}
+
+#[test]
+fn the_longest_wait_is_reported_when_several_limits_refuse() {
+    let (p, _) = policy(
+        r#"{"version":"1","limits":[{"counter":"fast","window":"second","max":1}],
+            "tools":{"t":{"limits":[{"counter":"slow","window":"hour","max":1}]}}}"#,
+    );
+    assert_eq!(decide(&p, "t", None), Ok("allow"));
+    let r = refusal(&p, "t", None);
+    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "slow"));
+}
+
+#[test]
+fn approval_checks_limits_without_charging_and_admit_charges() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{"deploy":{"action":"approve","limits":[{"window":"minute","max":1}]}}}"#,
+    );
+    assert_eq!(decide(&p, "deploy", None), Ok("approve"));
+    assert_eq!(
+        decide(&p, "deploy", None),
+        Ok("approve"),
+        "asking charges nothing"
+    );
+    assert!(matches!(p.admit(&call("deploy", None)), Verdict::Allow));
+    assert_eq!(decide(&p, "deploy", None), Err("rate_limited".into()));
+    assert!(matches!(p.admit(&call("deploy", None)), Verdict::Refuse(_)));
+}
+
+#[test]
+fn refusal_json_matches_the_contract() {
+    let (p, _) = policy(SEED);
+    for _ in 0..10 {
+        decide(&p, "retry_deploy", None).unwrap();
+    }
+    let r = refusal(&p, "retry_deploy", None);
+    let result: serde_json::Value = serde_json::from_str(&r.to_result(false)).unwrap();
+    assert_eq!(result["isError"], true);
+    assert_eq!(result["content"][0]["type"], "text");
+    assert_eq!(
+        result["_meta"]["toolwarden/decision"]["decision"],
+        "rate_limited"
+    );
+    assert_eq!(
+        result["_meta"]["toolwarden/decision"]["counter"],
+        "retry_deploy_rate"
+    );
+    assert_eq!(
+        result["_meta"]["toolwarden/decision"]["retry_after_ms"],
+        6000
+    );
+    assert!(result.get("structuredContent").is_none());
+    assert!(result.get("resultType").is_none());
+    let stateless: serde_json::Value = serde_json::from_str(&r.to_result(true)).unwrap();
+    assert_eq!(stateless["resultType"], "complete");
+}
+
+#[test]
+fn every_load_error_names_its_place() {
+    let table: &[(&str, &str, &str)] = &[
+        ("{", "line 1, column 1", "EOF"),
+        (r#"{"version":"2"}"#, "/version", "not supported"),
+        (r#"{"version":1}"#, "/version", "invalid type"),
+        (r#"{}"#, "", "missing field `version`"),
+        (r#"{"version":"1","limts":[]}"#, "", "unknown field `limts`"),
+        (
+            r#"{"version":"1","default":"maybe"}"#,
+            "/default",
+            "unknown variant `maybe`",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"actoin":"deny"}}}"#,
+            "/tools/t",
+            "unknown field `actoin`",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"action":"block"}}}"#,
+            "/tools/t/action",
+            "unknown variant `block`",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":"minutes","max":1}]}}}"#,
+            "/tools/t/limits/0/window",
+            "\"minutes\"",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":0,"max":1}]}}}"#,
+            "/tools/t/limits/0/window",
+            "1 to 31622400",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":0}]}}}"#,
+            "/tools/t/limits/0/max",
+            "nonzero",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute"}]}}}"#,
+            "/tools/t/limits/0",
+            "missing field `max`",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1,"scope":"team"}]}}}"#,
+            "/tools/t/limits/0/scope",
+            "unknown variant `team`",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"arguments":{"type":"strung"}}}}"#,
+            "/tools/t/arguments",
+            "not a usable JSON Schema",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"arguments":{"$ref":"https://example.com/s.json"}}}}"#,
+            "/tools/t/arguments",
+            "not a usable JSON Schema",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"redact":["server_token"]}}}"#,
+            "/tools/t/redact/0",
+            "\"/server_token\"",
+        ),
+        (
+            r#"{"version":"1","tools":{"":{}}}"#,
+            "/tools/",
+            "cannot be empty",
+        ),
+        (
+            r#"{"version":"1","tools":{"retry_*":{},"*deploy":{}}}"#,
+            "/tools/",
+            "\"*deploy\" and \"retry_*\"",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{},"t":{"action":"deny"}}}"#,
+            "line 1, column 34",
+            "duplicate key \"t\"",
+        ),
+        (
+            r#"{"version":"1","tools":{"a":{"limits":[{"counter":"c","window":"minute","max":10}]},"b":{"limits":[{"counter":"c","window":"minute","max":5}]}}}"#,
+            "/tools/b/limits/0",
+            "counter \"c\" is 10 per minute (scope grant) at /tools/a/limits/0 but 5 per minute",
+        ),
+        (
+            r#"{"version":"1","limits":[{"counter":"c","window":"minute","max":1,"scope":"global"}],"tools":{"b":{"limits":[{"counter":"c","window":"minute","max":1}]}}}"#,
+            "/tools/b/limits/0",
+            "(scope global) at /limits/0",
+        ),
+    ];
+    for (text, at, message) in table {
+        let e = load_error(text);
+        assert!(
+            e.at.starts_with(at),
+            "{text}\n  at {:?}, wanted {at:?}: {}",
+            e.at,
+            e.message
+        );
+        assert!(
+            e.message.contains(message),
+            "{text}\n  message {:?} lacks {message:?}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn policylayer_forms_load() {
+    // PolicyLayer documents `"window": 60` as well as words.
+    let (p, _) = policy(
+        r#"{"version":"1","default":"deny","tools":{"t":{"limits":[{"counter":"t_rate","window":60,"max":10,"scope":"grant"}]}}}"#,
+    );
+    for _ in 0..10 {
+        assert_eq!(decide(&p, "t", None), Ok("allow"));
+    }
+    assert_eq!(decide(&p, "t", None), Err("rate_limited".into()));
+}
+
+#[test]
+fn tool_call_params_are_read_strictly() {
+    let ok = RawValue::from_string(r#"{"name":"a\u002fb","arguments":{"x":1}}"#.into()).unwrap();
+    let call = ToolCall::from_params(Some(&ok)).unwrap();
+    assert_eq!(call.name, "a/b");
+    for bad in [
+        r#"[]"#,
+        r#"{"name":5}"#,
+        r#"{}"#,
+        r#"{"name":"a","arguments":[1]}"#,
+        r#"{"name":"a","arguments":"x"}"#,
+    ] {
+        let raw = RawValue::from_string(bad.into()).unwrap();
+        assert!(ToolCall::from_params(Some(&raw)).is_err(), "{bad}");
+    }
+    assert!(ToolCall::from_params(None).is_err());
+}
+
+#[test]
+fn the_summary_speaks_in_words() {
+    let (p, _) = policy(SEED);
+    let s = p.summary();
+    assert!(s.contains("default: deny"), "{s}");
+    assert!(s.contains("retry_deploy: allow"), "{s}");
+    assert!(
+        s.contains("retry_deploy_rate: 10 per minute, burst 10 (scope grant)"),
+        "{s}"
+    );
+}

@@ -1,0 +1,285 @@
+//! The pumps over in-memory pipes: what each side receives, byte for byte.
+
+use std::sync::Arc;
+
+use governor::clock::MonotonicClock;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
+
+use super::*;
+
+/// A relay with both pumps running, and the four pipe ends a test holds.
+struct Harness {
+    relay: Arc<Relay>,
+    /// What the client writes.
+    client_in: DuplexStream,
+    /// What the client reads.
+    client_out: Lines<BufReader<DuplexStream>>,
+    /// What the server writes.
+    server_out: DuplexStream,
+    /// What the server reads.
+    server_in: Lines<BufReader<DuplexStream>>,
+}
+
+impl Harness {
+    fn new(policy: &str, max_message: usize) -> Harness {
+        let policy = Policy::from_json(policy, MonotonicClock).unwrap();
+        let (client_out_w, client_out_r) = tokio::io::duplex(1 << 20);
+        let (client_in_w, client_in_r) = tokio::io::duplex(1 << 20);
+        let (server_in_w, server_in_r) = tokio::io::duplex(1 << 20);
+        let (server_out_w, server_out_r) = tokio::io::duplex(1 << 20);
+        let relay = Arc::new(Relay::new(policy, max_message, Box::new(client_out_w)));
+        let r = relay.clone();
+        tokio::spawn(async move { r.client_pump(client_in_r, server_in_w).await });
+        let r = relay.clone();
+        tokio::spawn(async move { r.server_pump(server_out_r).await });
+        Harness {
+            relay,
+            client_in: client_in_w,
+            client_out: BufReader::new(client_out_r).lines(),
+            server_out: server_out_w,
+            server_in: BufReader::new(server_in_r).lines(),
+        }
+    }
+
+    async fn client_sends(&mut self, line: &str) {
+        self.client_in.write_all(line.as_bytes()).await.unwrap();
+        self.client_in.write_all(b"\n").await.unwrap();
+    }
+
+    async fn server_sends(&mut self, line: &str) {
+        self.server_out.write_all(line.as_bytes()).await.unwrap();
+        self.server_out.write_all(b"\n").await.unwrap();
+    }
+
+    async fn client_gets(&mut self) -> String {
+        self.client_out
+            .next_line()
+            .await
+            .unwrap()
+            .expect("a line for the client")
+    }
+
+    async fn server_gets(&mut self) -> String {
+        self.server_in
+            .next_line()
+            .await
+            .unwrap()
+            .expect("a line for the server")
+    }
+}
+
+const ALLOW_ALL: &str = r#"{"version":"1","default":"allow"}"#;
+const PING: &str = r#"{"jsonrpc":"2.0","id":"ping-1","method":"ping"}"#;
+
+#[tokio::test]
+async fn valid_messages_pass_byte_for_byte_both_ways() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    let request = r#"{"jsonrpc":"2.0","id":12345678901234567890123,"method":"tools/call","params":{"name":"echo","arguments":{"n":1.50,"s":"\u00e9"}}}"#;
+    h.client_sends(request).await;
+    assert_eq!(h.server_gets().await, request);
+    let response =
+        r#"{"id":1.2345678901234568e+22,"jsonrpc":"2.0","result":{"content":[],"x":1.0}}"#;
+    h.server_sends(response).await;
+    assert_eq!(h.client_gets().await, response);
+}
+
+#[tokio::test]
+async fn a_refused_call_is_answered_at_once_and_never_reaches_the_server() {
+    let mut h = Harness::new(r#"{"version":"1","tools":{"ok":{}}}"#, 1 << 20);
+    h.client_sends(
+        r#"{"jsonrpc":"2.0","id":"a\u00e9","method":"tools/call","params":{"name":"rm_rf"}}"#,
+    )
+    .await;
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(reply["id"], "aé");
+    assert_eq!(reply["result"]["isError"], true);
+    assert_eq!(
+        reply["result"]["_meta"]["toolwarden/decision"]["decision"],
+        "not_allowed"
+    );
+    // A later cancel for it is dropped: the server never had it.
+    h.client_sends(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a\u00e9"}}"#,
+    )
+    .await;
+    h.client_sends(PING).await;
+    assert_eq!(
+        h.server_gets().await,
+        PING,
+        "the refused call and its cancel never reached the server"
+    );
+}
+
+#[tokio::test]
+async fn a_tools_call_notification_is_dropped() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    h.client_sends(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#)
+        .await;
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+}
+
+#[tokio::test]
+async fn cancellations_for_requests_in_flight_pass() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow"}}"#;
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user"}}"#;
+    h.client_sends(call).await;
+    h.client_sends(cancel).await;
+    assert_eq!(h.server_gets().await, call);
+    assert_eq!(h.server_gets().await, cancel);
+    // A cancelled request expects no answer when the server goes away.
+    h.relay.fail_in_flight("gone").await.unwrap();
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#)
+        .await;
+    assert_eq!(
+        h.client_gets().await,
+        r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#
+    );
+}
+
+#[tokio::test]
+async fn responses_to_ids_nobody_asked_are_dropped_each_way() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"never-sent","result":{}}"#)
+        .await;
+    h.client_sends(r#"{"jsonrpc":"2.0","id":99,"result":{}}"#)
+        .await;
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#)
+        .await;
+    assert_eq!(
+        h.client_gets().await,
+        r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#
+    );
+}
+
+#[tokio::test]
+async fn server_requests_and_their_answers_are_relayed_and_ids_do_not_collide() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    // Both sides use id 1 at once.
+    let client_req = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+    let server_req = r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}"#;
+    h.client_sends(client_req).await;
+    assert_eq!(h.server_gets().await, client_req);
+    h.server_sends(server_req).await;
+    assert_eq!(h.client_gets().await, server_req);
+    let client_answer = r#"{"jsonrpc":"2.0","id":1,"result":{"role":"assistant","content":{"type":"text","text":"hi"},"model":"m"}}"#;
+    h.client_sends(client_answer).await;
+    assert_eq!(h.server_gets().await, client_answer);
+    let server_answer = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+    h.server_sends(server_answer).await;
+    assert_eq!(h.client_gets().await, server_answer);
+}
+
+#[tokio::test]
+async fn tools_list_responses_lose_hidden_tools_only() {
+    let mut h = Harness::new(r#"{"version":"1","tools":{"retry_*":{}}}"#, 1 << 20);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .await;
+    h.server_gets().await;
+    h.server_sends(r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"retry_run"},{"name":"delete_run"}],"nextCursor":"c2"}}"#)
+        .await;
+    assert_eq!(
+        h.client_gets().await,
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"retry_run"}],"nextCursor":"c2"}}"#
+    );
+    // Only responses to tools/list are filtered.
+    h.client_sends(r#"{"jsonrpc":"2.0","id":3,"method":"other"}"#)
+        .await;
+    h.server_gets().await;
+    let other = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"delete_run"}]}}"#;
+    h.server_sends(other).await;
+    assert_eq!(h.client_gets().await, other);
+}
+
+#[tokio::test]
+async fn a_second_request_with_an_id_in_flight_is_refused() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    let first = r#"{"jsonrpc":"2.0","id":5,"method":"slow"}"#;
+    h.client_sends(first).await;
+    assert_eq!(h.server_gets().await, first);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":5.0,"method":"other"}"#)
+        .await;
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(reply["error"]["code"], -32600);
+}
+
+#[tokio::test]
+async fn requests_left_are_answered_when_the_server_is_gone() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t"}}"#)
+        .await;
+    h.server_gets().await;
+    h.relay
+        .fail_in_flight("the server exited (exit code 3) before answering")
+        .await
+        .unwrap();
+    assert_eq!(
+        h.client_gets().await,
+        r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32603,"message":"the server exited (exit code 3) before answering"}}"#
+    );
+}
+
+#[tokio::test]
+async fn an_overlong_line_is_answered_with_its_id_and_the_session_goes_on() {
+    let mut h = Harness::new(ALLOW_ALL, 1000);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{{"name":"t","arguments":{{"x":"{}"}}}}}}"#,
+        "a".repeat(5000)
+    );
+    h.client_sends(&big).await;
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(reply["id"], "big");
+    assert_eq!(reply["error"]["code"], -32600);
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+}
+
+#[tokio::test]
+async fn an_overlong_answer_from_the_server_ends_its_request_with_an_error() {
+    let mut h = Harness::new(ALLOW_ALL, 1000);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":4,"method":"resources/read"}"#)
+        .await;
+    h.server_gets().await;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"result":{{"text":"{}"}}}}"#,
+        "b".repeat(5000)
+    );
+    h.server_sends(&big).await;
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(reply["id"], 4);
+    assert_eq!(reply["error"]["code"], -32603);
+}
+
+#[tokio::test]
+async fn bad_lines_get_errors_and_notifications_get_none() {
+    let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+    h.client_sends("not json").await;
+    assert_eq!(
+        h.client_gets().await,
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: expected ident at line 1 column 2"}}"#
+    );
+    h.client_sends(r#"{"jsonrpc":"2.0","method":"n","params":{"a":1,"a":2}}"#)
+        .await;
+    h.client_sends(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":1}}"#)
+        .await;
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(
+        (reply["id"].as_i64(), reply["error"]["code"].as_i64()),
+        (Some(8), Some(-32602))
+    );
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+}
+
+#[tokio::test]
+async fn stateless_requests_get_result_type_on_refusal() {
+    let mut h = Harness::new(r#"{"version":"1"}"#, 1 << 20);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).await;
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(reply["result"]["resultType"], "complete");
+}

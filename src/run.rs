@@ -1,0 +1,190 @@
+//! One session: start the server, relay until one side ends or a signal
+//! comes, then stop in order and say which exit code toolwarden should
+//! return.
+//!
+//! The stop is the same whatever started it: stop reading the client, close
+//! the server's stdin, keep relaying what the server still writes, wait for
+//! it to exit (SIGTERM, then SIGKILL, if it does not), answer the client's
+//! requests that are left, and exit with the server's status.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::pin;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, info, warn};
+
+use crate::child::{self, Server, Stopped};
+use crate::cli::RunArgs;
+use crate::policy::Policy;
+use crate::relay::Relay;
+
+/// How long the server's output may stay open after the server exited (a
+/// grandchild may hold it) before its process group is killed.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// What ended the relaying.
+#[derive(Debug)]
+enum Ended {
+    ClientClosed,
+    ServerClosed,
+    ServerExited,
+    Signal(i32),
+}
+
+/// Runs one session; returns toolwarden's exit code.
+pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
+    let (mut server, server_in, server_out) = match Server::spawn(&args.command) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            tracing::error!("{}", e.message);
+            return Ok(e.exit_code);
+        }
+    };
+    let group = server.group();
+    let relay = Relay::new(policy, args.max_message_bytes, client_output());
+    let mut signals = Signals::new()?;
+
+    // Boxed so that dropping it really drops the future, and with it the
+    // server's stdin.
+    let mut client_pump = Box::pin(relay.client_pump(client_input(), server_in));
+    let mut server_pump = pin!(relay.server_pump(server_out));
+    let mut server_done = false;
+    let mut exit_status = None;
+
+    let ended = tokio::select! {
+        result = &mut client_pump => {
+            if let Err(e) = result {
+                warn!("reading the client failed: {e}");
+            }
+            Ended::ClientClosed
+        }
+        result = &mut server_pump => {
+            server_done = true;
+            if let Err(e) = result {
+                warn!("relaying the server's output failed: {e}");
+            }
+            Ended::ServerClosed
+        }
+        status = server.wait() => {
+            exit_status = Some(status?);
+            Ended::ServerExited
+        }
+        signal = signals.recv() => Ended::Signal(signal),
+    };
+    debug!(?ended, "relaying ends");
+    // Stop reading the client; dropping the pump closes the server's stdin.
+    drop(client_pump);
+
+    // Let the server finish: what it still writes reaches the client.
+    let (status, stopped) = {
+        let mut stop = pin!(server.stop(args.close_timeout, args.term_timeout));
+        let mut outcome = None;
+        let mut drain_deadline = None;
+        loop {
+            tokio::select! {
+                result = &mut stop, if outcome.is_none() => {
+                    outcome = Some(result?);
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                result = &mut server_pump, if !server_done => {
+                    server_done = true;
+                    if let Err(e) = result {
+                        warn!("relaying the server's output failed: {e}");
+                    }
+                }
+                _ = sleep_until(drain_deadline), if !server_done => {
+                    warn!("the server exited but its output is still open: killing its process group");
+                    child::signal_group(group, libc::SIGKILL);
+                    break;
+                }
+                signal = signals.recv() => {
+                    warn!(signal, "second signal while stopping: SIGKILL to the server");
+                    child::signal_group(group, libc::SIGKILL);
+                }
+            }
+            if outcome.is_some() && server_done {
+                break;
+            }
+        }
+        outcome.expect("the loop ends only after the server stopped")
+    };
+    let status = exit_status.unwrap_or(status);
+    info!(status = %child::describe(status), "server stopped");
+
+    let why = format!(
+        "the server exited ({}) before answering",
+        child::describe(status)
+    );
+    if let Err(e) = relay.fail_in_flight(&why).await {
+        debug!("could not answer the requests left: {e}");
+    }
+    let _ = relay.shutdown_client().await;
+
+    Ok(match ended {
+        Ended::Signal(signal) => 128 + signal as u8,
+        // The client left and the server needed a signal to follow: that
+        // is the stop working, not the server failing.
+        Ended::ClientClosed if stopped != Stopped::ByItself => 0,
+        _ => child::exit_code(status),
+    })
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, as one stream.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
+        }
+    }
+}
+
+/// The client's input: a pipe is read directly through the event loop;
+/// anything else (a file, a terminal) through tokio's blocking reader.
+fn client_input() -> Box<dyn AsyncRead + Send + Unpin> {
+    let pipe = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// The client's output, chosen the same way as its input.
+fn client_output() -> Box<dyn AsyncWrite + Send + Unpin> {
+    let pipe = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdout()),
+    }
+}

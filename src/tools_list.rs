@@ -1,0 +1,114 @@
+//! Removing hidden tools from a `tools/list` response.
+//!
+//! The response is spliced, not re-serialized: the bytes before and after
+//! the `tools` array, and every byte of each tool that stays, are the
+//! server's own. Only the array's separators are rewritten.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Deserialize)]
+struct ListResult<'a> {
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+}
+
+/// Returns the line with the tools `hides` picks taken out of
+/// `result.tools`, or `None` when nothing is hidden (forward as is).
+///
+/// `result` must be a slice of `line`, as the envelope parser hands it out.
+pub fn filter(line: &[u8], result: &RawValue, hides: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let list: ListResult = serde_json::from_str(result.get()).ok()?;
+    let tools_raw = list.tools?;
+    let tools: Vec<&RawValue> = serde_json::from_str(tools_raw.get()).ok()?;
+    let keep: Vec<&RawValue> = tools
+        .iter()
+        .copied()
+        .filter(|tool| {
+            let name = serde_json::from_str::<Tool>(tool.get())
+                .ok()
+                .and_then(|t| t.name)
+                .and_then(crate::jsonrpc::decode_str);
+            // A tool without a readable name cannot be matched by a rule:
+            // it stays, and a call to it meets the policy like any other.
+            !name.is_some_and(|n| hides(&n))
+        })
+        .collect();
+    if keep.len() == tools.len() {
+        return None;
+    }
+    let start = offset_in(line, tools_raw.get())?;
+    let end = start + tools_raw.get().len();
+    let mut out = Vec::with_capacity(line.len());
+    out.extend_from_slice(&line[..start]);
+    out.push(b'[');
+    for (i, tool) in keep.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(tool.get().as_bytes());
+    }
+    out.push(b']');
+    out.extend_from_slice(&line[end..]);
+    Some(out)
+}
+
+/// Where `part`, a sub-slice of `whole`, starts in it.
+fn offset_in(whole: &[u8], part: &str) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (start + part.len() <= whole.len()).then_some(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::{parse, Message, Strictness};
+
+    fn run(line: &str, hidden: &[&str]) -> Option<String> {
+        let Message::Response {
+            result: Some(result),
+            ..
+        } = parse(line.as_bytes(), Strictness::Envelope).unwrap()
+        else {
+            panic!("not a response")
+        };
+        filter(line.as_bytes(), result, |n| hidden.contains(&n))
+            .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn hidden_tools_go_and_every_other_byte_stays() {
+        let line = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"name":"a","inputSchema":{"type":"object"},"x":1.50} , {"name":"b"}, {"name":"c","description":"keep \u00e9"} ],"nextCursor":"opaque=="}}"#;
+        assert_eq!(
+            run(line, &["b"]).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","inputSchema":{"type":"object"},"x":1.50},{"name":"c","description":"keep \u00e9"}],"nextCursor":"opaque=="}}"#
+        );
+        assert_eq!(
+            run(line, &["a", "b", "c"]).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"nextCursor":"opaque=="}}"#
+        );
+    }
+
+    #[test]
+    fn nothing_hidden_means_the_line_is_forwarded_untouched() {
+        let line = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#;
+        assert_eq!(run(line, &["z"]), None);
+        assert_eq!(run(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#, &["a"]), None);
+    }
+
+    #[test]
+    fn escaped_names_are_matched_decoded() {
+        let line =
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"del\u0065te"},{"name":"ok"}]}}"#;
+        assert_eq!(
+            run(line, &["delete"]).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok"}]}}"#
+        );
+    }
+}
