@@ -37,8 +37,10 @@ struct Options {
     exit_code: i32,
     /// Write a response to an id nobody sent, at start.
     stray_response: bool,
-    /// Write this many progress notifications at start.
+    /// Write this many log notifications at start.
     flood: usize,
+    /// Write the server's pid to this file at start.
+    pid_file: Option<String>,
 }
 
 fn parse_args() -> Options {
@@ -73,6 +75,7 @@ fn parse_args() -> Options {
                     .unwrap_or_else(|_| die("--exit-code takes a number"))
             }
             "--stray-response" => o.stray_response = true,
+            "--pid-file" => o.pid_file = Some(value()),
             "--flood" => {
                 o.flood = value()
                     .parse()
@@ -104,6 +107,9 @@ fn main() {
         .get("server")
         .cloned()
         .unwrap_or(json!({"name": "mock", "version": "0.0.0"}));
+    if let Some(path) = &o.pid_file {
+        std::fs::write(path, std::process::id().to_string()).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+    }
     if o.ignore_term {
         // SAFETY: setting a signal's disposition to ignore touches no memory.
         unsafe {

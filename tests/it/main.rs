@@ -1,0 +1,6 @@
+//! End-to-end tests: the real toolwarden binary with real children.
+
+mod common;
+mod everything;
+mod lifecycle;
+mod lines;
