@@ -108,7 +108,8 @@ fn main() {
         .cloned()
         .unwrap_or(json!({"name": "mock", "version": "0.0.0"}));
     if let Some(path) = &o.pid_file {
-        std::fs::write(path, std::process::id().to_string()).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+        std::fs::write(path, std::process::id().to_string())
+            .unwrap_or_else(|e| die(&format!("{path}: {e}")));
     }
     if o.ignore_term {
         // SAFETY: setting a signal's disposition to ignore touches no memory.

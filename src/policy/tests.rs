@@ -342,7 +342,11 @@ fn every_load_error_names_its_place() {
         (r#"{"version":"2"}"#, "/version", "not supported"),
         (r#"{"version":1}"#, "/version", "invalid type"),
         (r#"{}"#, "", "missing field `version`"),
-        (r#"{"version":"1","limts":[]}"#, "/limts", "unknown field `limts`"),
+        (
+            r#"{"version":"1","limts":[]}"#,
+            "/limts",
+            "unknown field `limts`",
+        ),
         (
             r#"{"version":"1","default":"maybe"}"#,
             "/default",

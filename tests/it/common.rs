@@ -69,7 +69,15 @@ pub fn guarded_mock(policy: &str, tools: &str, mock_args: &[&str]) -> Command {
     let mut cmd = toolwarden();
     cmd.arg("--policy")
         .arg(policy_path)
-        .args(["--log-level", "debug", "--close-timeout", "2s", "--term-timeout", "2s", "--"])
+        .args([
+            "--log-level",
+            "debug",
+            "--close-timeout",
+            "2s",
+            "--term-timeout",
+            "2s",
+            "--",
+        ])
         .arg(mock_server())
         .arg("--tools")
         .arg(root().join(tools))
@@ -104,9 +112,16 @@ impl Session {
         std::thread::spawn(move || {
             let mut reader = BufReader::with_capacity(1 << 20, stdout);
             let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+            while reader
+                .read_until(b'\n', &mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
                 let text = String::from_utf8(line.clone()).expect("stdout carries UTF-8");
-                assert!(text.ends_with('\n'), "every message ends with a newline: {text:?}");
+                assert!(
+                    text.ends_with('\n'),
+                    "every message ends with a newline: {text:?}"
+                );
                 if tx.send(text.trim_end_matches('\n').to_owned()).is_err() {
                     break;
                 }
@@ -161,8 +176,12 @@ impl Session {
     pub fn recv(&mut self) -> String {
         match self.lines.recv_timeout(PATIENCE) {
             Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!("no line within {PATIENCE:?}; stderr:\n{}", self.stderr()),
-            Err(RecvTimeoutError::Disconnected) => panic!("stdout closed; stderr:\n{}", self.stderr()),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no line within {PATIENCE:?}; stderr:\n{}", self.stderr())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("stdout closed; stderr:\n{}", self.stderr())
+            }
         }
     }
 
@@ -181,10 +200,16 @@ impl Session {
         let mut out = Vec::new();
         let deadline = Instant::now() + PATIENCE;
         loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(line) => out.push(line),
                 Err(RecvTimeoutError::Disconnected) => return out,
-                Err(RecvTimeoutError::Timeout) => panic!("stdout still open after {PATIENCE:?}; stderr:\n{}", self.stderr()),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "stdout still open after {PATIENCE:?}; stderr:\n{}",
+                    self.stderr()
+                ),
             }
         }
     }
@@ -192,11 +217,17 @@ impl Session {
     /// Sends a request and reads until its response, which it returns as
     /// the raw line; other lines are handed to `other` (which may answer
     /// server requests).
-    pub fn request(&mut self, line: &str, id: &Value, mut other: impl FnMut(&mut Session, &str, &Value)) -> String {
+    pub fn request(
+        &mut self,
+        line: &str,
+        id: &Value,
+        mut other: impl FnMut(&mut Session, &str, &Value),
+    ) -> String {
         self.send(line);
         loop {
             let raw = self.recv();
-            let message: Value = serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+            let message: Value =
+                serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
             if message.get("id") == Some(id) && message.get("method").is_none() {
                 return raw;
             }
@@ -241,7 +272,9 @@ pub fn initialize(protocol: &str) -> String {
 }
 
 pub fn call(id: u64, tool: &str, arguments: &str) -> String {
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#)
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
+    )
 }
 
 /// The names in a tools/list response.
@@ -264,7 +297,10 @@ pub fn decision(response: &Value) -> Option<String> {
 /// Whether a process with this pid still runs (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
+        Ok(stat) => !stat
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }

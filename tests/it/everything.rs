@@ -32,7 +32,9 @@ impl Client {
             (method, Some(id)) => {
                 self.transcript.push(format!("server asked: {raw}"));
                 let result = match method {
-                    "roots/list" => json!({ "roots": [{ "uri": "file:///tmp/toolwarden-root", "name": "root" }] }),
+                    "roots/list" => {
+                        json!({ "roots": [{ "uri": "file:///tmp/toolwarden-root", "name": "root" }] })
+                    }
                     "sampling/createMessage" => json!({
                         "role": "assistant",
                         "content": { "type": "text", "text": "sampled answer" },
@@ -52,7 +54,8 @@ impl Client {
     }
 
     fn ask(&mut self, session: &mut Session, id: u64, method: &str, params: Value) -> Value {
-        let line = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string();
+        let line =
+            json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string();
         let raw = session.request(&line, &json!(id), |s, raw, m| self.on_other(s, raw, m));
         self.transcript.push(format!("{id} {method}: {raw}"));
         serde_json::from_str(&raw).unwrap()
@@ -72,13 +75,36 @@ fn script(mut session: Session) -> (Vec<String>, BTreeMap<String, usize>) {
     c.ask(&mut session, 2, "ping", json!({}));
     let list = c.ask(&mut session, 3, "tools/list", json!({}));
     let names = tool_names(&list);
-    for needed in ["echo", "trigger-sampling-request", "trigger-elicitation-request", "get-roots-list"] {
-        assert!(names.iter().any(|n| n == needed), "{needed} missing from {names:?}");
+    for needed in [
+        "echo",
+        "trigger-sampling-request",
+        "trigger-elicitation-request",
+        "get-roots-list",
+    ] {
+        assert!(
+            names.iter().any(|n| n == needed),
+            "{needed} missing from {names:?}"
+        );
     }
-    c.ask(&mut session, 4, "tools/call", json!({ "name": "echo", "arguments": { "message": "hello" } }));
+    c.ask(
+        &mut session,
+        4,
+        "tools/call",
+        json!({ "name": "echo", "arguments": { "message": "hello" } }),
+    );
     c.ask(&mut session, 5, "tools/call", json!({ "name": "trigger-sampling-request", "arguments": { "prompt": "say hi", "maxTokens": 20 } }));
-    c.ask(&mut session, 6, "tools/call", json!({ "name": "trigger-elicitation-request", "arguments": {} }));
-    c.ask(&mut session, 7, "tools/call", json!({ "name": "get-roots-list", "arguments": {} }));
+    c.ask(
+        &mut session,
+        6,
+        "tools/call",
+        json!({ "name": "trigger-elicitation-request", "arguments": {} }),
+    );
+    c.ask(
+        &mut session,
+        7,
+        "tools/call",
+        json!({ "name": "get-roots-list", "arguments": {} }),
+    );
     c.ask(
         &mut session,
         8,
@@ -94,22 +120,43 @@ fn script(mut session: Session) -> (Vec<String>, BTreeMap<String, usize>) {
     session.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9,"reason":"test"}}"#);
     c.ask(&mut session, 10, "resources/list", json!({}));
     let resources = c.transcript.last().unwrap().clone();
-    let uri = serde_json::from_str::<Value>(resources.split_once(": ").unwrap().1).unwrap()["result"]["resources"][0]["uri"]
+    let uri = serde_json::from_str::<Value>(resources.split_once(": ").unwrap().1).unwrap()
+        ["result"]["resources"][0]["uri"]
         .as_str()
         .unwrap()
         .to_owned();
     c.ask(&mut session, 11, "resources/read", json!({ "uri": uri }));
     c.ask(&mut session, 12, "prompts/list", json!({}));
-    c.ask(&mut session, 13, "prompts/get", json!({ "name": "simple-prompt" }));
+    c.ask(
+        &mut session,
+        13,
+        "prompts/get",
+        json!({ "name": "simple-prompt" }),
+    );
     let big = "x".repeat(4 * 1024 * 1024);
-    let echoed = c.ask(&mut session, 14, "tools/call", json!({ "name": "echo", "arguments": { "message": big } }));
-    assert!(echoed["result"]["content"][0]["text"].as_str().unwrap().len() > 4 * 1024 * 1024);
+    let echoed = c.ask(
+        &mut session,
+        14,
+        "tools/call",
+        json!({ "name": "echo", "arguments": { "message": big } }),
+    );
+    assert!(
+        echoed["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 4 * 1024 * 1024
+    );
     c.ask(&mut session, 15, "ping", json!({}));
     // Clean stop on EOF: nothing more for the client, no answer to 9.
     session.close_stdin();
     for line in session.rest() {
         let message: Value = serde_json::from_str(&line).unwrap();
-        assert_ne!(message.get("id"), Some(&json!(9)), "the cancelled request was answered: {line}");
+        assert_ne!(
+            message.get("id"),
+            Some(&json!(9)),
+            "the cancelled request was answered: {line}"
+        );
     }
     let status = session.wait();
     c.transcript.push(format!("exit: {status:?}"));
@@ -135,12 +182,28 @@ fn a_session_through_toolwarden_equals_the_direct_one() {
     // The permissive policy denies destructive-looking names; none of these
     // tools is one, so it behaves as allow-all here.
     let (relayed, relayed_progress) = script(Session::start(&mut relayed_cmd));
-    assert_eq!(direct.len(), relayed.len(), "direct:\n{direct:#?}\nrelayed:\n{relayed:#?}");
+    assert_eq!(
+        direct.len(),
+        relayed.len(),
+        "direct:\n{direct:#?}\nrelayed:\n{relayed:#?}"
+    );
     for (d, r) in direct.iter().zip(&relayed) {
-        assert!(d == r, "direct and relayed differ:\n direct: {}\nrelayed: {}", &d[..d.len().min(600)], &r[..r.len().min(600)]);
+        assert!(
+            d == r,
+            "direct and relayed differ:\n direct: {}\nrelayed: {}",
+            &d[..d.len().min(600)],
+            &r[..r.len().min(600)]
+        );
     }
-    assert_eq!(direct_progress.get("\"p8\""), Some(&3), "{direct_progress:?}");
-    assert_eq!(direct_progress.get("\"p8\""), relayed_progress.get("\"p8\""));
+    assert_eq!(
+        direct_progress.get("\"p8\""),
+        Some(&3),
+        "{direct_progress:?}"
+    );
+    assert_eq!(
+        direct_progress.get("\"p8\""),
+        relayed_progress.get("\"p8\"")
+    );
     assert!(direct.iter().any(|l| l.contains("sampling/createMessage")));
     assert!(direct.iter().any(|l| l.contains("elicitation/create")));
     assert!(direct.iter().any(|l| l.contains("roots/list")));

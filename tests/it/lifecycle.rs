@@ -18,7 +18,11 @@ fn wait_for_file(path: &std::path::Path) -> String {
                 return text;
             }
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -36,15 +40,27 @@ fn a_banner_on_the_servers_stdout_goes_to_stderr() {
     let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, GENIEACS, &["--banner"]));
     s.send(&initialize("2025-06-18"));
     let first = s.recv_json();
-    assert_eq!(first["id"], 0, "the banner never reaches the client: {first}");
+    assert_eq!(
+        first["id"], 0,
+        "the banner never reaches the client: {first}"
+    );
     assert_eq!(s.wait().code(), Some(0));
     assert!(s.stderr().contains("not JSON-RPC"), "{}", s.stderr());
-    assert!(s.stderr().contains("mock server \"genieacs-mock\" starting"), "{}", s.stderr());
+    assert!(
+        s.stderr()
+            .contains("mock server \"genieacs-mock\" starting"),
+        "{}",
+        s.stderr()
+    );
 }
 
 #[test]
 fn the_servers_exit_code_becomes_toolwardens() {
-    let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, GENIEACS, &["--exit-code", "7"]));
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        GENIEACS,
+        &["--exit-code", "7"],
+    ));
     s.send(&initialize("2025-06-18"));
     s.recv();
     assert_eq!(s.wait().code(), Some(7));
@@ -52,34 +68,53 @@ fn the_servers_exit_code_becomes_toolwardens() {
 
 #[test]
 fn a_crash_with_a_call_pending_answers_the_call_and_keeps_the_status() {
-    let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, GENIEACS, &["--crash-on", "retry_task"]));
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        GENIEACS,
+        &["--crash-on", "retry_task"],
+    ));
     s.send(&initialize("2025-06-18"));
     s.recv();
     s.send(&call(1, "retry_task", r#"{"task_id":"67abc123def456"}"#));
     let reply = s.recv_json();
     assert_eq!(reply["id"], 1);
     assert_eq!(reply["error"]["code"], -32603);
-    assert_eq!(reply["error"]["message"], "the server exited (exit code 3) before answering");
+    assert_eq!(
+        reply["error"]["message"],
+        "the server exited (exit code 3) before answering"
+    );
     assert_eq!(s.wait().code(), Some(3), "stderr:\n{}", s.stderr());
 }
 
 #[test]
 fn answers_still_on_their_way_reach_the_client_after_it_closes_its_input() {
     // A scripted session: everything is written, stdin closed at once.
-    let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, GENIEACS, &["--slow-ms", "300"]));
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        GENIEACS,
+        &["--slow-ms", "300"],
+    ));
     s.send(&initialize("2025-06-18"));
     for id in 1..=3 {
         s.send(&call(id, "retry_task", r#"{"task_id":"t"}"#));
     }
     s.close_stdin();
-    let ids: Vec<_> = s.rest().iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].clone()).collect();
+    let ids: Vec<_> = s
+        .rest()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].clone())
+        .collect();
     assert_eq!(ids, vec![json!(0), json!(1), json!(2), json!(3)]);
     assert_eq!(s.wait().code(), Some(0));
 }
 
 #[test]
 fn sigterm_sigint_and_sighup_stop_in_order() {
-    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130), (libc::SIGHUP, 129)] {
+    for (signal, code) in [
+        (libc::SIGTERM, 143),
+        (libc::SIGINT, 130),
+        (libc::SIGHUP, 129),
+    ] {
         let dir = temp_dir(&format!("signal-{signal}"));
         let pid_file = dir.join("pid");
         let mut s = Session::start(&mut guarded_mock(
@@ -95,8 +130,17 @@ fn sigterm_sigint_and_sighup_stop_in_order() {
         s.signal(signal);
         // The call in flight is still answered by the server.
         let reply = s.recv_json();
-        assert_eq!((reply["id"].clone(), reply["result"]["isError"].clone()), (json!(1), json!(false)), "{reply}");
-        assert_eq!(s.wait().code(), Some(code), "signal {signal}; stderr:\n{}", s.stderr());
+        assert_eq!(
+            (reply["id"].clone(), reply["result"]["isError"].clone()),
+            (json!(1), json!(false)),
+            "{reply}"
+        );
+        assert_eq!(
+            s.wait().code(),
+            Some(code),
+            "signal {signal}; stderr:\n{}",
+            s.stderr()
+        );
         wait_until_dead(server);
     }
 }
@@ -109,7 +153,11 @@ fn a_server_that_ignores_eof_gets_sigterm_then_sigkill() {
     assert_eq!(s.wait().code(), Some(0));
     assert!(s.stderr().contains("SIGTERM"), "{}", s.stderr());
 
-    let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, GENIEACS, &["--linger", "--ignore-term"]));
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        GENIEACS,
+        &["--linger", "--ignore-term"],
+    ));
     s.send(&initialize("2025-06-18"));
     s.recv();
     assert_eq!(s.wait().code(), Some(0));
@@ -120,7 +168,11 @@ fn a_server_that_ignores_eof_gets_sigterm_then_sigkill() {
 fn the_server_dies_with_toolwarden_even_on_sigkill() {
     let dir = temp_dir("sigkill");
     let pid_file = dir.join("pid");
-    let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, GENIEACS, &["--pid-file", pid_file.to_str().unwrap()]));
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        GENIEACS,
+        &["--pid-file", pid_file.to_str().unwrap()],
+    ));
     s.send(&initialize("2025-06-18"));
     s.recv();
     let server: i32 = wait_for_file(&pid_file).parse().unwrap();
@@ -138,7 +190,12 @@ fn a_command_that_cannot_start_exits_127_and_says_which() {
             .args(["--", "/nonexistent/mcp-server", "--x"]),
     );
     assert_eq!(s.wait().code(), Some(127));
-    assert!(s.stderr().contains("cannot start the server `/nonexistent/mcp-server`: not found"), "{}", s.stderr());
+    assert!(
+        s.stderr()
+            .contains("cannot start the server `/nonexistent/mcp-server`: not found"),
+        "{}",
+        s.stderr()
+    );
 }
 
 #[test]
@@ -146,7 +203,11 @@ fn a_bad_policy_exits_2_and_never_starts_the_server() {
     let dir = temp_dir("bad-policy");
     let record = dir.join("record");
     let policy = dir.join("policy.json");
-    std::fs::write(&policy, r#"{"version":"1","tools":{"retry_task":{"limts":[]}}}"#).unwrap();
+    std::fs::write(
+        &policy,
+        r#"{"version":"1","tools":{"retry_task":{"limts":[]}}}"#,
+    )
+    .unwrap();
     let mut s = Session::start(
         toolwarden()
             .arg("--policy")
@@ -157,7 +218,13 @@ fn a_bad_policy_exits_2_and_never_starts_the_server() {
     );
     assert_eq!(s.wait().code(), Some(2));
     let stderr = s.stderr();
-    assert!(stderr.contains(&format!("{}: /tools/retry_task/limts: unknown field `limts`", policy.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: /tools/retry_task/limts: unknown field `limts`",
+            policy.display()
+        )),
+        "{stderr}"
+    );
     assert!(!record.exists(), "the server was started");
     assert!(s.rest().is_empty(), "nothing on stdout");
 }
@@ -169,7 +236,14 @@ fn a_server_that_never_reads_keeps_toolwarden_memory_bounded() {
     let mut stdin = s.stdin().try_clone_pipe();
     // 200 MB of valid requests; the server reads none of them.
     let writer = std::thread::spawn(move || {
-        let line = format!("{}\n", call(1, "retry_task", &format!(r#"{{"task_id":"{}"}}"#, "a".repeat(1000))));
+        let line = format!(
+            "{}\n",
+            call(
+                1,
+                "retry_task",
+                &format!(r#"{{"task_id":"{}"}}"#, "a".repeat(1000))
+            )
+        );
         let mut written = 0usize;
         for i in 0..200_000 {
             let line = line.replacen("\"id\":1,", &format!("\"id\":{i},"), 1);
@@ -182,11 +256,17 @@ fn a_server_that_never_reads_keeps_toolwarden_memory_bounded() {
     });
     std::thread::sleep(Duration::from_secs(3));
     let rss = rss_kib(pid);
-    assert!(rss < 40 * 1024, "toolwarden holds {rss} KiB while the server reads nothing");
+    assert!(
+        rss < 40 * 1024,
+        "toolwarden holds {rss} KiB while the server reads nothing"
+    );
     s.signal(libc::SIGTERM);
     assert_eq!(s.wait().code(), Some(143));
     let written = writer.join().unwrap();
-    assert!(written < 50_000_000, "the client could write {written} bytes: nothing pushed back");
+    assert!(
+        written < 50_000_000,
+        "the client could write {written} bytes: nothing pushed back"
+    );
 }
 
 /// A second handle to the child's stdin, for a writer thread.

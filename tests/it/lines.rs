@@ -14,7 +14,11 @@ const PING: &str = r#"{"jsonrpc":"2.0","id":"after","method":"ping"}"#;
 fn through(bad: &[u8], max_message: Option<&str>) -> (Vec<Value>, Vec<String>) {
     let dir = temp_dir(&format!("lines-{}", bad.len()));
     let record = dir.join("record");
-    let mut cmd = guarded_mock(ALLOW_ALL, "examples/tools/genieacs.json", &["--record", record.to_str().unwrap()]);
+    let mut cmd = guarded_mock(
+        ALLOW_ALL,
+        "examples/tools/genieacs.json",
+        &["--record", record.to_str().unwrap()],
+    );
     if let Some(max) = max_message {
         // Options go before `--`: rebuild the command with the cap.
         cmd = toolwarden();
@@ -22,7 +26,13 @@ fn through(bad: &[u8], max_message: Option<&str>) -> (Vec<Value>, Vec<String>) {
             .arg(root().join("policies/permissive.json"))
             .args(["--max-message-bytes", max, "--"])
             .arg(mock_server())
-            .args(["--tools", root().join("examples/tools/genieacs.json").to_str().unwrap()])
+            .args([
+                "--tools",
+                root()
+                    .join("examples/tools/genieacs.json")
+                    .to_str()
+                    .unwrap(),
+            ])
             .args(["--record", record.to_str().unwrap()]);
     }
     let mut s = Session::start(&mut cmd);
@@ -43,10 +53,19 @@ fn through(bad: &[u8], max_message: Option<&str>) -> (Vec<Value>, Vec<String>) {
 
 fn assert_refused(bad: &[u8], code: i64, id: Value) {
     let (got, recorded) = through(bad, None);
-    assert_eq!(got.len(), 1, "one answer for {:?}: {got:?}", String::from_utf8_lossy(bad));
+    assert_eq!(
+        got.len(),
+        1,
+        "one answer for {:?}: {got:?}",
+        String::from_utf8_lossy(bad)
+    );
     assert_eq!(got[0]["error"]["code"], code, "{got:?}");
     assert_eq!(got[0]["id"], id, "{got:?}");
-    assert_eq!(recorded, vec![PING.to_owned()], "only the ping reached the server");
+    assert_eq!(
+        recorded,
+        vec![PING.to_owned()],
+        "only the ping reached the server"
+    );
 }
 
 #[test]
@@ -86,7 +105,10 @@ fn an_overlong_line_is_discarded_and_answered_with_its_id() {
     );
     let (got, recorded) = through(big.as_bytes(), Some("1000000"));
     assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!((got[0]["id"].clone(), got[0]["error"]["code"].clone()), (json!("big"), json!(-32600)));
+    assert_eq!(
+        (got[0]["id"].clone(), got[0]["error"]["code"].clone()),
+        (json!("big"), json!(-32600))
+    );
     assert_eq!(recorded, vec![PING.to_owned()]);
 }
 
@@ -101,16 +123,33 @@ fn notifications_and_stray_responses_get_no_answer() {
     ];
     for bad in cases {
         let (got, recorded) = through(bad, None);
-        assert!(got.is_empty(), "{:?} got {got:?}", String::from_utf8_lossy(bad));
-        assert_eq!(recorded, vec![PING.to_owned()], "{:?}", String::from_utf8_lossy(bad));
+        assert!(
+            got.is_empty(),
+            "{:?} got {got:?}",
+            String::from_utf8_lossy(bad)
+        );
+        assert_eq!(
+            recorded,
+            vec![PING.to_owned()],
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
 #[test]
 fn a_server_answer_to_an_id_never_sent_is_dropped() {
-    let mut s = Session::start(&mut guarded_mock(ALLOW_ALL, "examples/tools/genieacs.json", &["--stray-response"]));
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        "examples/tools/genieacs.json",
+        &["--stray-response"],
+    ));
     s.send(&initialize("2025-06-18"));
-    assert_eq!(s.recv_json()["id"], 0, "the stray answer never reached the client");
+    assert_eq!(
+        s.recv_json()["id"],
+        0,
+        "the stray answer never reached the client"
+    );
     assert_eq!(s.wait().code(), Some(0));
     assert!(s.stderr().contains("never made"), "{}", s.stderr());
 }
