@@ -11,7 +11,8 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A toolwarden policy (format version 1, compatible with PolicyLayer's
-/// policy.json).
+/// policy.json). Optional keys are written by leaving them out, so the
+/// schema offers their value types, never null.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "toolwarden policy, version 1")]
@@ -20,14 +21,17 @@ pub struct PolicyFile {
     pub version: String,
     /// Free text for the people who read the file.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub description: Option<String>,
     /// What happens to a call of a tool that no rule names. Missing means
     /// "deny".
     #[serde(default)]
+    #[schemars(with = "DefaultAction")]
     pub default: Option<DefaultAction>,
     /// Remove tools that would be denied outright from tools/list
     /// responses. Missing means true.
     #[serde(default)]
+    #[schemars(with = "bool")]
     pub hide_denied: Option<bool>,
     /// Limits that every allowed tools/call must pass, in addition to the
     /// tool's own.
@@ -61,18 +65,22 @@ pub enum Action {
 pub struct RuleSpec {
     /// "allow" when missing.
     #[serde(default)]
+    #[schemars(with = "Action")]
     pub action: Option<Action>,
     /// Shown to the agent when a call is refused.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub reason: Option<String>,
     /// Overrides `hide_denied` for the tools of this rule.
     #[serde(default)]
+    #[schemars(with = "bool")]
     pub hide: Option<bool>,
     #[serde(default)]
     pub limits: Vec<LimitSpec>,
     /// A JSON Schema (2020-12 unless `$schema` says otherwise) that
     /// `params.arguments` must satisfy.
     #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
     pub arguments: Option<serde_json::Value>,
     /// JSON pointers into the arguments whose values never reach the audit
     /// log.
@@ -87,11 +95,13 @@ pub struct LimitSpec {
     /// Rules naming the same counter share one budget. Missing: a counter
     /// private to this rule.
     #[serde(default)]
+    #[schemars(with = "String")]
     pub counter: Option<String>,
     pub window: Window,
     pub max: NonZeroU32,
     /// Missing means "grant".
     #[serde(default)]
+    #[schemars(with = "Scope")]
     pub scope: Option<Scope>,
 }
 
@@ -192,8 +202,25 @@ impl JsonSchema for Window {
 /// The JSON Schema of the policy format, as shipped in
 /// `policies/policy.schema.json`.
 pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(PolicyFile);
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(PolicyFile)).expect("a schema serializes");
+    drop_null_defaults(&mut schema);
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
     text.push('\n');
     text
+}
+
+/// `"default": null` is what serde fills in for a key left out, not a value
+/// to suggest in an editor.
+fn drop_null_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("default").is_some_and(|d| d.is_null()) {
+                map.remove("default");
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
 }

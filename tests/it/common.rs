@@ -190,11 +190,6 @@ impl Session {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
 
-    /// Whether stdout has nothing more within `wait`.
-    pub fn nothing_within(&mut self, wait: Duration) -> Option<String> {
-        self.lines.recv_timeout(wait).ok()
-    }
-
     /// Everything left on stdout until it closes.
     pub fn rest(&mut self) -> Vec<String> {
         let mut out = Vec::new();

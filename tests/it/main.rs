@@ -4,3 +4,5 @@ mod common;
 mod everything;
 mod lifecycle;
 mod lines;
+mod policies;
+mod seeds;

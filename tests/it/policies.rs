@@ -1,0 +1,94 @@
+//! Every shipped policy: it loads, `toolwarden check` accepts it, and the
+//! JSON Schema of the format, generated from the Rust types, is current.
+
+use std::path::PathBuf;
+
+use crate::common::*;
+
+fn shipped() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "json") && !p.ends_with("policy.schema.json")
+        })
+        .collect();
+    files.extend(
+        std::fs::read_dir(root().join("tests/it/policylayer"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    files.sort();
+    assert!(files.len() >= 11, "{files:?}");
+    files
+}
+
+#[test]
+fn toolwarden_check_accepts_every_shipped_policy() {
+    for file in shipped() {
+        let out = toolwarden().arg("check").arg(&file).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(": ok\n") && stdout.contains("default: "),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn toolwarden_check_refuses_a_bad_policy_with_exit_2() {
+    let dir = temp_dir("check-bad");
+    let file = dir.join("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"minutes","max":1}]}}}"#,
+    )
+    .unwrap();
+    let out = toolwarden().arg("check").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/tools/t/limits/0/window"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_schema_file_is_current() {
+    let path = root().join("policies/policy.schema.json");
+    let fresh = toolwarden::policy::json_schema();
+    if std::env::var_os("TOOLWARDEN_BLESS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        shipped == fresh,
+        "policies/policy.schema.json is stale: regenerate it with `TOOLWARDEN_BLESS=1 cargo test --test it the_schema_file_is_current`"
+    );
+}
+
+#[test]
+fn every_shipped_policy_fits_the_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("policies/policy.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for file in shipped() {
+        let policy: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&policy)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+    // And the schema catches what the loader catches.
+    let typo = serde_json::json!({"version": "1", "tools": {"t": {"limts": []}}});
+    assert!(!validator.is_valid(&typo));
+}
