@@ -1,11 +1,29 @@
-//! `toolwarden check POLICY`: load and compile a policy and say what it
-//! does, without starting anything.
+//! `toolwarden check POLICY [-- CMD...]`: load and compile a policy and say
+//! what it does; with a server command, also start the server, list its
+//! tools, and say what the policy does to each, warning about rules that
+//! match nothing and (under default allow) tools no rule mentions.
 
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::child::Server;
 use crate::cli::CheckArgs;
-use crate::policy;
+use crate::framing::{Frame, LineReader, LineWriter};
+use crate::jsonrpc::{self, Message, Strictness};
+use crate::policy::{self, Action, DefaultAction, Glob, Policy};
 
-/// Prints the policy's summary on stdout (nothing relays here), or the
-/// load error on stderr. Returns the exit code: 0 loads, 2 does not.
+/// How long the server gets to start and list its tools.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Prints the report on stdout (nothing relays here), errors on stderr.
+/// Exit code: 0 the policy loads, 2 it does not, 1 the server's tools
+/// could not be listed.
 pub fn main(args: &CheckArgs) -> u8 {
     let policy = match policy::load(&args.policy) {
         Ok(policy) => policy,
@@ -16,8 +34,194 @@ pub fn main(args: &CheckArgs) -> u8 {
     };
     let mut out = format!("{}: ok\n", args.policy.display());
     out.push_str(&policy.summary());
-    print(&out);
-    0
+    if args.command.is_empty() {
+        print(&out);
+        return 0;
+    }
+    let tools = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(list_tools(&args.command)));
+    match tools {
+        Ok(tools) => {
+            out.push_str(&compare(&policy, &tools));
+            print(&out);
+            0
+        }
+        Err(e) => {
+            print(&out);
+            eprintln!("toolwarden: cannot list the server's tools: {e:#}");
+            1
+        }
+    }
+}
+
+/// What the policy does to each of the server's tools, and what looks like
+/// a mistake.
+pub fn compare(policy: &Policy, tools: &[String]) -> String {
+    let mut out = String::new();
+    let (mut allowed, mut approve, mut denied, mut hidden) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
+    for tool in tools {
+        let action = match (policy.rule_for(tool), policy.default) {
+            (Some(rule), _) => rule.action,
+            (None, DefaultAction::Allow) => Action::Allow,
+            (None, DefaultAction::Deny) => Action::Deny,
+        };
+        match action {
+            Action::Allow => allowed.push(tool.as_str()),
+            Action::Approve => approve.push(tool.as_str()),
+            Action::Deny => denied.push(tool.as_str()),
+        }
+        if policy.hides(tool) {
+            hidden += 1;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "server tools ({}): {} allowed, {} need approval, {} denied, {hidden} hidden from tools/list",
+        tools.len(),
+        allowed.len(),
+        approve.len(),
+        denied.len()
+    );
+    for (label, names) in [
+        ("allowed", &allowed),
+        ("need approval", &approve),
+        ("denied", &denied),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "  {label}: {}", names.join(", "));
+        }
+    }
+    for rule in policy.rules() {
+        let glob = Glob::new(&rule.pattern);
+        if !tools.iter().any(|t| glob.matches(t)) {
+            let _ = writeln!(
+                out,
+                "warning: the rule {:?} matches none of the server's tools",
+                rule.pattern
+            );
+        }
+    }
+    if policy.default == DefaultAction::Allow {
+        let unnamed: Vec<&str> = tools
+            .iter()
+            .filter(|t| policy.rule_for(t).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unnamed.is_empty() {
+            let _ = writeln!(
+                out,
+                "warning: the default is allow and no rule names these tools: {}",
+                unnamed.join(", ")
+            );
+        }
+    }
+    out
+}
+
+/// Starts the server, initializes a session, lists every page of tools,
+/// and stops the server.
+async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<String>> {
+    let (mut server, stdin, stdout) = Server::spawn(command).map_err(|e| anyhow!(e.message))?;
+    let mut to_server = LineWriter::new(stdin);
+    let mut from_server = LineReader::new(stdout, 64 * 1024 * 1024);
+    let listing = async {
+        let init = json!({
+            "jsonrpc": "2.0", "id": "check-init", "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": { "name": "toolwarden check", "version": env!("CARGO_PKG_VERSION") }
+            }
+        });
+        to_server.send(init.to_string().as_bytes()).await?;
+        answer_of(&mut from_server, &mut to_server, "check-init").await?;
+        to_server
+            .send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await?;
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for page in 0.. {
+            let id = format!("check-list-{page}");
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let request =
+                json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params });
+            to_server.send(request.to_string().as_bytes()).await?;
+            let result = answer_of(&mut from_server, &mut to_server, &id).await?;
+            let page: ToolsPage =
+                serde_json::from_str(result.get()).context("the tools/list answer is malformed")?;
+            tools.extend(page.tools.into_iter().map(|t| t.name));
+            match page.next_cursor {
+                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                _ => break,
+            }
+        }
+        anyhow::Ok(tools)
+    };
+    let tools = tokio::time::timeout(LIST_TIMEOUT, listing)
+        .await
+        .map_err(|_| anyhow!("the server did not list its tools within {LIST_TIMEOUT:?}"));
+    drop(to_server);
+    let _ = server
+        .stop(Duration::from_secs(2), Duration::from_secs(2))
+        .await;
+    tools?
+}
+
+#[derive(Deserialize)]
+struct ToolsPage {
+    tools: Vec<NamedTool>,
+    #[serde(rename = "nextCursor")]
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NamedTool {
+    name: String,
+}
+
+/// Reads until the answer to `id`; the server's own requests get a
+/// "method not found" so that it does not wait on them.
+async fn answer_of<R, W>(
+    from_server: &mut LineReader<R>,
+    to_server: &mut LineWriter<W>,
+    id: &str,
+) -> anyhow::Result<Box<RawValue>>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let Some(frame) = from_server.next().await? else {
+            bail!("the server closed its output");
+        };
+        let Frame::Line(line) = frame else { continue };
+        let reply = match jsonrpc::parse(line, Strictness::Envelope) {
+            Ok(Message::Response { id: got, result })
+                if jsonrpc::decode_str(got).as_deref() == Some(id) =>
+            {
+                return result.map(RawValue::to_owned).ok_or_else(|| {
+                    anyhow!(
+                        "the server answered {id} with an error: {}",
+                        String::from_utf8_lossy(line)
+                    )
+                });
+            }
+            Ok(Message::Request { id: theirs, .. }) => jsonrpc::error_response(
+                Some(theirs),
+                -32601,
+                "toolwarden check answers no requests",
+            ),
+            _ => continue,
+        };
+        to_server.send(&reply).await?;
+    }
 }
 
 /// `check` is a command for people, not a relay: its report is its output.

@@ -5,4 +5,5 @@ mod everything;
 mod lifecycle;
 mod lines;
 mod policies;
+mod python_sdk;
 mod seeds;

@@ -92,3 +92,65 @@ fn every_shipped_policy_fits_the_schema() {
     let typo = serde_json::json!({"version": "1", "tools": {"t": {"limts": []}}});
     assert!(!validator.is_valid(&typo));
 }
+
+#[test]
+fn toolwarden_check_with_a_server_compares_the_policy_with_its_tools() {
+    let dir = temp_dir("check-server");
+    let file = dir.join("policy.json");
+    std::fs::write(
+        &file,
+        r#"{"version":"1","default":"allow","tools":{"flowforge_delete_*":{"action":"deny"},"retry_deploy":{},"flowforge_replay_run":{"action":"approve"}}}"#,
+    )
+    .unwrap();
+    let out = toolwarden()
+        .arg("check")
+        .arg(&file)
+        .arg("--")
+        .arg(mock_server())
+        .arg("--tools")
+        .arg(root().join("examples/tools/flowforge.json"))
+        .args(["--page-size", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("server tools (12): 9 allowed, 1 need approval, 2 denied, 2 hidden"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("denied: flowforge_delete_run, flowforge_delete_function"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: the rule \"retry_deploy\" matches none of the server's tools"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no rule names these tools: flowforge_retry_run,"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn toolwarden_check_says_when_the_server_cannot_list() {
+    let out = toolwarden()
+        .arg("check")
+        .arg(root().join("policies/fractera.json"))
+        .args(["--", "/nonexistent/server"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "cannot list the server's tools: cannot start the server `/nonexistent/server`"
+        ),
+        "{stderr}"
+    );
+}
