@@ -8,7 +8,8 @@
 //! requests that are left, and exit with the server's status.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         }
     };
     let group = server.group();
+    info!(identity = %args.identity, "session starts");
     let relay = Relay::new(policy, args.max_message_bytes, client_output());
     let mut signals = Signals::new()?;
 
@@ -164,27 +166,52 @@ impl Signals {
     }
 }
 
-/// The client's input: a pipe is read directly through the event loop;
-/// anything else (a file, a terminal) through tokio's blocking reader.
+/// The client's input. Pipes (most clients) and Unix sockets (clients
+/// built on Node or Electron) are read through the event loop; anything
+/// else (a file, a terminal) through tokio's blocking reader.
 fn client_input() -> Box<dyn AsyncRead + Send + Unpin> {
-    let pipe = io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
-    match pipe {
-        Ok(pipe) => Box::new(pipe),
-        Err(_) => Box::new(tokio::io::stdin()),
+    let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() else {
+        return Box::new(tokio::io::stdin());
+    };
+    if is_socket(&fd) {
+        if let Ok(socket) = unix_stream(fd) {
+            debug!("client input: a Unix socket");
+            return Box::new(socket);
+        }
+    } else if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)) {
+        debug!("client input: a pipe");
+        return Box::new(pipe);
     }
+    debug!("client input: read on a blocking thread");
+    Box::new(tokio::io::stdin())
 }
 
 /// The client's output, chosen the same way as its input.
 fn client_output() -> Box<dyn AsyncWrite + Send + Unpin> {
-    let pipe = io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
-    match pipe {
-        Ok(pipe) => Box::new(pipe),
-        Err(_) => Box::new(tokio::io::stdout()),
+    let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() else {
+        return Box::new(tokio::io::stdout());
+    };
+    if is_socket(&fd) {
+        if let Ok(socket) = unix_stream(fd) {
+            debug!("client output: a Unix socket");
+            return Box::new(socket);
+        }
+    } else if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)) {
+        debug!("client output: a pipe");
+        return Box::new(pipe);
     }
+    debug!("client output: written on a blocking thread");
+    Box::new(tokio::io::stdout())
+}
+
+fn is_socket(fd: &OwnedFd) -> bool {
+    std::fs::File::from(fd.try_clone().expect("a descriptor can be duplicated"))
+        .metadata()
+        .is_ok_and(|m| m.file_type().is_socket())
+}
+
+fn unix_stream(fd: OwnedFd) -> io::Result<tokio::net::UnixStream> {
+    let socket = std::os::unix::net::UnixStream::from(fd);
+    socket.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(socket)
 }

@@ -7,3 +7,4 @@ mod lines;
 mod policies;
 mod python_sdk;
 mod seeds;
+mod stdio_kinds;
