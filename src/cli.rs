@@ -81,6 +81,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub term_timeout: Duration,
 
+    /// Write an audit log here (JSON Lines, appended; `-` for stderr). The
+    /// file is created readable by its owner only.
+    #[arg(long, value_name = "PATH")]
+    pub audit: Option<PathBuf>,
+
+    /// Refuse every tools/call while the audit log cannot be written.
+    #[arg(long, requires = "audit")]
+    pub audit_required: bool,
+
+    /// How long a call held for approval waits for a person's answer.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub approval_timeout: Duration,
+
     /// The server command and its arguments.
     #[arg(last = true, value_name = "CMD", required = true)]
     pub command: Vec<OsString>,

@@ -12,15 +12,22 @@
 //!   session state they share: requests in flight each way.
 //! - [`child`]: spawning the server, stopping it in order, exit codes.
 //! - [`tools_list`]: hidden tools taken out of tools/list responses.
+//! - [`approval`]: the prompt that asks a person about one call, and the
+//!   answer.
+//! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
+//!   secrets out of it.
 //! - [`run`]: ties them together for one session.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
 
+pub mod approval;
+pub mod audit;
 pub mod check;
 pub mod child;
 pub mod cli;
 pub mod framing;
 pub mod jsonrpc;
 pub mod policy;
+pub mod redact;
 pub mod relay;
 pub mod run;
 pub mod tools_list;

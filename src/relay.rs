@@ -1,6 +1,7 @@
 //! The two pumps, client to server and server to client, and what they
-//! share: the policy, the requests in flight each way, and the one writer
-//! of the client's output.
+//! share: the policy, the requests in flight each way, calls held for a
+//! person's approval, the audit log, and the one writer of the client's
+//! output.
 //!
 //! Each pump reads one line at a time and either forwards the original
 //! bytes, answers the client itself, or drops the line with a warning. The
@@ -9,36 +10,56 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
+use crate::approval::{self, Elicitation};
+use crate::audit::{self, Audit, AuditEvent};
 use crate::framing::{Frame, LineReader, LineWriter};
 use crate::jsonrpc::{self, IdKey, Message, Strictness};
 use crate::policy::{Policy, Refusal, RefusalKind, ToolCall, Verdict};
+use crate::redact;
 use crate::tools_list;
 
 /// The client's output, shared by both pumps.
 pub type ClientOut = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// What a session is set up with besides the policy.
+pub struct Settings {
+    pub max_message: usize,
+    pub approval_timeout: Duration,
+    pub audit: Audit,
+    /// Unique to this session: approval prompts' ids start with it, so the
+    /// server cannot produce one.
+    pub session: String,
+}
+
 pub struct Relay {
     policy: Policy,
-    max_message: usize,
-    state: Mutex<InFlight>,
+    settings: Settings,
+    state: Mutex<State>,
     to_client: tokio::sync::Mutex<LineWriter<ClientOut>>,
 }
 
-/// Requests each side is still waiting on.
 #[derive(Default)]
-struct InFlight {
+struct State {
     /// The client's requests the server has not answered.
     client: HashMap<IdKey, ClientRequest>,
     /// The server's requests (sampling, elicitation, roots, ping) the
     /// client has not answered.
     server: HashSet<IdKey>,
+    /// Calls waiting for a person, by the id of their prompt.
+    held: HashMap<String, Held>,
+    elicitation: Elicitation,
+    /// Prompts may be sent only after `notifications/initialized`.
+    initialized: bool,
+    prompts: u64,
 }
 
 struct ClientRequest {
@@ -46,20 +67,39 @@ struct ClientRequest {
     id: Box<RawValue>,
     lists_tools: bool,
     cancelled: bool,
+    /// For a tools/call: the tool and when it was sent, for the audit log.
+    call: Option<(String, Instant)>,
+}
+
+/// A call held until a person answers its prompt.
+struct Held {
+    id: Box<RawValue>,
+    key: IdKey,
+    line: Vec<u8>,
+    tool: String,
+    arguments: Option<Box<RawValue>>,
+    stateless: bool,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+/// What the audit log keeps of a call's arguments.
+struct Facts {
+    redacted: redact::Redacted,
+    sha256: String,
 }
 
 impl Relay {
-    pub fn new(policy: Policy, max_message: usize, client_out: ClientOut) -> Relay {
+    pub fn new(policy: Policy, settings: Settings, client_out: ClientOut) -> Relay {
         Relay {
             policy,
-            max_message,
-            state: Mutex::new(InFlight::default()),
+            settings,
+            state: Mutex::new(State::default()),
             to_client: tokio::sync::Mutex::new(LineWriter::new(client_out)),
         }
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
-        // A panic elsewhere cannot leave these maps half-updated: every
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the maps half-updated: every
         // change is a single insert or remove.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -70,12 +110,12 @@ impl Relay {
 
     /// Relays the client's input to the server until the client closes it.
     /// Returning drops `server_in`, which closes the server's stdin.
-    pub async fn client_pump<R, W>(&self, client_in: R, server_in: W) -> io::Result<()>
+    pub async fn client_pump<R, W>(self: &Arc<Self>, client_in: R, server_in: W) -> io::Result<()>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut lines = LineReader::new(client_in, self.max_message);
+        let mut lines = LineReader::new(client_in, self.settings.max_message);
         let mut server = LineWriter::new(server_in);
         while let Some(frame) = lines.next().await? {
             match frame {
@@ -88,7 +128,7 @@ impl Relay {
     }
 
     async fn client_line<W: AsyncWrite + Unpin>(
-        &self,
+        self: &Arc<Self>,
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
@@ -112,65 +152,53 @@ impl Relay {
         };
         match message {
             Message::Request { id, method, params } if method == "tools/call" => {
-                let call = match ToolCall::from_params(params) {
-                    Ok(call) => call,
-                    Err(why) => {
-                        warn!(id = id.get(), "refused a malformed tools/call: {why}");
-                        let reply =
-                            jsonrpc::error_response(Some(id), jsonrpc::INVALID_PARAMS, &why);
-                        return self.send_client(&reply).await;
-                    }
-                };
-                match self.policy.check(&call) {
-                    Verdict::Allow => {
-                        info!(tool = %call.name, id = id.get(), "allowed");
-                        self.forward_request(id, false, line, server).await
-                    }
-                    Verdict::Approve => {
-                        let refusal = Refusal {
-                            tool: call.name.to_string(),
-                            rule: self.policy.rule_for(&call.name).map(|r| r.pattern.clone()),
-                            reason: None,
-                            kind: RefusalKind::ApprovalUnavailable,
-                        };
-                        self.refuse(id, params, &refusal).await
-                    }
-                    Verdict::Refuse(refusal) => self.refuse(id, params, &refusal).await,
-                }
+                self.tools_call(id, params, line, server).await
             }
-            Message::Request { id, method, .. } => {
-                self.forward_request(id, method == "tools/list", line, server)
+            Message::Request { id, method, params } => {
+                if method == "initialize" {
+                    self.state().elicitation = approval::declared(params);
+                }
+                self.forward_request(id, method == "tools/list", None, line, server)
                     .await
             }
-            Message::Notification { method, .. } if method == "tools/call" => {
+            Message::Notification { method, params } if method == "tools/call" => {
                 // A call nobody can answer must not run unseen.
                 warn!("dropped a tools/call sent as a notification (it has no id)");
+                let tool = ToolCall::from_params(params)
+                    .map(|c| c.name.into_owned())
+                    .unwrap_or_default();
+                self.settings
+                    .audit
+                    .record(AuditEvent {
+                        event: "decision",
+                        tool,
+                        decision: Some("notification_dropped"),
+                        ..Default::default()
+                    })
+                    .await;
                 Ok(())
             }
             Message::Notification { method, params } if method == "notifications/cancelled" => {
-                let Some(key) = cancelled_request(params) else {
-                    warn!("dropped a notifications/cancelled without a readable requestId");
-                    return Ok(());
-                };
-                let known = match self.in_flight().client.get_mut(&key) {
-                    Some(request) => {
-                        request.cancelled = true;
-                        true
-                    }
-                    None => false,
-                };
-                if known {
-                    server.send(line).await
-                } else {
-                    // Refused or already answered: the server never had it.
-                    debug!(request = %key, "dropped a cancellation for a request the server does not have");
-                    Ok(())
-                }
+                self.client_cancels(params, line, server).await
             }
-            Message::Notification { .. } => server.send(line).await,
-            Message::Response { id, .. } => {
+            Message::Notification { method, .. } => {
+                if method == "notifications/initialized" {
+                    self.state().initialized = true;
+                }
+                server.send(line).await
+            }
+            Message::Response { id, result } => {
                 let key = IdKey::of(id);
-                if self.in_flight().server.remove(&key) {
+                let held = match &key {
+                    IdKey::Str(prompt) => self.state().held.remove(prompt),
+                    _ => None,
+                };
+                if let Some(held) = held {
+                    // The answer to an approval prompt: the server never
+                    // sees it.
+                    return self.answered(held, result, server).await;
+                }
+                if self.state().server.remove(&key) {
                     server.send(line).await
                 } else {
                     warn!(
@@ -183,80 +211,377 @@ impl Relay {
         }
     }
 
+    async fn tools_call<W: AsyncWrite + Unpin>(
+        self: &Arc<Self>,
+        id: &RawValue,
+        params: Option<&RawValue>,
+        line: &[u8],
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        let call = match ToolCall::from_params(params) {
+            Ok(call) => call,
+            Err(why) => {
+                warn!(id = id.get(), "refused a malformed tools/call: {why}");
+                let reply = jsonrpc::error_response(Some(id), jsonrpc::INVALID_PARAMS, &why);
+                return self.send_client(&reply).await;
+            }
+        };
+        let stateless = is_stateless(params);
+        let facts = self.facts(&call);
+        if self.settings.audit.refuses_calls() {
+            let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
+            return self.refuse(id, &refusal, stateless, facts.as_ref()).await;
+        }
+        match self.policy.check(&call) {
+            Verdict::Allow => {
+                info!(tool = %call.name, id = id.get(), "allowed");
+                self.audit_decision(id, &call.name, "allowed", None, facts.as_ref())
+                    .await;
+                let started = Some((call.name.to_string(), Instant::now()));
+                self.forward_request(id, false, started, line, server).await
+            }
+            Verdict::Approve => self.hold(id, &call, stateless, line, facts.as_ref()).await,
+            Verdict::Refuse(refusal) => self.refuse(id, &refusal, stateless, facts.as_ref()).await,
+        }
+    }
+
+    /// Holds a call and asks the client's user about it; other traffic
+    /// keeps flowing meanwhile.
+    async fn hold(
+        self: &Arc<Self>,
+        id: &RawValue,
+        call: &ToolCall<'_>,
+        stateless: bool,
+        line: &[u8],
+        facts: Option<&Facts>,
+    ) -> io::Result<()> {
+        let key = IdKey::of(id);
+        let prompt_id = {
+            let mut state = self.state();
+            let usable =
+                state.elicitation != Elicitation::Unsupported && state.initialized && !stateless;
+            if !usable {
+                None
+            } else if state.client.contains_key(&key) || state.held.values().any(|h| h.key == key) {
+                Some(None)
+            } else {
+                state.prompts += 1;
+                Some(Some(format!(
+                    "toolwarden-approval-{}-{}",
+                    self.settings.session, state.prompts
+                )))
+            }
+        };
+        let prompt_id = match prompt_id {
+            None => {
+                let refusal = self.refusal(call, RefusalKind::ApprovalUnavailable);
+                return self.refuse(id, &refusal, stateless, facts).await;
+            }
+            Some(None) => return self.duplicate_id(id).await,
+            Some(Some(prompt_id)) => prompt_id,
+        };
+        let relay = Arc::clone(self);
+        let expiring = prompt_id.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(relay.settings.approval_timeout).await;
+            relay.expire(&expiring).await;
+        });
+        let shown = match facts {
+            Some(f) => f.redacted.value.clone(),
+            None => self.facts_now(call).redacted.value,
+        };
+        let mode = self.state().elicitation;
+        let reason = self
+            .policy
+            .rule_for(&call.name)
+            .and_then(|r| r.reason.clone());
+        let prompt = approval::prompt(&prompt_id, mode, &call.name, &shown, reason.as_deref());
+        self.state().held.insert(
+            prompt_id,
+            Held {
+                id: id.to_owned(),
+                key,
+                line: line.to_vec(),
+                tool: call.name.to_string(),
+                arguments: call.arguments.map(RawValue::to_owned),
+                stateless,
+                timer,
+            },
+        );
+        info!(tool = %call.name, id = id.get(), "held for approval");
+        self.audit_decision(id, &call.name, "approval_requested", None, facts)
+            .await;
+        self.send_client(&prompt).await
+    }
+
+    /// A person answered a prompt.
+    async fn answered<W: AsyncWrite + Unpin>(
+        self: &Arc<Self>,
+        held: Held,
+        answer: Option<&RawValue>,
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        held.timer.abort();
+        let call = ToolCall {
+            name: held.tool.as_str().into(),
+            arguments: held.arguments.as_deref(),
+        };
+        let facts = self.facts(&call);
+        if !approval::approved(answer) {
+            let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
+            return self
+                .refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+                .await;
+        }
+        // Limits are charged now, not when the call was held.
+        match self.policy.admit(&call) {
+            Verdict::Refuse(refusal) => {
+                self.refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+                    .await
+            }
+            _ => {
+                info!(tool = %call.name, id = held.id.get(), "approved");
+                self.audit_decision(&held.id, &call.name, "approved", None, facts.as_ref())
+                    .await;
+                let started = Some((call.name.to_string(), Instant::now()));
+                self.forward_request(&held.id, false, started, &held.line, server)
+                    .await
+            }
+        }
+    }
+
+    /// Nobody answered a prompt in time.
+    async fn expire(&self, prompt_id: &str) {
+        let Some(held) = self.state().held.remove(prompt_id) else {
+            return;
+        };
+        warn!(tool = %held.tool, id = held.id.get(), "no answer to the approval prompt in time");
+        let call = ToolCall {
+            name: held.tool.as_str().into(),
+            arguments: held.arguments.as_deref(),
+        };
+        let facts = self.facts(&call);
+        let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: true });
+        let _ = self
+            .send_client(&approval::withdraw(prompt_id, "timed out"))
+            .await;
+        let _ = self
+            .refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+            .await;
+    }
+
+    async fn client_cancels<W: AsyncWrite + Unpin>(
+        &self,
+        params: Option<&RawValue>,
+        line: &[u8],
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        let Some(key) = cancelled_request(params) else {
+            warn!("dropped a notifications/cancelled without a readable requestId");
+            return Ok(());
+        };
+        let (known, held) = {
+            let mut state = self.state();
+            let known = match state.client.get_mut(&key) {
+                Some(request) => {
+                    request.cancelled = true;
+                    true
+                }
+                None => false,
+            };
+            let prompt = state
+                .held
+                .iter()
+                .find(|(_, h)| h.key == key)
+                .map(|(p, _)| p.clone());
+            (
+                known,
+                prompt.and_then(|p| state.held.remove(&p).map(|h| (p, h))),
+            )
+        };
+        if let Some((prompt_id, held)) = held {
+            // The call is dropped; the prompt is withdrawn.
+            held.timer.abort();
+            info!(tool = %held.tool, id = held.id.get(), "a call held for approval was cancelled");
+            self.audit_decision(&held.id, &held.tool, "cancelled", None, None)
+                .await;
+            return self
+                .send_client(&approval::withdraw(&prompt_id, "the call was cancelled"))
+                .await;
+        }
+        if known {
+            server.send(line).await
+        } else {
+            // Refused or already answered: the server never had it.
+            debug!(request = %key, "dropped a cancellation for a request the server does not have");
+            Ok(())
+        }
+    }
+
     /// Records a client request as in flight, then sends it on. A second
-    /// request with the id of one still in flight is refused: its answer
-    /// could not be told apart.
+    /// request with the id of one still in flight (or held) is refused: its
+    /// answer could not be told apart.
     async fn forward_request<W: AsyncWrite + Unpin>(
         &self,
         id: &RawValue,
         lists_tools: bool,
+        call: Option<(String, Instant)>,
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
         let key = IdKey::of(id);
         let fresh = {
-            let mut in_flight = self.in_flight();
-            match in_flight.client.entry(key) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(ClientRequest {
+            let mut state = self.state();
+            if state.client.contains_key(&key) || state.held.values().any(|h| h.key == key) {
+                false
+            } else {
+                state.client.insert(
+                    key,
+                    ClientRequest {
                         id: id.to_owned(),
                         lists_tools,
                         cancelled: false,
-                    });
-                    true
-                }
+                        call,
+                    },
+                );
+                true
             }
         };
         if fresh {
             server.send(line).await
         } else {
-            warn!(
-                id = id.get(),
-                "refused a request whose id is already in flight"
-            );
-            let reply = jsonrpc::error_response(
-                Some(id),
-                jsonrpc::INVALID_REQUEST,
-                "invalid request: a request with this id is still in flight",
-            );
-            self.send_client(&reply).await
+            self.duplicate_id(id).await
+        }
+    }
+
+    async fn duplicate_id(&self, id: &RawValue) -> io::Result<()> {
+        warn!(
+            id = id.get(),
+            "refused a request whose id is already in flight"
+        );
+        let reply = jsonrpc::error_response(
+            Some(id),
+            jsonrpc::INVALID_REQUEST,
+            "invalid request: a request with this id is still in flight",
+        );
+        self.send_client(&reply).await
+    }
+
+    fn refusal(&self, call: &ToolCall, kind: RefusalKind) -> Refusal {
+        let rule = self.policy.rule_for(&call.name);
+        Refusal {
+            tool: call.name.to_string(),
+            rule: rule.map(|r| r.pattern.clone()),
+            reason: rule.and_then(|r| r.reason.clone()),
+            kind,
         }
     }
 
     async fn refuse(
         &self,
         id: &RawValue,
-        params: Option<&RawValue>,
         refusal: &Refusal,
+        stateless: bool,
+        facts: Option<&Facts>,
     ) -> io::Result<()> {
         info!(tool = %refusal.tool, id = id.get(), decision = refusal.decision(), "refused");
-        let result = refusal.to_result(is_stateless(params));
+        if self.settings.audit.enabled() {
+            let meta = refusal.meta();
+            let scrub =
+                |text: &str| facts.map_or_else(|| text.to_owned(), |f| f.redacted.scrub(text));
+            let event = AuditEvent {
+                rule: refusal.rule.clone(),
+                counter: meta.counter.map(str::to_owned),
+                retry_after_ms: meta.retry_after_ms,
+                reason: refusal.reason.clone(),
+                errors: meta.errors.map(|errors| {
+                    errors
+                        .iter()
+                        .map(|e| json!({ "pointer": e.pointer, "message": scrub(&e.message) }))
+                        .collect()
+                }),
+                ..self.decision_event(id, &refusal.tool, refusal.decision(), facts)
+            };
+            self.settings.audit.record(event).await;
+        }
+        let result = refusal.to_result(stateless);
         self.send_client(&jsonrpc::result_response(id, &result))
             .await
     }
 
+    /// The redacted arguments and their hash, when there is an audit log.
+    fn facts(&self, call: &ToolCall) -> Option<Facts> {
+        self.settings.audit.enabled().then(|| self.facts_now(call))
+    }
+
+    fn facts_now(&self, call: &ToolCall) -> Facts {
+        let raw = call.arguments.map_or("{}", RawValue::get);
+        let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+        let pointers = self
+            .policy
+            .rule_for(&call.name)
+            .map_or(&[][..], |r| &r.redact[..]);
+        Facts {
+            redacted: redact::redact(&value, pointers),
+            sha256: audit::sha256(call.arguments.map_or(&b""[..], |a| a.get().as_bytes())),
+        }
+    }
+
+    fn decision_event(
+        &self,
+        id: &RawValue,
+        tool: &str,
+        decision: &'static str,
+        facts: Option<&Facts>,
+    ) -> AuditEvent {
+        AuditEvent {
+            event: "decision",
+            id: Some(id.to_owned()),
+            tool: tool.to_owned(),
+            decision: Some(decision),
+            rule: self.policy.rule_for(tool).map(|r| r.pattern.clone()),
+            arguments: facts.map(|f| f.redacted.value.clone()),
+            args_sha256: facts.map(|f| f.sha256.clone()),
+            ..Default::default()
+        }
+    }
+
+    async fn audit_decision(
+        &self,
+        id: &RawValue,
+        tool: &str,
+        decision: &'static str,
+        reason: Option<String>,
+        facts: Option<&Facts>,
+    ) {
+        if self.settings.audit.enabled() {
+            let event = AuditEvent {
+                reason,
+                ..self.decision_event(id, tool, decision, facts)
+            };
+            self.settings.audit.record(event).await;
+        }
+    }
+
     async fn too_long_from_client(&self, prefix: &[u8], len: usize) -> io::Result<()> {
         let seen = jsonrpc::scan_prefix(prefix);
+        let max = self.settings.max_message;
         warn!(
             len,
-            max = self.max_message,
-            "refused a line from the client longer than --max-message-bytes"
+            max, "refused a line from the client longer than --max-message-bytes"
         );
         if seen.is_response {
             return Ok(());
         }
-        let message = format!(
-            "invalid request: message of {len} bytes exceeds the limit of {} bytes (--max-message-bytes)",
-            self.max_message
-        );
+        let message =
+            format!("invalid request: message of {len} bytes exceeds the limit of {max} bytes (--max-message-bytes)");
         let reply = jsonrpc::error_response(seen.id.as_deref(), jsonrpc::INVALID_REQUEST, &message);
         self.send_client(&reply).await
     }
 
     /// Relays the server's output to the client until the server closes it.
     pub async fn server_pump<R: AsyncRead + Unpin>(&self, server_out: R) -> io::Result<()> {
-        let mut lines = LineReader::new(server_out, self.max_message);
+        let mut lines = LineReader::new(server_out, self.settings.max_message);
         while let Some(frame) = lines.next().await? {
             match frame {
                 Frame::Line(line) => self.server_line(line).await?,
@@ -284,28 +609,30 @@ impl Relay {
         };
         match message {
             Message::Request { id, .. } => {
-                self.in_flight().server.insert(IdKey::of(id));
+                self.state().server.insert(IdKey::of(id));
                 self.send_client(line).await
             }
             Message::Notification { .. } => self.send_client(line).await,
             Message::Response { id, result } => {
-                let request = self.in_flight().client.remove(&IdKey::of(id));
-                match request {
-                    Some(request) if request.lists_tools => {
-                        let filtered = result.and_then(|r| {
-                            tools_list::filter(line, r, |name| self.policy.hides(name))
-                        });
-                        self.send_client(filtered.as_deref().unwrap_or(line)).await
-                    }
-                    Some(_) => self.send_client(line).await,
-                    None => {
-                        warn!(
-                            id = id.get(),
-                            "dropped a response from the server to a request the client never made"
-                        );
-                        Ok(())
-                    }
+                let request = self.state().client.remove(&IdKey::of(id));
+                let Some(request) = request else {
+                    warn!(
+                        id = id.get(),
+                        "dropped a response from the server to a request the client never made"
+                    );
+                    return Ok(());
+                };
+                if let Some((tool, started)) = &request.call {
+                    self.audit_result(&request.id, tool, *started, Outcome::of(line, result))
+                        .await;
                 }
+                let filtered = match (request.lists_tools, result) {
+                    (true, Some(result)) => {
+                        tools_list::filter(line, result, |name| self.policy.hides(name))
+                    }
+                    _ => None,
+                };
+                self.send_client(filtered.as_deref().unwrap_or(line)).await
             }
         }
     }
@@ -313,21 +640,28 @@ impl Relay {
     /// An answer too large to relay still ends its request: the client gets
     /// an error instead of waiting forever.
     async fn too_long_from_server(&self, prefix: &[u8], len: usize) -> io::Result<()> {
+        let max = self.settings.max_message;
         warn!(
             len,
-            max = self.max_message,
-            "dropped a line from the server longer than --max-message-bytes"
+            max, "dropped a line from the server longer than --max-message-bytes"
         );
         let seen = jsonrpc::scan_prefix(prefix);
         let Some(id) = seen.id.filter(|_| seen.is_response) else {
             return Ok(());
         };
-        let request = self.in_flight().client.remove(&IdKey::of(&id));
+        let request = self.state().client.remove(&IdKey::of(&id));
         if let Some(request) = request {
-            let message = format!(
-                "the server's answer of {len} bytes exceeds toolwarden's limit of {} bytes (--max-message-bytes)",
-                self.max_message
-            );
+            let message =
+                format!("the server's answer of {len} bytes exceeds toolwarden's limit of {max} bytes (--max-message-bytes)");
+            if let Some((tool, started)) = &request.call {
+                self.audit_result(
+                    &request.id,
+                    tool,
+                    *started,
+                    Outcome::Error(jsonrpc::INTERNAL_ERROR.into()),
+                )
+                .await;
+            }
             let reply =
                 jsonrpc::error_response(Some(&request.id), jsonrpc::INTERNAL_ERROR, &message);
             self.send_client(&reply).await?;
@@ -335,19 +669,110 @@ impl Relay {
         Ok(())
     }
 
-    /// Answers every request still waiting on the server with an error,
-    /// once the server is gone. Cancelled requests expect no answer.
+    async fn audit_result(&self, id: &RawValue, tool: &str, started: Instant, outcome: Outcome) {
+        if !self.settings.audit.enabled() {
+            return;
+        }
+        let (is_error, error_code) = match outcome {
+            Outcome::Result(is_error) => (Some(is_error), None),
+            Outcome::Error(code) => (None, Some(code)),
+        };
+        let event = AuditEvent {
+            event: "result",
+            id: Some(id.to_owned()),
+            tool: tool.to_owned(),
+            duration_ms: Some((started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
+            is_error,
+            error_code,
+            ..Default::default()
+        };
+        self.settings.audit.record(event).await;
+    }
+
+    /// Once the server is gone: answers every request still waiting on it
+    /// with an error, and refuses every call still held for approval.
+    /// Cancelled requests expect no answer.
     pub async fn fail_in_flight(&self, why: &str) -> io::Result<()> {
-        let waiting: Vec<ClientRequest> = self.in_flight().client.drain().map(|(_, r)| r).collect();
+        let (waiting, held) = {
+            let mut state = self.state();
+            let waiting: Vec<ClientRequest> = state.client.drain().map(|(_, r)| r).collect();
+            let held: Vec<Held> = state.held.drain().map(|(_, h)| h).collect();
+            (waiting, held)
+        };
         for request in waiting.into_iter().filter(|r| !r.cancelled) {
+            if let Some((tool, started)) = &request.call {
+                self.audit_result(
+                    &request.id,
+                    tool,
+                    *started,
+                    Outcome::Error(jsonrpc::INTERNAL_ERROR.into()),
+                )
+                .await;
+            }
             let reply = jsonrpc::error_response(Some(&request.id), jsonrpc::INTERNAL_ERROR, why);
             self.send_client(&reply).await?;
+        }
+        for held in held {
+            held.timer.abort();
+            let call = ToolCall {
+                name: held.tool.as_str().into(),
+                arguments: held.arguments.as_deref(),
+            };
+            let refusal = self.refusal(&call, RefusalKind::ApprovalUnavailable);
+            self.refuse(
+                &held.id,
+                &refusal,
+                held.stateless,
+                self.facts(&call).as_ref(),
+            )
+            .await?;
         }
         Ok(())
     }
 
-    pub async fn shutdown_client(&self) -> io::Result<()> {
+    /// Flushes the audit log and closes the client's output.
+    pub async fn finish(&self) -> io::Result<()> {
+        self.settings.audit.flush().await;
         self.to_client.lock().await.shutdown().await
+    }
+}
+
+/// How a forwarded call ended, for the audit log.
+enum Outcome {
+    /// A result, with its `isError`.
+    Result(bool),
+    /// A JSON-RPC error, with its code.
+    Error(i64),
+}
+
+impl Outcome {
+    fn of(line: &[u8], result: Option<&RawValue>) -> Outcome {
+        #[derive(Deserialize)]
+        struct CallResult {
+            #[serde(rename = "isError")]
+            is_error: Option<bool>,
+        }
+        #[derive(Deserialize)]
+        struct ErrorResponse {
+            error: ErrorBody,
+        }
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            code: i64,
+        }
+        match result {
+            Some(result) => Outcome::Result(
+                serde_json::from_str::<CallResult>(result.get())
+                    .ok()
+                    .and_then(|r| r.is_error)
+                    .unwrap_or(false),
+            ),
+            None => Outcome::Error(
+                serde_json::from_slice::<ErrorResponse>(line)
+                    .map(|e| e.error.code)
+                    .unwrap_or(i64::from(jsonrpc::INTERNAL_ERROR)),
+            ),
+        }
     }
 }
 

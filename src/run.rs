@@ -11,16 +11,18 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
+use crate::audit::{self, Audit};
 use crate::child::{self, Server, Stopped};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
-use crate::relay::Relay;
+use crate::relay::{Relay, Settings};
 
 /// How long the server's output may stay open after the server exited (a
 /// grandchild may hold it) before its process group is killed.
@@ -37,6 +39,23 @@ enum Ended {
 
 /// Runs one session; returns toolwarden's exit code.
 pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
+    let session_id = audit::random_id();
+    // A log that cannot be opened stops toolwarden before the server starts.
+    let audit = match &args.audit {
+        Some(path) => match Audit::open(
+            path,
+            args.audit_required,
+            session_id.clone(),
+            args.identity.clone(),
+        ) {
+            Ok(audit) => audit,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return Ok(2);
+            }
+        },
+        None => Audit::off(session_id.clone(), args.identity.clone()),
+    };
     let (mut server, server_in, server_out) = match Server::spawn(&args.command) {
         Ok(spawned) => spawned,
         Err(e) => {
@@ -45,8 +64,14 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         }
     };
     let group = server.group();
-    info!(identity = %args.identity, "session starts");
-    let relay = Relay::new(policy, args.max_message_bytes, client_output());
+    info!(identity = %args.identity, session = %session_id, "session starts");
+    let settings = Settings {
+        max_message: args.max_message_bytes,
+        approval_timeout: args.approval_timeout,
+        audit,
+        session: session_id,
+    };
+    let relay = Arc::new(Relay::new(policy, settings, client_output()));
     let mut signals = Signals::new()?;
 
     // Boxed so that dropping it really drops the future, and with it the
@@ -123,7 +148,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     if let Err(e) = relay.fail_in_flight(&why).await {
         debug!("could not answer the requests left: {e}");
     }
-    let _ = relay.shutdown_client().await;
+    let _ = relay.finish().await;
 
     Ok(match ended {
         Ended::Signal(signal) => 128 + signal as u8,

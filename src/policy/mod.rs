@@ -117,8 +117,13 @@ pub enum RefusalKind {
         retry_after: Duration,
     },
     InvalidArguments(Vec<SchemaError>),
-    ApprovalDeclined,
+    /// A person said no, or did not answer in time.
+    ApprovalDeclined {
+        timed_out: bool,
+    },
     ApprovalUnavailable,
+    /// `--audit-required` and the audit log cannot be written.
+    AuditUnavailable,
 }
 
 /// One way the arguments break the rule's schema.
@@ -320,8 +325,9 @@ impl Refusal {
             RefusalKind::NotAllowed => "not_allowed",
             RefusalKind::RateLimited { .. } => "rate_limited",
             RefusalKind::InvalidArguments(_) => "invalid_arguments",
-            RefusalKind::ApprovalDeclined => "approval_declined",
+            RefusalKind::ApprovalDeclined { .. } => "approval_declined",
             RefusalKind::ApprovalUnavailable => "approval_unavailable",
+            RefusalKind::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -361,9 +367,18 @@ impl Refusal {
                     list.join("; ")
                 )
             }
-            RefusalKind::ApprovalDeclined => "a human did not approve this call".to_owned(),
+            RefusalKind::ApprovalDeclined { timed_out: false } => {
+                "a person did not approve this call".to_owned()
+            }
+            RefusalKind::ApprovalDeclined { timed_out: true } => {
+                "nobody answered the approval prompt in time".to_owned()
+            }
             RefusalKind::ApprovalUnavailable => {
-                "this call needs a human's approval and the client cannot ask for it".to_owned()
+                "this call needs a person's approval and the client cannot ask for it".to_owned()
+            }
+            RefusalKind::AuditUnavailable => {
+                "the audit log cannot be written and toolwarden runs with --audit-required"
+                    .to_owned()
             }
         };
         match &self.reason {

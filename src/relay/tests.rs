@@ -1,6 +1,7 @@
 //! The pumps over in-memory pipes: what each side receives, byte for byte.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use governor::clock::MonotonicClock;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
@@ -22,12 +23,22 @@ struct Harness {
 
 impl Harness {
     fn new(policy: &str, max_message: usize) -> Harness {
+        Harness::with_timeout(policy, max_message, Duration::from_secs(120))
+    }
+
+    fn with_timeout(policy: &str, max_message: usize, approval_timeout: Duration) -> Harness {
         let policy = Policy::from_json(policy, MonotonicClock).unwrap();
         let (client_out_w, client_out_r) = tokio::io::duplex(1 << 20);
         let (client_in_w, client_in_r) = tokio::io::duplex(1 << 20);
         let (server_in_w, server_in_r) = tokio::io::duplex(1 << 20);
         let (server_out_w, server_out_r) = tokio::io::duplex(1 << 20);
-        let relay = Arc::new(Relay::new(policy, max_message, Box::new(client_out_w)));
+        let settings = Settings {
+            max_message,
+            approval_timeout,
+            audit: Audit::off("test".into(), "default".into()),
+            session: "test".into(),
+        };
+        let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out_w)));
         let r = relay.clone();
         tokio::spawn(async move { r.client_pump(client_in_r, server_in_w).await });
         let r = relay.clone();
@@ -282,4 +293,164 @@ async fn stateless_requests_get_result_type_on_refusal() {
     h.client_sends(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).await;
     let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
     assert_eq!(reply["result"]["resultType"], "complete");
+}
+
+const APPROVE: &str = r#"{"version":"1","default":"allow","tools":{"deploy":{"action":"approve","reason":"deploys touch production"}}}"#;
+
+/// Initializes a session whose client can (or cannot) ask its user.
+async fn initialized(h: &mut Harness, capabilities: &str) {
+    let init = format!(
+        r#"{{"jsonrpc":"2.0","id":"init","method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    );
+    h.client_sends(&init).await;
+    assert_eq!(h.server_gets().await, init);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"init","result":{}}"#)
+        .await;
+    h.client_gets().await;
+    h.client_sends(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .await;
+    h.server_gets().await;
+}
+
+const DEPLOY: &str = r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"deploy","arguments":{"env":"prod","api_key":"k-123"}}}"#;
+
+#[tokio::test]
+async fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server() {
+    let mut h = Harness::new(APPROVE, 1 << 20);
+    initialized(&mut h, r#"{"elicitation":{"form":{}}}"#).await;
+    h.client_sends(DEPLOY).await;
+    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(prompt["method"], "elicitation/create");
+    assert_eq!(prompt["params"]["mode"], "form");
+    let message = prompt["params"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`deploy`") && message.contains("\"env\": \"prod\""),
+        "{message}"
+    );
+    assert!(
+        !message.contains("k-123"),
+        "the prompt shows redacted arguments: {message}"
+    );
+    assert!(message.contains("deploys touch production"), "{message}");
+    let prompt_id = prompt["id"].as_str().unwrap().to_owned();
+    assert!(
+        prompt_id.starts_with("toolwarden-approval-test-"),
+        "{prompt_id}"
+    );
+    // Other traffic flows while the call waits.
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+    let answer = format!(
+        r#"{{"jsonrpc":"2.0","id":"{prompt_id}","result":{{"action":"accept","content":{{"approve":true}}}}}}"#
+    );
+    h.client_sends(&answer).await;
+    assert_eq!(
+        h.server_gets().await,
+        DEPLOY,
+        "the original call, byte for byte, and not the answer"
+    );
+    h.server_sends(r#"{"jsonrpc":"2.0","id":31,"result":{"content":[]}}"#)
+        .await;
+    assert_eq!(
+        h.client_gets().await,
+        r#"{"jsonrpc":"2.0","id":31,"result":{"content":[]}}"#
+    );
+}
+
+#[tokio::test]
+async fn declined_and_unanswerable_calls_are_refused_and_never_reach_the_server() {
+    for (answer, want) in [
+        (r#"{"action":"decline"}"#, "approval_declined"),
+        (r#"{"action":"cancel"}"#, "approval_declined"),
+        (
+            r#"{"action":"accept","content":{"approve":false}}"#,
+            "approval_declined",
+        ),
+    ] {
+        let mut h = Harness::new(APPROVE, 1 << 20);
+        initialized(&mut h, r#"{"elicitation":{}}"#).await;
+        h.client_sends(DEPLOY).await;
+        let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+        assert!(prompt["params"].get("mode").is_none());
+        let reply = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{answer}}}"#,
+            prompt["id"]
+        );
+        h.client_sends(&reply).await;
+        let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+        assert_eq!(refusal["id"], 31);
+        assert_eq!(
+            refusal["result"]["_meta"]["toolwarden/decision"]["decision"], want,
+            "{answer}"
+        );
+        h.client_sends(PING).await;
+        assert_eq!(
+            h.server_gets().await,
+            PING,
+            "{answer}: nothing else reached the server"
+        );
+    }
+    let mut h = Harness::new(APPROVE, 1 << 20);
+    initialized(&mut h, r#"{"sampling":{}}"#).await;
+    h.client_sends(DEPLOY).await;
+    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(
+        refusal["result"]["_meta"]["toolwarden/decision"]["decision"],
+        "approval_unavailable"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_held_call_withdraws_its_prompt() {
+    let mut h = Harness::new(APPROVE, 1 << 20);
+    initialized(&mut h, r#"{"elicitation":{}}"#).await;
+    h.client_sends(DEPLOY).await;
+    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.client_sends(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":31}}"#,
+    )
+    .await;
+    let withdrawn: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(withdrawn["method"], "notifications/cancelled");
+    assert_eq!(withdrawn["params"]["requestId"], prompt["id"]);
+    // A late answer to the withdrawn prompt is dropped too.
+    let late = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{{"action":"accept","content":{{"approve":true}}}}}}"#,
+        prompt["id"]
+    );
+    h.client_sends(&late).await;
+    h.client_sends(PING).await;
+    assert_eq!(h.server_gets().await, PING);
+}
+
+#[tokio::test]
+async fn an_unanswered_prompt_times_out_into_a_refusal() {
+    let mut h = Harness::with_timeout(APPROVE, 1 << 20, Duration::from_millis(50));
+    initialized(&mut h, r#"{"elicitation":{}}"#).await;
+    h.client_sends(DEPLOY).await;
+    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    let withdrawn: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(withdrawn["params"]["requestId"], prompt["id"]);
+    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(
+        refusal["result"]["_meta"]["toolwarden/decision"]["decision"],
+        "approval_declined"
+    );
+    assert!(refusal["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("in time"));
+}
+
+#[tokio::test]
+async fn no_prompt_before_the_client_is_initialized() {
+    let mut h = Harness::new(APPROVE, 1 << 20);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"capabilities":{"elicitation":{}}}}"#).await;
+    h.server_gets().await;
+    h.client_sends(DEPLOY).await;
+    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    assert_eq!(
+        refusal["result"]["_meta"]["toolwarden/decision"]["decision"],
+        "approval_unavailable"
+    );
 }

@@ -1,0 +1,182 @@
+//! Approval prompts: the `elicitation/create` request that asks a person
+//! whether one call may run, and reading their answer. The relay holds the
+//! call meanwhile; this module only speaks the protocol.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+/// What the client said at `initialize` about asking its user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Elicitation {
+    /// No elicitation capability (or only URL mode): approval cannot be
+    /// asked for.
+    #[default]
+    Unsupported,
+    /// `"elicitation": {}`, the 2025-06-18 form: form mode, no `mode` key.
+    Form,
+    /// `"elicitation": {"form": {}}` (2025-11-25): form mode, named.
+    NamedForm,
+}
+
+/// Reads `params.capabilities.elicitation` of an `initialize` request.
+pub fn declared(params: Option<&RawValue>) -> Elicitation {
+    #[derive(Deserialize)]
+    struct Params {
+        capabilities: Option<Capabilities>,
+    }
+    #[derive(Deserialize)]
+    struct Capabilities {
+        elicitation: Option<serde_json::Map<String, Value>>,
+    }
+    let capability = params
+        .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
+        .and_then(|p| p.capabilities)
+        .and_then(|c| c.elicitation);
+    match capability {
+        None => Elicitation::Unsupported,
+        Some(modes) if modes.is_empty() => Elicitation::Form,
+        Some(modes) if modes.contains_key("form") => Elicitation::NamedForm,
+        Some(_) => Elicitation::Unsupported,
+    }
+}
+
+/// The prompt for one call. `arguments` are already redacted: the person
+/// sees what the audit log keeps, not the secrets.
+pub fn prompt(
+    prompt_id: &str,
+    mode: Elicitation,
+    tool: &str,
+    arguments: &Value,
+    reason: Option<&str>,
+) -> Vec<u8> {
+    let mut message = format!(
+        "toolwarden: the agent wants to call the tool `{tool}` with these arguments:\n{}\nAllow this one call?",
+        serde_json::to_string_pretty(arguments).unwrap_or_default()
+    );
+    if let Some(reason) = reason {
+        message.push_str(&format!("\n({reason})"));
+    }
+    let mut params = json!({
+        "message": message,
+        "requestedSchema": {
+            "type": "object",
+            "properties": {
+                "approve": {
+                    "type": "boolean",
+                    "title": "Allow this call",
+                    "description": format!("Let `{tool}` run once with the arguments shown"),
+                    "default": false
+                }
+            },
+            "required": ["approve"]
+        }
+    });
+    if mode == Elicitation::NamedForm {
+        params["mode"] = json!("form");
+    }
+    json!({ "jsonrpc": "2.0", "id": prompt_id, "method": "elicitation/create", "params": params })
+        .to_string()
+        .into_bytes()
+}
+
+/// Whether the answer to a prompt is a yes: `accept` with `approve: true`.
+/// Anything else (decline, cancel, an error, a malformed answer) is no.
+pub fn approved(result: Option<&RawValue>) -> bool {
+    #[derive(Deserialize)]
+    struct Answer {
+        action: String,
+        content: Option<Content>,
+    }
+    #[derive(Deserialize)]
+    struct Content {
+        approve: Option<bool>,
+    }
+    result
+        .and_then(|r| serde_json::from_str::<Answer>(r.get()).ok())
+        .is_some_and(|a| a.action == "accept" && a.content.and_then(|c| c.approve) == Some(true))
+}
+
+/// Tells the client to close a prompt nobody needs any more.
+pub fn withdraw(prompt_id: &str, why: &str) -> Vec<u8> {
+    json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": { "requestId": prompt_id, "reason": why }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn capabilities() {
+        let cases = [
+            (r#"{"capabilities":{}}"#, Elicitation::Unsupported),
+            (r#"{"capabilities":{"elicitation":{}}}"#, Elicitation::Form),
+            (
+                r#"{"capabilities":{"elicitation":{"form":{},"url":{}}}}"#,
+                Elicitation::NamedForm,
+            ),
+            (
+                r#"{"capabilities":{"elicitation":{"url":{}}}}"#,
+                Elicitation::Unsupported,
+            ),
+            (r#"{}"#, Elicitation::Unsupported),
+        ];
+        for (params, want) in cases {
+            assert_eq!(declared(Some(&raw(params))), want, "{params}");
+        }
+    }
+
+    #[test]
+    fn only_accept_with_true_approves() {
+        let cases = [
+            (r#"{"action":"accept","content":{"approve":true}}"#, true),
+            (r#"{"action":"accept","content":{"approve":false}}"#, false),
+            (r#"{"action":"accept","content":{}}"#, false),
+            (r#"{"action":"accept","content":{"approve":"true"}}"#, false),
+            (r#"{"action":"decline"}"#, false),
+            (r#"{"action":"cancel"}"#, false),
+        ];
+        for (answer, want) in cases {
+            assert_eq!(approved(Some(&raw(answer))), want, "{answer}");
+        }
+        assert!(!approved(None));
+    }
+
+    #[test]
+    fn the_prompt_is_a_flat_form_with_one_boolean() {
+        let bytes = prompt(
+            "p-1",
+            Elicitation::NamedForm,
+            "deploy",
+            &json!({"env": "prod"}),
+            None,
+        );
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["method"], "elicitation/create");
+        assert_eq!(v["params"]["mode"], "form");
+        assert_eq!(
+            v["params"]["requestedSchema"]["required"],
+            json!(["approve"])
+        );
+        assert!(v["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"env\": \"prod\""));
+        let bytes = prompt("p-1", Elicitation::Form, "deploy", &json!({}), None);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            v["params"].get("mode").is_none(),
+            "2025-06-18 clients get no mode key"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! The audit log: one JSON line per decision and one per completed call,
+//! so that afterwards one can tell what the agent tried and what was
+//! decided, without the log itself leaking secrets (arguments are redacted
+//! before they get here).
+//!
+//! Events go through a bounded channel to one writer task that appends and
+//! flushes each line; the relay waits when the writer falls behind, so
+//! memory stays flat however many calls a session makes.
+
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+/// Events waiting for the writer at most.
+const QUEUE: usize = 256;
+
+/// One audit line.
+#[derive(Debug, Default, Serialize)]
+pub struct AuditEvent {
+    /// "decision" or "result".
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Box<RawValue>>,
+    pub tool: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<Value>>,
+    /// The arguments, redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// SHA-256 of the arguments' JSON text exactly as the client sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+}
+
+/// The fields every line carries.
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    session: &'a str,
+    identity: &'a str,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+}
+
+/// What the writer task is sent.
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once every line sent before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Where events go, if anywhere.
+pub struct Audit {
+    sink: Option<mpsc::Sender<Message>>,
+    /// False while the last write failed.
+    writable: Arc<AtomicBool>,
+    required: bool,
+    session: String,
+    identity: String,
+}
+
+impl Audit {
+    /// No audit log.
+    pub fn off(session: String, identity: String) -> Audit {
+        Audit {
+            sink: None,
+            writable: Arc::new(AtomicBool::new(true)),
+            required: false,
+            session,
+            identity,
+        }
+    }
+
+    /// Opens `path` (`-` for stderr) now, so a path that cannot be written
+    /// stops toolwarden before the server starts, and starts the writer.
+    /// Must be called inside the runtime.
+    pub fn open(
+        path: &Path,
+        required: bool,
+        session: String,
+        identity: String,
+    ) -> anyhow::Result<Audit> {
+        let target = if path == Path::new("-") {
+            Target::Stderr
+        } else {
+            let file = open_file(path).map_err(|e| {
+                anyhow::anyhow!("{}: cannot open the audit log: {e}", path.display())
+            })?;
+            Target::File(path.to_owned(), Some(file))
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writable = Arc::new(AtomicBool::new(true));
+        tokio::spawn(write_events(target, rx, writable.clone()));
+        Ok(Audit {
+            sink: Some(tx),
+            writable,
+            required,
+            session,
+            identity,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// With `--audit-required`, calls are refused while the log cannot be
+    /// written: nothing runs that is not written down.
+    pub fn refuses_calls(&self) -> bool {
+        self.required && !self.writable.load(Ordering::Acquire)
+    }
+
+    pub async fn record(&self, event: AuditEvent) {
+        let Some(sink) = &self.sink else { return };
+        let line = Line {
+            ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            session: &self.session,
+            identity: &self.identity,
+            event: &event,
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("an audit event serializes");
+        bytes.push(b'\n');
+        if sink.send(Message::Line(bytes)).await.is_err() {
+            self.writable.store(false, Ordering::Release);
+        }
+    }
+
+    /// Waits until every event recorded so far is written.
+    pub async fn flush(&self) {
+        if let Some(sink) = &self.sink {
+            let (done, written) = tokio::sync::oneshot::channel();
+            if sink.send(Message::Flush(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        }
+    }
+}
+
+enum Target {
+    Stderr,
+    File(PathBuf, Option<std::fs::File>),
+}
+
+fn open_file(path: &Path) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        warn!(
+            "the audit log {} can be read by others (mode {:o}); toolwarden creates it 0600",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(file)
+}
+
+async fn write_events(
+    mut target: Target,
+    mut events: mpsc::Receiver<Message>,
+    writable: Arc<AtomicBool>,
+) {
+    let mut stderr = tokio::io::stderr();
+    while let Some(message) = events.recv().await {
+        let line = match message {
+            Message::Line(line) => line,
+            Message::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        let result = match &mut target {
+            Target::Stderr => match stderr.write_all(&line).await {
+                Ok(()) => stderr.flush().await,
+                Err(e) => Err(e),
+            },
+            Target::File(path, file) => write_to_file(path, file, &line),
+        };
+        match result {
+            Ok(()) => {
+                if !writable.swap(true, Ordering::AcqRel) {
+                    info!("the audit log can be written again");
+                }
+            }
+            Err(e) => {
+                if writable.swap(false, Ordering::AcqRel) {
+                    error!("cannot write the audit log: {e}; an event was lost");
+                }
+            }
+        }
+    }
+}
+
+/// Appends one line; after a failure, the file is opened again on the next
+/// event, so a log that was moved or whose disk filled up recovers.
+fn write_to_file(path: &Path, file: &mut Option<std::fs::File>, line: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    if file.is_none() {
+        *file = Some(open_file(path)?);
+    }
+    let result = file.as_mut().expect("opened above").write_all(line);
+    if result.is_err() {
+        *file = None;
+    }
+    result
+}
+
+/// A random hex string for session and prompt ids.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
+    if filled.is_err() {
+        // No /dev/urandom: time and pid are unique enough for a session.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = ((nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
