@@ -70,7 +70,8 @@ struct Line<'a> {
 
 /// What the writer task is sent.
 enum Message {
-    Line(Vec<u8>),
+    /// A line, and who wants to know whether it was written.
+    Line(Vec<u8>, Option<tokio::sync::oneshot::Sender<bool>>),
     /// Answered once every line sent before it is written.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -136,19 +137,43 @@ impl Audit {
         self.required && !self.writable.load(Ordering::Acquire)
     }
 
+    /// Queues an event; waits only while the writer is behind.
     pub async fn record(&self, event: AuditEvent) {
-        let Some(sink) = &self.sink else { return };
+        if let Some(sink) = &self.sink {
+            let _ = sink.send(Message::Line(self.line(&event), None)).await;
+        }
+    }
+
+    /// For the decision that lets a call through: records it and, with
+    /// `--audit-required`, says whether it was written, so that nothing
+    /// runs that is not written down. Without it, always true.
+    pub async fn admits(&self, event: AuditEvent) -> bool {
+        let Some(sink) = &self.sink else { return true };
+        if !self.required {
+            self.record(event).await;
+            return true;
+        }
+        let (ack, written) = tokio::sync::oneshot::channel();
+        if sink
+            .send(Message::Line(self.line(&event), Some(ack)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        written.await.unwrap_or(false)
+    }
+
+    fn line(&self, event: &AuditEvent) -> Vec<u8> {
         let line = Line {
             ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             session: &self.session,
             identity: &self.identity,
-            event: &event,
+            event,
         };
         let mut bytes = serde_json::to_vec(&line).expect("an audit event serializes");
         bytes.push(b'\n');
-        if sink.send(Message::Line(bytes)).await.is_err() {
-            self.writable.store(false, Ordering::Release);
-        }
+        bytes
     }
 
     /// Waits until every event recorded so far is written.
@@ -191,8 +216,8 @@ async fn write_events(
 ) {
     let mut stderr = tokio::io::stderr();
     while let Some(message) = events.recv().await {
-        let line = match message {
-            Message::Line(line) => line,
+        let (line, ack) = match message {
+            Message::Line(line, ack) => (line, ack),
             Message::Flush(done) => {
                 let _ = done.send(());
                 continue;
@@ -205,6 +230,9 @@ async fn write_events(
             },
             Target::File(path, file) => write_to_file(path, file, &line),
         };
+        if let Some(ack) = ack {
+            let _ = ack.send(result.is_ok());
+        }
         match result {
             Ok(()) => {
                 if !writable.swap(true, Ordering::AcqRel) {

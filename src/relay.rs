@@ -234,9 +234,14 @@ impl Relay {
         }
         match self.policy.check(&call) {
             Verdict::Allow => {
+                if !self
+                    .admitted(id, &call.name, "allowed", facts.as_ref())
+                    .await
+                {
+                    let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
+                    return self.refuse(id, &refusal, stateless, facts.as_ref()).await;
+                }
                 info!(tool = %call.name, id = id.get(), "allowed");
-                self.audit_decision(id, &call.name, "allowed", None, facts.as_ref())
-                    .await;
                 let started = Some((call.name.to_string(), Instant::now()));
                 self.forward_request(id, false, started, line, server).await
             }
@@ -339,10 +344,16 @@ impl Relay {
                 self.refuse(&held.id, &refusal, held.stateless, facts.as_ref())
                     .await
             }
+            _ if !self
+                .admitted(&held.id, &call.name, "approved", facts.as_ref())
+                .await =>
+            {
+                let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
+                self.refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+                    .await
+            }
             _ => {
                 info!(tool = %call.name, id = held.id.get(), "approved");
-                self.audit_decision(&held.id, &call.name, "approved", None, facts.as_ref())
-                    .await;
                 let started = Some((call.name.to_string(), Instant::now()));
                 self.forward_request(&held.id, false, started, &held.line, server)
                     .await
@@ -544,6 +555,22 @@ impl Relay {
             args_sha256: facts.map(|f| f.sha256.clone()),
             ..Default::default()
         }
+    }
+
+    /// Records the decision that lets a call through; false when
+    /// `--audit-required` and it could not be written.
+    async fn admitted(
+        &self,
+        id: &RawValue,
+        tool: &str,
+        decision: &'static str,
+        facts: Option<&Facts>,
+    ) -> bool {
+        if !self.settings.audit.enabled() {
+            return true;
+        }
+        let event = self.decision_event(id, tool, decision, facts);
+        self.settings.audit.admits(event).await
     }
 
     async fn audit_decision(

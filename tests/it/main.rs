@@ -1,5 +1,6 @@
 //! End-to-end tests: the real toolwarden binary with real children.
 
+mod audit;
 mod common;
 mod everything;
 mod lifecycle;

@@ -1,0 +1,226 @@
+//! The audit log: exactly one event per decision and per completed call,
+//! no secret in it or in toolwarden's own logs, readable by its owner only.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use crate::common::*;
+
+const POLICY: &str = r#"{
+  "version": "1",
+  "tools": {
+    "retry_deploy": {
+      "limits": [{ "counter": "deploys", "window": "minute", "max": 2 }],
+      "arguments": {
+        "type": "object",
+        "properties": { "server_token": { "type": "string", "minLength": 20 } },
+        "required": ["server_token"]
+      },
+      "redact": ["/server_token"]
+    },
+    "check_status": { "action": "approve" },
+    "drop_database": { "action": "deny", "reason": "never from an agent" }
+  }
+}"#;
+
+/// Values that must not appear in the audit log or on stderr.
+const SECRETS: &[&str] = &[
+    "srv_live_8f2a61c0_SECRET_TOKEN_1",
+    "hunter2-PASSWORD",
+    "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+    "short-SECRET",
+    "KEY-SECRET-123",
+];
+
+const GOOD_ARGS: &str = r#"{"server_token":"srv_live_8f2a61c0_SECRET_TOKEN_1","password":"hunter2-PASSWORD","note":"ghp_0123456789abcdefghijABCDEFGHIJ012345"}"#;
+
+fn events(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn a_session_leaves_exactly_its_decisions_and_no_secret() {
+    let dir = temp_dir("audit");
+    let audit = dir.join("audit.jsonl");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&audit)
+            .args(["--identity", "ci-agent", "--log-level", "trace", "--"])
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/fractera.json")),
+    );
+    s.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}"#);
+    s.recv();
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let ask = |s: &mut Session, id: u64, tool: &str, args: &str| -> Value {
+        serde_json::from_str(&s.request(&call(id, tool, args), &json!(id), |_, _, _| {})).unwrap()
+    };
+    assert_eq!(decision(&ask(&mut s, 1, "retry_deploy", GOOD_ARGS)), None);
+    assert_eq!(decision(&ask(&mut s, 2, "retry_deploy", GOOD_ARGS)), None);
+    assert_eq!(
+        decision(&ask(&mut s, 3, "retry_deploy", GOOD_ARGS)).as_deref(),
+        Some("rate_limited")
+    );
+    let invalid = ask(
+        &mut s,
+        4,
+        "retry_deploy",
+        r#"{"server_token":"short-SECRET"}"#,
+    );
+    assert_eq!(decision(&invalid).as_deref(), Some("invalid_arguments"));
+    assert_eq!(
+        decision(&ask(&mut s, 5, "drop_database", "{}")).as_deref(),
+        Some("denied")
+    );
+    assert_eq!(
+        decision(&ask(&mut s, 6, "anything_else", "{}")).as_deref(),
+        Some("not_allowed")
+    );
+    // An approved call: the prompt comes first, answered yes.
+    s.send(&call(
+        7,
+        "check_status",
+        r#"{"session_id":"s-1","api_key":"KEY-SECRET-123"}"#,
+    ));
+    let prompt = s.recv_json();
+    assert_eq!(prompt["method"], "elicitation/create");
+    s.send(&json!({"jsonrpc": "2.0", "id": prompt["id"], "result": {"action": "accept", "content": {"approve": true}}}).to_string());
+    assert_eq!(s.recv_json()["id"], 7);
+    s.send(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"retry_deploy"}}"#);
+    assert_eq!(s.wait().code(), Some(0));
+
+    let events = events(&audit);
+    let summary: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["event"].as_str().unwrap(),
+                e["tool"].as_str().unwrap(),
+                e["decision"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            "decision retry_deploy allowed",
+            "result retry_deploy -",
+            "decision retry_deploy allowed",
+            "result retry_deploy -",
+            "decision retry_deploy rate_limited",
+            "decision retry_deploy invalid_arguments",
+            "decision drop_database denied",
+            "decision anything_else not_allowed",
+            "decision check_status approval_requested",
+            "decision check_status approved",
+            "result check_status -",
+            "decision retry_deploy notification_dropped",
+        ]
+    );
+    for e in &events {
+        assert_eq!(e["identity"], "ci-agent");
+        assert_eq!(e["session"], events[0]["session"]);
+        assert!(e["ts"].as_str().unwrap().ends_with('Z'), "{e}");
+    }
+    let first = &events[0];
+    assert_eq!(first["id"], 1);
+    assert_eq!(
+        first["arguments"],
+        json!({"server_token": "[redacted]", "password": "[redacted]", "note": "[redacted]"})
+    );
+    let sent = r#"{"server_token":"srv_live_8f2a61c0_SECRET_TOKEN_1","password":"hunter2-PASSWORD","note":"ghp_0123456789abcdefghijABCDEFGHIJ012345"}"#;
+    let digest: String = sha2::Sha256::digest(sent.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(first["args_sha256"], digest);
+    let result = &events[1];
+    assert_eq!(result["is_error"], false);
+    assert!(result["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(events[4]["counter"], "deploys");
+    assert!(events[4]["retry_after_ms"].as_u64().unwrap() > 0);
+    assert_eq!(events[5]["errors"][0]["pointer"], "/server_token");
+    assert_eq!(events[6]["reason"], "never from an agent");
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let stderr = s.stderr();
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "the log level was trace"
+    );
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret} is in the audit log");
+        assert!(!stderr.contains(secret), "{secret} is on stderr");
+    }
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn with_audit_required_nothing_runs_that_cannot_be_written_down() {
+    let dir = temp_dir("audit-required");
+    let record = dir.join("record");
+    // Every write to /dev/full fails: the disk is full.
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(root().join("policies/fractera.json"))
+            .args(["--audit", "/dev/full", "--audit-required", "--"])
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/fractera.json"))
+            .args(["--record", record.to_str().unwrap()]),
+    );
+    for id in 1..=2 {
+        s.send(&call(id, "retry_deploy", r#"{"server_token":"t"}"#));
+        let reply = s.recv_json();
+        assert_eq!(
+            decision(&reply).as_deref(),
+            Some("audit_unavailable"),
+            "{reply}"
+        );
+    }
+    assert_eq!(s.wait().code(), Some(0));
+    let calls = std::fs::read_to_string(&record).unwrap_or_default();
+    assert!(!calls.contains("tools/call"), "{calls}");
+    assert!(
+        s.stderr().contains("cannot write the audit log"),
+        "{}",
+        s.stderr()
+    );
+}
+
+#[test]
+fn an_audit_path_that_cannot_be_opened_stops_before_the_server_starts() {
+    let dir = temp_dir("audit-bad-path");
+    let record = dir.join("record");
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(root().join("policies/fractera.json"))
+            .args(["--audit", "/nonexistent/dir/audit.jsonl", "--"])
+            .arg(mock_server())
+            .args(["--record", record.to_str().unwrap()]),
+    );
+    assert_eq!(s.wait().code(), Some(2));
+    assert!(
+        s.stderr()
+            .contains("/nonexistent/dir/audit.jsonl: cannot open the audit log"),
+        "{}",
+        s.stderr()
+    );
+    assert!(!record.exists());
+}
