@@ -314,7 +314,7 @@ impl Relay {
             },
         );
         info!(tool = %call.name, id = id.get(), "held for approval");
-        self.audit_decision(id, &call.name, "approval_requested", None, facts)
+        self.audit_decision(id, &call.name, "approval_requested", facts)
             .await;
         self.send_client(&prompt).await
     }
@@ -414,7 +414,7 @@ impl Relay {
             // The call is dropped; the prompt is withdrawn.
             held.timer.abort();
             info!(tool = %held.tool, id = held.id.get(), "a call held for approval was cancelled");
-            self.audit_decision(&held.id, &held.tool, "cancelled", None, None)
+            self.audit_decision(&held.id, &held.tool, "cancelled", None)
                 .await;
             return self
                 .send_client(&approval::withdraw(&prompt_id, "the call was cancelled"))
@@ -578,14 +578,10 @@ impl Relay {
         id: &RawValue,
         tool: &str,
         decision: &'static str,
-        reason: Option<String>,
         facts: Option<&Facts>,
     ) {
         if self.settings.audit.enabled() {
-            let event = AuditEvent {
-                reason,
-                ..self.decision_event(id, tool, decision, facts)
-            };
+            let event = self.decision_event(id, tool, decision, facts);
             self.settings.audit.record(event).await;
         }
     }
