@@ -146,3 +146,91 @@ pub fn describe(status: ExitStatus) -> String {
         (None, None) => "an unknown status".into(),
     }
 }
+
+/// Kills the server's process group if toolwarden dies without stopping it,
+/// even by SIGKILL: the parent-death signal reaches only the server's own
+/// process, not what it started (`npx` runs the real server as its child).
+///
+/// A forked process waits on a pipe whose other end only toolwarden holds.
+/// When toolwarden dies the pipe reads end-of-file and the watchdog kills
+/// the group; an orderly stop disarms it first with one byte, so it never
+/// signals a group id that could have been reused.
+pub struct Watchdog {
+    pipe: Option<std::os::fd::OwnedFd>,
+}
+
+impl Watchdog {
+    pub fn start(group: i32) -> io::Result<Watchdog> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        let (read, write) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        // SAFETY: the child only makes async-signal-safe calls (see
+        // `watch`) and never returns into Rust code.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            0 => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: in the forked child, before anything else.
+                unsafe { watch(read.as_raw_fd(), group) }
+            }
+            _ => {
+                drop(read);
+                Ok(Watchdog { pipe: Some(write) })
+            }
+        }
+    }
+
+    /// The server is stopped: let the watchdog leave without killing.
+    pub fn disarm(mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            let file = std::fs::File::from(pipe);
+            let _ = io::Write::write_all(&mut &file, b"x");
+        }
+    }
+}
+
+/// The watchdog's whole life, in the forked child.
+///
+/// # Safety
+/// Only async-signal-safe calls: this runs in a fork of a process that may
+/// have other threads.
+unsafe fn watch(read: i32, group: i32) -> ! {
+    libc::signal(libc::SIGINT, libc::SIG_IGN);
+    libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    // Out of toolwarden's group: a Ctrl-C to the terminal does not reach it.
+    libc::setpgid(0, 0);
+    // Hold no other descriptor: a copy of the server's stdin or of the
+    // client's stdout would keep those pipes from ever closing.
+    if read != 3 {
+        libc::dup2(read, 3);
+    }
+    if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
+        for fd in 4..4096 {
+            libc::close(fd);
+        }
+    }
+    libc::close(0);
+    libc::close(1);
+    let mut byte = 0u8;
+    let n = loop {
+        let n = libc::read(3, (&mut byte as *mut u8).cast(), 1);
+        if n >= 0 || *libc::__errno_location() != libc::EINTR {
+            break n;
+        }
+    };
+    if n == 0 {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    libc::_exit(0)
+}

@@ -226,11 +226,12 @@ impl Relay {
                 return self.send_client(&reply).await;
             }
         };
-        let stateless = is_stateless(params);
+        // Needed only when toolwarden answers the call itself.
+        let stateless = || is_stateless(params);
         let facts = self.facts(&call);
         if self.settings.audit.refuses_calls() {
             let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-            return self.refuse(id, &refusal, stateless, facts.as_ref()).await;
+            return self.refuse(id, &refusal, stateless(), facts.as_ref()).await;
         }
         match self.policy.check(&call) {
             Verdict::Allow => {
@@ -239,14 +240,19 @@ impl Relay {
                     .await
                 {
                     let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-                    return self.refuse(id, &refusal, stateless, facts.as_ref()).await;
+                    return self.refuse(id, &refusal, stateless(), facts.as_ref()).await;
                 }
                 info!(tool = %call.name, id = id.get(), "allowed");
                 let started = Some((call.name.to_string(), Instant::now()));
                 self.forward_request(id, false, started, line, server).await
             }
-            Verdict::Approve => self.hold(id, &call, stateless, line, facts.as_ref()).await,
-            Verdict::Refuse(refusal) => self.refuse(id, &refusal, stateless, facts.as_ref()).await,
+            Verdict::Approve => {
+                self.hold(id, &call, stateless(), line, facts.as_ref())
+                    .await
+            }
+            Verdict::Refuse(refusal) => {
+                self.refuse(id, &refusal, stateless(), facts.as_ref()).await
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
 use crate::audit::{self, Audit};
-use crate::child::{self, Server, Stopped};
+use crate::child::{self, Server, Stopped, Watchdog};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
 use crate::relay::{Relay, Settings};
@@ -64,6 +64,13 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         }
     };
     let group = server.group();
+    let watchdog = match Watchdog::start(group) {
+        Ok(watchdog) => Some(watchdog),
+        Err(e) => {
+            warn!("no watchdog for the server's process group: {e}");
+            None
+        }
+    };
     info!(identity = %args.identity, session = %session_id, "session starts");
     let settings = Settings {
         max_message: args.max_message_bytes,
@@ -139,6 +146,9 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         outcome.expect("the loop ends only after the server stopped")
     };
     let status = exit_status.unwrap_or(status);
+    if let Some(watchdog) = watchdog {
+        watchdog.disarm();
+    }
     info!(status = %child::describe(status), "server stopped");
 
     let why = format!(

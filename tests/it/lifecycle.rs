@@ -280,3 +280,28 @@ impl ClonePipe for std::process::ChildStdin {
         std::fs::File::from(self.as_fd().try_clone_to_owned().unwrap())
     }
 }
+
+#[test]
+fn a_grandchild_server_dies_with_toolwarden_even_on_sigkill() {
+    // As under npx: the real server is a grandchild, and this one ignores
+    // the end of its input, so only a signal to its group stops it.
+    let dir = temp_dir("sigkill-grandchild");
+    let pid_file = dir.join("pid");
+    let script = format!(
+        "{} --tools {} --linger --pid-file {}; true",
+        mock_server().display(),
+        root().join(GENIEACS).display(),
+        pid_file.display()
+    );
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(root().join("policies/genieacs.json"))
+            .args(["--", "sh", "-c", &script]),
+    );
+    s.send(&initialize("2025-06-18"));
+    s.recv();
+    let server: i32 = wait_for_file(&pid_file).parse().unwrap();
+    s.signal(libc::SIGKILL);
+    wait_until_dead(server);
+}
