@@ -97,6 +97,7 @@ pub struct Session {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Session {
@@ -131,7 +132,7 @@ impl Session {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
         let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = err.read(&mut buf) {
                 if n == 0 {
@@ -146,6 +147,7 @@ impl Session {
             stdin,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -235,6 +237,18 @@ impl Session {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader take in what the process wrote last. A
+                // server that outlived it may hold stderr open: do not wait
+                // for that.
+                let until = Instant::now() + Duration::from_secs(2);
+                while self
+                    .stderr_reader
+                    .as_ref()
+                    .is_some_and(|r| !r.is_finished())
+                    && Instant::now() < until
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return status;
             }
             if Instant::now() > deadline {
