@@ -3,8 +3,9 @@
 mod audit;
 mod common;
 mod everything;
+mod faults;
+mod hostile;
 mod lifecycle;
-mod lines;
 mod policies;
 mod python_sdk;
 mod seeds;
