@@ -1,0 +1,24 @@
+//! Any text as a policy file: loading either compiles or says where it is
+//! wrong; it never panics.
+#![no_main]
+
+use governor::clock::FakeRelativeClock;
+use libfuzzer_sys::fuzz_target;
+use toolwarden::policy::{Policy, ToolCall, Verdict};
+
+fuzz_target!(|text: &str| {
+    match Policy::from_json(text, FakeRelativeClock::default()) {
+        Ok(policy) => {
+            // A loaded policy decides any call without panicking.
+            for name in ["", "retry_deploy", "*", "a-b_c"] {
+                let call = ToolCall { name: name.into(), arguments: None };
+                if let Verdict::Refuse(refusal) = policy.check(&call) {
+                    let _ = refusal.to_result(false);
+                }
+                let _ = policy.hides(name);
+            }
+            let _ = policy.summary();
+        }
+        Err(e) => assert!(!e.message.is_empty()),
+    }
+});
