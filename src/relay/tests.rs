@@ -454,3 +454,141 @@ async fn no_prompt_before_the_client_is_initialized() {
         "approval_unavailable"
     );
 }
+
+mod transparency {
+    //! Any sequence of valid messages, under an allow-everything policy,
+    //! comes out byte for byte and in order, both ways.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// JSON text with the odd corners real peers produce: number spellings
+    /// a re-encoder would change, escapes, unicode, nesting.
+    fn json_text() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| format!("{f:?}")),
+            prop::sample::select(vec![
+                "1.50",
+                "-0",
+                "1E3",
+                "12345678901234567890123",
+                "0.0000010"
+            ])
+            .prop_map(str::to_owned),
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+            "[a-z ]{0,8}".prop_map(|s| format!("\"{s}\\u00e9\\n\\ud83d\\ude00\"")),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::btree_map("[a-z_]{1,6}", inner, 0..5).prop_map(|m| {
+                    let members: Vec<String> =
+                        m.iter().map(|(k, v)| format!("\"{k}\" : {v}")).collect();
+                    format!("{{ {} }}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    fn object_text() -> impl Strategy<Value = String> {
+        prop::collection::btree_map("[a-z_]{1,6}", json_text(), 0..4).prop_map(|m| {
+            let members: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", members.join(","))
+        })
+    }
+
+    /// A client message: a request (with index `i` for a unique id) or a
+    /// notification.
+    fn client_message(i: usize) -> impl Strategy<Value = (bool, String)> {
+        let id = prop::sample::select(vec![
+            format!("{i}"),
+            format!("\"c{i}\\u00e9\""),
+            format!("{i}.5"),
+        ]);
+        prop_oneof![
+            (id.clone(), prop::sample::select(vec!["ping", "tools/list", "resources/read", "custom/x"]), object_text())
+                .prop_map(|(id, m, p)| (true, format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{m}","params":{p}}}"#))),
+            (id, object_text()).prop_map(|(id, args)| {
+                (true, format!(r#"{{"params":{{"name":"any_tool","arguments":{args}}},"method":"tools/call","id":{id},"jsonrpc":"2.0"}}"#))
+            }),
+            (prop::sample::select(vec!["notifications/progress", "notifications/roots/list_changed"]), object_text())
+                .prop_map(|(m, p)| (false, format!(r#"{{"jsonrpc":"2.0","method":"{m}","params":{p}}}"#))),
+        ]
+    }
+
+    fn client_messages() -> impl Strategy<Value = Vec<(bool, String)>> {
+        (1usize..12).prop_flat_map(|n| (0..n).map(client_message).collect::<Vec<_>>())
+    }
+
+    fn id_of(line: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["id"].to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn valid_messages_pass_unchanged_and_in_order(
+            client in client_messages(),
+            server_extra in prop::collection::vec((any::<bool>(), object_text()), 0..6),
+            results in prop::collection::vec(json_text(), 12),
+            seed in any::<u64>(),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut h = Harness::new(ALLOW_ALL, 1 << 20);
+                for (_, line) in &client {
+                    h.client_sends(line).await;
+                }
+                for (_, line) in &client {
+                    assert_eq!(&h.server_gets().await, line);
+                }
+                // The server answers every request, and mixes in requests and
+                // notifications of its own, in a shuffled order.
+                let mut server: Vec<String> = client
+                    .iter()
+                    .filter(|(is_request, _)| *is_request)
+                    .zip(&results)
+                    .map(|((_, line), result)| format!(r#"{{"result":{result} ,"id":{},"jsonrpc":"2.0"}}"#, id_of(line)))
+                    .collect();
+                for (i, (is_request, params)) in server_extra.iter().enumerate() {
+                    server.push(if *is_request {
+                        format!(r#"{{"jsonrpc":"2.0","id":"s{i}","method":"sampling/createMessage","params":{params}}}"#)
+                    } else {
+                        format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{params}}}"#)
+                    });
+                }
+                let mut order = seed;
+                for i in (1..server.len()).rev() {
+                    order = order.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    server.swap(i, (order >> 33) as usize % (i + 1));
+                }
+                for line in &server {
+                    h.server_sends(line).await;
+                }
+                for line in &server {
+                    assert_eq!(&h.client_gets().await, line);
+                }
+                // The client answers the server's requests.
+                let answers: Vec<String> = (0..server_extra.len())
+                    .filter(|i| server_extra[*i].0)
+                    .map(|i| format!(r#"{{"jsonrpc":"2.0","id":"s{i}","result":{{"model":"m"}}}}"#))
+                    .collect();
+                for line in &answers {
+                    h.client_sends(line).await;
+                }
+                for line in &answers {
+                    assert_eq!(&h.server_gets().await, line);
+                }
+            });
+        }
+    }
+}
