@@ -243,6 +243,14 @@ impl<C: Clock + Clone> Counters<C> {
         private_name: impl Fn() -> String,
     ) -> Result<usize, LoadError> {
         let scope = spec.scope.unwrap_or(Scope::Grant);
+        // governor refills one call every window / max: that must be at
+        // least a nanosecond.
+        if u64::from(spec.max.get()) > spec.window.seconds.saturating_mul(1_000_000_000) {
+            return Err(error(
+                format!("{at}/max"),
+                format!("{} calls per {} is more than one a nanosecond", spec.max, spec.window),
+            ));
+        }
         let Some(name) = &spec.counter else {
             return Ok(self.push(private_name(), spec, scope));
         };

@@ -383,6 +383,11 @@ fn every_load_error_names_its_place() {
             "missing field `max`",
         ),
         (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":"second","max":4000000000}]}}}"#,
+            "/tools/t/limits/0/max",
+            "more than one a nanosecond",
+        ),
+        (
             r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1,"scope":"team"}]}}}"#,
             "/tools/t/limits/0/scope",
             "unknown variant `team`",
