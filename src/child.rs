@@ -83,6 +83,8 @@ impl Server {
         let group = child.id().map(|id| id as i32).unwrap_or(0);
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
+        enlarge_pipe(&stdin);
+        enlarge_pipe(&stdout);
         info!(pid = group, "server started");
         Ok((Server { child, group }, stdin, stdout))
     }
@@ -113,6 +115,18 @@ impl Server {
         warn!("server still running {term_wait:?} after SIGTERM: SIGKILL");
         signal_group(self.group, libc::SIGKILL);
         Ok((self.child.wait().await?, Stopped::Killed))
+    }
+}
+
+/// toolwarden holds a whole message before it forwards it (what was
+/// checked is what is sent), so a large message crosses each pipe in one
+/// piece; a 1 MiB pipe (Linux's default limit for unprivileged processes)
+/// moves it with a sixteenth of the wake-ups of the default 64 KiB. Best
+/// effort: a smaller pipe still works.
+pub fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a descriptor we own; it touches no memory.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 

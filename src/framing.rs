@@ -48,7 +48,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// The next line, or `None` at end of input. A last line without a
     /// newline still counts as a line.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
-        self.compact();
+        if self.start == self.buf.len() {
+            self.reset();
+        }
         loop {
             let pending = &self.buf[self.start..];
             if let Some(pos) = memchr::memchr(b'\n', &pending[self.scanned..]) {
@@ -82,19 +84,26 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// Drops the bytes already handed out, and gives back the memory a
-    /// large message needed once it is gone.
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.is_empty() && self.buf.capacity() > 16 * CHUNK {
+    /// Everything handed out: start over at the front of the buffer, and
+    /// give back the memory a large message needed once it is gone.
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        if self.buf.capacity() > 16 * CHUNK {
             self.buf = Vec::with_capacity(CHUNK);
         }
     }
 
+    /// Reads more. Only now are the bytes already handed out dropped: what
+    /// is left then is one unfinished line, so moving it is cheap, where
+    /// dropping each line as it is handed out would move everything behind
+    /// it every time (quadratic in a burst of small messages).
     async fn fill(&mut self) -> std::io::Result<()> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.reserve(CHUNK);
         if self.inner.read_buf(&mut self.buf).await? == 0 {
             self.eof = true;

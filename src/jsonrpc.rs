@@ -232,7 +232,7 @@ pub fn decode_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 /// Servers written in JavaScript parse ids into doubles and write them back,
 /// so `1.0` returns as `1` and a huge integer as its nearest double: numbers
 /// are compared by their value as a double, strings by their decoded text.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IdKey {
     Str(String),
     Num(u64),

@@ -8,7 +8,7 @@
 //! pumps are generic over the byte streams so tests can run them over
 //! in-memory pipes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,10 +50,10 @@ pub struct Relay {
 #[derive(Default)]
 struct State {
     /// The client's requests the server has not answered.
-    client: HashMap<IdKey, ClientRequest>,
+    client: BTreeMap<IdKey, ClientRequest>,
     /// The server's requests (sampling, elicitation, roots, ping) the
     /// client has not answered.
-    server: HashSet<IdKey>,
+    server: BTreeSet<IdKey>,
     /// Calls waiting for a person, by the id of their prompt.
     held: HashMap<String, Held>,
     elicitation: Elicitation,
@@ -243,7 +243,7 @@ impl Relay {
                     return self.refuse(id, &refusal, stateless(), facts.as_ref()).await;
                 }
                 info!(tool = %call.name, id = id.get(), "allowed");
-                let started = Some((call.name.to_string(), Instant::now()));
+                let started = self.started(&call);
                 self.forward_request(id, false, started, line, server).await
             }
             Verdict::Approve => {
@@ -360,7 +360,7 @@ impl Relay {
             }
             _ => {
                 info!(tool = %call.name, id = held.id.get(), "approved");
-                let started = Some((call.name.to_string(), Instant::now()));
+                let started = self.started(&call);
                 self.forward_request(&held.id, false, started, &held.line, server)
                     .await
             }
@@ -524,6 +524,14 @@ impl Relay {
         let result = refusal.to_result(stateless);
         self.send_client(&jsonrpc::result_response(id, &result))
             .await
+    }
+
+    /// For the audit log's result event: the tool, and when the call left.
+    fn started(&self, call: &ToolCall) -> Option<(String, Instant)> {
+        self.settings
+            .audit
+            .enabled()
+            .then(|| (call.name.to_string(), Instant::now()))
     }
 
     /// The redacted arguments and their hash, when there is an audit log.
@@ -724,7 +732,8 @@ impl Relay {
     pub async fn fail_in_flight(&self, why: &str) -> io::Result<()> {
         let (waiting, held) = {
             let mut state = self.state();
-            let waiting: Vec<ClientRequest> = state.client.drain().map(|(_, r)| r).collect();
+            let waiting: Vec<ClientRequest> =
+                std::mem::take(&mut state.client).into_values().collect();
             let held: Vec<Held> = state.held.drain().map(|(_, h)| h).collect();
             (waiting, held)
         };

@@ -81,25 +81,27 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     let relay = Arc::new(Relay::new(policy, settings, client_output()));
     let mut signals = Signals::new()?;
 
-    // Boxed so that dropping it really drops the future, and with it the
-    // server's stdin.
-    let mut client_pump = Box::pin(relay.client_pump(client_input(), server_in));
-    let mut server_pump = pin!(relay.server_pump(server_out));
+    // Each pump is a task of its own, so a message wakes only its pump,
+    // not this task with its signal and child futures.
+    let mut client_pump = tokio::spawn({
+        let relay = Arc::clone(&relay);
+        async move { relay.client_pump(client_input(), server_in).await }
+    });
+    let mut server_pump = tokio::spawn({
+        let relay = Arc::clone(&relay);
+        async move { relay.server_pump(server_out).await }
+    });
     let mut server_done = false;
     let mut exit_status = None;
 
     let ended = tokio::select! {
         result = &mut client_pump => {
-            if let Err(e) = result {
-                warn!("reading the client failed: {e}");
-            }
+            report("reading the client", result);
             Ended::ClientClosed
         }
         result = &mut server_pump => {
             server_done = true;
-            if let Err(e) = result {
-                warn!("relaying the server's output failed: {e}");
-            }
+            report("relaying the server's output", result);
             Ended::ServerClosed
         }
         status = server.wait() => {
@@ -110,7 +112,10 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     };
     debug!(?ended, "relaying ends");
     // Stop reading the client; dropping the pump closes the server's stdin.
-    drop(client_pump);
+    if !matches!(ended, Ended::ClientClosed) {
+        client_pump.abort();
+        let _ = client_pump.await;
+    }
 
     // Let the server finish: what it still writes reaches the client.
     let (status, stopped) = {
@@ -125,13 +130,12 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
                 }
                 result = &mut server_pump, if !server_done => {
                     server_done = true;
-                    if let Err(e) = result {
-                        warn!("relaying the server's output failed: {e}");
-                    }
+                    report("relaying the server's output", result);
                 }
                 _ = sleep_until(drain_deadline), if !server_done => {
                     warn!("the server exited but its output is still open: killing its process group");
                     child::signal_group(group, libc::SIGKILL);
+                    server_pump.abort();
                     break;
                 }
                 signal = signals.recv() => {
@@ -167,6 +171,16 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         Ended::ClientClosed if stopped != Stopped::ByItself => 0,
         _ => child::exit_code(status),
     })
+}
+
+/// Logs how a pump ended, if it ended badly.
+fn report(what: &str, result: Result<io::Result<()>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("{what} failed: {e}"),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => warn!("{what} stopped: {e}"),
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -215,6 +229,7 @@ fn client_input() -> Box<dyn AsyncRead + Send + Unpin> {
         }
     } else if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)) {
         debug!("client input: a pipe");
+        child::enlarge_pipe(&pipe);
         return Box::new(pipe);
     }
     debug!("client input: read on a blocking thread");
@@ -233,6 +248,7 @@ fn client_output() -> Box<dyn AsyncWrite + Send + Unpin> {
         }
     } else if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)) {
         debug!("client output: a pipe");
+        child::enlarge_pipe(&pipe);
         return Box::new(pipe);
     }
     debug!("client output: written on a blocking thread");

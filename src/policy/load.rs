@@ -118,7 +118,7 @@ impl<C: Clock + Clone> Policy<C> {
             if pattern.is_empty() {
                 return Err(error(at, "a tool name cannot be empty"));
             }
-            let rule = compile_rule(pattern, spec, &at, &mut counters)?;
+            let rule = compile_rule(pattern, spec, &at, &mut counters, &global_limits)?;
             let index = rules.len();
             rules.push(rule);
             if pattern.contains('*') {
@@ -158,6 +158,7 @@ fn compile_rule<C: Clock + Clone>(
     spec: &RuleSpec,
     at: &str,
     counters: &mut Counters<C>,
+    global_limits: &[usize],
 ) -> Result<Rule, LoadError> {
     let mut limits = Vec::new();
     for (i, limit) in spec.limits.iter().enumerate() {
@@ -187,7 +188,15 @@ fn compile_rule<C: Clock + Clone>(
             ));
         }
     }
+    // A counter named at the top and in the rule, or twice, is charged once.
+    let mut all = global_limits.to_vec();
+    for &i in &limits {
+        if !all.contains(&i) {
+            all.push(i);
+        }
+    }
     Ok(Rule {
+        counters: all,
         pattern: pattern.to_owned(),
         action: spec.action.unwrap_or(Action::Allow),
         reason: spec.reason.clone(),
@@ -248,7 +257,10 @@ impl<C: Clock + Clone> Counters<C> {
         if u64::from(spec.max.get()) > spec.window.seconds.saturating_mul(1_000_000_000) {
             return Err(error(
                 format!("{at}/max"),
-                format!("{} calls per {} is more than one a nanosecond", spec.max, spec.window),
+                format!(
+                    "{} calls per {} is more than one a nanosecond",
+                    spec.max, spec.window
+                ),
             ));
         }
         let Some(name) = &spec.counter else {

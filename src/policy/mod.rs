@@ -44,7 +44,11 @@ pub struct Rule {
     pub reason: Option<String>,
     pub hide: Option<bool>,
     pub redact: Vec<String>,
+    /// The rule's own limits.
     limits: Vec<usize>,
+    /// Every counter a call under this rule is charged: the top-level ones
+    /// and the rule's own, each once. Worked out at load time.
+    counters: Vec<usize>,
     schema: Option<jsonschema::Validator>,
 }
 
@@ -214,18 +218,12 @@ impl<C: Clock> Policy<C> {
     }
 
     fn take(&self, rule: Option<&Rule>, commit: bool) -> Result<(), RefusalKind> {
-        let mut ids = self.global_limits.clone();
-        for &i in rule.map_or(&[][..], |r| &r.limits) {
-            // A counter named at the top and in the rule is charged once.
-            if !ids.contains(&i) {
-                ids.push(i);
-            }
-        }
+        let ids = rule.map_or(&self.global_limits[..], |r| &r.counters[..]);
         if ids.is_empty() {
             return Ok(());
         }
         let _one_at_a_time = self.charging.lock().unwrap_or_else(|e| e.into_inner());
-        limits::take_all(&self.counters, &ids, commit).map_err(|e| {
+        limits::take_all(&self.counters, ids, commit).map_err(|e| {
             let c = &self.counters[e.counter];
             RefusalKind::RateLimited {
                 counter: c.name.clone(),

@@ -490,3 +490,18 @@ fn the_summary_speaks_in_words() {
         "{s}"
     );
 }
+
+#[test]
+fn a_counter_named_twice_for_one_call_is_charged_once() {
+    let (p, _) = policy(
+        r#"{"version":"1","limits":[{"counter":"c","window":"minute","max":2}],
+            "tools":{"t":{"limits":[{"counter":"c","window":"minute","max":2},{"window":"hour","max":9},{"counter":"c","window":"minute","max":2}]}}}"#,
+    );
+    assert_eq!(decide(&p, "t", None), Ok("allow"));
+    assert_eq!(
+        decide(&p, "t", None),
+        Ok("allow"),
+        "two calls fit a budget of two"
+    );
+    assert_eq!(decide(&p, "t", None), Err("rate_limited".into()));
+}

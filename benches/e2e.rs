@@ -1,0 +1,344 @@
+//! toolwarden's cost end to end: one workload against a server directly,
+//! through a plain byte relay that parses nothing, and through toolwarden,
+//! interleaved (direct, relay, toolwarden, direct, ...) in one run, so that
+//! the machine's mood hits all three alike.
+//!
+//! ```text
+//! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--no-pin]
+//! ```
+//!
+//! Per session: start-up (spawn to the initialize answer), 2,000 small
+//! tools/call round trips one at a time (p50, p90), 13,000 with 16 in
+//! flight (calls per second), five 4 MiB round trips, and toolwarden's
+//! resident memory after 2,200 and after 15,200 calls, and at its peak.
+
+// This benchmark reports to a person: its table is its output.
+#![allow(clippy::print_stdout)]
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LATENCY_CALLS: usize = 2_000;
+const THROUGHPUT_CALLS: usize = 13_000;
+const IN_FLIGHT: usize = 16;
+const BIG_ROUNDS: usize = 5;
+const BIG: usize = 4 * 1024 * 1024;
+
+struct Options {
+    server: String,
+    rounds: usize,
+    pin: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        server: "mock".into(),
+        rounds: 5,
+        pin: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--server" => o.server = args.next().expect("--server mock|everything"),
+            "--rounds" => {
+                o.rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--rounds N")
+            }
+            "--no-pin" => o.pin = false,
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    o
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example binaries, built in release mode.
+fn example(name: &str) -> PathBuf {
+    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["build", "--quiet", "--release", "--example", name])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    root().join("target/release/examples").join(name)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Direct,
+    Relay,
+    Toolwarden,
+}
+
+const KINDS: [Kind; 3] = [Kind::Direct, Kind::Relay, Kind::Toolwarden];
+
+/// What one session measured.
+#[derive(Default)]
+struct Sample {
+    startup: Duration,
+    p50: Duration,
+    p90: Duration,
+    calls_per_second: f64,
+    big: Duration,
+    rss_early_kib: u64,
+    rss_late_kib: u64,
+    peak_kib: u64,
+}
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+    next_id: u64,
+}
+
+impl Client {
+    fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next answer; notifications are skipped and the server's own
+    /// requests refused, as a client without capabilities would.
+    fn recv(&mut self) -> &str {
+        loop {
+            self.line.clear();
+            let n = self.stdout.read_line(&mut self.line).unwrap();
+            assert!(n > 0, "the server closed its output");
+            if !self.line.contains("\"method\"") || self.line.len() > 64 * 1024 {
+                return &self.line;
+            }
+            let message: serde_json::Value = serde_json::from_str(&self.line).unwrap();
+            if let Some(id) = message.get("id") {
+                let refusal = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "not supported"}});
+                self.send(&refusal.to_string());
+            }
+        }
+    }
+
+    fn call_line(&mut self, message: &str) -> String {
+        self.next_id += 1;
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{message}"}}}}}}"#,
+            self.next_id
+        )
+    }
+
+    fn round_trip(&mut self, message: &str) -> Duration {
+        let line = self.call_line(message);
+        let start = Instant::now();
+        self.send(&line);
+        let answer = self.recv();
+        assert!(
+            answer.contains("\"result\""),
+            "not a result: {}",
+            &answer[..answer.len().min(300)]
+        );
+        start.elapsed()
+    }
+}
+
+fn run_session(command: &[OsString], pin: bool, kind: Kind) -> Sample {
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if pin {
+        // The server and whatever stands in front of it share CPU 0; this
+        // harness runs on CPU 1.
+        unsafe {
+            cmd.pre_exec(|| {
+                pin_to(0);
+                Ok(())
+            });
+        }
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let mut client = Client {
+        stdin: child.stdin.take().unwrap(),
+        stdout: BufReader::with_capacity(1 << 20, child.stdout.take().unwrap()),
+        child,
+        line: String::new(),
+        next_id: 0,
+    };
+    client.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#);
+    client.recv();
+    let mut sample = Sample {
+        startup: start.elapsed(),
+        ..Sample::default()
+    };
+    client.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let pid = client.child.id();
+
+    for _ in 0..200 {
+        client.round_trip("warm");
+    }
+    let mut times: Vec<Duration> = (0..LATENCY_CALLS)
+        .map(|_| client.round_trip("hello"))
+        .collect();
+    times.sort();
+    sample.p50 = times[times.len() / 2];
+    sample.p90 = times[times.len() * 9 / 10];
+    if kind == Kind::Toolwarden {
+        sample.rss_early_kib = proc_status(pid, "VmRSS:");
+    }
+
+    let start = Instant::now();
+    let (mut sent, mut received) = (0, 0);
+    while received < THROUGHPUT_CALLS {
+        while sent < THROUGHPUT_CALLS && sent - received < IN_FLIGHT {
+            let line = client.call_line("hello");
+            client.send(&line);
+            sent += 1;
+        }
+        client.recv();
+        received += 1;
+    }
+    sample.calls_per_second = THROUGHPUT_CALLS as f64 / start.elapsed().as_secs_f64();
+    if kind == Kind::Toolwarden {
+        sample.rss_late_kib = proc_status(pid, "VmRSS:");
+    }
+
+    let big = "x".repeat(BIG);
+    let mut bigs: Vec<Duration> = (0..BIG_ROUNDS).map(|_| client.round_trip(&big)).collect();
+    bigs.sort();
+    sample.big = bigs[bigs.len() / 2];
+    if kind == Kind::Toolwarden {
+        sample.peak_kib = proc_status(pid, "VmHWM:");
+    }
+    drop(client.stdin);
+    let _ = client.child.wait();
+    sample
+}
+
+fn pin_to(cpu: usize) {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let o = options();
+    let server: Vec<OsString> = match o.server.as_str() {
+        "mock" => vec![
+            example("mock_server").into(),
+            "--tools".into(),
+            root().join("examples/tools/bench.json").into(),
+        ],
+        "everything" => {
+            let bin = root().join("tests/npm/node_modules/.bin/mcp-server-everything");
+            assert!(Path::new(&bin).exists(), "run tests/setup first");
+            vec![bin.into(), "stdio".into()]
+        }
+        other => panic!("unknown server {other}: mock or everything"),
+    };
+    let relay = example("byte_relay");
+    let policy = std::env::temp_dir().join(format!("toolwarden-bench-{}.json", std::process::id()));
+    // A realistic rule: one tool allowed with a limit no run exhausts,
+    // everything else denied.
+    std::fs::write(
+        &policy,
+        r#"{"version":"1","default":"deny","tools":{"echo":{"limits":[{"window":"second","max":1000000}]}}}"#,
+    )
+    .unwrap();
+    let command = |kind: Kind| -> Vec<OsString> {
+        match kind {
+            Kind::Direct => server.clone(),
+            Kind::Relay => [vec![relay.clone().into(), "--".into()], server.clone()].concat(),
+            Kind::Toolwarden => [
+                vec![
+                    env!("CARGO_BIN_EXE_toolwarden").into(),
+                    "--policy".into(),
+                    policy.clone().into(),
+                    "--log-level".into(),
+                    "error".into(),
+                    "--".into(),
+                ],
+                server.clone(),
+            ]
+            .concat(),
+        }
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if o.pin {
+        pin_to(1);
+    }
+    let mut samples: Vec<Vec<Sample>> = KINDS.iter().map(|_| Vec::new()).collect();
+    for round in 0..o.rounds {
+        for (k, &kind) in KINDS.iter().enumerate() {
+            samples[k].push(run_session(&command(kind), o.pin, kind));
+        }
+        eprintln!("round {} of {} done", round + 1, o.rounds);
+    }
+    let _ = std::fs::remove_file(&policy);
+
+    let stat = |k: usize, f: &dyn Fn(&Sample) -> f64| median(samples[k].iter().map(f).collect());
+    println!(
+        "server: {}, rounds: {}, processes pinned to one CPU: {}, cores: {}",
+        o.server,
+        o.rounds,
+        if o.pin { "yes" } else { "no" },
+        cores
+    );
+    println!();
+    println!("| median of {} rounds | direct | byte relay | toolwarden | toolwarden / relay | toolwarden / direct |", o.rounds);
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let rows: [(&str, &dyn Fn(&Sample) -> f64, bool); 5] = [
+        ("start-up (ms)", &|s| s.startup.as_secs_f64() * 1e3, false),
+        ("round trip p50 (µs)", &|s| s.p50.as_secs_f64() * 1e6, false),
+        ("round trip p90 (µs)", &|s| s.p90.as_secs_f64() * 1e6, false),
+        ("calls/s, 16 in flight", &|s| s.calls_per_second, true),
+        (
+            "4 MiB round trip (ms)",
+            &|s| s.big.as_secs_f64() * 1e3,
+            false,
+        ),
+    ];
+    for (label, f, _) in rows {
+        let (d, r, t) = (stat(0, f), stat(1, f), stat(2, f));
+        println!(
+            "| {label} | {d:.1} | {r:.1} | {t:.1} | {:.3}x | {:.3}x |",
+            t / r,
+            t / d
+        );
+    }
+    let mib = |kib: f64| kib / 1024.0;
+    println!();
+    println!(
+        "toolwarden resident memory: {:.1} MiB after 2,200 calls, {:.1} MiB after 15,200 calls, peak {:.1} MiB (the peak includes the 4 MiB messages)",
+        mib(stat(2, &|s| s.rss_early_kib as f64)),
+        mib(stat(2, &|s| s.rss_late_kib as f64)),
+        mib(stat(2, &|s| s.peak_kib as f64)),
+    );
+}
