@@ -690,20 +690,21 @@ impl Relay {
         if let Some(request) = request {
             let message =
                 format!("the server's answer of {len} bytes exceeds toolwarden's limit of {max} bytes (--max-message-bytes)");
-            if let Some((tool, started)) = &request.call {
-                self.audit_result(
-                    &request.id,
-                    tool,
-                    *started,
-                    Outcome::Error(jsonrpc::INTERNAL_ERROR.into()),
-                )
-                .await;
-            }
-            let reply =
-                jsonrpc::error_response(Some(&request.id), jsonrpc::INTERNAL_ERROR, &message);
-            self.send_client(&reply).await?;
+            self.fail_request(&request, &message).await?;
         }
         Ok(())
+    }
+
+    /// Ends a request the server will not answer: an internal error for
+    /// the client, and a result event for the audit log.
+    async fn fail_request(&self, request: &ClientRequest, why: &str) -> io::Result<()> {
+        if let Some((tool, started)) = &request.call {
+            let outcome = Outcome::Error(jsonrpc::INTERNAL_ERROR.into());
+            self.audit_result(&request.id, tool, *started, outcome)
+                .await;
+        }
+        let reply = jsonrpc::error_response(Some(&request.id), jsonrpc::INTERNAL_ERROR, why);
+        self.send_client(&reply).await
     }
 
     async fn audit_result(&self, id: &RawValue, tool: &str, started: Instant, outcome: Outcome) {
@@ -737,18 +738,8 @@ impl Relay {
             let held: Vec<Held> = state.held.drain().map(|(_, h)| h).collect();
             (waiting, held)
         };
-        for request in waiting.into_iter().filter(|r| !r.cancelled) {
-            if let Some((tool, started)) = &request.call {
-                self.audit_result(
-                    &request.id,
-                    tool,
-                    *started,
-                    Outcome::Error(jsonrpc::INTERNAL_ERROR.into()),
-                )
-                .await;
-            }
-            let reply = jsonrpc::error_response(Some(&request.id), jsonrpc::INTERNAL_ERROR, why);
-            self.send_client(&reply).await?;
+        for request in waiting.iter().filter(|r| !r.cancelled) {
+            self.fail_request(request, why).await?;
         }
         for held in held {
             held.timer.abort();
