@@ -21,22 +21,21 @@ use crate::policy::{self, Action, DefaultAction, Glob, Policy};
 /// How long the server gets to start and list its tools.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Prints the report on stdout (nothing relays here), errors on stderr.
-/// Exit code: 0 the policy loads, 2 it does not, 1 the server's tools
-/// could not be listed.
-pub fn main(args: &CheckArgs) -> u8 {
+/// The report for stdout (nothing relays here) and the exit code: 0 the
+/// policy loads, 2 it does not, 1 the server's tools could not be listed.
+/// Errors go to stderr.
+pub fn run(args: &CheckArgs) -> (String, u8) {
     let policy = match policy::load(&args.policy) {
         Ok(policy) => policy,
         Err(e) => {
             eprintln!("toolwarden: {e:#}");
-            return 2;
+            return (String::new(), 2);
         }
     };
     let mut out = format!("{}: ok\n", args.policy.display());
     out.push_str(&policy.summary());
     if args.command.is_empty() {
-        print(&out);
-        return 0;
+        return (out, 0);
     }
     let tools = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,13 +45,11 @@ pub fn main(args: &CheckArgs) -> u8 {
     match tools {
         Ok(tools) => {
             out.push_str(&compare(&policy, &tools));
-            print(&out);
-            0
+            (out, 0)
         }
         Err(e) => {
-            print(&out);
             eprintln!("toolwarden: cannot list the server's tools: {e:#}");
-            1
+            (out, 1)
         }
     }
 }
@@ -222,10 +219,4 @@ where
         };
         to_server.send(&reply).await?;
     }
-}
-
-/// `check` is a command for people, not a relay: its report is its output.
-#[allow(clippy::print_stdout)]
-fn print(text: &str) {
-    print!("{text}");
 }

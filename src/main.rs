@@ -14,7 +14,9 @@ fn main() {
     let code = match cli.command {
         Some(Command::Check(args)) => {
             init_logging("warn");
-            check::main(&args)
+            let (report, code) = check::run(&args);
+            print_report(&report);
+            code
         }
         None => {
             init_logging(&cli.run.log_level);
@@ -52,6 +54,13 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
             1
         }
     }
+}
+
+/// `check` is a command for people, not a relay: its report is its output.
+/// The one place toolwarden writes to stdout itself.
+#[allow(clippy::print_stdout)]
+fn print_report(report: &str) {
+    print!("{report}");
 }
 
 /// Logs go to stderr: stdout carries protocol messages only.

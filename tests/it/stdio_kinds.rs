@@ -12,15 +12,21 @@ use serde_json::Value;
 
 use crate::common::*;
 
-#[test]
-fn the_readme_session_runs_from_a_file() {
-    let out = toolwarden()
-        .arg("--policy")
+/// toolwarden with the Fractera policy around the mock Fractera server.
+fn fractera() -> std::process::Command {
+    let mut cmd = toolwarden();
+    cmd.arg("--policy")
         .arg(root().join("policies/fractera.json"))
         .arg("--")
         .arg(mock_server())
         .arg("--tools")
-        .arg(root().join("examples/tools/fractera.json"))
+        .arg(root().join("examples/tools/fractera.json"));
+    cmd
+}
+
+#[test]
+fn the_readme_session_runs_from_a_file() {
+    let out = fractera()
         .stdin(std::fs::File::open(root().join("examples/sessions/fractera.jsonl")).unwrap())
         .output()
         .unwrap();
@@ -55,13 +61,7 @@ fn the_readme_session_runs_from_a_file() {
 fn a_session_over_unix_sockets() {
     let (ours_in, theirs_in) = UnixStream::pair().unwrap();
     let (ours_out, theirs_out) = UnixStream::pair().unwrap();
-    let mut child = toolwarden()
-        .arg("--policy")
-        .arg(root().join("policies/fractera.json"))
-        .arg("--")
-        .arg(mock_server())
-        .arg("--tools")
-        .arg(root().join("examples/tools/fractera.json"))
+    let mut child = fractera()
         .stdin(Stdio::from(OwnedFd::from(theirs_in)))
         .stdout(Stdio::from(OwnedFd::from(theirs_out)))
         .stderr(Stdio::null())
