@@ -7,6 +7,8 @@
 //! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--no-pin]
 //! ```
 //!
+//! `BENCH_RELAY=PATH` runs another relay in the byte relay's place.
+//!
 //! Per session: start-up (spawn to the initialize answer), 2,000 small
 //! tools/call round trips one at a time (p50, p90), 13,000 with 16 in
 //! flight (calls per second), five 4 MiB round trips, and toolwarden's
@@ -102,14 +104,20 @@ struct Client {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     line: String,
+    out: Vec<u8>,
     next_id: u64,
 }
 
 impl Client {
+    /// One write per message, newline included, as the SDK clients do: a
+    /// message split over two writes would cost the server and the byte
+    /// relay a second wake-up that toolwarden, waiting for the newline,
+    /// mostly avoids.
     fn send(&mut self, line: &str) {
-        self.stdin.write_all(line.as_bytes()).unwrap();
-        self.stdin.write_all(b"\n").unwrap();
-        self.stdin.flush().unwrap();
+        self.out.clear();
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.push(b'\n');
+        self.stdin.write_all(&self.out).unwrap();
     }
 
     /// The next answer; notifications are skipped and the server's own
@@ -175,6 +183,7 @@ fn run_session(command: &[OsString], pin: bool, kind: Kind) -> Sample {
         stdout: BufReader::with_capacity(1 << 20, child.stdout.take().unwrap()),
         child,
         line: String::new(),
+        out: Vec::new(),
         next_id: 0,
     };
     client.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#);
@@ -264,7 +273,11 @@ fn main() {
         }
         other => panic!("unknown server {other}: mock or everything"),
     };
-    let relay = example("byte_relay");
+    // BENCH_RELAY puts another baseline in the relay's place, such as
+    // examples/tokio_relay.rs.
+    let relay = std::env::var_os("BENCH_RELAY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| example("byte_relay"));
     let policy = std::env::temp_dir().join(format!("toolwarden-bench-{}.json", std::process::id()));
     // A realistic rule: one tool allowed with a limit no run exhausts,
     // everything else denied.

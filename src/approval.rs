@@ -3,8 +3,9 @@
 //! call meanwhile; this module only speaks the protocol.
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
+
+use crate::json::Raw;
 
 /// What the client said at `initialize` about asking its user.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub enum Elicitation {
 }
 
 /// Reads `params.capabilities.elicitation` of an `initialize` request.
-pub fn declared(params: Option<&RawValue>) -> Elicitation {
+pub fn declared(params: Option<Raw<'_>>) -> Elicitation {
     #[derive(Deserialize)]
     struct Params {
         capabilities: Option<Capabilities>,
@@ -82,7 +83,7 @@ pub fn prompt(
 
 /// Whether the answer to a prompt is a yes: `accept` with `approve: true`.
 /// Anything else (decline, cancel, an error, a malformed answer) is no.
-pub fn approved(result: Option<&RawValue>) -> bool {
+pub fn approved(result: Option<Raw<'_>>) -> bool {
     #[derive(Deserialize)]
     struct Answer {
         action: String,
@@ -112,8 +113,8 @@ pub fn withdraw(prompt_id: &str, why: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_owned()).unwrap()
+    fn raw(text: &str) -> Raw<'_> {
+        Raw::parse(text).unwrap()
     }
 
     #[test]
@@ -132,7 +133,7 @@ mod tests {
             (r#"{}"#, Elicitation::Unsupported),
         ];
         for (params, want) in cases {
-            assert_eq!(declared(Some(&raw(params))), want, "{params}");
+            assert_eq!(declared(Some(raw(params))), want, "{params}");
         }
     }
 
@@ -147,7 +148,7 @@ mod tests {
             (r#"{"action":"cancel"}"#, false),
         ];
         for (answer, want) in cases {
-            assert_eq!(approved(Some(&raw(answer))), want, "{answer}");
+            assert_eq!(approved(Some(raw(answer))), want, "{answer}");
         }
         assert!(!approved(None));
     }

@@ -7,10 +7,10 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::json::Raw;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use crate::child::Server;
 use crate::cli::CheckArgs;
@@ -189,7 +189,7 @@ async fn answer_of<R, W>(
     from_server: &mut LineReader<R>,
     to_server: &mut LineWriter<W>,
     id: &str,
-) -> anyhow::Result<Box<RawValue>>
+) -> anyhow::Result<Box<serde_json::value::RawValue>>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -200,10 +200,8 @@ where
         };
         let Frame::Line(line) = frame else { continue };
         let reply = match jsonrpc::parse(line, Strictness::Envelope) {
-            Ok(Message::Response { id: got, result })
-                if jsonrpc::decode_str(got).as_deref() == Some(id) =>
-            {
-                return result.map(RawValue::to_owned).ok_or_else(|| {
+            Ok(Message::Response { id: got, result }) if got.as_str().as_deref() == Some(id) => {
+                return result.map(Raw::to_raw_value).ok_or_else(|| {
                     anyhow!(
                         "the server answered {id} with an error: {}",
                         String::from_utf8_lossy(line)

@@ -7,12 +7,9 @@
 //! `12345678901234567890123` is echoed exactly.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
+use crate::json::{self, Check, ErrorKind, Raw, RawBuf};
 
 pub const PARSE_ERROR: i32 = -32700;
 pub const INVALID_REQUEST: i32 = -32600;
@@ -23,17 +20,17 @@ pub const INTERNAL_ERROR: i32 = -32603;
 #[derive(Debug)]
 pub enum Message<'a> {
     Request {
-        id: &'a RawValue,
+        id: Raw<'a>,
         method: Cow<'a, str>,
-        params: Option<&'a RawValue>,
+        params: Option<Raw<'a>>,
     },
     Notification {
         method: Cow<'a, str>,
-        params: Option<&'a RawValue>,
+        params: Option<Raw<'a>>,
     },
     Response {
-        id: &'a RawValue,
-        result: Option<&'a RawValue>,
+        id: Raw<'a>,
+        result: Option<Raw<'a>>,
     },
 }
 
@@ -45,11 +42,11 @@ pub struct Rejection {
     /// What the answer should carry: `Some(None)` answers with `"id": null`,
     /// `None` means the line was a notification or a response and gets no
     /// answer at all (JSON-RPC never answers those).
-    pub reply_id: Option<Option<Box<RawValue>>>,
+    pub reply_id: Option<Option<RawBuf>>,
 }
 
 impl Rejection {
-    fn new(code: i32, message: impl Into<String>, reply_id: Option<Option<Box<RawValue>>>) -> Self {
+    fn new(code: i32, message: impl Into<String>, reply_id: Option<Option<RawBuf>>) -> Self {
         Rejection {
             code,
             message: message.into(),
@@ -59,28 +56,37 @@ impl Rejection {
 }
 
 /// The top-level members of a message, each left as raw JSON.
-///
-/// serde's derive already refuses a duplicated top-level member; deeper
-/// duplicates are found by [`check_strict`]. Every field goes through
-/// [`present`] so that `"id": null` is told apart from a missing id.
-#[derive(Deserialize)]
-struct RawEnvelope<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    method: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    params: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    error: Option<&'a RawValue>,
+#[derive(Default)]
+struct Envelope<'a> {
+    jsonrpc: Option<Raw<'a>>,
+    id: Option<Raw<'a>>,
+    method: Option<Raw<'a>>,
+    params: Option<Raw<'a>>,
+    result: Option<Raw<'a>>,
+    error: Option<Raw<'a>>,
 }
 
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl<'a> Envelope<'a> {
+    /// Reads the envelope and checks the whole line in the same pass.
+    fn read(text: &'a str, check: Check) -> Result<Envelope<'a>, json::Error> {
+        let mut envelope = Envelope::default();
+        json::object(text, check, |key, value| {
+            let slot = match key {
+                "jsonrpc" => &mut envelope.jsonrpc,
+                "id" => &mut envelope.id,
+                "method" => &mut envelope.method,
+                "params" => &mut envelope.params,
+                "result" => &mut envelope.result,
+                "error" => &mut envelope.error,
+                _ => return Ok(()),
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("duplicate member `{key}`"));
+            }
+            Ok(())
+        })?;
+        Ok(envelope)
+    }
 }
 
 /// How much checking a line gets.
@@ -92,9 +98,9 @@ pub enum Strictness {
     /// serde_json keeps the last value while other parsers keep the first:
     /// toolwarden and the server would read different messages.
     Full,
-    /// Lines from the server: valid JSON-RPC at the top level is enough to
-    /// relay them; toolwarden bases no decision on the inside of most of
-    /// them.
+    /// Lines from the server: valid JSON-RPC at the top level, in a line
+    /// that is valid JSON, is enough to relay them; toolwarden bases no
+    /// decision on the inside of most of them.
     Envelope,
 }
 
@@ -114,49 +120,37 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
             Some(None),
         ));
     }
-    let raw: RawEnvelope = serde_json::from_str(text).map_err(|e| {
-        let code = match e.classify() {
-            serde_json::error::Category::Data => INVALID_REQUEST,
-            _ => PARSE_ERROR,
-        };
-        let what = if code == PARSE_ERROR {
-            "parse error"
-        } else {
-            "invalid request"
-        };
-        Rejection::new(code, format!("{what}: {e}"), Some(None))
-    })?;
-
-    // From here on the line is JSON with readable top-level members, so an
-    // answer can echo the id when the line is a request.
-    let is_request = raw.method.is_some() && raw.id.is_some();
-    let reply_id = |raw_id: Option<&RawValue>| -> Option<Option<Box<RawValue>>> {
-        match raw_id {
-            Some(id) if is_request && valid_id(id) => Some(Some(id.to_owned())),
-            Some(_) if is_request => Some(None),
-            Some(_) if raw.method.is_none() => None, // a response: never answered
-            Some(_) => Some(None),
-            None if raw.method.is_some() => None, // a notification: never answered
-            None => Some(None),
-        }
+    let check = match strictness {
+        Strictness::Full => Check::Strict,
+        Strictness::Envelope => Check::Syntax,
     };
-    let reject = |code, message: String| Rejection::new(code, message, reply_id(raw.id));
-
-    if strictness == Strictness::Full {
-        check_strict(text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => {
-                reject(INVALID_REQUEST, format!("invalid request: {e}"))
+    let raw = Envelope::read(text, check).map_err(|e| {
+        let (code, what) = match e.kind {
+            ErrorKind::Syntax | ErrorKind::Strict => (PARSE_ERROR, "parse error"),
+            ErrorKind::Duplicate | ErrorKind::NotObject | ErrorKind::Member => {
+                (INVALID_REQUEST, "invalid request")
             }
-            _ => reject(PARSE_ERROR, format!("parse error: {e}")),
-        })?;
-    }
+        };
+        let message = format!("{what}: {e}");
+        // A line that is JSON but fails the strict checks is answered with
+        // its own id when the id can be read; reading it needs a second,
+        // lenient pass, taken only on this error path.
+        let reply_id = match e.kind {
+            ErrorKind::Strict | ErrorKind::Duplicate => Envelope::read(text, Check::Syntax)
+                .ok()
+                .and_then(|raw| reply_id(&raw)),
+            _ => Some(None),
+        };
+        Rejection::new(code, message, reply_id)
+    })?;
+    let reject = |code, message: &str| Rejection::new(code, message, reply_id(&raw));
 
     match raw.jsonrpc {
         Some(v) if v.get() == "\"2.0\"" => {}
         _ => {
             return Err(reject(
                 INVALID_REQUEST,
-                "invalid request: \"jsonrpc\" must be \"2.0\"".into(),
+                "invalid request: \"jsonrpc\" must be \"2.0\"",
             ))
         }
     }
@@ -164,7 +158,7 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         if !valid_id(id) {
             return Err(reject(
                 INVALID_REQUEST,
-                "invalid request: \"id\" must be a string or a number".into(),
+                "invalid request: \"id\" must be a string or a number",
             ));
         }
     }
@@ -172,17 +166,17 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         if !matches!(params.get().as_bytes().first(), Some(b'{' | b'[')) {
             return Err(reject(
                 INVALID_REQUEST,
-                "invalid request: \"params\" must be an object or an array".into(),
+                "invalid request: \"params\" must be an object or an array",
             ));
         }
     }
 
     match (raw.method, raw.id, raw.result, raw.error) {
         (Some(method), id, None, None) => {
-            let method = decode_str(method).ok_or_else(|| {
+            let method = method.as_str().ok_or_else(|| {
                 reject(
                     INVALID_REQUEST,
-                    "invalid request: \"method\" must be a string".into(),
+                    "invalid request: \"method\" must be a string",
                 )
             })?;
             Ok(match id {
@@ -206,25 +200,27 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         }
         _ => Err(reject(
             INVALID_REQUEST,
-            "invalid request: not a request, a notification or a response".into(),
+            "invalid request: not a request, a notification or a response",
         )),
     }
 }
 
-/// A JSON-RPC id that can be matched with a response: a string or a number.
-fn valid_id(id: &RawValue) -> bool {
-    matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
+/// What an answer to a refused line carries (see [`Rejection::reply_id`]).
+fn reply_id(raw: &Envelope) -> Option<Option<RawBuf>> {
+    let is_request = raw.method.is_some() && raw.id.is_some();
+    match raw.id {
+        Some(id) if is_request && valid_id(id) => Some(Some(id.to_owned())),
+        Some(_) if is_request => Some(None),
+        Some(_) if raw.method.is_none() => None, // a response: never answered
+        Some(_) => Some(None),
+        None if raw.method.is_some() => None, // a notification: never answered
+        None => Some(None),
+    }
 }
 
-/// Decodes a raw JSON string, borrowing when it has no escapes (the common
-/// case), so that `"tools\u002fcall"` and `"tools/call"` compare equal.
-pub fn decode_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
-    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+/// A JSON-RPC id that can be matched with a response: a string or a number.
+fn valid_id(id: Raw) -> bool {
+    matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
 
 /// A request id as a map key, so that a response finds its request.
@@ -240,13 +236,18 @@ pub enum IdKey {
 }
 
 impl IdKey {
-    pub fn of(id: &RawValue) -> IdKey {
+    pub fn of(id: Raw) -> IdKey {
         let text = id.get();
         if text.starts_with('"') {
-            return match decode_str(id) {
+            return match id.as_str() {
                 Some(s) => IdKey::Str(s.into_owned()),
                 None => IdKey::Other(text.to_owned()),
             };
+        }
+        // Most ids are small integers: their value needs no float parsing.
+        if text.len() <= 15 && text.bytes().all(|b| b.is_ascii_digit()) {
+            let n = text.bytes().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            return IdKey::Num((n as f64).to_bits());
         }
         match text.parse::<f64>() {
             // `+ 0.0` folds -0 into 0.
@@ -266,115 +267,11 @@ impl fmt::Display for IdKey {
     }
 }
 
-/// Walks a whole document, decoding every string and refusing duplicate
-/// object keys at any depth. serde_json bounds the nesting at 128 levels.
-pub fn check_strict(text: &str) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    Strict.deserialize(&mut de)?;
-    de.end()
-}
-
-struct Strict;
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(Strict)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Strict)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys = Keys::default();
-        while let Some(key) = map.next_key_seed(Key)? {
-            if !keys.insert(key.clone()) {
-                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
-            }
-            map.next_value_seed(Strict)?;
-        }
-        Ok(())
-    }
-}
-
-/// The keys seen in one object: a short list for the usual small object, a
-/// set once it grows, so a hostile object with many keys stays linear.
-#[derive(Default)]
-struct Keys<'de> {
-    few: Vec<Cow<'de, str>>,
-    many: HashSet<Cow<'de, str>>,
-}
-
-impl<'de> Keys<'de> {
-    fn insert(&mut self, key: Cow<'de, str>) -> bool {
-        if self.many.is_empty() {
-            if self.few.contains(&key) {
-                return false;
-            }
-            self.few.push(key);
-            if self.few.len() > 16 {
-                self.many.extend(self.few.drain(..));
-            }
-            true
-        } else {
-            self.many.insert(key)
-        }
-    }
-}
-
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(Key)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-}
-
 /// What the first bytes of an over-long line say about it, so that its
 /// sender can be answered with its own id instead of waiting forever.
 #[derive(Debug, Default)]
 pub struct Prefix {
-    pub id: Option<Box<RawValue>>,
+    pub id: Option<RawBuf>,
     pub has_method: bool,
     pub is_response: bool,
 }
@@ -408,8 +305,9 @@ pub fn scan_prefix(prefix: &[u8]) -> Prefix {
             b"\"id\"" => {
                 out.id = std::str::from_utf8(value)
                     .ok()
-                    .and_then(|v| RawValue::from_string(v.to_owned()).ok())
-                    .filter(|id| valid_id(id))
+                    .and_then(|v| Raw::parse(v).ok())
+                    .filter(|&id| valid_id(id))
+                    .map(Raw::to_owned)
             }
             b"\"method\"" => out.has_method = true,
             b"\"result\"" | b"\"error\"" => out.is_response = true,
@@ -498,18 +396,18 @@ impl<'a> Scanner<'a> {
 }
 
 /// A JSON-RPC error response. `id` is echoed as raw text; `None` writes null.
-pub fn error_response(id: Option<&RawValue>, code: i32, message: &str) -> Vec<u8> {
+pub fn error_response(id: Option<Raw>, code: i32, message: &str) -> Vec<u8> {
     let error = serde_json::json!({ "code": code, "message": message });
     frame(id, "error", &error.to_string())
 }
 
 /// A JSON-RPC success response carrying `result` (already JSON text).
-pub fn result_response(id: &RawValue, result: &str) -> Vec<u8> {
+pub fn result_response(id: Raw, result: &str) -> Vec<u8> {
     frame(Some(id), "result", result)
 }
 
-fn frame(id: Option<&RawValue>, member: &str, body: &str) -> Vec<u8> {
-    let id = id.map_or("null", RawValue::get);
+fn frame(id: Option<Raw>, member: &str, body: &str) -> Vec<u8> {
+    let id = id.map_or("null", Raw::get);
     format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"{member}\":{body}}}").into_bytes()
 }
 
@@ -524,7 +422,7 @@ mod tests {
     fn reply_id(r: &Rejection) -> Option<Option<&str>> {
         r.reply_id
             .as_ref()
-            .map(|id| id.as_deref().map(RawValue::get))
+            .map(|id| id.as_ref().map(|id| id.raw().get()))
     }
 
     #[test]
@@ -638,7 +536,7 @@ mod tests {
 
     #[test]
     fn id_keys_match_what_javascript_echoes() {
-        let key = |s: &str| IdKey::of(&RawValue::from_string(s.into()).unwrap());
+        let key = |s: &str| IdKey::of(Raw::parse(s).unwrap());
         assert_eq!(key("1"), key("1.0"));
         assert_eq!(
             key("12345678901234567890123"),
@@ -653,12 +551,12 @@ mod tests {
     fn prefix_scan_finds_the_id_of_a_truncated_line() {
         let p = scan_prefix(br#"{"jsonrpc":"2.0","id":12345678901234567890123,"method":"tools/call","params":{"arguments":{"x":"aaaa"#);
         assert_eq!(
-            p.id.as_deref().map(RawValue::get),
+            p.id.as_ref().map(|id| id.raw().get()),
             Some("12345678901234567890123")
         );
         assert!(p.has_method && !p.is_response);
         let p = scan_prefix(br#"{"method":"x","params":{"a":[1,2,{"b":"}"}]},"id":"q\"1","jsonrpc":"2.0","extra":"aaa"#);
-        assert_eq!(p.id.as_deref().map(RawValue::get), Some(r#""q\"1""#));
+        assert_eq!(p.id.as_ref().map(|id| id.raw().get()), Some(r#""q\"1""#));
         let p = scan_prefix(br#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"text":"aaaa"#);
         assert!(p.is_response);
         let p = scan_prefix(br#"{"jsonrpc":"2.0","id":12"#);
@@ -667,8 +565,8 @@ mod tests {
 
     #[test]
     fn replies_echo_the_raw_id() {
-        let id = RawValue::from_string("12345678901234567890123".into()).unwrap();
-        let bytes = error_response(Some(&id), INVALID_REQUEST, "bad");
+        let id = Raw::parse("12345678901234567890123").unwrap();
+        let bytes = error_response(Some(id), INVALID_REQUEST, "bad");
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             r#"{"jsonrpc":"2.0","id":12345678901234567890123,"error":{"code":-32600,"message":"bad"}}"#

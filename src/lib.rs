@@ -5,6 +5,8 @@
 //! - [`cli`]: the command line (clap types, no IO).
 //! - [`policy`]: the policy file, compiled once; [`policy::Policy::check`]
 //!   is the decision, a pure function of the call and the clock.
+//! - [`json`]: one-pass JSON validation that hands out top-level members
+//!   as slices of the line.
 //! - [`jsonrpc`]: strict parsing of one line into a borrowed envelope, and
 //!   the replies toolwarden writes itself.
 //! - [`framing`]: the bounded line reader and the flushing line writer.
@@ -25,6 +27,7 @@ pub mod check;
 pub mod child;
 pub mod cli;
 pub mod framing;
+pub mod json;
 pub mod jsonrpc;
 pub mod policy;
 pub mod redact;

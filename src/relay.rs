@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
@@ -22,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::approval::{self, Elicitation};
 use crate::audit::{self, Audit, AuditEvent};
 use crate::framing::{Frame, LineReader, LineWriter};
+use crate::json::{Raw, RawBuf};
 use crate::jsonrpc::{self, IdKey, Message, Strictness};
 use crate::policy::{Policy, Refusal, RefusalKind, ToolCall, Verdict};
 use crate::redact;
@@ -64,7 +64,7 @@ struct State {
 
 struct ClientRequest {
     /// Kept to answer it ourselves if the server goes away.
-    id: Box<RawValue>,
+    id: RawBuf,
     lists_tools: bool,
     cancelled: bool,
     /// For a tools/call: the tool and when it was sent, for the audit log.
@@ -73,11 +73,11 @@ struct ClientRequest {
 
 /// A call held until a person answers its prompt.
 struct Held {
-    id: Box<RawValue>,
+    id: RawBuf,
     key: IdKey,
     line: Vec<u8>,
     tool: String,
-    arguments: Option<Box<RawValue>>,
+    arguments: Option<RawBuf>,
     stateless: bool,
     timer: tokio::task::JoinHandle<()>,
 }
@@ -143,8 +143,11 @@ impl Relay {
                     "refused a line from the client: {}", rejection.message
                 );
                 if let Some(id) = rejection.reply_id {
-                    let reply =
-                        jsonrpc::error_response(id.as_deref(), rejection.code, &rejection.message);
+                    let reply = jsonrpc::error_response(
+                        id.as_ref().map(RawBuf::raw),
+                        rejection.code,
+                        &rejection.message,
+                    );
                     self.send_client(&reply).await?;
                 }
                 return Ok(());
@@ -213,8 +216,8 @@ impl Relay {
 
     async fn tools_call<W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
-        id: &RawValue,
-        params: Option<&RawValue>,
+        id: Raw<'_>,
+        params: Option<Raw<'_>>,
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
@@ -260,7 +263,7 @@ impl Relay {
     /// keeps flowing meanwhile.
     async fn hold(
         self: &Arc<Self>,
-        id: &RawValue,
+        id: Raw<'_>,
         call: &ToolCall<'_>,
         stateless: bool,
         line: &[u8],
@@ -314,7 +317,7 @@ impl Relay {
                 key,
                 line: line.to_vec(),
                 tool: call.name.to_string(),
-                arguments: call.arguments.map(RawValue::to_owned),
+                arguments: call.arguments.map(Raw::to_owned),
                 stateless,
                 timer,
             },
@@ -329,39 +332,39 @@ impl Relay {
     async fn answered<W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
         held: Held,
-        answer: Option<&RawValue>,
+        answer: Option<Raw<'_>>,
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
         held.timer.abort();
         let call = ToolCall {
             name: held.tool.as_str().into(),
-            arguments: held.arguments.as_deref(),
+            arguments: held.arguments.as_ref().map(RawBuf::raw),
         };
         let facts = self.facts(&call);
         if !approval::approved(answer) {
             let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
             return self
-                .refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+                .refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
                 .await;
         }
         // Limits are charged now, not when the call was held.
         match self.policy.admit(&call) {
             Verdict::Refuse(refusal) => {
-                self.refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+                self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
                     .await
             }
             _ if !self
-                .admitted(&held.id, &call.name, "approved", facts.as_ref())
+                .admitted(held.id.raw(), &call.name, "approved", facts.as_ref())
                 .await =>
             {
                 let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-                self.refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+                self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
                     .await
             }
             _ => {
-                info!(tool = %call.name, id = held.id.get(), "approved");
+                info!(tool = %call.name, id = held.id.raw().get(), "approved");
                 let started = self.started(&call);
-                self.forward_request(&held.id, false, started, &held.line, server)
+                self.forward_request(held.id.raw(), false, started, &held.line, server)
                     .await
             }
         }
@@ -372,10 +375,10 @@ impl Relay {
         let Some(held) = self.state().held.remove(prompt_id) else {
             return;
         };
-        warn!(tool = %held.tool, id = held.id.get(), "no answer to the approval prompt in time");
+        warn!(tool = %held.tool, id = held.id.raw().get(), "no answer to the approval prompt in time");
         let call = ToolCall {
             name: held.tool.as_str().into(),
-            arguments: held.arguments.as_deref(),
+            arguments: held.arguments.as_ref().map(RawBuf::raw),
         };
         let facts = self.facts(&call);
         let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: true });
@@ -383,13 +386,13 @@ impl Relay {
             .send_client(&approval::withdraw(prompt_id, "timed out"))
             .await;
         let _ = self
-            .refuse(&held.id, &refusal, held.stateless, facts.as_ref())
+            .refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
             .await;
     }
 
     async fn client_cancels<W: AsyncWrite + Unpin>(
         &self,
-        params: Option<&RawValue>,
+        params: Option<Raw<'_>>,
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
@@ -419,8 +422,8 @@ impl Relay {
         if let Some((prompt_id, held)) = held {
             // The call is dropped; the prompt is withdrawn.
             held.timer.abort();
-            info!(tool = %held.tool, id = held.id.get(), "a call held for approval was cancelled");
-            self.audit_decision(&held.id, &held.tool, "cancelled", None)
+            info!(tool = %held.tool, id = held.id.raw().get(), "a call held for approval was cancelled");
+            self.audit_decision(held.id.raw(), &held.tool, "cancelled", None)
                 .await;
             return self
                 .send_client(&approval::withdraw(&prompt_id, "the call was cancelled"))
@@ -440,7 +443,7 @@ impl Relay {
     /// answer could not be told apart.
     async fn forward_request<W: AsyncWrite + Unpin>(
         &self,
-        id: &RawValue,
+        id: Raw<'_>,
         lists_tools: bool,
         call: Option<(String, Instant)>,
         line: &[u8],
@@ -471,7 +474,7 @@ impl Relay {
         }
     }
 
-    async fn duplicate_id(&self, id: &RawValue) -> io::Result<()> {
+    async fn duplicate_id(&self, id: Raw<'_>) -> io::Result<()> {
         warn!(
             id = id.get(),
             "refused a request whose id is already in flight"
@@ -496,7 +499,7 @@ impl Relay {
 
     async fn refuse(
         &self,
-        id: &RawValue,
+        id: Raw<'_>,
         refusal: &Refusal,
         stateless: bool,
         facts: Option<&Facts>,
@@ -540,7 +543,7 @@ impl Relay {
     }
 
     fn facts_now(&self, call: &ToolCall) -> Facts {
-        let raw = call.arguments.map_or("{}", RawValue::get);
+        let raw = call.arguments.map_or("{}", Raw::get);
         let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
         let pointers = self
             .policy
@@ -554,14 +557,14 @@ impl Relay {
 
     fn decision_event(
         &self,
-        id: &RawValue,
+        id: Raw<'_>,
         tool: &str,
         decision: &'static str,
         facts: Option<&Facts>,
     ) -> AuditEvent {
         AuditEvent {
             event: "decision",
-            id: Some(id.to_owned()),
+            id: Some(id.to_raw_value()),
             tool: tool.to_owned(),
             decision: Some(decision),
             rule: self.policy.rule_for(tool).map(|r| r.pattern.clone()),
@@ -575,7 +578,7 @@ impl Relay {
     /// `--audit-required` and it could not be written.
     async fn admitted(
         &self,
-        id: &RawValue,
+        id: Raw<'_>,
         tool: &str,
         decision: &'static str,
         facts: Option<&Facts>,
@@ -589,7 +592,7 @@ impl Relay {
 
     async fn audit_decision(
         &self,
-        id: &RawValue,
+        id: Raw<'_>,
         tool: &str,
         decision: &'static str,
         facts: Option<&Facts>,
@@ -612,7 +615,11 @@ impl Relay {
         }
         let message =
             format!("invalid request: message of {len} bytes exceeds the limit of {max} bytes (--max-message-bytes)");
-        let reply = jsonrpc::error_response(seen.id.as_deref(), jsonrpc::INVALID_REQUEST, &message);
+        let reply = jsonrpc::error_response(
+            seen.id.as_ref().map(RawBuf::raw),
+            jsonrpc::INVALID_REQUEST,
+            &message,
+        );
         self.send_client(&reply).await
     }
 
@@ -660,7 +667,7 @@ impl Relay {
                     return Ok(());
                 };
                 if let Some((tool, started)) = &request.call {
-                    self.audit_result(&request.id, tool, *started, Outcome::of(line, result))
+                    self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result))
                         .await;
                 }
                 let filtered = match (request.lists_tools, result) {
@@ -686,7 +693,7 @@ impl Relay {
         let Some(id) = seen.id.filter(|_| seen.is_response) else {
             return Ok(());
         };
-        let request = self.state().client.remove(&IdKey::of(&id));
+        let request = self.state().client.remove(&IdKey::of(id.raw()));
         if let Some(request) = request {
             let message =
                 format!("the server's answer of {len} bytes exceeds toolwarden's limit of {max} bytes (--max-message-bytes)");
@@ -700,14 +707,14 @@ impl Relay {
     async fn fail_request(&self, request: &ClientRequest, why: &str) -> io::Result<()> {
         if let Some((tool, started)) = &request.call {
             let outcome = Outcome::Error(jsonrpc::INTERNAL_ERROR.into());
-            self.audit_result(&request.id, tool, *started, outcome)
+            self.audit_result(request.id.raw(), tool, *started, outcome)
                 .await;
         }
-        let reply = jsonrpc::error_response(Some(&request.id), jsonrpc::INTERNAL_ERROR, why);
+        let reply = jsonrpc::error_response(Some(request.id.raw()), jsonrpc::INTERNAL_ERROR, why);
         self.send_client(&reply).await
     }
 
-    async fn audit_result(&self, id: &RawValue, tool: &str, started: Instant, outcome: Outcome) {
+    async fn audit_result(&self, id: Raw<'_>, tool: &str, started: Instant, outcome: Outcome) {
         if !self.settings.audit.enabled() {
             return;
         }
@@ -717,7 +724,7 @@ impl Relay {
         };
         let event = AuditEvent {
             event: "result",
-            id: Some(id.to_owned()),
+            id: Some(id.to_raw_value()),
             tool: tool.to_owned(),
             duration_ms: Some((started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
             is_error,
@@ -745,11 +752,11 @@ impl Relay {
             held.timer.abort();
             let call = ToolCall {
                 name: held.tool.as_str().into(),
-                arguments: held.arguments.as_deref(),
+                arguments: held.arguments.as_ref().map(RawBuf::raw),
             };
             let refusal = self.refusal(&call, RefusalKind::ApprovalUnavailable);
             self.refuse(
-                &held.id,
+                held.id.raw(),
                 &refusal,
                 held.stateless,
                 self.facts(&call).as_ref(),
@@ -775,7 +782,7 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn of(line: &[u8], result: Option<&RawValue>) -> Outcome {
+    fn of(line: &[u8], result: Option<Raw<'_>>) -> Outcome {
         #[derive(Deserialize)]
         struct CallResult {
             #[serde(rename = "isError")]
@@ -806,34 +813,17 @@ impl Outcome {
 }
 
 /// The request a `notifications/cancelled` names.
-fn cancelled_request(params: Option<&RawValue>) -> Option<IdKey> {
-    #[derive(Deserialize)]
-    struct Cancelled<'a> {
-        #[serde(rename = "requestId", borrow)]
-        request_id: &'a RawValue,
-    }
-    let cancelled: Cancelled = serde_json::from_str(params?.get()).ok()?;
-    Some(IdKey::of(cancelled.request_id))
+fn cancelled_request(params: Option<Raw<'_>>) -> Option<IdKey> {
+    Some(IdKey::of(params?.member("requestId")?))
 }
 
 /// Whether a request is in the stateless protocol (2026-07-28), whose
 /// results carry `resultType`: it names its version in `_meta`.
-fn is_stateless(params: Option<&RawValue>) -> bool {
-    #[derive(Deserialize)]
-    struct Params<'a> {
-        #[serde(rename = "_meta", borrow)]
-        meta: Option<&'a RawValue>,
-    }
-    #[derive(Deserialize)]
-    struct Meta<'a> {
-        #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow)]
-        version: Option<&'a RawValue>,
-    }
+fn is_stateless(params: Option<Raw<'_>>) -> bool {
     params
-        .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
-        .and_then(|p| p.meta)
-        .and_then(|m| serde_json::from_str::<Meta>(m.get()).ok())
-        .is_some_and(|m| m.version.is_some())
+        .and_then(|p| p.member("_meta"))
+        .and_then(|m| m.member("io.modelcontextprotocol/protocolVersion"))
+        .is_some_and(|v| v.get() != "null")
 }
 
 #[cfg(test)]

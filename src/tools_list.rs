@@ -4,37 +4,22 @@
 //! the `tools` array, and every byte of each tool that stays, are the
 //! server's own. Only the array's separators are rewritten.
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
-#[derive(Deserialize)]
-struct ListResult<'a> {
-    #[serde(borrow)]
-    tools: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Tool<'a> {
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
-}
+use crate::json::Raw;
 
 /// Returns the line with the tools `hides` picks taken out of
 /// `result.tools`, or `None` when nothing is hidden (forward as is).
 ///
 /// `result` must be a slice of `line`, as the envelope parser hands it out.
-pub fn filter(line: &[u8], result: &RawValue, hides: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
-    let list: ListResult = serde_json::from_str(result.get()).ok()?;
-    let tools_raw = list.tools?;
+pub fn filter(line: &[u8], result: Raw<'_>, hides: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let tools_raw = result.member("tools")?;
     let tools: Vec<&RawValue> = serde_json::from_str(tools_raw.get()).ok()?;
     let keep: Vec<&RawValue> = tools
         .iter()
         .copied()
         .filter(|tool| {
-            let name = serde_json::from_str::<Tool>(tool.get())
-                .ok()
-                .and_then(|t| t.name)
-                .and_then(crate::jsonrpc::decode_str);
+            let name = Raw::from(*tool).member("name").and_then(Raw::as_str);
             // A tool without a readable name cannot be matched by a rule:
             // it stays, and a call to it meets the policy like any other.
             !name.is_some_and(|n| hides(&n))

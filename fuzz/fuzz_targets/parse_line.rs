@@ -1,8 +1,10 @@
 //! Any bytes as a line from the client or the server: parsing never panics,
-//! and what it hands out is a slice of the line (nothing re-encoded).
+//! what it hands out is a slice of the line (nothing re-encoded), and the
+//! one-pass validator accepts exactly what serde_json accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use toolwarden::json::{self, Check};
 use toolwarden::jsonrpc::{parse, scan_prefix, IdKey, Message, Strictness};
 
 fuzz_target!(|line: &[u8]| {
@@ -14,8 +16,10 @@ fuzz_target!(|line: &[u8]| {
                 Message::Notification { params, .. } => (None, *params),
                 Message::Response { id, result } => (Some(*id), *result),
             };
-            for part in id.iter().map(|i| i.get()).chain(params.map(|p| p.get())) {
-                assert!(text.contains(part), "{part} is not from the line");
+            for part in id.iter().chain(params.iter()) {
+                assert!(text.contains(part.get()), "{part:?} is not from the line");
+                // What the relay keeps for later is a serde_json RawValue.
+                let _ = part.to_raw_value();
             }
             if let Some(id) = id {
                 let _ = IdKey::of(id);
@@ -24,6 +28,15 @@ fuzz_target!(|line: &[u8]| {
                 // What the strict parser accepts, serde_json reads the same.
                 serde_json::from_str::<serde_json::Value>(text).expect("strictly valid JSON");
             }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(line) {
+        // The grammar check agrees with serde_json skipping a value.
+        let ours = json::validate(text, Check::Syntax).is_ok();
+        let theirs = serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
+        assert_eq!(ours, theirs, "{text:?}");
+        if json::validate(text, Check::Strict).is_ok() {
+            serde_json::from_str::<serde_json::Value>(text).expect("strictly valid JSON");
         }
     }
     let _ = scan_prefix(line);

@@ -2,7 +2,7 @@
 //! start-up, and named by its place in the file (a JSON pointer), so that a
 //! bad policy never starts the server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -75,11 +75,9 @@ impl<C: Clock + Clone> Policy<C> {
     pub fn from_json(text: &str, clock: C) -> Result<Policy<C>, LoadError> {
         // Duplicate keys first: serde would keep the last of two rules for
         // one tool without a word.
-        crate::jsonrpc::check_strict(text).map_err(|e| {
-            error(
-                format!("line {}, column {}", e.line(), e.column()),
-                strip_position(&e),
-            )
+        crate::json::validate(text, crate::json::Check::Strict).map_err(|e| {
+            let (line, column) = e.line_column(text);
+            error(format!("line {line}, column {column}"), e.message())
         })?;
         let mut de = serde_json::Deserializer::from_str(text);
         let file: PolicyFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -111,7 +109,7 @@ impl<C: Clock + Clone> Policy<C> {
         }
 
         let mut rules = Vec::new();
-        let mut exact = HashMap::new();
+        let mut exact = BTreeMap::new();
         let mut globs: Vec<(Glob, usize)> = Vec::new();
         for (pattern, spec) in &file.tools {
             let at = format!("/tools/{}", token(pattern));

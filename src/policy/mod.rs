@@ -8,26 +8,26 @@ mod limits;
 mod load;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::clock::{Clock, MonotonicClock};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 pub use file::{json_schema, Action, DefaultAction, PolicyFile, Scope, Window};
 pub use glob::Glob;
 pub use load::{load, LoadError};
 
+use crate::json::Raw;
 use limits::Counter;
 
 /// A compiled policy.
 pub struct Policy<C: Clock = MonotonicClock> {
     pub default: DefaultAction,
     pub hide_denied: bool,
-    exact: HashMap<String, usize>,
+    exact: BTreeMap<String, usize>,
     /// Most literal characters first: the first match wins.
     globs: Vec<(Glob, usize)>,
     rules: Vec<Rule>,
@@ -56,34 +56,35 @@ pub struct Rule {
 #[derive(Debug)]
 pub struct ToolCall<'a> {
     pub name: Cow<'a, str>,
-    pub arguments: Option<&'a RawValue>,
+    pub arguments: Option<Raw<'a>>,
 }
 
 impl<'a> ToolCall<'a> {
     /// Reads `params` of a `tools/call`; the error says what is wrong.
-    pub fn from_params(params: Option<&'a RawValue>) -> Result<ToolCall<'a>, String> {
-        #[derive(serde::Deserialize)]
-        struct Params<'a> {
-            #[serde(borrow)]
-            name: Option<&'a RawValue>,
-            #[serde(borrow)]
-            arguments: Option<&'a RawValue>,
-        }
+    pub fn from_params(params: Option<Raw<'a>>) -> Result<ToolCall<'a>, String> {
         let params = params.ok_or("tools/call needs params")?;
-        let p: Params = serde_json::from_str(params.get())
-            .map_err(|_| "tools/call params must be an object")?;
-        let name = p
-            .name
-            .and_then(crate::jsonrpc::decode_str)
+        if !params.is_object() {
+            return Err("tools/call params must be an object".into());
+        }
+        let (mut name, mut arguments) = (None, None);
+        for (key, value) in params.members() {
+            match &*key {
+                "name" => name = Some(value),
+                "arguments" => arguments = Some(value),
+                _ => {}
+            }
+        }
+        let name = name
+            .and_then(Raw::as_str)
             .ok_or("tools/call params.name must be a string")?;
-        if let Some(args) = p.arguments {
+        if let Some(args) = arguments {
             if !matches!(args.get().as_bytes().first(), Some(b'{' | b'n')) {
                 return Err("tools/call params.arguments must be an object".into());
             }
         }
         Ok(ToolCall {
             name,
-            arguments: p.arguments.filter(|a| a.get() != "null"),
+            arguments: arguments.filter(|a| a.get() != "null"),
         })
     }
 }
@@ -299,10 +300,18 @@ impl<C: Clock> Policy<C> {
 
 /// The schema errors of a call's arguments, or `None` when they pass (or
 /// the rule has no schema). Missing arguments are checked as `{}`.
-fn schema_errors(rule: &Rule, arguments: Option<&RawValue>) -> Option<Vec<SchemaError>> {
+fn schema_errors(rule: &Rule, arguments: Option<Raw<'_>>) -> Option<Vec<SchemaError>> {
     let schema = rule.schema.as_ref()?;
-    let value: Value = match arguments {
-        Some(raw) => serde_json::from_str(raw.get()).ok()?,
+    let value: Value = match arguments.map(|raw| serde_json::from_str(raw.get())) {
+        Some(Ok(value)) => value,
+        // Cannot happen for a line the strict parser passed; if it did,
+        // the call is refused, never waved through unchecked.
+        Some(Err(e)) => {
+            return Some(vec![SchemaError {
+                pointer: String::new(),
+                message: format!("the arguments cannot be read: {e}"),
+            }])
+        }
         None => json!({}),
     };
     let errors: Vec<SchemaError> = schema

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::json::Raw;
 use governor::clock::FakeRelativeClock;
-use serde_json::value::RawValue;
 
 use super::*;
 
@@ -20,7 +20,7 @@ fn load_error(text: &str) -> LoadError {
     }
 }
 
-fn call<'a>(name: &'a str, args: Option<&'a RawValue>) -> ToolCall<'a> {
+fn call<'a>(name: &'a str, args: Option<Raw<'a>>) -> ToolCall<'a> {
     ToolCall {
         name: name.into(),
         arguments: args,
@@ -28,8 +28,8 @@ fn call<'a>(name: &'a str, args: Option<&'a RawValue>) -> ToolCall<'a> {
 }
 
 fn decide<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Result<&'static str, String> {
-    let raw = args.map(|a| RawValue::from_string(a.to_owned()).unwrap());
-    match p.check(&call(name, raw.as_deref())) {
+    let raw = args.map(|a| Raw::parse(a).unwrap());
+    match p.check(&call(name, raw)) {
         Verdict::Allow => Ok("allow"),
         Verdict::Approve => Ok("approve"),
         Verdict::Refuse(r) => Err(r.decision().to_owned()),
@@ -37,8 +37,8 @@ fn decide<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Result<&'s
 }
 
 fn refusal<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Refusal {
-    let raw = args.map(|a| RawValue::from_string(a.to_owned()).unwrap());
-    match p.check(&call(name, raw.as_deref())) {
+    let raw = args.map(|a| Raw::parse(a).unwrap());
+    match p.check(&call(name, raw)) {
         Verdict::Refuse(r) => r,
         other => panic!("{name} was not refused: {other:?}"),
     }
@@ -338,7 +338,12 @@ fn refusal_json_matches_the_contract() {
 #[test]
 fn every_load_error_names_its_place() {
     let table: &[(&str, &str, &str)] = &[
-        ("{", "line 1, column 1", "EOF"),
+        ("{", "line 1, column 2", "unexpected end"),
+        (
+            "{\n  \"version\": tru\n}",
+            "line 2, column 14",
+            "expected `true`",
+        ),
         (r#"{"version":"2"}"#, "/version", "not supported"),
         (r#"{"version":1}"#, "/version", "invalid type"),
         (r#"{}"#, "", "missing field `version`"),
@@ -419,7 +424,7 @@ fn every_load_error_names_its_place() {
         ),
         (
             r#"{"version":"1","tools":{"t":{},"t":{"action":"deny"}}}"#,
-            "line 1, column 34",
+            "line 1, column 32",
             "duplicate key \"t\"",
         ),
         (
@@ -463,8 +468,8 @@ fn policylayer_forms_load() {
 
 #[test]
 fn tool_call_params_are_read_strictly() {
-    let ok = RawValue::from_string(r#"{"name":"a\u002fb","arguments":{"x":1}}"#.into()).unwrap();
-    let call = ToolCall::from_params(Some(&ok)).unwrap();
+    let ok = Raw::parse(r#"{"name":"a\u002fb","arguments":{"x":1}}"#).unwrap();
+    let call = ToolCall::from_params(Some(ok)).unwrap();
     assert_eq!(call.name, "a/b");
     for bad in [
         r#"[]"#,
@@ -473,8 +478,8 @@ fn tool_call_params_are_read_strictly() {
         r#"{"name":"a","arguments":[1]}"#,
         r#"{"name":"a","arguments":"x"}"#,
     ] {
-        let raw = RawValue::from_string(bad.into()).unwrap();
-        assert!(ToolCall::from_params(Some(&raw)).is_err(), "{bad}");
+        let raw = Raw::parse(bad).unwrap();
+        assert!(ToolCall::from_params(Some(raw)).is_err(), "{bad}");
     }
     assert!(ToolCall::from_params(None).is_err());
 }

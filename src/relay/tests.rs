@@ -272,7 +272,7 @@ async fn bad_lines_get_errors_and_notifications_get_none() {
     h.client_sends("not json").await;
     assert_eq!(
         h.client_gets().await,
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: expected ident at line 1 column 2"}}"#
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: expected `null` at byte 0"}}"#
     );
     h.client_sends(r#"{"jsonrpc":"2.0","method":"n","params":{"a":1,"a":2}}"#)
         .await;

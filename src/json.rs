@@ -1,0 +1,835 @@
+//! JSON validation in one pass, made for the relay's hot path.
+//!
+//! A line from the client is checked in full (every string decoded,
+//! duplicate keys refused at any depth, nesting bounded) and its top-level
+//! members handed out as slices of the line, in a single scan. serde_json
+//! needed three scans for the same (the envelope, a strict walk, then the
+//! `params`), which made parsing most of toolwarden's cost per message.
+//!
+//! Values are handed out as [`Raw`]: a slice of text this module validated,
+//! so later readers (the tool name, the arguments) can walk it without
+//! checking it again. Nothing here builds a tree or copies a value.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::value::RawValue;
+
+/// How deep arrays and objects may nest under [`Check::Strict`]: serde_json
+/// refuses a 128th level, and what passes here must parse there.
+pub const MAX_DEPTH: usize = 127;
+
+/// How much a document is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The grammar, plus: duplicate keys are refused in every object,
+    /// `\u` escapes must pair surrogates, nesting stops at [`MAX_DEPTH`],
+    /// and numbers must fit an f64. What passes reads the same in every
+    /// parser: one that keeps the first of two keys and one that keeps the
+    /// last see one document.
+    Strict,
+    /// The JSON grammar only (RFC 8259): what serde_json accepts when it
+    /// only skips a value.
+    Syntax,
+}
+
+/// Why a document was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not JSON.
+    Syntax,
+    /// JSON that only [`Check::Strict`] refuses, other than a duplicate
+    /// key: a lone surrogate, nesting too deep, a number beyond f64.
+    Strict,
+    /// A key repeated within one object ([`Check::Strict`] only).
+    Duplicate,
+    /// JSON, but not an object where one was asked for.
+    NotObject,
+    /// A member the caller refused.
+    Member,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    /// Byte offset in the text where the problem was seen.
+    pub at: usize,
+    message: String,
+}
+
+impl Error {
+    /// 1-based line and column (in bytes) of [`Error::at`] within `text`.
+    pub fn line_column(&self, text: &str) -> (usize, usize) {
+        let before = &text.as_bytes()[..self.at.min(text.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+        (line, column + 1)
+    }
+
+    /// The message without a position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.at)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A JSON value as its text: a slice of a document this module validated
+/// (or serde_json did, for [`From<&RawValue>`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl fmt::Debug for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl<'a> From<&'a RawValue> for Raw<'a> {
+    fn from(raw: &'a RawValue) -> Raw<'a> {
+        Raw(raw.get())
+    }
+}
+
+impl<'a> Raw<'a> {
+    /// Validates `text` as one JSON value of any kind (grammar only).
+    pub fn parse(text: &'a str) -> Result<Raw<'a>, Error> {
+        validate(text, Check::Syntax)?;
+        Ok(Raw(text.trim_matches([' ', '\t', '\n', '\r'])))
+    }
+
+    pub fn get(self) -> &'a str {
+        self.0
+    }
+
+    /// An owned copy, for what must outlive the line.
+    pub fn to_owned(self) -> RawBuf {
+        RawBuf(self.0.into())
+    }
+
+    /// A copy as serde_json's raw value, to be written inside other JSON.
+    pub fn to_raw_value(self) -> Box<RawValue> {
+        // serde_json's RawValue checks the grammar only, which this text
+        // passed already (the fuzz target `parse_line` holds this).
+        RawValue::from_string(self.0.to_owned()).expect("validated JSON is a RawValue")
+    }
+
+    /// The value of a JSON string, decoded; `None` for anything else, and
+    /// for a string with a lone surrogate (it has no Rust `str`).
+    pub fn as_str(self) -> Option<Cow<'a, str>> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        if !inner.contains('\\') {
+            return Some(Cow::Borrowed(inner));
+        }
+        decode(inner).map(Cow::Owned)
+    }
+
+    /// Whether this is an object.
+    pub fn is_object(self) -> bool {
+        self.0.starts_with('{')
+    }
+
+    /// The members of an object, keys decoded; nothing for other values.
+    pub fn members(self) -> Members<'a> {
+        let b = self.0.as_bytes();
+        let mut i = skip_ws(b, 0);
+        let open = b.get(i) == Some(&b'{');
+        if open {
+            i += 1;
+        }
+        Members {
+            text: self.0,
+            i,
+            done: !open,
+        }
+    }
+
+    /// One member of an object, by its (decoded) key. When a key repeats
+    /// (only in text that did not pass [`Check::Strict`]) the last wins,
+    /// as in serde_json.
+    pub fn member(self, name: &str) -> Option<Raw<'a>> {
+        self.members()
+            .filter(|(key, _)| key == name)
+            .last()
+            .map(|(_, value)| value)
+    }
+}
+
+/// An owned [`Raw`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawBuf(Box<str>);
+
+impl RawBuf {
+    pub fn raw(&self) -> Raw<'_> {
+        Raw(&self.0)
+    }
+}
+
+impl fmt::Debug for RawBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The members of a validated object, in order. See [`Raw::members`].
+pub struct Members<'a> {
+    text: &'a str,
+    i: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (Cow<'a, str>, Raw<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let b = self.text.as_bytes();
+        self.i = skip_ws(b, self.i);
+        if b.get(self.i) != Some(&b'"') {
+            // `}`: the end (or, in text that was never validated, garbage).
+            self.done = true;
+            return None;
+        }
+        let key_start = self.i;
+        self.i = skip_string(b, self.i);
+        let key = Raw(&self.text[key_start..self.i])
+            .as_str()
+            .unwrap_or(Cow::Borrowed(""));
+        self.i = skip_ws(b, self.i) + 1; // the `:`
+        self.i = skip_ws(b, self.i);
+        let value_start = self.i;
+        self.i = skip_value(b, self.i);
+        let value = Raw(&self.text[value_start..self.i]);
+        self.i = skip_ws(b, self.i);
+        if b.get(self.i) == Some(&b',') {
+            self.i += 1;
+        } else {
+            self.done = true;
+        }
+        Some((key, value))
+    }
+}
+
+/// Validates `text` as one JSON value of any kind.
+pub fn validate(text: &str, check: Check) -> Result<(), Error> {
+    let mut p = Parser::new(text, check);
+    p.ws();
+    p.value(0)?;
+    p.end()
+}
+
+/// Validates `text` as one JSON object and calls `member` with each
+/// top-level member, key decoded, in order. `member` may refuse one with a
+/// message ([`ErrorKind::Member`]); the document is refused then.
+pub fn object<'a>(
+    text: &'a str,
+    check: Check,
+    mut member: impl FnMut(&str, Raw<'a>) -> Result<(), String>,
+) -> Result<(), Error> {
+    let mut p = Parser::new(text, check);
+    p.ws();
+    if p.peek() != Some(b'{') {
+        p.value(0)?;
+        p.end()?;
+        return Err(p.error_at(ErrorKind::NotObject, 0, "not a JSON object"));
+    }
+    p.i += 1;
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            let key = p.key()?;
+            p.ws();
+            p.expect(b':', "expected `:`")?;
+            p.ws();
+            let start = p.i;
+            p.value(1)?;
+            member(&key.decoded(text), Raw(&text[start..p.i]))
+                .map_err(|m| p.error_at(ErrorKind::Member, start, m))?;
+            if p.check == Check::Strict {
+                p.scratch.keys.push(key);
+            }
+            p.ws();
+            match p.bump() {
+                Some(b',') => p.ws(),
+                Some(b'}') => break,
+                _ => return Err(p.error(ErrorKind::Syntax, "expected `,` or `}`")),
+            }
+        }
+        p.close_object(0)?;
+    }
+    p.end()
+}
+
+/// Where a string's contents are in the text, and whether they hold an
+/// escape (then they must be decoded to be compared).
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+impl Span {
+    fn decoded(self, text: &str) -> Cow<'_, str> {
+        let contents = &text[self.start..self.end];
+        if !self.escaped {
+            return Cow::Borrowed(contents);
+        }
+        // A lone surrogate (only [`Check::Syntax`] lets one by) has no
+        // `str`: the raw contents, backslash and all, stand in. They equal
+        // no name written without escapes.
+        decode(contents).map_or(Cow::Borrowed(contents), Cow::Owned)
+    }
+
+    fn same_key(self, other: Span, text: &str) -> bool {
+        let b = text.as_bytes();
+        if !self.escaped && !other.escaped {
+            return b[self.start..self.end] == b[other.start..other.end];
+        }
+        self.decoded(text) == other.decoded(text)
+    }
+}
+
+/// The buffers of a scan, kept between scans on the same thread so that a
+/// line costs no allocation.
+#[derive(Default)]
+struct Scratch {
+    /// The containers open around the scan (innermost last): whether each
+    /// is an object, and where its keys start in `keys`.
+    open: Vec<(bool, usize)>,
+    /// Under [`Check::Strict`], the keys of the open objects, outermost
+    /// first, to find duplicates when an object closes.
+    keys: Vec<Span>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+}
+
+/// The state of one scan.
+struct Parser<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+    check: Check,
+    scratch: Scratch,
+}
+
+impl Drop for Parser<'_> {
+    fn drop(&mut self) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.open.clear();
+        scratch.keys.clear();
+        // A huge document's buffers are not kept.
+        if scratch.open.capacity() <= 1024 && scratch.keys.capacity() <= 1024 {
+            SCRATCH.with(|cell| cell.set(scratch));
+        }
+    }
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, check: Check) -> Parser<'a> {
+        Parser {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+            check,
+            scratch: SCRATCH.with(|cell| cell.take()),
+        }
+    }
+
+    fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {
+        self.error_at(kind, self.i, message)
+    }
+
+    #[cold]
+    fn error_at(&self, kind: ErrorKind, at: usize, message: impl Into<String>) -> Error {
+        let mut message = message.into();
+        if at >= self.b.len() && kind == ErrorKind::Syntax {
+            message = format!("unexpected end: {message}");
+        }
+        Error { kind, at, message }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn bump(&mut self) -> Option<u8> {
+        let c = self.peek();
+        self.i += 1;
+        c
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        self.i = skip_ws(self.b, self.i);
+    }
+
+    fn expect(&mut self, c: u8, message: &str) -> Result<(), Error> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.error(ErrorKind::Syntax, message))
+        }
+    }
+
+    /// Only whitespace may follow the document.
+    fn end(&mut self) -> Result<(), Error> {
+        self.ws();
+        if self.i < self.b.len() {
+            return Err(self.error(ErrorKind::Syntax, "trailing characters"));
+        }
+        Ok(())
+    }
+
+    /// An object key.
+    fn key(&mut self) -> Result<Span, Error> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error(ErrorKind::Syntax, "expected a string key"));
+        }
+        self.string()
+    }
+
+    /// One value starting at `i` (whitespace skipped), nested within
+    /// `depth` containers. Iterative: a deep document costs heap, not
+    /// stack.
+    fn value(&mut self, depth: usize) -> Result<(), Error> {
+        let base = self.scratch.open.len();
+        loop {
+            // A value is expected here.
+            self.ws();
+            match self.peek() {
+                Some(b'{') => {
+                    self.enter(depth, true)?;
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        self.leave()?;
+                    } else {
+                        self.member_key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.enter(depth, false)?;
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        self.leave()?;
+                    } else {
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(b't') => self.literal("true")?,
+                Some(b'f') => self.literal("false")?,
+                Some(b'n') => self.literal("null")?,
+                _ => return Err(self.error(ErrorKind::Syntax, "expected a value")),
+            }
+            // A value ended: close what it ends, or go on to the next one.
+            loop {
+                let Some(&(object, _)) = self.scratch.open.last() else {
+                    return Ok(());
+                };
+                if self.scratch.open.len() == base {
+                    return Ok(());
+                }
+                self.ws();
+                match (self.bump(), object) {
+                    (Some(b','), true) => {
+                        self.ws();
+                        self.member_key()?;
+                        break;
+                    }
+                    (Some(b','), false) => break,
+                    (Some(b'}'), true) | (Some(b']'), false) => self.leave()?,
+                    (_, true) => {
+                        self.i -= 1;
+                        return Err(self.error(ErrorKind::Syntax, "expected `,` or `}`"));
+                    }
+                    (_, false) => {
+                        self.i -= 1;
+                        return Err(self.error(ErrorKind::Syntax, "expected `,` or `]`"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A key and its `:` inside a nested object.
+    fn member_key(&mut self) -> Result<(), Error> {
+        let key = self.key()?;
+        if self.check == Check::Strict {
+            self.scratch.keys.push(key);
+        }
+        self.ws();
+        self.expect(b':', "expected `:`")
+    }
+
+    fn enter(&mut self, depth: usize, object: bool) -> Result<(), Error> {
+        if self.check == Check::Strict && depth + self.scratch.open.len() + 1 > MAX_DEPTH {
+            return Err(self.error(
+                ErrorKind::Strict,
+                format!("nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.i += 1;
+        let keys = self.scratch.keys.len();
+        self.scratch.open.push((object, keys));
+        Ok(())
+    }
+
+    /// The innermost container closed (its bracket consumed).
+    fn leave(&mut self) -> Result<(), Error> {
+        let (object, keys_from) = self.scratch.open.pop().expect("a container is open");
+        if object {
+            self.close_object(keys_from)?;
+        }
+        Ok(())
+    }
+
+    /// Under [`Check::Strict`], refuses a repeated key among `keys[from..]`
+    /// (the object that just closed), then forgets them.
+    fn close_object(&mut self, from: usize) -> Result<(), Error> {
+        if self.check != Check::Strict {
+            return Ok(());
+        }
+        let text = self.text;
+        let keys = &mut self.scratch.keys[from..];
+        // The second of a repeated pair, to point at it.
+        let repeated = if keys.len() <= 16 {
+            (1..keys.len())
+                .find(|&j| keys[..j].iter().any(|k| k.same_key(keys[j], text)))
+                .map(|j| keys[j])
+        } else {
+            // Sorted, so that an object with many keys stays n log n.
+            keys.sort_unstable_by(|a, b| a.decoded(text).cmp(&b.decoded(text)));
+            keys.windows(2)
+                .find(|w| w[0].same_key(w[1], text))
+                .map(|w| w[1])
+        };
+        if let Some(key) = repeated {
+            return Err(self.error_at(
+                ErrorKind::Duplicate,
+                key.start - 1,
+                format!("duplicate key {:?}", key.decoded(text)),
+            ));
+        }
+        self.scratch.keys.truncate(from);
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &str) -> Result<(), Error> {
+        if self.b[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.error(ErrorKind::Syntax, format!("expected `{word}`")))
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Result<(), Error> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error(ErrorKind::Syntax, "invalid number")),
+        }
+        let integer_digits = self.i - start;
+        let mut plain = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.error(ErrorKind::Syntax, "invalid number"));
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            plain = false;
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.error(ErrorKind::Syntax, "invalid number"));
+            }
+            self.digits();
+        }
+        // Only an exponent or 300-odd digits reach past f64: check those.
+        if self.check == Check::Strict && (!plain || integer_digits > 300) {
+            let finite = self.text[start..self.i]
+                .parse::<f64>()
+                .is_ok_and(f64::is_finite);
+            if !finite {
+                return Err(self.error_at(ErrorKind::Strict, start, "number out of range"));
+            }
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+    }
+
+    /// A string, from its opening quote to past its closing one. Most
+    /// strings have no escape: they take the fast path.
+    #[inline]
+    fn string(&mut self) -> Result<Span, Error> {
+        self.i += 1;
+        let start = self.i;
+        self.i = skip_plain(self.b, self.i);
+        if self.peek() == Some(b'"') {
+            self.i += 1;
+            return Ok(Span {
+                start,
+                end: self.i - 1,
+                escaped: false,
+            });
+        }
+        self.string_rest(start)
+    }
+
+    /// The rest of a string that holds an escape (or is broken).
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Result<Span, Error> {
+        let mut escaped = false;
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(Span {
+                        start,
+                        end: self.i - 1,
+                        escaped,
+                    });
+                }
+                Some(b'\\') => {
+                    self.escape()?;
+                    escaped = true;
+                    self.i = skip_plain(self.b, self.i);
+                }
+                Some(_) => {
+                    return Err(self.error(ErrorKind::Syntax, "control character in a string"))
+                }
+                None => return Err(self.error(ErrorKind::Syntax, "unterminated string")),
+            }
+        }
+    }
+
+    /// Checks one escape, from its backslash. Surrogates must pair under
+    /// [`Check::Strict`]; serde_json's skipping, like JavaScript's
+    /// `JSON.stringify`, lets a lone one by.
+    fn escape(&mut self) -> Result<(), Error> {
+        let at = self.i;
+        self.i += 1;
+        match self.bump() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(()),
+            Some(b'u') => {
+                let unit = self.hex4()?;
+                let lone = match unit {
+                    0xD800..=0xDBFF => {
+                        let low = self.b[self.i..]
+                            .strip_prefix(b"\\u")
+                            .and_then(|rest| hex4(rest.get(..4)?));
+                        if let Some(0xDC00..=0xDFFF) = low {
+                            self.i += 6;
+                            false
+                        } else {
+                            true
+                        }
+                    }
+                    0xDC00..=0xDFFF => true,
+                    _ => false,
+                };
+                if lone && self.check == Check::Strict {
+                    return Err(self.error_at(
+                        ErrorKind::Strict,
+                        at,
+                        "lone surrogate in a \\u escape",
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(self.error_at(ErrorKind::Syntax, at, "invalid escape")),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, Error> {
+        match self.b.get(self.i..self.i + 4).and_then(hex4) {
+            Some(unit) => {
+                self.i += 4;
+                Ok(unit)
+            }
+            None => Err(self.error(ErrorKind::Syntax, "invalid \\u escape")),
+        }
+    }
+}
+
+/// The value of a string's contents (between the quotes, already checked),
+/// escapes decoded; `None` if it holds a lone surrogate.
+fn decode(contents: &str) -> Option<String> {
+    let mut out = String::with_capacity(contents.len());
+    let mut rest = contents;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let b = rest.as_bytes();
+        let (c, used) = match b.get(at + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let unit = u32::from(hex4(b.get(at + 2..at + 6)?)?);
+                match unit {
+                    0xD800..=0xDBFF => {
+                        let low = b
+                            .get(at + 6..at + 12)
+                            .filter(|l| l.starts_with(b"\\u"))
+                            .and_then(|l| hex4(&l[2..]))
+                            .map(u32::from)
+                            .filter(|l| (0xDC00..=0xDFFF).contains(l))?;
+                        (
+                            char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?,
+                            12,
+                        )
+                    }
+                    _ => (char::from_u32(unit)?, 6),
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+        rest = &rest[at + used..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn hex4(digits: &[u8]) -> Option<u16> {
+    digits.iter().try_fold(0u16, |n, &d| {
+        let v = (d as char).to_digit(16)?;
+        Some(n << 4 | v as u16)
+    })
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The first index from `i` holding `"`, `\` or a control character, or the
+/// end. Eight bytes at a time: string contents are most of a message.
+#[inline]
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // Each term flags a byte that is zero (or, for `w`, below 0x20);
+        // the lowest flag is always a true one.
+        let found = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let found = found & HIGH;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while matches!(b.get(i), Some(&c) if c != b'"' && c != b'\\' && c >= 0x20) {
+        i += 1;
+    }
+    i
+}
+
+/// Past the string starting at `i`, in validated text (where no control
+/// character is left to stop [`skip_plain`]).
+fn skip_string(b: &[u8], i: usize) -> usize {
+    let mut j = i + 1;
+    loop {
+        j = skip_plain(b, j);
+        match b.get(j) {
+            Some(b'"') => return j + 1,
+            Some(b'\\') => j += 2, // the backslash and the character it escapes
+            Some(_) => j += 1,
+            None => return b.len(),
+        }
+    }
+}
+
+/// Past the value starting at `i`, in validated text.
+fn skip_value(b: &[u8], i: usize) -> usize {
+    match b.get(i) {
+        Some(b'"') => skip_string(b, i),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while let Some(&c) = b.get(j) {
+                match c {
+                    b'"' => {
+                        j = skip_string(b, j);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return j + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            j
+        }
+        // A number or a literal runs to the next delimiter.
+        _ => {
+            let mut j = i;
+            while matches!(b.get(j), Some(c) if !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                j += 1;
+            }
+            j
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
