@@ -1,5 +1,5 @@
 //! Newline framing: a line reader with a hard length cap and a reused
-//! buffer, and a writer that sends one message per line and flushes it.
+//! buffer, and a writer that sends one message per line.
 //!
 //! `read_line`/`lines()` would grow without bound on a line that never ends;
 //! this reader keeps at most `max` bytes of one line, then discards the rest
@@ -24,7 +24,10 @@ pub enum Frame<'a> {
 
 pub struct LineReader<R> {
     inner: R,
+    /// Always initialized up to its length, so that a read never has to
+    /// zero its space first; the bytes read are `buf[..end]`.
     buf: Vec<u8>,
+    end: usize,
     /// Start of the bytes not yet handed out.
     start: usize,
     /// How far from `start` the buffer is known to hold no newline.
@@ -37,7 +40,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         LineReader {
             inner,
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::new(),
+            end: 0,
             start: 0,
             scanned: 0,
             max,
@@ -48,11 +52,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// The next line, or `None` at end of input. A last line without a
     /// newline still counts as a line.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
-        if self.start == self.buf.len() {
+        if self.start == self.end {
             self.reset();
         }
         loop {
-            let pending = &self.buf[self.start..];
+            let pending = &self.buf[self.start..self.end];
             if let Some(pos) = memchr::memchr(b'\n', &pending[self.scanned..]) {
                 let end = self.start + self.scanned + pos;
                 if end - self.start > self.max {
@@ -75,8 +79,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 if pending.is_empty() {
                     return Ok(None);
                 }
-                let line = &self.buf[self.start..];
-                self.start = self.buf.len();
+                let line = &self.buf[self.start..self.end];
+                self.start = self.end;
                 self.scanned = 0;
                 return Ok(Some(Frame::Line(line.strip_suffix(b"\r").unwrap_or(line))));
             }
@@ -84,14 +88,33 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Whether the next line is already here, so that [`LineReader::next`]
+    /// returns without reading. The pumps flush what they wrote only when
+    /// it is not: messages that came in one read go out in one write, and
+    /// none waits for more input.
+    pub fn has_line(&mut self) -> bool {
+        let pending = &self.buf[self.start..self.end];
+        match memchr::memchr(b'\n', &pending[self.scanned..]) {
+            Some(pos) => {
+                // `next` resumes its search from here.
+                self.scanned += pos;
+                true
+            }
+            None => {
+                self.scanned = pending.len();
+                self.eof && !pending.is_empty()
+            }
+        }
+    }
+
     /// Everything handed out: start over at the front of the buffer, and
     /// give back the memory a large message needed once it is gone.
     fn reset(&mut self) {
-        self.buf.clear();
         self.start = 0;
+        self.end = 0;
         self.scanned = 0;
-        if self.buf.capacity() > 16 * CHUNK {
-            self.buf = Vec::with_capacity(CHUNK);
+        if self.buf.len() > 16 * CHUNK {
+            self.buf = Vec::new();
         }
     }
 
@@ -101,12 +124,19 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// it every time (quadratic in a burst of small messages).
     async fn fill(&mut self) -> std::io::Result<()> {
         if self.start > 0 {
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.reserve(CHUNK);
-        if self.inner.read_buf(&mut self.buf).await? == 0 {
-            self.eof = true;
+        if self.buf.len() - self.end < CHUNK {
+            // Zeroed once, as the buffer grows by a chunk, never on every
+            // read, and never beyond what a read fills: memory follows the
+            // message.
+            self.buf.resize(self.end + CHUNK, 0);
+        }
+        match self.inner.read(&mut self.buf[self.end..]).await? {
+            0 => self.eof = true,
+            n => self.end += n,
         }
         Ok(())
     }
@@ -115,18 +145,19 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// keeping only its first bytes, so memory stays at `max`.
     async fn discard_rest(&mut self) -> std::io::Result<Frame<'static>> {
         let prefix = self.buf[self.start..self.start + PREFIX.min(self.max)].to_vec();
-        let mut len = self.buf.len() - self.start;
-        self.buf.clear();
+        let mut len = self.end - self.start;
         self.start = 0;
+        self.end = 0;
         self.scanned = 0;
         loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.buf) {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 len += pos;
-                self.buf.drain(..=pos);
+                self.start += pos + 1;
                 return Ok(Frame::TooLong { prefix, len });
             }
-            len += self.buf.len();
-            self.buf.clear();
+            len += self.end - self.start;
+            self.start = 0;
+            self.end = 0;
             if self.eof {
                 return Ok(Frame::TooLong { prefix, len });
             }
@@ -148,9 +179,20 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
         }
     }
 
+    /// Writes one message and flushes it.
     pub async fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        self.queue(message).await?;
+        self.flush().await
+    }
+
+    /// Writes one message; it leaves with the next flush (or sooner, when
+    /// the buffer fills). For a pump that has more lines already read.
+    pub async fn queue(&mut self, message: &[u8]) -> std::io::Result<()> {
         self.inner.write_all(message).await?;
-        self.inner.write_all(b"\n").await?;
+        self.inner.write_all(b"\n").await
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush().await
     }
 
@@ -173,6 +215,40 @@ mod tests {
             });
         }
         out
+    }
+
+    #[tokio::test]
+    async fn has_line_tells_whether_next_needs_a_read() {
+        // Two whole lines and half of a third arrive in one read.
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        tx.write_all(b"one\ntwo\nthr").await.unwrap();
+        let mut reader = LineReader::new(rx, 100);
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"one")));
+        assert!(reader.has_line());
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"two")));
+        assert!(!reader.has_line(), "only half a line is here");
+        tx.write_all(b"ee\nlast").await.unwrap();
+        drop(tx);
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"three")));
+        assert!(!reader.has_line(), "the end of input is not known yet");
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"last")));
+        assert!(!reader.has_line());
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn queued_messages_leave_with_the_flush() {
+        let (tx, mut rx) = tokio::io::duplex(1024);
+        let mut writer = LineWriter::new(tx);
+        writer.queue(b"a").await.unwrap();
+        writer.queue(b"b").await.unwrap();
+        let mut buf = [0u8; 16];
+        let nothing =
+            tokio::time::timeout(std::time::Duration::from_millis(50), rx.read(&mut buf)).await;
+        assert!(nothing.is_err(), "nothing leaves before the flush");
+        writer.flush().await.unwrap();
+        let n = rx.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"a\nb\n", "both in one write");
     }
 
     #[tokio::test]

@@ -49,18 +49,31 @@ pub enum ErrorKind {
     Member,
 }
 
+/// A refused document. Boxed, so that the parser's results stay small on
+/// the path where nothing goes wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
-    pub kind: ErrorKind,
-    /// Byte offset in the text where the problem was seen.
-    pub at: usize,
+pub struct Error(Box<Inner>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inner {
+    kind: ErrorKind,
+    at: usize,
     message: String,
 }
 
 impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// Byte offset in the text where the problem was seen.
+    pub fn at(&self) -> usize {
+        self.0.at
+    }
+
     /// 1-based line and column (in bytes) of [`Error::at`] within `text`.
     pub fn line_column(&self, text: &str) -> (usize, usize) {
-        let before = &text.as_bytes()[..self.at.min(text.len())];
+        let before = &text.as_bytes()[..self.at().min(text.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = before.len()
             - before
@@ -72,13 +85,13 @@ impl Error {
 
     /// The message without a position.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {}", self.message, self.at)
+        write!(f, "{} at byte {}", self.0.message, self.0.at)
     }
 }
 
@@ -362,7 +375,7 @@ impl<'a> Parser<'a> {
         if at >= self.b.len() && kind == ErrorKind::Syntax {
             message = format!("unexpected end: {message}");
         }
-        Error { kind, at, message }
+        Error(Box::new(Inner { kind, at, message }))
     }
 
     #[inline]

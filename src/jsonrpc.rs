@@ -125,7 +125,7 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         Strictness::Envelope => Check::Syntax,
     };
     let raw = Envelope::read(text, check).map_err(|e| {
-        let (code, what) = match e.kind {
+        let (code, what) = match e.kind() {
             ErrorKind::Syntax | ErrorKind::Strict => (PARSE_ERROR, "parse error"),
             ErrorKind::Duplicate | ErrorKind::NotObject | ErrorKind::Member => {
                 (INVALID_REQUEST, "invalid request")
@@ -135,7 +135,7 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         // A line that is JSON but fails the strict checks is answered with
         // its own id when the id can be read; reading it needs a second,
         // lenient pass, taken only on this error path.
-        let reply_id = match e.kind {
+        let reply_id = match e.kind() {
             ErrorKind::Strict | ErrorKind::Duplicate => Envelope::read(text, Check::Syntax)
                 .ok()
                 .and_then(|raw| reply_id(&raw)),

@@ -18,11 +18,13 @@
 //!   answer.
 //! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
 //!   secrets out of it.
+//! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
 //! - [`run`]: ties them together for one session.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
 
 pub mod approval;
 pub mod audit;
+pub mod blocking;
 pub mod check;
 pub mod child;
 pub mod cli;

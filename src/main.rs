@@ -29,6 +29,7 @@ fn main() {
 }
 
 fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
+    return_large_buffers();
     let path = args.policy.as_deref().expect("clap requires --policy");
     let policy = match policy::load(path) {
         Ok(policy) => policy,
@@ -53,6 +54,18 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
             eprintln!("toolwarden: {e:#}");
             1
         }
+    }
+}
+
+/// A message of several MiB needs a buffer that size for a moment. glibc
+/// would raise its mmap threshold after freeing one, serve the next from
+/// the heap, and keep that memory for good; a fixed threshold gives every
+/// large buffer back as soon as it is freed (docs/BENCHMARKS.md, memory).
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

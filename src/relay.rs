@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,11 @@ pub struct Relay {
     settings: Settings,
     state: Mutex<State>,
     to_client: tokio::sync::Mutex<LineWriter<ClientOut>>,
+    /// The session's event loop, for timers: a pump may run on a thread
+    /// of its own whose runtime only turns while the pump reads.
+    runtime: tokio::runtime::Handle,
+    /// Set when the session stops: the client pump forwards nothing more.
+    stopping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -95,6 +101,8 @@ impl Relay {
             settings,
             state: Mutex::new(State::default()),
             to_client: tokio::sync::Mutex::new(LineWriter::new(client_out)),
+            runtime: tokio::runtime::Handle::current(),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -108,6 +116,18 @@ impl Relay {
         self.to_client.lock().await.send(message).await
     }
 
+    /// Like [`Relay::send_client`], without the flush: the server pump
+    /// flushes once the lines it already has are done.
+    async fn queue_client(&self, message: &[u8]) -> io::Result<()> {
+        self.to_client.lock().await.queue(message).await
+    }
+
+    /// Stops the client pump: a line it reads from now on is dropped, and
+    /// the pump ends.
+    pub fn stop_reading_client(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Relays the client's input to the server until the client closes it.
     /// Returning drops `server_in`, which closes the server's stdin.
     pub async fn client_pump<R, W>(self: &Arc<Self>, client_in: R, server_in: W) -> io::Result<()>
@@ -118,9 +138,16 @@ impl Relay {
         let mut lines = LineReader::new(client_in, self.settings.max_message);
         let mut server = LineWriter::new(server_in);
         while let Some(frame) = lines.next().await? {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
             match frame {
                 Frame::Line(line) => self.client_line(line, &mut server).await?,
                 Frame::TooLong { prefix, len } => self.too_long_from_client(&prefix, len).await?,
+            }
+            // Lines that came in one read leave in one write.
+            if !lines.has_line() {
+                server.flush().await?;
             }
         }
         debug!("client closed its output");
@@ -188,7 +215,7 @@ impl Relay {
                 if method == "notifications/initialized" {
                     self.state().initialized = true;
                 }
-                server.send(line).await
+                server.queue(line).await
             }
             Message::Response { id, result } => {
                 let key = IdKey::of(id);
@@ -202,7 +229,7 @@ impl Relay {
                     return self.answered(held, result, server).await;
                 }
                 if self.state().server.remove(&key) {
-                    server.send(line).await
+                    server.queue(line).await
                 } else {
                     warn!(
                         id = id.get(),
@@ -296,7 +323,7 @@ impl Relay {
         };
         let relay = Arc::clone(self);
         let expiring = prompt_id.clone();
-        let timer = tokio::spawn(async move {
+        let timer = self.runtime.spawn(async move {
             tokio::time::sleep(relay.settings.approval_timeout).await;
             relay.expire(&expiring).await;
         });
@@ -430,7 +457,7 @@ impl Relay {
                 .await;
         }
         if known {
-            server.send(line).await
+            server.queue(line).await
         } else {
             // Refused or already answered: the server never had it.
             debug!(request = %key, "dropped a cancellation for a request the server does not have");
@@ -468,7 +495,7 @@ impl Relay {
             }
         };
         if fresh {
-            server.send(line).await
+            server.queue(line).await
         } else {
             self.duplicate_id(id).await
         }
@@ -631,6 +658,9 @@ impl Relay {
                 Frame::Line(line) => self.server_line(line).await?,
                 Frame::TooLong { prefix, len } => self.too_long_from_server(&prefix, len).await?,
             }
+            if !lines.has_line() {
+                self.to_client.lock().await.flush().await?;
+            }
         }
         debug!("server closed its output");
         Ok(())
@@ -654,9 +684,9 @@ impl Relay {
         match message {
             Message::Request { id, .. } => {
                 self.state().server.insert(IdKey::of(id));
-                self.send_client(line).await
+                self.queue_client(line).await
             }
-            Message::Notification { .. } => self.send_client(line).await,
+            Message::Notification { .. } => self.queue_client(line).await,
             Message::Response { id, result } => {
                 let request = self.state().client.remove(&IdKey::of(id));
                 let Some(request) = request else {
@@ -676,7 +706,7 @@ impl Relay {
                     }
                     _ => None,
                 };
-                self.send_client(filtered.as_deref().unwrap_or(line)).await
+                self.queue_client(filtered.as_deref().unwrap_or(line)).await
             }
         }
     }

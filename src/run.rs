@@ -8,17 +8,16 @@
 //! requests that are left, and exit with the server's status.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::audit::{self, Audit};
+use crate::blocking;
 use crate::child::{self, Server, Stopped, Watchdog};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
@@ -78,19 +77,39 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         audit,
         session: session_id,
     };
-    let relay = Arc::new(Relay::new(policy, settings, client_output()));
+    // The pumps read and write with blocking calls, each on a thread of
+    // its own (see blocking.rs); the rest stays on this event loop.
+    let pipes = (|| -> io::Result<_> {
+        let client_in = blocking::Fd::stdio(io::stdin())?;
+        let client_out = blocking::Fd::stdio(io::stdout())?;
+        // Pipes of 1 MiB: a large message crosses in a few writes.
+        child::enlarge_pipe(&client_in);
+        child::enlarge_pipe(&client_out);
+        let server_in = blocking::Fd::own_pipe(server_in.into_owned_fd()?)?;
+        let server_out = blocking::Fd::own_pipe(server_out.into_owned_fd()?)?;
+        Ok((client_in, client_out, server_in, server_out))
+    })();
+    let (client_in, client_out, server_in, server_out) = match pipes {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            tracing::error!("cannot set up the session's pipes: {e}");
+            child::signal_group(group, libc::SIGKILL);
+            return Ok(1);
+        }
+    };
+    let server_in = blocking::ServerInput::new(server_in);
+    let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out)));
     let mut signals = Signals::new()?;
 
-    // Each pump is a task of its own, so a message wakes only its pump,
-    // not this task with its signal and child futures.
-    let mut client_pump = tokio::spawn({
+    let mut client_pump = blocking::spawn_pump("client-pump", {
         let relay = Arc::clone(&relay);
-        async move { relay.client_pump(client_input(), server_in).await }
-    });
-    let mut server_pump = tokio::spawn({
+        let server_in = server_in.clone();
+        async move { relay.client_pump(client_in, server_in).await }
+    })?;
+    let mut server_pump = blocking::spawn_pump("server-pump", {
         let relay = Arc::clone(&relay);
         async move { relay.server_pump(server_out).await }
-    });
+    })?;
     let mut server_done = false;
     let mut exit_status = None;
 
@@ -111,10 +130,12 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         signal = signals.recv() => Ended::Signal(signal),
     };
     debug!(?ended, "relaying ends");
-    // Stop reading the client; dropping the pump closes the server's stdin.
-    if !matches!(ended, Ended::ClientClosed) {
-        client_pump.abort();
-        let _ = client_pump.await;
+    // Stop reading the client, and close the server's stdin: its end of
+    // input is the first step of the stop. (A client pump blocked in a read
+    // stays so until toolwarden exits; it forwards nothing more.)
+    relay.stop_reading_client();
+    if !server_in.close() {
+        debug!("the server is not reading its input: the stop's signals will follow");
     }
 
     // Let the server finish: what it still writes reaches the client.
@@ -135,7 +156,8 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
                 _ = sleep_until(drain_deadline), if !server_done => {
                     warn!("the server exited but its output is still open: killing its process group");
                     child::signal_group(group, libc::SIGKILL);
-                    server_pump.abort();
+                    // A grandchild outside the group may hold the pipe: the
+                    // pump's thread is left behind, and ends with toolwarden.
                     break;
                 }
                 signal = signals.recv() => {
@@ -174,12 +196,12 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
 }
 
 /// Logs how a pump ended, if it ended badly.
-fn report(what: &str, result: Result<io::Result<()>, tokio::task::JoinError>) {
+fn report(what: &str, result: Result<io::Result<()>, oneshot::error::RecvError>) {
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("{what} failed: {e}"),
-        Err(e) if e.is_cancelled() => {}
-        Err(e) => warn!("{what} stopped: {e}"),
+        // The pump's thread panicked: its message is on stderr already.
+        Err(_) => warn!("{what} stopped"),
     }
 }
 
@@ -213,56 +235,4 @@ impl Signals {
             _ = self.hup.recv() => libc::SIGHUP,
         }
     }
-}
-
-/// The client's input. Pipes (most clients) and Unix sockets (clients
-/// built on Node or Electron) are read through the event loop; anything
-/// else (a file, a terminal) through tokio's blocking reader.
-fn client_input() -> Box<dyn AsyncRead + Send + Unpin> {
-    let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() else {
-        return Box::new(tokio::io::stdin());
-    };
-    if is_socket(&fd) {
-        if let Ok(socket) = unix_stream(fd) {
-            debug!("client input: a Unix socket");
-            return Box::new(socket);
-        }
-    } else if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)) {
-        debug!("client input: a pipe");
-        child::enlarge_pipe(&pipe);
-        return Box::new(pipe);
-    }
-    debug!("client input: read on a blocking thread");
-    Box::new(tokio::io::stdin())
-}
-
-/// The client's output, chosen the same way as its input.
-fn client_output() -> Box<dyn AsyncWrite + Send + Unpin> {
-    let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() else {
-        return Box::new(tokio::io::stdout());
-    };
-    if is_socket(&fd) {
-        if let Ok(socket) = unix_stream(fd) {
-            debug!("client output: a Unix socket");
-            return Box::new(socket);
-        }
-    } else if let Ok(pipe) = tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)) {
-        debug!("client output: a pipe");
-        child::enlarge_pipe(&pipe);
-        return Box::new(pipe);
-    }
-    debug!("client output: written on a blocking thread");
-    Box::new(tokio::io::stdout())
-}
-
-fn is_socket(fd: &OwnedFd) -> bool {
-    std::fs::File::from(fd.try_clone().expect("a descriptor can be duplicated"))
-        .metadata()
-        .is_ok_and(|m| m.file_type().is_socket())
-}
-
-fn unix_stream(fd: OwnedFd) -> io::Result<tokio::net::UnixStream> {
-    let socket = std::os::unix::net::UnixStream::from(fd);
-    socket.set_nonblocking(true)?;
-    tokio::net::UnixStream::from_std(socket)
 }

@@ -66,7 +66,7 @@ fn serde_syntax(text: &str) -> bool {
 }
 
 fn kind(text: &str, check: Check) -> Option<ErrorKind> {
-    validate(text, check).err().map(|e| e.kind)
+    validate(text, check).err().map(|e| e.kind())
 }
 
 #[test]
@@ -186,13 +186,13 @@ fn object_hands_out_top_level_members_as_slices() {
     })
     .unwrap_err();
     assert_eq!(
-        (refused.kind, refused.message()),
+        (refused.kind(), refused.message()),
         (ErrorKind::Member, "no b")
     );
     let not_object = object("[1]", Check::Strict, |_, _| Ok(())).unwrap_err();
-    assert_eq!(not_object.kind, ErrorKind::NotObject);
+    assert_eq!(not_object.kind(), ErrorKind::NotObject);
     let broken = object("[1", Check::Strict, |_, _| Ok(())).unwrap_err();
-    assert_eq!(broken.kind, ErrorKind::Syntax);
+    assert_eq!(broken.kind(), ErrorKind::Syntax);
 }
 
 #[test]

@@ -1,0 +1,266 @@
+//! The pumps' IO: each pump has a thread of its own and reads and writes
+//! with plain blocking system calls, behind the async traits the relay is
+//! written against.
+//!
+//! Why: a read that waits in the kernel is woken by the writer directly and
+//! returns the bytes in the same call, where a read through the event loop
+//! takes a wake-up from `epoll_wait`, then the read, on every message. On a
+//! busy machine that difference was most of toolwarden's cost per round
+//! trip (docs/BENCHMARKS.md). The rest of the session (signals, the child,
+//! timers, the audit writer) stays on the event loop.
+//!
+//! A poll here never returns `Pending`: it blocks its thread until the call
+//! is done. That is only right on a thread that has nothing else to run,
+//! which [`spawn_pump`] provides.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+
+/// A descriptor read or written with blocking calls.
+pub struct Fd(File);
+
+impl Fd {
+    /// One of toolwarden's own standard streams, duplicated. Whatever it is
+    /// (pipe, socket, file, terminal), blocking calls work on it; if the
+    /// client handed it over in non-blocking mode, a call that would block
+    /// waits in `poll(2)` instead, so the mode the client may share is left
+    /// alone.
+    pub fn stdio(fd: impl AsFd) -> io::Result<Fd> {
+        Ok(Fd(File::from(fd.as_fd().try_clone_to_owned()?)))
+    }
+
+    /// One end of a pipe toolwarden made for the server: it is only
+    /// toolwarden's, so it is made blocking.
+    pub fn own_pipe(fd: OwnedFd) -> io::Result<Fd> {
+        set_blocking(&fd)?;
+        Ok(Fd(File::from(fd)))
+    }
+
+    /// Waits until the descriptor is ready for `events` (after EAGAIN).
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        let mut pollfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and its length is 1.
+        if unsafe { libc::poll(&mut pollfd, 1, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_blocking(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match (&self.0).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                other => return other,
+            }
+        }
+    }
+
+    fn write_blocking(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match (&self.0).write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                other => return other,
+            }
+        }
+    }
+}
+
+fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; it touches no memory.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl AsyncRead for Fd {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // The line reader hands over initialized memory, so this zeroes
+        // nothing.
+        let n = self.read_blocking(buf.initialize_unfilled())?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Fd {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.write_blocking(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The server's stdin, which the client pump writes and the session closes
+/// when it stops: a thread blocked reading the client cannot be cancelled,
+/// so the pipe is closed from outside instead.
+#[derive(Clone)]
+pub struct ServerInput(Arc<Mutex<Option<Fd>>>);
+
+impl ServerInput {
+    pub fn new(fd: Fd) -> ServerInput {
+        ServerInput(Arc::new(Mutex::new(Some(fd))))
+    }
+
+    /// Closes the pipe, so the server reads end of input. If a write is
+    /// under way (the server is not reading), it is left to the stop's
+    /// signals: the write fails once the server is gone.
+    pub fn close(&self) -> bool {
+        match self.0.try_lock() {
+            Ok(mut fd) => {
+                fd.take();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the server's input is closed")
+}
+
+impl AsyncWrite for ServerInput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let fd = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Poll::Ready(match fd.as_ref() {
+            Some(fd) => fd.write_blocking(buf),
+            None => Err(closed()),
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs a pump on a thread of its own; the receiver gets its result.
+pub fn spawn_pump<F>(name: &str, pump: F) -> io::Result<oneshot::Receiver<io::Result<()>>>
+where
+    F: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            // No IO or timer driver: this thread's IO blocks in place, and
+            // timers live on the session's event loop.
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(io::Error::other)
+                .and_then(|runtime| runtime.block_on(pump));
+            let _ = done.send(outcome);
+        })?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors that we then own.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both are open and owned by nobody else.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        }
+    }
+
+    #[test]
+    fn a_read_waits_for_the_writer_even_on_a_non_blocking_descriptor() {
+        let (read_end, write_end) = pipe();
+        let reader = Fd::stdio(&read_end).unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            File::from(write_end).write_all(b"late").unwrap();
+        });
+        let mut got = [0u8; 8];
+        let n = block_on(async move {
+            let mut reader = reader;
+            reader.read(&mut got).await.map(|n| (n, got))
+        })
+        .unwrap();
+        writer.join().unwrap();
+        assert_eq!(&n.1[..n.0], b"late");
+    }
+
+    #[test]
+    fn a_closed_server_input_refuses_writes() {
+        let (_read_end, write_end) = pipe();
+        let input = ServerInput::new(Fd::own_pipe(write_end).unwrap());
+        let mut writer = input.clone();
+        block_on(async { writer.write_all(b"one\n").await }).unwrap();
+        assert!(input.close());
+        let e = block_on(async { writer.write_all(b"two\n").await }).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_pump_thread_reports_its_result() {
+        let result = spawn_pump("test-pump", async { Err(io::Error::other("done")) }).unwrap();
+        let outcome = result.blocking_recv().unwrap();
+        assert_eq!(outcome.unwrap_err().to_string(), "done");
+    }
+
+    fn block_on<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}
