@@ -796,11 +796,17 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
 fn skip_string(b: &[u8], i: usize) -> usize {
     let mut j = i + 1;
     loop {
-        j = skip_plain(b, j);
-        match b.get(j) {
-            Some(b'"') => return j + 1,
-            Some(b'\\') => j += 2, // the backslash and the character it escapes
-            Some(_) => j += 1,
+        // Most strings are short: the first bytes are looked at eight at a
+        // time, and memchr, which costs more to set up, takes a long rest.
+        let near = b.len().min(j + 64);
+        let mut k = skip_plain(&b[..near], j);
+        if k == near && near < b.len() {
+            k = memchr::memchr2(b'"', b'\\', &b[near..]).map_or(b.len(), |n| near + n);
+        }
+        match b.get(k) {
+            Some(b'"') => return k + 1,
+            // A backslash and the character it escapes.
+            Some(_) => j = k + 2,
             None => return b.len(),
         }
     }

@@ -223,6 +223,28 @@ fn raw_values_read_their_members_and_strings() {
     assert_eq!(Raw::parse(r#""\ud800""#).unwrap().as_str(), None);
     assert_eq!(Raw::parse("5").unwrap().as_str(), None);
     assert_eq!(Raw::parse(" 5 ").unwrap().get(), "5");
+    // Strings past the first 64 bytes, with escapes on both sides of them.
+    let long = format!(
+        r#""{}\"{}\\{}""#,
+        "a".repeat(70),
+        "b".repeat(100),
+        "c".repeat(3)
+    );
+    let text = format!(r#"{{"k":{long},"n":[{long}],"last":1}}"#);
+    let members: Vec<(String, &str)> = Raw::parse(&text)
+        .unwrap()
+        .members()
+        .map(|(k, v)| (k.into_owned(), v.get()))
+        .collect();
+    let list = format!("[{long}]");
+    assert_eq!(
+        members,
+        [
+            ("k".to_owned(), long.as_str()),
+            ("n".to_owned(), list.as_str()),
+            ("last".to_owned(), "1"),
+        ]
+    );
 }
 
 #[test]
