@@ -5,7 +5,7 @@
 //! this reader keeps at most `max` bytes of one line, then discards the rest
 //! of it up to its newline so the session can go on.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How much is read from the pipe at a time.
 const CHUNK: usize = 64 * 1024;
@@ -166,16 +166,21 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
-/// Writes whole messages, each followed by `\n` and flushed at once so that
-/// the peer never waits on a message sitting in a buffer.
+/// Writes whole messages, each followed by `\n`. A message leaves at the
+/// latest with the next flush, and the pumps flush before they wait for
+/// input, so the peer never waits on a message sitting in a buffer.
 pub struct LineWriter<W> {
-    inner: BufWriter<W>,
+    inner: W,
+    /// Messages queued, newlines included; small ones are gathered here so
+    /// that a batch leaves in one write.
+    buf: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin> LineWriter<W> {
     pub fn new(inner: W) -> Self {
         LineWriter {
-            inner: BufWriter::with_capacity(CHUNK, inner),
+            inner,
+            buf: Vec::with_capacity(CHUNK),
         }
     }
 
@@ -185,18 +190,35 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
         self.flush().await
     }
 
-    /// Writes one message; it leaves with the next flush (or sooner, when
-    /// the buffer fills). For a pump that has more lines already read.
+    /// Queues one message; it leaves with the next flush (or as soon as a
+    /// chunk's worth is queued). For a pump that has more lines already
+    /// read.
     pub async fn queue(&mut self, message: &[u8]) -> std::io::Result<()> {
-        self.inner.write_all(message).await?;
-        self.inner.write_all(b"\n").await
+        if message.len() >= CHUNK {
+            // A large message is written from where it is, not copied.
+            self.flush().await?;
+            self.inner.write_all(message).await?;
+        } else {
+            self.buf.extend_from_slice(message);
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let written = self.inner.write_all(&self.buf).await;
+            self.buf.clear();
+            written?;
+        }
         self.inner.flush().await
     }
 
     pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
         self.inner.shutdown().await
     }
 }

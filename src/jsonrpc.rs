@@ -1,10 +1,10 @@
-//! Strict parsing of one JSON-RPC 2.0 line into a borrowed [`Envelope`], and
+//! Strict parsing of one JSON-RPC 2.0 line into a borrowed [`Message`], and
 //! the few messages toolwarden writes itself.
 //!
-//! Nothing here re-serializes a message that is forwarded: the envelope only
-//! borrows slices of the line so the relay can decide, then send the original
-//! bytes. Ids are kept as raw JSON text so that an id such as
-//! `12345678901234567890123` is echoed exactly.
+//! Nothing here re-serializes a message that is forwarded: the message only
+//! borrows slices of the line ([`crate::json::Raw`]) so the relay can decide,
+//! then send the original bytes. Ids are kept as raw JSON text so that an id
+//! such as `12345678901234567890123` is echoed exactly.
 
 use std::borrow::Cow;
 use std::fmt;
