@@ -126,7 +126,7 @@ impl<'a> Raw<'a> {
     }
 
     /// An owned copy, for what must outlive the line.
-    pub fn to_owned(self) -> RawBuf {
+    pub fn to_buf(self) -> RawBuf {
         RawBuf(self.0.into())
     }
 

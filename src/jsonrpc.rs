@@ -209,7 +209,7 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
 fn reply_id(raw: &Envelope) -> Option<Option<RawBuf>> {
     let is_request = raw.method.is_some() && raw.id.is_some();
     match raw.id {
-        Some(id) if is_request && valid_id(id) => Some(Some(id.to_owned())),
+        Some(id) if is_request && valid_id(id) => Some(Some(id.to_buf())),
         Some(_) if is_request => Some(None),
         Some(_) if raw.method.is_none() => None, // a response: never answered
         Some(_) => Some(None),
@@ -307,7 +307,7 @@ pub fn scan_prefix(prefix: &[u8]) -> Prefix {
                     .ok()
                     .and_then(|v| Raw::parse(v).ok())
                     .filter(|&id| valid_id(id))
-                    .map(Raw::to_owned)
+                    .map(Raw::to_buf)
             }
             b"\"method\"" => out.has_method = true,
             b"\"result\"" | b"\"error\"" => out.is_response = true,

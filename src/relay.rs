@@ -340,11 +340,11 @@ impl Relay {
         self.state().held.insert(
             prompt_id,
             Held {
-                id: id.to_owned(),
+                id: id.to_buf(),
                 key,
                 line: line.to_vec(),
                 tool: call.name.to_string(),
-                arguments: call.arguments.map(Raw::to_owned),
+                arguments: call.arguments.map(Raw::to_buf),
                 stateless,
                 timer,
             },
@@ -485,7 +485,7 @@ impl Relay {
                 state.client.insert(
                     key,
                     ClientRequest {
-                        id: id.to_owned(),
+                        id: id.to_buf(),
                         lists_tools,
                         cancelled: false,
                         call,
