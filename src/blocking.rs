@@ -142,17 +142,21 @@ impl ServerInput {
         ServerInput(Arc::new(Mutex::new(Some(fd))))
     }
 
-    /// Closes the pipe, so the server reads end of input. If a write is
-    /// under way (the server is not reading), it is left to the stop's
-    /// signals: the write fails once the server is gone.
-    pub fn close(&self) -> bool {
-        match self.0.try_lock() {
-            Ok(mut fd) => {
-                fd.take();
-                true
-            }
-            Err(_) => false,
+    /// Closes the pipe, so the server reads end of input. A write under
+    /// way holds the pipe (for long only if the server does not read its
+    /// input): then a helper thread closes it as soon as the write ends,
+    /// which the stop's signals bring about at the latest.
+    pub fn close(&self) {
+        if let Ok(mut fd) = self.0.try_lock() {
+            fd.take();
+            return;
         }
+        let input = Arc::clone(&self.0);
+        let _ = std::thread::Builder::new()
+            .name("close-server-input".into())
+            .spawn(move || {
+                input.lock().unwrap_or_else(|e| e.into_inner()).take();
+            });
     }
 }
 
@@ -245,9 +249,39 @@ mod tests {
         let input = ServerInput::new(Fd::own_pipe(write_end).unwrap());
         let mut writer = input.clone();
         block_on(async { writer.write_all(b"one\n").await }).unwrap();
-        assert!(input.close());
+        input.close();
         let e = block_on(async { writer.write_all(b"two\n").await }).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn closing_during_a_blocked_write_closes_once_the_write_ends() {
+        let (read_end, write_end) = pipe();
+        let input = ServerInput::new(Fd::own_pipe(write_end).unwrap());
+        // More than the pipe holds: the write blocks, holding the pipe.
+        let mut writer = input.clone();
+        let writing = std::thread::spawn(move || {
+            block_on(async { writer.write_all(&vec![b'x'; 1 << 21]).await })
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        input.close();
+        // Reading lets the write finish; then the pipe must close.
+        let reader = Fd::stdio(&read_end).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        while total < 1 << 21 {
+            total += reader.read_blocking(&mut buf).unwrap();
+        }
+        writing.join().unwrap().unwrap();
+        let mut pollfd = libc::pollfd {
+            fd: reader.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and its length is 1.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 5_000) };
+        assert_eq!(ready, 1, "the pipe was not closed after the write");
+        assert_eq!(reader.read_blocking(&mut buf).unwrap(), 0, "end of input");
     }
 
     #[test]

@@ -128,8 +128,9 @@ impl Relay {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// Relays the client's input to the server until the client closes it.
-    /// Returning drops `server_in`, which closes the server's stdin.
+    /// Relays the client's input to the server until the client closes it
+    /// or the session stops. Returning drops `server_in`; in a session,
+    /// `run` closes the server's stdin itself (see `blocking::ServerInput`).
     pub async fn client_pump<R, W>(self: &Arc<Self>, client_in: R, server_in: W) -> io::Result<()>
     where
         R: AsyncRead + Unpin,

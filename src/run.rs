@@ -134,9 +134,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     // input is the first step of the stop. (A client pump blocked in a read
     // stays so until toolwarden exits; it forwards nothing more.)
     relay.stop_reading_client();
-    if !server_in.close() {
-        debug!("the server is not reading its input: the stop's signals will follow");
-    }
+    server_in.close();
 
     // Let the server finish: what it still writes reaches the client.
     let (status, stopped) = {
