@@ -216,10 +216,17 @@ impl<'a> Iterator for Members<'a> {
             return None;
         }
         let key_start = self.i;
-        self.i = skip_string(b, self.i);
-        let key = Raw(&self.text[key_start..self.i])
-            .as_str()
-            .unwrap_or(Cow::Borrowed(""));
+        let escaped;
+        (self.i, escaped) = skip_string(b, self.i);
+        let contents = self
+            .text
+            .get(key_start + 1..self.i.saturating_sub(1))
+            .unwrap_or_default();
+        let key = if escaped {
+            decode(contents).map_or(Cow::Borrowed(""), Cow::Owned)
+        } else {
+            Cow::Borrowed(contents)
+        };
         self.i = skip_ws(b, self.i) + 1; // the `:`
         self.i = skip_ws(b, self.i);
         let value_start = self.i;
@@ -237,10 +244,7 @@ impl<'a> Iterator for Members<'a> {
 
 /// Validates `text` as one JSON value of any kind.
 pub fn validate(text: &str, check: Check) -> Result<(), Error> {
-    let mut p = Parser::new(text, check);
-    p.ws();
-    p.value(0)?;
-    p.end()
+    Parser::new(text, check).document(|_, _, _| Ok(()))
 }
 
 /// Validates `text` as one JSON object and calls `member` with each
@@ -252,39 +256,11 @@ pub fn object<'a>(
     mut member: impl FnMut(&str, Raw<'a>) -> Result<(), String>,
 ) -> Result<(), Error> {
     let mut p = Parser::new(text, check);
-    p.ws();
-    if p.peek() != Some(b'{') {
-        p.value(0)?;
-        p.end()?;
+    if text.as_bytes().get(skip_ws(text.as_bytes(), 0)) != Some(&b'{') {
+        p.document(|_, _, _| Ok(()))?;
         return Err(p.error_at(ErrorKind::NotObject, 0, "not a JSON object"));
     }
-    p.i += 1;
-    p.ws();
-    if p.peek() == Some(b'}') {
-        p.i += 1;
-    } else {
-        loop {
-            let key = p.key()?;
-            p.ws();
-            p.expect(b':', "expected `:`")?;
-            p.ws();
-            let start = p.i;
-            p.value(1)?;
-            member(&key.decoded(text), Raw(&text[start..p.i]))
-                .map_err(|m| p.error_at(ErrorKind::Member, start, m))?;
-            if p.check == Check::Strict {
-                p.scratch.keys.push(key);
-            }
-            p.ws();
-            match p.bump() {
-                Some(b',') => p.ws(),
-                Some(b'}') => break,
-                _ => return Err(p.error(ErrorKind::Syntax, "expected `,` or `}`")),
-            }
-        }
-        p.close_object(0)?;
-    }
-    p.end()
+    p.document(|key, start, end| member(&key.decoded(text), Raw(&text[start..end])))
 }
 
 /// Where a string's contents are in the text, and whether they hold an
@@ -317,6 +293,47 @@ impl Span {
     }
 }
 
+/// An object key kept to find duplicates, with a fingerprint that tells
+/// most pairs of different keys apart in one comparison.
+#[derive(Clone, Copy)]
+struct Key {
+    span: Span,
+    /// The length and first eight bytes of an unescaped key; equal keys
+    /// have equal fingerprints. Escaped keys are always compared in full.
+    fingerprint: u64,
+}
+
+impl Key {
+    fn new(span: Span, b: &[u8]) -> Key {
+        let len = span.end - span.start;
+        let word = match b.get(span.start..span.start + 8) {
+            Some(word) => {
+                let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+                if len >= 8 {
+                    word
+                } else {
+                    word & ((1 << (len * 8)) - 1)
+                }
+            }
+            None => b[span.start..span.end]
+                .iter()
+                .take(8)
+                .rev()
+                .fold(0, |word, &c| word << 8 | u64::from(c)),
+        };
+        Key {
+            span,
+            fingerprint: word ^ (len as u64).rotate_right(8),
+        }
+    }
+
+    #[inline(always)]
+    fn same(self, other: Key, text: &str) -> bool {
+        (self.fingerprint == other.fingerprint || self.span.escaped || other.span.escaped)
+            && self.span.same_key(other.span, text)
+    }
+}
+
 /// The buffers of a scan, kept between scans on the same thread so that a
 /// line costs no allocation.
 #[derive(Default)]
@@ -326,19 +343,19 @@ struct Scratch {
     open: Vec<(bool, usize)>,
     /// Under [`Check::Strict`], the keys of the open objects, outermost
     /// first, to find duplicates when an object closes.
-    keys: Vec<Span>,
+    keys: Vec<Key>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
 }
 
-/// The state of one scan.
+/// The state of one scan. Positions are passed along as `i` and returned
+/// past what was read, so that the scan keeps them in registers.
 struct Parser<'a> {
     text: &'a str,
     b: &'a [u8],
-    i: usize,
-    check: Check,
+    strict: bool,
     scratch: Scratch,
 }
 
@@ -359,14 +376,9 @@ impl<'a> Parser<'a> {
         Parser {
             text,
             b: text.as_bytes(),
-            i: 0,
-            check,
+            strict: check == Check::Strict,
             scratch: SCRATCH.with(|cell| cell.take()),
         }
-    }
-
-    fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {
-        self.error_at(kind, self.i, message)
     }
 
     #[cold]
@@ -378,169 +390,146 @@ impl<'a> Parser<'a> {
         Error(Box::new(Inner { kind, at, message }))
     }
 
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+    #[cold]
+    fn syntax(&self, at: usize, message: &str) -> Error {
+        self.error_at(ErrorKind::Syntax, at, message)
     }
 
-    #[inline]
-    fn bump(&mut self) -> Option<u8> {
-        let c = self.peek();
-        self.i += 1;
-        c
-    }
-
-    #[inline]
-    fn ws(&mut self) {
-        self.i = skip_ws(self.b, self.i);
-    }
-
-    fn expect(&mut self, c: u8, message: &str) -> Result<(), Error> {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.error(ErrorKind::Syntax, message))
+    /// One whole document: a value, whitespace around it. If the value is
+    /// an object, `member` is called with each of its members (the key,
+    /// where the value starts and where it ends) as soon as the value is
+    /// read. Iterative, in one loop: a deep document costs heap, not stack,
+    /// and the hot state stays in registers.
+    fn document(
+        &mut self,
+        mut member: impl FnMut(Span, usize, usize) -> Result<(), String>,
+    ) -> Result<(), Error> {
+        let b = self.b;
+        let mut i = skip_ws(b, 0);
+        // The key of the top-level member being read, and where its value
+        // starts.
+        let mut top: Option<(Span, usize)> = None;
+        loop {
+            // A value starts at `i`.
+            match b.get(i) {
+                Some(b'"') => i = self.string(i)?.end + 1,
+                Some(&c @ (b'{' | b'[')) => {
+                    let object = c == b'{';
+                    if self.strict && self.scratch.open.len() >= MAX_DEPTH {
+                        return Err(self.error_at(
+                            ErrorKind::Strict,
+                            i,
+                            format!("nested more than {MAX_DEPTH} levels deep"),
+                        ));
+                    }
+                    let keys = self.scratch.keys.len();
+                    self.scratch.open.push((object, keys));
+                    i = skip_ws(b, i + 1);
+                    match b.get(i) {
+                        Some(b'}') if object => {}
+                        Some(b']') if !object => {}
+                        _ if object => {
+                            i = self.member_key(i, &mut top)?;
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                    // Empty.
+                    i += 1;
+                    self.scratch.open.pop();
+                }
+                Some(b'-' | b'0'..=b'9') => i = self.number(i)?,
+                Some(b't') => i = self.literal(i, "true")?,
+                Some(b'f') => i = self.literal(i, "false")?,
+                Some(b'n') => i = self.literal(i, "null")?,
+                _ => return Err(self.syntax(i, "expected a value")),
+            }
+            // A value ended at `i`: close what it ends, or go on to the next.
+            loop {
+                let Some(&(object, keys_from)) = self.scratch.open.last() else {
+                    return self.end(i);
+                };
+                if self.scratch.open.len() == 1 {
+                    if let Some((key, start)) = top.take() {
+                        member(key, start, i)
+                            .map_err(|m| self.error_at(ErrorKind::Member, start, m))?;
+                    }
+                }
+                i = skip_ws(b, i);
+                match (b.get(i), object) {
+                    (Some(b','), true) => {
+                        i = skip_ws(b, i + 1);
+                        i = self.member_key(i, &mut top)?;
+                        break;
+                    }
+                    (Some(b','), false) => {
+                        i = skip_ws(b, i + 1);
+                        break;
+                    }
+                    (Some(b'}'), true) => {
+                        self.close_object(keys_from)?;
+                        self.scratch.open.pop();
+                        i += 1;
+                    }
+                    (Some(b']'), false) => {
+                        self.scratch.open.pop();
+                        i += 1;
+                    }
+                    (_, true) => return Err(self.syntax(i, "expected `,` or `}`")),
+                    (_, false) => return Err(self.syntax(i, "expected `,` or `]`")),
+                }
+            }
         }
     }
 
     /// Only whitespace may follow the document.
-    fn end(&mut self) -> Result<(), Error> {
-        self.ws();
-        if self.i < self.b.len() {
-            return Err(self.error(ErrorKind::Syntax, "trailing characters"));
+    fn end(&self, i: usize) -> Result<(), Error> {
+        let i = skip_ws(self.b, i);
+        if i < self.b.len() {
+            return Err(self.syntax(i, "trailing characters"));
         }
         Ok(())
     }
 
-    /// An object key.
-    fn key(&mut self) -> Result<Span, Error> {
-        if self.peek() != Some(b'"') {
-            return Err(self.error(ErrorKind::Syntax, "expected a string key"));
+    /// A key and its `:` inside an object, from `i` (whitespace skipped);
+    /// returns where its value starts. A key of the top-level object goes
+    /// to `top`.
+    #[inline(always)]
+    fn member_key(&mut self, i: usize, top: &mut Option<(Span, usize)>) -> Result<usize, Error> {
+        if self.b.get(i) != Some(&b'"') {
+            return Err(self.syntax(i, "expected a string key"));
         }
-        self.string()
-    }
-
-    /// One value starting at `i` (whitespace skipped), nested within
-    /// `depth` containers. Iterative: a deep document costs heap, not
-    /// stack.
-    fn value(&mut self, depth: usize) -> Result<(), Error> {
-        let base = self.scratch.open.len();
-        loop {
-            // A value is expected here.
-            self.ws();
-            match self.peek() {
-                Some(b'{') => {
-                    self.enter(depth, true)?;
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        self.leave()?;
-                    } else {
-                        self.member_key()?;
-                        continue;
-                    }
-                }
-                Some(b'[') => {
-                    self.enter(depth, false)?;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                        self.leave()?;
-                    } else {
-                        continue;
-                    }
-                }
-                Some(b'"') => {
-                    self.string()?;
-                }
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                Some(b't') => self.literal("true")?,
-                Some(b'f') => self.literal("false")?,
-                Some(b'n') => self.literal("null")?,
-                _ => return Err(self.error(ErrorKind::Syntax, "expected a value")),
-            }
-            // A value ended: close what it ends, or go on to the next one.
-            loop {
-                let Some(&(object, _)) = self.scratch.open.last() else {
-                    return Ok(());
-                };
-                if self.scratch.open.len() == base {
-                    return Ok(());
-                }
-                self.ws();
-                match (self.bump(), object) {
-                    (Some(b','), true) => {
-                        self.ws();
-                        self.member_key()?;
-                        break;
-                    }
-                    (Some(b','), false) => break,
-                    (Some(b'}'), true) | (Some(b']'), false) => self.leave()?,
-                    (_, true) => {
-                        self.i -= 1;
-                        return Err(self.error(ErrorKind::Syntax, "expected `,` or `}`"));
-                    }
-                    (_, false) => {
-                        self.i -= 1;
-                        return Err(self.error(ErrorKind::Syntax, "expected `,` or `]`"));
-                    }
-                }
-            }
+        let key = self.string(i)?;
+        let i = skip_ws(self.b, key.end + 1);
+        if self.b.get(i) != Some(&b':') {
+            return Err(self.syntax(i, "expected `:`"));
         }
-    }
-
-    /// A key and its `:` inside a nested object.
-    fn member_key(&mut self) -> Result<(), Error> {
-        let key = self.key()?;
-        if self.check == Check::Strict {
-            self.scratch.keys.push(key);
+        let i = skip_ws(self.b, i + 1);
+        if self.strict {
+            self.scratch.keys.push(Key::new(key, self.b));
         }
-        self.ws();
-        self.expect(b':', "expected `:`")
-    }
-
-    fn enter(&mut self, depth: usize, object: bool) -> Result<(), Error> {
-        if self.check == Check::Strict && depth + self.scratch.open.len() + 1 > MAX_DEPTH {
-            return Err(self.error(
-                ErrorKind::Strict,
-                format!("nested more than {MAX_DEPTH} levels deep"),
-            ));
+        if self.scratch.open.len() == 1 {
+            *top = Some((key, i));
         }
-        self.i += 1;
-        let keys = self.scratch.keys.len();
-        self.scratch.open.push((object, keys));
-        Ok(())
-    }
-
-    /// The innermost container closed (its bracket consumed).
-    fn leave(&mut self) -> Result<(), Error> {
-        let (object, keys_from) = self.scratch.open.pop().expect("a container is open");
-        if object {
-            self.close_object(keys_from)?;
-        }
-        Ok(())
+        Ok(i)
     }
 
     /// Under [`Check::Strict`], refuses a repeated key among `keys[from..]`
-    /// (the object that just closed), then forgets them.
+    /// (the object that is closing), then forgets them.
+    #[inline(always)]
     fn close_object(&mut self, from: usize) -> Result<(), Error> {
-        if self.check != Check::Strict {
+        if !self.strict {
             return Ok(());
         }
         let text = self.text;
-        let keys = &mut self.scratch.keys[from..];
+        let keys = &self.scratch.keys[from..];
         // The second of a repeated pair, to point at it.
         let repeated = if keys.len() <= 16 {
             (1..keys.len())
-                .find(|&j| keys[..j].iter().any(|k| k.same_key(keys[j], text)))
-                .map(|j| keys[j])
+                .find(|&j| keys[..j].iter().any(|k| k.same(keys[j], text)))
+                .map(|j| keys[j].span)
         } else {
-            // Sorted, so that an object with many keys stays n log n.
-            keys.sort_unstable_by(|a, b| a.decoded(text).cmp(&b.decoded(text)));
-            keys.windows(2)
-                .find(|w| w[0].same_key(w[1], text))
-                .map(|w| w[1])
+            self.repeated_among_many(from)
         };
         if let Some(key) = repeated {
             return Err(self.error_at(
@@ -553,126 +542,130 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn literal(&mut self, word: &str) -> Result<(), Error> {
-        if self.b[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(())
+    /// [`Parser::close_object`] for an object with many keys: sorted, so
+    /// that it stays n log n.
+    #[inline(never)]
+    fn repeated_among_many(&mut self, from: usize) -> Option<Span> {
+        let text = self.text;
+        let keys = &mut self.scratch.keys[from..];
+        keys.sort_unstable_by(|a, b| a.span.decoded(text).cmp(&b.span.decoded(text)));
+        keys.windows(2)
+            .find(|w| w[0].same(w[1], text))
+            .map(|w| w[1].span)
+    }
+
+    #[inline(always)]
+    fn literal(&self, i: usize, word: &str) -> Result<usize, Error> {
+        if self.b[i..].starts_with(word.as_bytes()) {
+            Ok(i + word.len())
         } else {
-            Err(self.error(ErrorKind::Syntax, format!("expected `{word}`")))
+            Err(self.syntax(i, &format!("expected `{word}`")))
         }
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Result<(), Error> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
+    #[inline(always)]
+    fn number(&self, start: usize) -> Result<usize, Error> {
+        let b = self.b;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
         }
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(self.error(ErrorKind::Syntax, "invalid number")),
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i = digits(b, i + 1),
+            _ => return Err(self.syntax(i, "invalid number")),
         }
-        let integer_digits = self.i - start;
+        let integer_digits = i - start;
         let mut plain = true;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error(ErrorKind::Syntax, "invalid number"));
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if !matches!(b.get(i), Some(b'0'..=b'9')) {
+                return Err(self.syntax(i, "invalid number"));
             }
-            self.digits();
+            i = digits(b, i);
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        if matches!(b.get(i), Some(b'e' | b'E')) {
             plain = false;
-            self.i += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.i += 1;
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
             }
-            if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return Err(self.error(ErrorKind::Syntax, "invalid number"));
+            if !matches!(b.get(i), Some(b'0'..=b'9')) {
+                return Err(self.syntax(i, "invalid number"));
             }
-            self.digits();
+            i = digits(b, i);
         }
         // Only an exponent or 300-odd digits reach past f64: check those.
-        if self.check == Check::Strict && (!plain || integer_digits > 300) {
-            let finite = self.text[start..self.i]
-                .parse::<f64>()
-                .is_ok_and(f64::is_finite);
+        if self.strict && (!plain || integer_digits > 300) {
+            let finite = self.text[start..i].parse::<f64>().is_ok_and(f64::is_finite);
             if !finite {
                 return Err(self.error_at(ErrorKind::Strict, start, "number out of range"));
             }
         }
-        Ok(())
+        Ok(i)
     }
 
-    fn digits(&mut self) {
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.i += 1;
-        }
-    }
-
-    /// A string, from its opening quote to past its closing one. Most
-    /// strings have no escape: they take the fast path.
-    #[inline]
-    fn string(&mut self) -> Result<Span, Error> {
-        self.i += 1;
-        let start = self.i;
-        self.i = skip_plain(self.b, self.i);
-        if self.peek() == Some(b'"') {
-            self.i += 1;
+    /// The string whose opening quote is at `i`. Most strings have no
+    /// escape: they take the fast path.
+    #[inline(always)]
+    fn string(&self, i: usize) -> Result<Span, Error> {
+        let start = i + 1;
+        let end = skip_plain(self.b, start);
+        if self.b.get(end) == Some(&b'"') {
             return Ok(Span {
                 start,
-                end: self.i - 1,
+                end,
                 escaped: false,
             });
         }
-        self.string_rest(start)
+        self.string_rest(start, end)
     }
 
-    /// The rest of a string that holds an escape (or is broken).
+    /// The rest of a string that holds an escape (or is broken), from `i`.
     #[inline(never)]
-    fn string_rest(&mut self, start: usize) -> Result<Span, Error> {
+    fn string_rest(&self, start: usize, mut i: usize) -> Result<Span, Error> {
         let mut escaped = false;
         loop {
-            match self.peek() {
+            match self.b.get(i) {
                 Some(b'"') => {
-                    self.i += 1;
                     return Ok(Span {
                         start,
-                        end: self.i - 1,
+                        end: i,
                         escaped,
                     });
                 }
                 Some(b'\\') => {
-                    self.escape()?;
+                    i = self.escape(i)?;
                     escaped = true;
-                    self.i = skip_plain(self.b, self.i);
+                    i = skip_plain(self.b, i);
                 }
-                Some(_) => {
-                    return Err(self.error(ErrorKind::Syntax, "control character in a string"))
-                }
-                None => return Err(self.error(ErrorKind::Syntax, "unterminated string")),
+                Some(_) => return Err(self.syntax(i, "control character in a string")),
+                None => return Err(self.syntax(i, "unterminated string")),
             }
         }
     }
 
-    /// Checks one escape, from its backslash. Surrogates must pair under
-    /// [`Check::Strict`]; serde_json's skipping, like JavaScript's
-    /// `JSON.stringify`, lets a lone one by.
-    fn escape(&mut self) -> Result<(), Error> {
-        let at = self.i;
-        self.i += 1;
-        match self.bump() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(()),
+    /// Checks one escape, from its backslash; returns the position past it.
+    /// Surrogates must pair under [`Check::Strict`]; serde_json's skipping,
+    /// like JavaScript's `JSON.stringify`, lets a lone one by.
+    fn escape(&self, at: usize) -> Result<usize, Error> {
+        let b = self.b;
+        match b.get(at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
             Some(b'u') => {
-                let unit = self.hex4()?;
+                let i = at + 2;
+                let Some(unit) = b.get(i..i + 4).and_then(hex4) else {
+                    return Err(self.syntax(i, "invalid \\u escape"));
+                };
+                let mut i = i + 4;
                 let lone = match unit {
                     0xD800..=0xDBFF => {
-                        let low = self.b[self.i..]
+                        let low = b[i..]
                             .strip_prefix(b"\\u")
                             .and_then(|rest| hex4(rest.get(..4)?));
                         if let Some(0xDC00..=0xDFFF) = low {
-                            self.i += 6;
+                            i += 6;
                             false
                         } else {
                             true
@@ -681,28 +674,26 @@ impl<'a> Parser<'a> {
                     0xDC00..=0xDFFF => true,
                     _ => false,
                 };
-                if lone && self.check == Check::Strict {
+                if lone && self.strict {
                     return Err(self.error_at(
                         ErrorKind::Strict,
                         at,
                         "lone surrogate in a \\u escape",
                     ));
                 }
-                Ok(())
+                Ok(i)
             }
-            _ => Err(self.error_at(ErrorKind::Syntax, at, "invalid escape")),
+            _ => Err(self.syntax(at, "invalid escape")),
         }
     }
+}
 
-    fn hex4(&mut self) -> Result<u16, Error> {
-        match self.b.get(self.i..self.i + 4).and_then(hex4) {
-            Some(unit) => {
-                self.i += 4;
-                Ok(unit)
-            }
-            None => Err(self.error(ErrorKind::Syntax, "invalid \\u escape")),
-        }
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b'0'..=b'9')) {
+        i += 1;
     }
+    i
 }
 
 /// The value of a string's contents (between the quotes, already checked),
@@ -792,9 +783,11 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
 }
 
 /// Past the string starting at `i`, in validated text (where no control
-/// character is left to stop [`skip_plain`]).
-fn skip_string(b: &[u8], i: usize) -> usize {
+/// character is left to stop [`skip_plain`]), and whether it holds an
+/// escape.
+fn skip_string(b: &[u8], i: usize) -> (usize, bool) {
     let mut j = i + 1;
+    let mut escaped = false;
     loop {
         // Most strings are short: the first bytes are looked at eight at a
         // time, and memchr, which costs more to set up, takes a long rest.
@@ -804,10 +797,13 @@ fn skip_string(b: &[u8], i: usize) -> usize {
             k = memchr::memchr2(b'"', b'\\', &b[near..]).map_or(b.len(), |n| near + n);
         }
         match b.get(k) {
-            Some(b'"') => return k + 1,
+            Some(b'"') => return (k + 1, escaped),
             // A backslash and the character it escapes.
-            Some(_) => j = k + 2,
-            None => return b.len(),
+            Some(_) => {
+                j = k + 2;
+                escaped = true;
+            }
+            None => return (b.len(), escaped),
         }
     }
 }
@@ -815,14 +811,14 @@ fn skip_string(b: &[u8], i: usize) -> usize {
 /// Past the value starting at `i`, in validated text.
 fn skip_value(b: &[u8], i: usize) -> usize {
     match b.get(i) {
-        Some(b'"') => skip_string(b, i),
+        Some(b'"') => skip_string(b, i).0,
         Some(b'{' | b'[') => {
             let mut depth = 0usize;
             let mut j = i;
             while let Some(&c) = b.get(j) {
                 match c {
                     b'"' => {
-                        j = skip_string(b, j);
+                        j = skip_string(b, j).0;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,

@@ -112,14 +112,24 @@ impl Relay {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The writer to the client. It is nearly always free, and taking it
+    /// without waiting skips the async lock's queue. A waiting task is never
+    /// overtaken: a lock handed over goes to the waiter first.
+    async fn client_writer(&self) -> tokio::sync::MutexGuard<'_, LineWriter<ClientOut>> {
+        match self.to_client.try_lock() {
+            Ok(writer) => writer,
+            Err(_) => self.to_client.lock().await,
+        }
+    }
+
     async fn send_client(&self, message: &[u8]) -> io::Result<()> {
-        self.to_client.lock().await.send(message).await
+        self.client_writer().await.send(message).await
     }
 
     /// Like [`Relay::send_client`], without the flush: the server pump
     /// flushes once the lines it already has are done.
     async fn queue_client(&self, message: &[u8]) -> io::Result<()> {
-        self.to_client.lock().await.queue(message).await
+        self.client_writer().await.queue(message).await
     }
 
     /// Stops the client pump: a line it reads from now on is dropped, and
@@ -660,7 +670,7 @@ impl Relay {
                 Frame::TooLong { prefix, len } => self.too_long_from_server(&prefix, len).await?,
             }
             if !lines.has_line() {
-                self.to_client.lock().await.flush().await?;
+                self.client_writer().await.flush().await?;
             }
         }
         debug!("server closed its output");
@@ -800,7 +810,7 @@ impl Relay {
     /// Flushes the audit log and closes the client's output.
     pub async fn finish(&self) -> io::Result<()> {
         self.settings.audit.flush().await;
-        self.to_client.lock().await.shutdown().await
+        self.client_writer().await.shutdown().await
     }
 }
 
