@@ -15,7 +15,8 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -61,12 +62,24 @@ impl Fd {
         Ok(())
     }
 
-    fn read_blocking(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads into memory that need not be initialized: the kernel only
+    /// writes to it.
+    fn read_blocking(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        if buf.len() >= PREFAULT {
+            prefault(self, buf);
+        }
         loop {
-            match (&self.0).read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
-                other => return other,
+            // SAFETY: the kernel writes at most `buf.len()` bytes into
+            // `buf`, which is valid for writes for that long.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                _ => return Err(e),
             }
         }
     }
@@ -81,6 +94,45 @@ impl Fd {
         }
     }
 }
+
+/// A read offered at least this much room is part of a large message: the
+/// line reader keeps less than this between messages, so it offers this
+/// much only while it reads a line that has outgrown what it keeps.
+const PREFAULT: usize = 2 * crate::framing::KEPT;
+const _: () = assert!(PREFAULT > crate::framing::KEPT);
+
+/// Maps in, with one call, the fresh pages the next read will fill: as
+/// many as the pipe holds now, no more, so memory still follows the
+/// message. Without it the kernel takes one page fault per 4 KiB as the
+/// read copies, which on a 4 MiB message costs more than parsing it
+/// (docs/BENCHMARKS.md, memory). Best effort: on any error the read
+/// faults the pages in as usual.
+#[cfg(target_os = "linux")]
+fn prefault(fd: &Fd, buf: &mut [MaybeUninit<u8>]) {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd.0.as_raw_fd(), libc::FIONREAD, &mut waiting) } < 0 {
+        return;
+    }
+    let page = 4096;
+    let start = buf.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let last = (start + buf.len().min(waiting.max(0) as usize)) / page * page;
+    if last > first {
+        // SAFETY: the range lies inside `buf`, memory this process owns;
+        // populating only maps pages in, it changes no contents.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn prefault(_: &Fd, _: &mut [MaybeUninit<u8>]) {}
 
 fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own; it touches no memory.
@@ -105,9 +157,10 @@ impl AsyncRead for Fd {
         _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        // The line reader hands over initialized memory, so this zeroes
-        // nothing.
-        let n = self.read_blocking(buf.initialize_unfilled())?;
+        // SAFETY: `unfilled_mut` is only written to, by the kernel.
+        let n = self.read_blocking(unsafe { buf.unfilled_mut() })?;
+        // SAFETY: the read initialized its first `n` bytes.
+        unsafe { buf.assume_init(n) };
         buf.advance(n);
         Poll::Ready(Ok(()))
     }
@@ -244,6 +297,39 @@ mod tests {
     }
 
     #[test]
+    fn a_large_line_read_into_fresh_memory_arrives_whole() {
+        // Past the size where reads map their pages in ahead (PREFAULT),
+        // in pieces of odd sizes, so reads end mid-page.
+        let (read_end, write_end) = pipe();
+        let line: Vec<u8> = (0..3_000_001u32).map(|i| b'a' + (i % 23) as u8).collect();
+        let sent = line.clone();
+        let writer = std::thread::spawn(move || {
+            let out = Fd::own_pipe(write_end).unwrap();
+            for piece in sent.chunks(70_001) {
+                let mut piece = piece;
+                while !piece.is_empty() {
+                    let n = out.write_blocking(piece).unwrap();
+                    piece = &piece[n..];
+                }
+            }
+            out.write_blocking(b"\nnext\n").unwrap();
+        });
+        let reader = Fd::own_pipe(read_end).unwrap();
+        block_on(async move {
+            let mut lines = crate::framing::LineReader::new(reader, 1 << 26);
+            match lines.next().await.unwrap() {
+                Some(crate::framing::Frame::Line(got)) => assert!(got == line, "the line changed"),
+                other => panic!("expected the line, got {other:?}"),
+            }
+            assert_eq!(
+                lines.next().await.unwrap(),
+                Some(crate::framing::Frame::Line(&b"next"[..]))
+            );
+        });
+        writer.join().unwrap();
+    }
+
+    #[test]
     fn a_closed_server_input_refuses_writes() {
         let (_read_end, write_end) = pipe();
         let input = ServerInput::new(Fd::own_pipe(write_end).unwrap());
@@ -267,7 +353,7 @@ mod tests {
         input.close();
         // Reading lets the write finish; then the pipe must close.
         let reader = Fd::stdio(&read_end).unwrap();
-        let mut buf = vec![0u8; 1 << 16];
+        let mut buf = vec![MaybeUninit::uninit(); 1 << 16];
         let mut total = 0;
         while total < 1 << 21 {
             total += reader.read_blocking(&mut buf).unwrap();

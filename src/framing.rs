@@ -9,6 +9,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How much is read from the pipe at a time.
 const CHUNK: usize = 64 * 1024;
+/// Buffers up to this size are kept from one message to the next; a
+/// larger one, which a large message needed, is given back.
+pub const KEPT: usize = 8 * CHUNK;
 /// How much of an over-long line is kept to find its id.
 const PREFIX: usize = 4 * 1024;
 
@@ -24,10 +27,9 @@ pub enum Frame<'a> {
 
 pub struct LineReader<R> {
     inner: R,
-    /// Always initialized up to its length, so that a read never has to
-    /// zero its space first; the bytes read are `buf[..end]`.
+    /// The bytes read; reads go into its spare capacity, which is never
+    /// zeroed first, so memory follows what arrives, not what is reserved.
     buf: Vec<u8>,
-    end: usize,
     /// Start of the bytes not yet handed out.
     start: usize,
     /// How far from `start` the buffer is known to hold no newline.
@@ -41,7 +43,6 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         LineReader {
             inner,
             buf: Vec::new(),
-            end: 0,
             start: 0,
             scanned: 0,
             max,
@@ -52,11 +53,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// The next line, or `None` at end of input. A last line without a
     /// newline still counts as a line.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
-        if self.start == self.end {
+        if self.start == self.buf.len() {
             self.reset();
         }
         loop {
-            let pending = &self.buf[self.start..self.end];
+            let pending = &self.buf[self.start..];
             if let Some(pos) = memchr::memchr(b'\n', &pending[self.scanned..]) {
                 let end = self.start + self.scanned + pos;
                 if end - self.start > self.max {
@@ -79,8 +80,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 if pending.is_empty() {
                     return Ok(None);
                 }
-                let line = &self.buf[self.start..self.end];
-                self.start = self.end;
+                let line = &self.buf[self.start..];
+                self.start = self.buf.len();
                 self.scanned = 0;
                 return Ok(Some(Frame::Line(line.strip_suffix(b"\r").unwrap_or(line))));
             }
@@ -93,7 +94,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// it is not: messages that came in one read go out in one write, and
     /// none waits for more input.
     pub fn has_line(&mut self) -> bool {
-        let pending = &self.buf[self.start..self.end];
+        let pending = &self.buf[self.start..];
         match memchr::memchr(b'\n', &pending[self.scanned..]) {
             Some(pos) => {
                 // `next` resumes its search from here.
@@ -111,9 +112,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// give back the memory a large message needed once it is gone.
     fn reset(&mut self) {
         self.start = 0;
-        self.end = 0;
         self.scanned = 0;
-        if self.buf.len() > 16 * CHUNK {
+        self.buf.clear();
+        if self.buf.capacity() > KEPT {
             self.buf = Vec::new();
         }
     }
@@ -124,19 +125,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// it every time (quadratic in a burst of small messages).
     async fn fill(&mut self) -> std::io::Result<()> {
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
+            self.buf.drain(..self.start);
             self.start = 0;
         }
-        if self.buf.len() - self.end < CHUNK {
-            // Zeroed once, as the buffer grows by a chunk, never on every
-            // read, and never beyond what a read fills: memory follows the
-            // message.
-            self.buf.resize(self.end + CHUNK, 0);
+        if self.buf.capacity() - self.buf.len() < CHUNK {
+            // At least doubles: a large message is read in a few large
+            // reads, into memory it touches only as the bytes arrive.
+            self.buf.reserve(CHUNK);
         }
-        match self.inner.read(&mut self.buf[self.end..]).await? {
-            0 => self.eof = true,
-            n => self.end += n,
+        if self.inner.read_buf(&mut self.buf).await? == 0 {
+            self.eof = true;
         }
         Ok(())
     }
@@ -145,19 +143,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// keeping only its first bytes, so memory stays at `max`.
     async fn discard_rest(&mut self) -> std::io::Result<Frame<'static>> {
         let prefix = self.buf[self.start..self.start + PREFIX.min(self.max)].to_vec();
-        let mut len = self.end - self.start;
-        self.start = 0;
-        self.end = 0;
-        self.scanned = 0;
+        let mut len = self.buf.len() - self.start;
+        self.reset();
         loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..]) {
                 len += pos;
                 self.start += pos + 1;
                 return Ok(Frame::TooLong { prefix, len });
             }
-            len += self.end - self.start;
-            self.start = 0;
-            self.end = 0;
+            len += self.buf.len() - self.start;
+            self.reset();
             if self.eof {
                 return Ok(Frame::TooLong { prefix, len });
             }
