@@ -17,8 +17,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The binary under test: this build's, or another build of it named by
+/// `TOOLWARDEN_BIN` (.ci/run runs the suite again on `cargo dist`'s).
+pub fn toolwarden_bin() -> PathBuf {
+    std::env::var_os("TOOLWARDEN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_toolwarden").into())
+}
+
 pub fn toolwarden() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_toolwarden"))
+    Command::new(toolwarden_bin())
 }
 
 /// The mock server from examples/, built once per test run: a filtered

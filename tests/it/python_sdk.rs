@@ -18,7 +18,7 @@ fn the_python_sdk_reads_refusals_as_error_results() {
     );
     let out = Command::new(python)
         .arg(root().join("tests/python/sdk_client.py"))
-        .arg(env!("CARGO_BIN_EXE_toolwarden"))
+        .arg(toolwarden_bin())
         .arg(root().join("policies/fractera.json"))
         .arg(mock_server())
         .arg(root().join("examples/tools/fractera.json"))
@@ -79,7 +79,7 @@ fn approval(mode: &str) -> (Value, Vec<String>) {
     let out = Command::new(root().join("tests/python/.venv/bin/python"))
         .arg(root().join("tests/python/approval_client.py"))
         .arg(mode)
-        .arg(env!("CARGO_BIN_EXE_toolwarden"))
+        .arg(toolwarden_bin())
         .arg(&policy)
         .arg(mock_server())
         .arg(root().join("examples/tools/fractera.json"))
