@@ -127,7 +127,15 @@ impl<'a> Raw<'a> {
 
     /// An owned copy, for what must outlive the line.
     pub fn to_buf(self) -> RawBuf {
-        RawBuf(self.0.into())
+        let bytes = self.0.as_bytes();
+        let mut inline = [0u8; INLINE];
+        match inline.get_mut(..bytes.len()) {
+            Some(head) => {
+                head.copy_from_slice(bytes);
+                RawBuf(Stored::Inline(bytes.len() as u8, inline))
+            }
+            None => RawBuf(Stored::Heap(self.0.into())),
+        }
     }
 
     /// A copy as serde_json's raw value, to be written inside other JSON.
@@ -178,19 +186,34 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// An owned [`Raw`].
+/// An owned [`Raw`]. Most are request ids of a few bytes, kept inline, so
+/// that holding a request in flight costs no allocation.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RawBuf(Box<str>);
+pub struct RawBuf(Stored);
+
+/// Texts up to this long are kept inline.
+const INLINE: usize = 22;
+
+#[derive(Clone, PartialEq, Eq)]
+enum Stored {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<str>),
+}
 
 impl RawBuf {
     pub fn raw(&self) -> Raw<'_> {
-        Raw(&self.0)
+        match &self.0 {
+            // Copied whole from a `&str`, so this cannot fail.
+            Stored::Inline(len, bytes) => Raw(std::str::from_utf8(&bytes[..usize::from(*len)])
+                .expect("an inline copy of a str is UTF-8")),
+            Stored::Heap(text) => Raw(text),
+        }
     }
 }
 
 impl fmt::Debug for RawBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.raw().get())
     }
 }
 

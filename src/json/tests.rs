@@ -386,3 +386,28 @@ proptest! {
         prop_assert_eq!(&walked, &expected);
     }
 }
+
+#[test]
+fn owned_copies_read_back_the_same_inline_or_not() {
+    // Up to INLINE bytes the copy is kept inline; "é" is two bytes, so the
+    // third text ends exactly at the limit and the fourth just past it.
+    let texts = [
+        "7".to_owned(),
+        "\"req-1\"".to_owned(),
+        format!("\"{}\"", "é".repeat((INLINE - 2) / 2)),
+        format!("\"{}é\"", "x".repeat(INLINE - 3)),
+        format!("\"{}\"", "y".repeat(200)),
+    ];
+    assert_eq!(texts[2].len(), INLINE);
+    assert_eq!(texts[3].len(), INLINE + 1);
+    for text in &texts {
+        let copy = Raw::parse(text).unwrap().to_buf();
+        assert_eq!(copy.raw().get(), text);
+        assert_eq!(format!("{copy:?}"), *text);
+        assert_eq!(copy.clone(), copy);
+    }
+    assert_ne!(
+        Raw::parse("1").unwrap().to_buf(),
+        Raw::parse("2").unwrap().to_buf()
+    );
+}

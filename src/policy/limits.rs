@@ -96,10 +96,19 @@ pub fn take_all<C: Clock>(
     ids: &[usize],
     commit: bool,
 ) -> Result<(), Exhausted> {
-    let before: Vec<u64> = ids
-        .iter()
-        .map(|&i| counters[i].tat.0.load(Ordering::Acquire))
-        .collect();
+    // The counters' state before, to put back: on the stack for the few
+    // limits a rule has, so that a call costs no allocation.
+    let mut inline = [0u64; 8];
+    let mut spilled = Vec::new();
+    let before: &mut [u64] = if ids.len() <= inline.len() {
+        &mut inline[..ids.len()]
+    } else {
+        spilled.resize(ids.len(), 0);
+        &mut spilled
+    };
+    for (slot, &i) in before.iter_mut().zip(ids) {
+        *slot = counters[i].tat.0.load(Ordering::Acquire);
+    }
     let mut worst: Option<Exhausted> = None;
     for &i in ids {
         if let Err(wait) = counters[i].take() {
@@ -112,7 +121,7 @@ pub fn take_all<C: Clock>(
         }
     }
     if worst.is_some() || !commit {
-        for (&i, &tat) in ids.iter().zip(&before) {
+        for (&i, &tat) in ids.iter().zip(before.iter()) {
             counters[i].tat.0.store(tat, Ordering::Release);
         }
     }
@@ -183,6 +192,23 @@ mod tests {
             assert!(take_all(&c, &[0], true).is_ok());
         }
         assert!(take_all(&c, &[0], true).is_err());
+    }
+
+    #[test]
+    fn all_or_nothing_holds_for_more_limits_than_fit_on_the_stack() {
+        let clock = FakeRelativeClock::default();
+        // Ten counters with room for two calls, and a last one for one.
+        let mut c: Vec<_> = (0..10).map(|_| counter(&clock, 60, 2)).collect();
+        c.push(counter(&clock, 60, 1));
+        let all: Vec<usize> = (0..11).collect();
+        assert!(take_all(&c, &all, true).is_ok());
+        let refused = take_all(&c, &all, true).unwrap_err();
+        assert_eq!(refused.counter, 10);
+        // The refusal charged none of the first ten: each has one call left.
+        for i in 0..10 {
+            assert!(take_all(&c, &[i], true).is_ok(), "counter {i} was charged");
+            assert!(take_all(&c, &[i], true).is_err());
+        }
     }
 
     #[test]
