@@ -50,7 +50,8 @@ fn deciding(c: &mut Criterion) {
         MonotonicClock,
     )
     .unwrap();
-    let Ok(Message::Request { params, .. }) = parse(REQUEST.as_bytes(), Strictness::Full) else {
+    let Ok(Message::Request { params, tool, .. }) = parse(REQUEST.as_bytes(), Strictness::Full)
+    else {
         unreachable!()
     };
     let mut group = c.benchmark_group("decide");
@@ -61,7 +62,7 @@ fn deciding(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let call = ToolCall::from_params(std::hint::black_box(params)).unwrap();
+                let call = ToolCall::from_params(std::hint::black_box(params), tool).unwrap();
                 policy.check(&call)
             })
         });
@@ -139,12 +140,6 @@ fn large_message(c: &mut Criterion) {
     });
     group.bench_function("request, strict", |b| {
         b.iter(|| parse(request.as_bytes(), Strictness::Full).unwrap())
-    });
-    let Ok(Message::Request { params, .. }) = parse(request.as_bytes(), Strictness::Full) else {
-        unreachable!()
-    };
-    group.bench_function("tools/call params", |b| {
-        b.iter(|| ToolCall::from_params(params).unwrap())
     });
     group.bench_function("response, envelope", |b| {
         b.iter(|| parse(response.as_bytes(), Strictness::Envelope).unwrap())

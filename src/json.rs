@@ -267,23 +267,38 @@ impl<'a> Iterator for Members<'a> {
 
 /// Validates `text` as one JSON value of any kind.
 pub fn validate(text: &str, check: Check) -> Result<(), Error> {
-    Parser::new(text, check).document(|_, _, _| Ok(()))
+    scan(text, check, |p| p.document(None, |_, _, _, _| Ok(())))
 }
 
-/// Validates `text` as one JSON object and calls `member` with each
-/// top-level member, key decoded, in order. `member` may refuse one with a
+/// Where a member handed out by [`object`] sits: at the top level, or in
+/// the object that is the value of the top-level member named `inner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Top,
+    Inner,
+}
+
+/// Validates `text` as one JSON object and calls `member` with each of its
+/// members, key decoded, in order, and with each member of the object
+/// under its member named `inner` (so that `params.name` costs no second
+/// walk). An inner member comes before the top-level member holding it,
+/// which comes once its value has ended. `member` may refuse one with a
 /// message ([`ErrorKind::Member`]); the document is refused then.
 pub fn object<'a>(
     text: &'a str,
     check: Check,
-    mut member: impl FnMut(&str, Raw<'a>) -> Result<(), String>,
+    inner: &str,
+    mut member: impl FnMut(Place, &str, Raw<'a>) -> Result<(), String>,
 ) -> Result<(), Error> {
-    let mut p = Parser::new(text, check);
-    if text.as_bytes().get(skip_ws(text.as_bytes(), 0)) != Some(&b'{') {
-        p.document(|_, _, _| Ok(()))?;
-        return Err(p.error_at(ErrorKind::NotObject, 0, "not a JSON object"));
-    }
-    p.document(|key, start, end| member(&key.decoded(text), Raw(&text[start..end])))
+    scan(text, check, |p| {
+        if text.as_bytes().get(skip_ws(text.as_bytes(), 0)) != Some(&b'{') {
+            p.document(None, |_, _, _, _| Ok(()))?;
+            return Err(p.error_at(ErrorKind::NotObject, 0, "not a JSON object"));
+        }
+        p.document(Some(inner), |place, key, start, end| {
+            member(place, &key.decoded(text), Raw(&text[start..end]))
+        })
+    })
 }
 
 /// Where a string's contents are in the text, and whether they hold an
@@ -305,6 +320,16 @@ impl Span {
         // `str`: the raw contents, backslash and all, stand in. They equal
         // no name written without escapes.
         decode(contents).map_or(Cow::Borrowed(contents), Cow::Owned)
+    }
+
+    /// Whether the string's value is `name`.
+    #[inline(always)]
+    fn is(self, name: &str, text: &str) -> bool {
+        if self.escaped {
+            return self.decoded(text) == name;
+        }
+        self.end - self.start == name.len()
+            && text.as_bytes()[self.start..self.end] == *name.as_bytes()
     }
 
     fn same_key(self, other: Span, text: &str) -> bool {
@@ -370,37 +395,45 @@ struct Scratch {
 }
 
 thread_local! {
-    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Runs `scan` on a parser of `text` that uses this thread's scratch
+/// buffers, borrowed in place (or fresh ones, should a scan ever start
+/// inside another).
+fn scan<R>(text: &str, check: Check, scan: impl FnOnce(&mut Parser<'_, '_>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            // Cleared first: a scan that panicked left its entries.
+            scratch.open.clear();
+            scratch.keys.clear();
+            let result = scan(&mut Parser::new(text, check, &mut scratch));
+            // A huge document's buffers are not kept.
+            if scratch.open.capacity() > 1024 || scratch.keys.capacity() > 1024 {
+                *scratch = Scratch::default();
+            }
+            result
+        }
+        Err(_) => scan(&mut Parser::new(text, check, &mut Scratch::default())),
+    })
 }
 
 /// The state of one scan. Positions are passed along as `i` and returned
 /// past what was read, so that the scan keeps them in registers.
-struct Parser<'a> {
+struct Parser<'a, 's> {
     text: &'a str,
     b: &'a [u8],
     strict: bool,
-    scratch: Scratch,
+    scratch: &'s mut Scratch,
 }
 
-impl Drop for Parser<'_> {
-    fn drop(&mut self) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.open.clear();
-        scratch.keys.clear();
-        // A huge document's buffers are not kept.
-        if scratch.open.capacity() <= 1024 && scratch.keys.capacity() <= 1024 {
-            SCRATCH.with(|cell| cell.set(scratch));
-        }
-    }
-}
-
-impl<'a> Parser<'a> {
-    fn new(text: &'a str, check: Check) -> Parser<'a> {
+impl<'a, 's> Parser<'a, 's> {
+    fn new(text: &'a str, check: Check, scratch: &'s mut Scratch) -> Parser<'a, 's> {
         Parser {
             text,
             b: text.as_bytes(),
             strict: check == Check::Strict,
-            scratch: SCRATCH.with(|cell| cell.take()),
+            scratch,
         }
     }
 
@@ -421,17 +454,22 @@ impl<'a> Parser<'a> {
     /// One whole document: a value, whitespace around it. If the value is
     /// an object, `member` is called with each of its members (the key,
     /// where the value starts and where it ends) as soon as the value is
-    /// read. Iterative, in one loop: a deep document costs heap, not stack,
-    /// and the hot state stays in registers.
+    /// read, and so with each member of the object under its member named
+    /// `inner`. Iterative, in one loop: a deep document costs heap, not
+    /// stack, and the hot state stays in registers.
     fn document(
         &mut self,
-        mut member: impl FnMut(Span, usize, usize) -> Result<(), String>,
+        inner: Option<&str>,
+        mut member: impl FnMut(Place, Span, usize, usize) -> Result<(), String>,
     ) -> Result<(), Error> {
         let b = self.b;
         let mut i = skip_ws(b, 0);
         // The key of the top-level member being read, and where its value
-        // starts.
+        // starts; the same for a member of `inner`, and whether the
+        // top-level member being read is `inner`.
         let mut top: Option<(Span, usize)> = None;
+        let mut nested: Option<(Span, usize)> = None;
+        let mut in_inner = false;
         loop {
             // A value starts at `i`.
             match b.get(i) {
@@ -452,7 +490,7 @@ impl<'a> Parser<'a> {
                         Some(b'}') if object => {}
                         Some(b']') if !object => {}
                         _ if object => {
-                            i = self.member_key(i, &mut top)?;
+                            i = self.member_key(i, &mut top, &mut nested, inner, &mut in_inner)?;
                             continue;
                         }
                         _ => continue,
@@ -472,17 +510,20 @@ impl<'a> Parser<'a> {
                 let Some(&(object, keys_from)) = self.scratch.open.last() else {
                     return self.end(i);
                 };
-                if self.scratch.open.len() == 1 {
-                    if let Some((key, start)) = top.take() {
-                        member(key, start, i)
-                            .map_err(|m| self.error_at(ErrorKind::Member, start, m))?;
-                    }
+                let done = match self.scratch.open.len() {
+                    1 => top.take().map(|done| (Place::Top, done)),
+                    2 => nested.take().map(|done| (Place::Inner, done)),
+                    _ => None,
+                };
+                if let Some((place, (key, start))) = done {
+                    member(place, key, start, i)
+                        .map_err(|m| self.error_at(ErrorKind::Member, start, m))?;
                 }
                 i = skip_ws(b, i);
                 match (b.get(i), object) {
                     (Some(b','), true) => {
                         i = skip_ws(b, i + 1);
-                        i = self.member_key(i, &mut top)?;
+                        i = self.member_key(i, &mut top, &mut nested, inner, &mut in_inner)?;
                         break;
                     }
                     (Some(b','), false) => {
@@ -516,9 +557,17 @@ impl<'a> Parser<'a> {
 
     /// A key and its `:` inside an object, from `i` (whitespace skipped);
     /// returns where its value starts. A key of the top-level object goes
-    /// to `top`.
+    /// to `top` (and says whether it is `inner`), one of the object under
+    /// `inner` to `nested`.
     #[inline(always)]
-    fn member_key(&mut self, i: usize, top: &mut Option<(Span, usize)>) -> Result<usize, Error> {
+    fn member_key(
+        &mut self,
+        i: usize,
+        top: &mut Option<(Span, usize)>,
+        nested: &mut Option<(Span, usize)>,
+        inner: Option<&str>,
+        in_inner: &mut bool,
+    ) -> Result<usize, Error> {
         if self.b.get(i) != Some(&b'"') {
             return Err(self.syntax(i, "expected a string key"));
         }
@@ -531,8 +580,13 @@ impl<'a> Parser<'a> {
         if self.strict {
             self.scratch.keys.push(Key::new(key, self.b));
         }
-        if self.scratch.open.len() == 1 {
-            *top = Some((key, i));
+        match self.scratch.open.len() {
+            1 => {
+                *top = Some((key, i));
+                *in_inner = inner.is_some_and(|inner| key.is(inner, self.text));
+            }
+            2 if *in_inner => *nested = Some((key, i)),
+            _ => {}
         }
         Ok(i)
     }

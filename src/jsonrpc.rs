@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::json::{self, Check, ErrorKind, Raw, RawBuf};
+use crate::json::{self, Check, ErrorKind, Place, Raw, RawBuf};
 
 pub const PARSE_ERROR: i32 = -32700;
 pub const INVALID_REQUEST: i32 = -32600;
@@ -23,15 +23,27 @@ pub enum Message<'a> {
         id: Raw<'a>,
         method: Cow<'a, str>,
         params: Option<Raw<'a>>,
+        tool: ToolFields<'a>,
     },
     Notification {
         method: Cow<'a, str>,
         params: Option<Raw<'a>>,
+        tool: ToolFields<'a>,
     },
     Response {
         id: Raw<'a>,
         result: Option<Raw<'a>>,
     },
+}
+
+/// `params.name` and `params.arguments`, what a `tools/call` is decided
+/// on, read in the same pass as the rest of the line. Either is `None` when
+/// `params` is not an object or lacks it; when a key repeats (only in a
+/// line that did not pass the strict check) the last wins, as in serde_json.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolFields<'a> {
+    pub name: Option<Raw<'a>>,
+    pub arguments: Option<Raw<'a>>,
 }
 
 /// Why a line is not one valid JSON-RPC 2.0 message, and how to answer it.
@@ -64,13 +76,22 @@ struct Envelope<'a> {
     params: Option<Raw<'a>>,
     result: Option<Raw<'a>>,
     error: Option<Raw<'a>>,
+    tool: ToolFields<'a>,
 }
 
 impl<'a> Envelope<'a> {
     /// Reads the envelope and checks the whole line in the same pass.
     fn read(text: &'a str, check: Check) -> Result<Envelope<'a>, json::Error> {
         let mut envelope = Envelope::default();
-        json::object(text, check, |key, value| {
+        json::object(text, check, "params", |place, key, value| {
+            if place == Place::Inner {
+                match key {
+                    "name" => envelope.tool.name = Some(value),
+                    "arguments" => envelope.tool.arguments = Some(value),
+                    _ => {}
+                }
+                return Ok(());
+            }
             let slot = match key {
                 "jsonrpc" => &mut envelope.jsonrpc,
                 "id" => &mut envelope.id,
@@ -184,10 +205,12 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
                     id,
                     method,
                     params: raw.params,
+                    tool: raw.tool,
                 },
                 None => Message::Notification {
                     method,
                     params: raw.params,
+                    tool: raw.tool,
                 },
             })
         }

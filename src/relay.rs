@@ -23,7 +23,7 @@ use crate::approval::{self, Elicitation};
 use crate::audit::{self, Audit, AuditEvent};
 use crate::framing::{Frame, LineReader, LineWriter};
 use crate::json::{Raw, RawBuf};
-use crate::jsonrpc::{self, IdKey, Message, Strictness};
+use crate::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
 use crate::policy::{Policy, Refusal, RefusalKind, ToolCall, Verdict};
 use crate::redact;
 use crate::tools_list;
@@ -192,20 +192,29 @@ impl Relay {
             }
         };
         match message {
-            Message::Request { id, method, params } if method == "tools/call" => {
-                self.tools_call(id, params, line, server).await
-            }
-            Message::Request { id, method, params } => {
+            Message::Request {
+                id,
+                method,
+                params,
+                tool,
+            } if method == "tools/call" => self.tools_call(id, params, tool, line, server).await,
+            Message::Request {
+                id, method, params, ..
+            } => {
                 if method == "initialize" {
                     self.state().elicitation = approval::declared(params);
                 }
                 self.forward_request(id, method == "tools/list", None, line, server)
                     .await
             }
-            Message::Notification { method, params } if method == "tools/call" => {
+            Message::Notification {
+                method,
+                params,
+                tool,
+            } if method == "tools/call" => {
                 // A call nobody can answer must not run unseen.
                 warn!("dropped a tools/call sent as a notification (it has no id)");
-                let tool = ToolCall::from_params(params)
+                let tool = ToolCall::from_params(params, tool)
                     .map(|c| c.name.into_owned())
                     .unwrap_or_default();
                 self.settings
@@ -219,7 +228,7 @@ impl Relay {
                     .await;
                 Ok(())
             }
-            Message::Notification { method, params } if method == "notifications/cancelled" => {
+            Message::Notification { method, params, .. } if method == "notifications/cancelled" => {
                 self.client_cancels(params, line, server).await
             }
             Message::Notification { method, .. } => {
@@ -256,10 +265,11 @@ impl Relay {
         self: &Arc<Self>,
         id: Raw<'_>,
         params: Option<Raw<'_>>,
+        fields: ToolFields<'_>,
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
-        let call = match ToolCall::from_params(params) {
+        let call = match ToolCall::from_params(params, fields) {
             Ok(call) => call,
             Err(why) => {
                 warn!(id = id.get(), "refused a malformed tools/call: {why}");

@@ -5,15 +5,30 @@
 
 use libfuzzer_sys::fuzz_target;
 use toolwarden::json::{self, Check};
-use toolwarden::jsonrpc::{parse, scan_prefix, IdKey, Message, Strictness};
+use toolwarden::json::Raw;
+use toolwarden::jsonrpc::{parse, scan_prefix, IdKey, Message, Strictness, ToolFields};
+
+/// What the one pass read of `params.name` and `params.arguments` is what
+/// a walk of `params` finds.
+fn check_tool_fields(params: Option<Raw>, tool: ToolFields) {
+    let member = |name| params.filter(|p| p.is_object()).and_then(|p| p.member(name));
+    assert_eq!(tool.name, member("name"));
+    assert_eq!(tool.arguments, member("arguments"));
+}
 
 fuzz_target!(|line: &[u8]| {
     for strictness in [Strictness::Full, Strictness::Envelope] {
         if let Ok(message) = parse(line, strictness) {
             let text = std::str::from_utf8(line).expect("a parsed line is UTF-8");
             let (id, params) = match &message {
-                Message::Request { id, params, .. } => (Some(*id), *params),
-                Message::Notification { params, .. } => (None, *params),
+                Message::Request { id, params, tool, .. } => {
+                    check_tool_fields(*params, *tool);
+                    (Some(*id), *params)
+                }
+                Message::Notification { params, tool, .. } => {
+                    check_tool_fields(*params, *tool);
+                    (None, *params)
+                }
                 Message::Response { id, result } => (Some(*id), *result),
             };
             for part in id.iter().chain(params.iter()) {

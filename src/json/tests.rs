@@ -162,22 +162,40 @@ fn many_keys_are_checked_for_duplicates() {
 
 #[test]
 fn object_hands_out_top_level_members_as_slices() {
-    let text = r#" {"a" : [1, {"x":"}"}], "\u0062":"s\"q", "c":null} "#;
+    let text = r#" {"a" : [1, {"x":"}"}], "\u0062":"s\"q", "c":null, "q": {"name": 1},
+        "p\u0061rams": {"n\u0061me": "t", "arguments": {"d": {"e": 1}}, "z": []}} "#;
     let mut seen = Vec::new();
-    object(text, Check::Strict, |key, value| {
-        seen.push((key.to_owned(), value.get()));
+    object(text, Check::Strict, "params", |place, key, value| {
+        let place = match place {
+            Place::Top => String::new(),
+            Place::Inner => "params.".to_owned(),
+        };
+        seen.push((place + key, value.get()));
         Ok(())
     })
     .unwrap();
+    let expected = [
+        ("a", r#"[1, {"x":"}"}]"#),
+        ("b", r#""s\"q""#),
+        ("c", "null"),
+        // Only the members of `params` one level down, keys decoded, each
+        // before `params` itself; nothing deeper.
+        ("q", r#"{"name": 1}"#),
+        ("params.name", r#""t""#),
+        ("params.arguments", r#"{"d": {"e": 1}}"#),
+        ("params.z", "[]"),
+        (
+            "params",
+            r#"{"n\u0061me": "t", "arguments": {"d": {"e": 1}}, "z": []}"#,
+        ),
+    ];
     assert_eq!(
         seen,
-        [
-            ("a".to_owned(), r#"[1, {"x":"}"}]"#),
-            ("b".to_owned(), r#""s\"q""#),
-            ("c".to_owned(), "null"),
-        ]
+        expected
+            .map(|(key, value)| (key.to_owned(), value))
+            .to_vec()
     );
-    let refused = object(text, Check::Strict, |key, _| {
+    let refused = object(text, Check::Strict, "params", |_, key, _| {
         if key == "b" {
             Err("no b".into())
         } else {
@@ -189,9 +207,9 @@ fn object_hands_out_top_level_members_as_slices() {
         (refused.kind(), refused.message()),
         (ErrorKind::Member, "no b")
     );
-    let not_object = object("[1]", Check::Strict, |_, _| Ok(())).unwrap_err();
+    let not_object = object("[1]", Check::Strict, "", |_, _, _| Ok(())).unwrap_err();
     assert_eq!(not_object.kind(), ErrorKind::NotObject);
-    let broken = object("[1", Check::Strict, |_, _| Ok(())).unwrap_err();
+    let broken = object("[1", Check::Strict, "", |_, _, _| Ok(())).unwrap_err();
     assert_eq!(broken.kind(), ErrorKind::Syntax);
 }
 
@@ -373,11 +391,23 @@ proptest! {
         }
         let expected: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
         let mut got = serde_json::Map::new();
-        object(&text, Check::Strict, |key, value| {
-            got.insert(key.to_owned(), serde_json::from_str(value.get()).unwrap());
+        // The members of the object under the first key.
+        let inner = expected.keys().next().cloned().unwrap_or_default();
+        let mut nested = serde_json::Map::new();
+        object(&text, Check::Strict, &inner, |place, key, value| {
+            let value = serde_json::from_str(value.get()).unwrap();
+            match place {
+                Place::Top => got.insert(key.to_owned(), value),
+                Place::Inner => nested.insert(key.to_owned(), value),
+            };
             Ok(())
         }).unwrap();
         prop_assert_eq!(&got, &expected);
+        let inner_members = match expected.get(&inner) {
+            Some(serde_json::Value::Object(members)) => members.clone(),
+            _ => serde_json::Map::new(),
+        };
+        prop_assert_eq!(&nested, &inner_members);
         let walked: serde_json::Map<String, serde_json::Value> = Raw::parse(&text)
             .unwrap()
             .members()

@@ -21,6 +21,7 @@ pub use glob::Glob;
 pub use load::{load, LoadError};
 
 use crate::json::Raw;
+use crate::jsonrpc::ToolFields;
 use limits::Counter;
 
 /// A compiled policy.
@@ -60,20 +61,17 @@ pub struct ToolCall<'a> {
 }
 
 impl<'a> ToolCall<'a> {
-    /// Reads `params` of a `tools/call`; the error says what is wrong.
-    pub fn from_params(params: Option<Raw<'a>>) -> Result<ToolCall<'a>, String> {
+    /// Reads a `tools/call` from its `params` and the members the parser
+    /// read out of them; the error says what is wrong.
+    pub fn from_params(
+        params: Option<Raw<'a>>,
+        fields: ToolFields<'a>,
+    ) -> Result<ToolCall<'a>, String> {
         let params = params.ok_or("tools/call needs params")?;
         if !params.is_object() {
             return Err("tools/call params must be an object".into());
         }
-        let (mut name, mut arguments) = (None, None);
-        for (key, value) in params.members() {
-            match &*key {
-                "name" => name = Some(value),
-                "arguments" => arguments = Some(value),
-                _ => {}
-            }
-        }
+        let ToolFields { name, arguments } = fields;
         let name = name
             .and_then(Raw::as_str)
             .ok_or("tools/call params.name must be a string")?;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::json::Raw;
+use crate::jsonrpc::{self, Message, Strictness};
 use governor::clock::FakeRelativeClock;
 
 use super::*;
@@ -466,22 +467,39 @@ fn policylayer_forms_load() {
     assert_eq!(decide(&p, "t", None), Err("rate_limited".into()));
 }
 
+/// Reads a tools/call line's params as the relay does.
+fn call_of(params: &str, check: impl FnOnce(Result<ToolCall, String>)) {
+    let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#);
+    let Ok(Message::Request { params, tool, .. }) =
+        jsonrpc::parse(line.as_bytes(), Strictness::Full)
+    else {
+        panic!("{line} does not parse");
+    };
+    check(ToolCall::from_params(params, tool));
+}
+
 #[test]
 fn tool_call_params_are_read_strictly() {
-    let ok = Raw::parse(r#"{"name":"a\u002fb","arguments":{"x":1}}"#).unwrap();
-    let call = ToolCall::from_params(Some(ok)).unwrap();
-    assert_eq!(call.name, "a/b");
+    call_of(r#"{"name":"a\u002fb","arguments":{"x":1}}"#, |call| {
+        let call = call.unwrap();
+        assert_eq!(call.name, "a/b");
+        assert_eq!(call.arguments.map(Raw::get), Some(r#"{"x":1}"#));
+    });
+    call_of(r#"{"arguments":null,"name":"a"}"#, |call| {
+        assert_eq!(call.unwrap().arguments, None);
+    });
     for bad in [
         r#"[]"#,
+        r#"[{"name":"a"}]"#,
         r#"{"name":5}"#,
         r#"{}"#,
+        r#"{"x":{"name":"a"}}"#,
         r#"{"name":"a","arguments":[1]}"#,
         r#"{"name":"a","arguments":"x"}"#,
     ] {
-        let raw = Raw::parse(bad).unwrap();
-        assert!(ToolCall::from_params(Some(raw)).is_err(), "{bad}");
+        call_of(bad, |call| assert!(call.is_err(), "{bad}"));
     }
-    assert!(ToolCall::from_params(None).is_err());
+    assert!(ToolCall::from_params(None, ToolFields::default()).is_err());
 }
 
 #[test]
