@@ -2,9 +2,10 @@
 //!
 //! A line from the client is checked in full (every string decoded,
 //! duplicate keys refused at any depth, nesting bounded) and its top-level
-//! members handed out as slices of the line, in a single scan. serde_json
-//! needed three scans for the same (the envelope, a strict walk, then the
-//! `params`), which made parsing most of toolwarden's cost per message.
+//! members, and those of its `params`, handed out as slices of the line,
+//! in a single scan. serde_json needed three scans for the same (the
+//! envelope, a strict walk, then the `params`), which made parsing most of
+//! toolwarden's cost per message.
 //!
 //! Values are handed out as [`Raw`]: a slice of text this module validated,
 //! so later readers (the tool name, the arguments) can walk it without
