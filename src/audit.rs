@@ -3,8 +3,8 @@
 //! decided, without the log itself leaking secrets (arguments are redacted
 //! before they get here).
 //!
-//! Events go through a bounded channel to one writer task that appends and
-//! flushes each line; the relay waits when the writer falls behind, so
+//! Events go through a bounded channel to one writer thread that appends
+//! and flushes each line; the relay waits when the writer falls behind, so
 //! memory stays flat however many calls a session makes.
 
 use std::io;
@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 /// Events waiting for the writer at most.
@@ -68,17 +68,17 @@ struct Line<'a> {
     event: &'a AuditEvent,
 }
 
-/// What the writer task is sent.
+/// What the writer thread is sent.
 enum Message {
     /// A line, and who wants to know whether it was written.
-    Line(Vec<u8>, Option<tokio::sync::oneshot::Sender<bool>>),
+    Line(Vec<u8>, Option<SyncSender<bool>>),
     /// Answered once every line sent before it is written.
-    Flush(tokio::sync::oneshot::Sender<()>),
+    Flush(SyncSender<()>),
 }
 
 /// Where events go, if anywhere.
 pub struct Audit {
-    sink: Option<mpsc::Sender<Message>>,
+    sink: Option<SyncSender<Message>>,
     /// False while the last write failed.
     writable: Arc<AtomicBool>,
     required: bool,
@@ -100,7 +100,6 @@ impl Audit {
 
     /// Opens `path` (`-` for stderr) now, so a path that cannot be written
     /// stops toolwarden before the server starts, and starts the writer.
-    /// Must be called inside the runtime.
     pub fn open(
         path: &Path,
         required: bool,
@@ -115,9 +114,13 @@ impl Audit {
             })?;
             Target::File(path.to_owned(), Some(file))
         };
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE);
         let writable = Arc::new(AtomicBool::new(true));
-        tokio::spawn(write_events(target, rx, writable.clone()));
+        let writing = writable.clone();
+        std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || write_events(target, rx, writing))
+            .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
         Ok(Audit {
             sink: Some(tx),
             writable,
@@ -138,30 +141,29 @@ impl Audit {
     }
 
     /// Queues an event; waits only while the writer is behind.
-    pub async fn record(&self, event: AuditEvent) {
+    pub fn record(&self, event: AuditEvent) {
         if let Some(sink) = &self.sink {
-            let _ = sink.send(Message::Line(self.line(&event), None)).await;
+            let _ = sink.send(Message::Line(self.line(&event), None));
         }
     }
 
     /// For the decision that lets a call through: records it and, with
     /// `--audit-required`, says whether it was written, so that nothing
     /// runs that is not written down. Without it, always true.
-    pub async fn admits(&self, event: AuditEvent) -> bool {
+    pub fn admits(&self, event: AuditEvent) -> bool {
         let Some(sink) = &self.sink else { return true };
         if !self.required {
-            self.record(event).await;
+            self.record(event);
             return true;
         }
-        let (ack, written) = tokio::sync::oneshot::channel();
+        let (ack, written) = sync_channel(1);
         if sink
             .send(Message::Line(self.line(&event), Some(ack)))
-            .await
             .is_err()
         {
             return false;
         }
-        written.await.unwrap_or(false)
+        written.recv().unwrap_or(false)
     }
 
     fn line(&self, event: &AuditEvent) -> Vec<u8> {
@@ -177,11 +179,11 @@ impl Audit {
     }
 
     /// Waits until every event recorded so far is written.
-    pub async fn flush(&self) {
+    pub fn flush(&self) {
         if let Some(sink) = &self.sink {
-            let (done, written) = tokio::sync::oneshot::channel();
-            if sink.send(Message::Flush(done)).await.is_ok() {
-                let _ = written.await;
+            let (done, written) = sync_channel(1);
+            if sink.send(Message::Flush(done)).is_ok() {
+                let _ = written.recv();
             }
         }
     }
@@ -209,13 +211,8 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
-async fn write_events(
-    mut target: Target,
-    mut events: mpsc::Receiver<Message>,
-    writable: Arc<AtomicBool>,
-) {
-    let mut stderr = tokio::io::stderr();
-    while let Some(message) = events.recv().await {
+fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<AtomicBool>) {
+    while let Ok(message) = events.recv() {
         let (line, ack) = match message {
             Message::Line(line, ack) => (line, ack),
             Message::Flush(done) => {
@@ -224,10 +221,12 @@ async fn write_events(
             }
         };
         let result = match &mut target {
-            Target::Stderr => match stderr.write_all(&line).await {
-                Ok(()) => stderr.flush().await,
-                Err(e) => Err(e),
-            },
+            Target::Stderr => {
+                use std::io::Write;
+                // Locked for the line, so a log message cannot cut into it.
+                let mut stderr = io::stderr().lock();
+                stderr.write_all(&line).and_then(|()| stderr.flush())
+            }
             Target::File(path, file) => write_to_file(path, file, &line),
         };
         if let Some(ack) = ack {

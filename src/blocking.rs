@@ -1,29 +1,22 @@
 //! The pumps' IO: each pump has a thread of its own and reads and writes
-//! with plain blocking system calls, behind the async traits the relay is
-//! written against.
+//! with plain blocking system calls.
 //!
 //! Why: a read that waits in the kernel is woken by the writer directly and
 //! returns the bytes in the same call, where a read through the event loop
 //! takes a wake-up from `epoll_wait`, then the read, on every message. On a
 //! busy machine that difference was most of toolwarden's cost per round
 //! trip (docs/BENCHMARKS.md). The rest of the session (signals, the child,
-//! timers, the audit writer) stays on the event loop.
-//!
-//! A poll here never returns `Pending`: it blocks its thread until the call
-//! is done. That is only right on a thread that has nothing else to run,
-//! which [`spawn_pump`] provides.
+//! timers) stays on the event loop.
 
 use std::fs::File;
-use std::future::Future;
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
+
+use crate::framing::Source;
 
 /// A descriptor read or written with blocking calls.
 pub struct Fd(File);
@@ -151,36 +144,19 @@ impl AsRawFd for Fd {
     }
 }
 
-impl AsyncRead for Fd {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        // SAFETY: `unfilled_mut` is only written to, by the kernel.
-        let n = self.read_blocking(unsafe { buf.unfilled_mut() })?;
-        // SAFETY: the read initialized its first `n` bytes.
-        unsafe { buf.assume_init(n) };
-        buf.advance(n);
-        Poll::Ready(Ok(()))
+impl Source for Fd {
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        self.read_blocking(buf)
     }
 }
 
-impl AsyncWrite for Fd {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.write_blocking(buf))
+impl Write for Fd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_blocking(buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -217,44 +193,34 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the server's input is closed")
 }
 
-impl AsyncWrite for ServerInput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+impl Write for ServerInput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        Poll::Ready(match fd.as_ref() {
+        match fd.as_ref() {
             Some(fd) => fd.write_blocking(buf),
             None => Err(closed()),
-        })
+        }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
-/// Runs a pump on a thread of its own; the receiver gets its result.
-pub fn spawn_pump<F>(name: &str, pump: F) -> io::Result<oneshot::Receiver<io::Result<()>>>
+/// Runs blocking work, such as a pump, on a thread of its own; the
+/// receiver gets its result, and the event loop can wait for it. Nothing
+/// waits for the thread itself: one blocked on a pipe a grandchild holds
+/// open ends with toolwarden.
+pub fn spawn<T, F>(name: &str, work: F) -> io::Result<oneshot::Receiver<T>>
 where
-    F: Future<Output = io::Result<()>> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
 {
     let (done, result) = oneshot::channel();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            // No IO or timer driver: this thread's IO blocks in place, and
-            // timers live on the session's event loop.
-            let outcome = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .map_err(io::Error::other)
-                .and_then(|runtime| runtime.block_on(pump));
-            let _ = done.send(outcome);
+            let _ = done.send(work());
         })?;
     Ok(result)
 }
@@ -262,7 +228,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::framing::{Frame, LineReader};
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
@@ -286,14 +252,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             File::from(write_end).write_all(b"late").unwrap();
         });
-        let mut got = [0u8; 8];
-        let n = block_on(async move {
-            let mut reader = reader;
-            reader.read(&mut got).await.map(|n| (n, got))
-        })
-        .unwrap();
+        let mut lines = LineReader::new(reader, 100);
+        assert_eq!(lines.next_frame().unwrap(), Some(Frame::Line(&b"late"[..])));
         writer.join().unwrap();
-        assert_eq!(&n.1[..n.0], b"late");
     }
 
     #[test]
@@ -315,17 +276,12 @@ mod tests {
             out.write_blocking(b"\nnext\n").unwrap();
         });
         let reader = Fd::own_pipe(read_end).unwrap();
-        block_on(async move {
-            let mut lines = crate::framing::LineReader::new(reader, 1 << 26);
-            match lines.next().await.unwrap() {
-                Some(crate::framing::Frame::Line(got)) => assert!(got == line, "the line changed"),
-                other => panic!("expected the line, got {other:?}"),
-            }
-            assert_eq!(
-                lines.next().await.unwrap(),
-                Some(crate::framing::Frame::Line(&b"next"[..]))
-            );
-        });
+        let mut lines = LineReader::new(reader, 1 << 26);
+        match lines.next_frame().unwrap() {
+            Some(Frame::Line(got)) => assert!(got == line, "the line changed"),
+            other => panic!("expected the line, got {other:?}"),
+        }
+        assert_eq!(lines.next_frame().unwrap(), Some(Frame::Line(&b"next"[..])));
         writer.join().unwrap();
     }
 
@@ -334,9 +290,9 @@ mod tests {
         let (_read_end, write_end) = pipe();
         let input = ServerInput::new(Fd::own_pipe(write_end).unwrap());
         let mut writer = input.clone();
-        block_on(async { writer.write_all(b"one\n").await }).unwrap();
+        writer.write_all(b"one\n").unwrap();
         input.close();
-        let e = block_on(async { writer.write_all(b"two\n").await }).unwrap_err();
+        let e = writer.write_all(b"two\n").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 
@@ -346,9 +302,7 @@ mod tests {
         let input = ServerInput::new(Fd::own_pipe(write_end).unwrap());
         // More than the pipe holds: the write blocks, holding the pipe.
         let mut writer = input.clone();
-        let writing = std::thread::spawn(move || {
-            block_on(async { writer.write_all(&vec![b'x'; 1 << 21]).await })
-        });
+        let writing = std::thread::spawn(move || writer.write_all(&vec![b'x'; 1 << 21]));
         std::thread::sleep(std::time::Duration::from_millis(50));
         input.close();
         // Reading lets the write finish; then the pipe must close.
@@ -371,16 +325,9 @@ mod tests {
     }
 
     #[test]
-    fn a_pump_thread_reports_its_result() {
-        let result = spawn_pump("test-pump", async { Err(io::Error::other("done")) }).unwrap();
+    fn a_thread_reports_its_result() {
+        let result = spawn("test-pump", || Err::<(), _>(io::Error::other("done"))).unwrap();
         let outcome = result.blocking_recv().unwrap();
         assert_eq!(outcome.unwrap_err().to_string(), "done");
-    }
-
-    fn block_on<T>(f: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::blocking::{self, Fd};
 use crate::child::Server;
 use crate::cli::CheckArgs;
 use crate::framing::{Frame, LineReader, LineWriter};
@@ -123,52 +124,74 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
 /// and stops the server.
 async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<String>> {
     let (mut server, stdin, stdout) = Server::spawn(command).map_err(|e| anyhow!(e.message))?;
-    let mut to_server = LineWriter::new(stdin);
-    let mut from_server = LineReader::new(stdout, 64 * 1024 * 1024);
-    let listing = async {
-        let init = json!({
-            "jsonrpc": "2.0", "id": "check-init", "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": { "name": "toolwarden check", "version": env!("CARGO_PKG_VERSION") }
-            }
-        });
-        to_server.send(init.to_string().as_bytes()).await?;
-        answer_of(&mut from_server, &mut to_server, "check-init").await?;
-        to_server
-            .send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-            .await?;
-        let mut tools = Vec::new();
-        let mut cursor: Option<String> = None;
-        for page in 0.. {
-            let id = format!("check-list-{page}");
-            let params = match &cursor {
-                Some(c) => json!({ "cursor": c }),
-                None => json!({}),
-            };
-            let request =
-                json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params });
-            to_server.send(request.to_string().as_bytes()).await?;
-            let result = answer_of(&mut from_server, &mut to_server, &id).await?;
-            let page: ToolsPage =
-                serde_json::from_str(result.get()).context("the tools/list answer is malformed")?;
-            tools.extend(page.tools.into_iter().map(|t| t.name));
-            match page.next_cursor {
-                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
-                _ => break,
-            }
-        }
-        anyhow::Ok(tools)
+    let pipes = (|| -> std::io::Result<_> {
+        Ok((
+            Fd::own_pipe(stdin.into_owned_fd()?)?,
+            Fd::own_pipe(stdout.into_owned_fd()?)?,
+        ))
+    })();
+    let listing = pipes.and_then(|(stdin, stdout)| {
+        blocking::spawn("check-list", move || {
+            list_over(
+                LineWriter::new(stdin),
+                LineReader::new(stdout, 64 * 1024 * 1024),
+            )
+        })
+    });
+    let tools = match listing {
+        Ok(listing) => match tokio::time::timeout(LIST_TIMEOUT, listing).await {
+            Ok(Ok(tools)) => tools,
+            Ok(Err(_)) => Err(anyhow!("listing the tools stopped")),
+            Err(_) => Err(anyhow!(
+                "the server did not list its tools within {LIST_TIMEOUT:?}"
+            )),
+        },
+        Err(e) => Err(anyhow!("cannot talk to the server: {e}")),
     };
-    let tools = tokio::time::timeout(LIST_TIMEOUT, listing)
-        .await
-        .map_err(|_| anyhow!("the server did not list its tools within {LIST_TIMEOUT:?}"));
-    drop(to_server);
     let _ = server
         .stop(Duration::from_secs(2), Duration::from_secs(2))
         .await;
-    tools?
+    tools
+}
+
+/// The listing itself, over the server's pipes. Returning closes the
+/// server's stdin, which is the first step of its stop.
+fn list_over(
+    mut to_server: LineWriter<Fd>,
+    mut from_server: LineReader<Fd>,
+) -> anyhow::Result<Vec<String>> {
+    let init = json!({
+        "jsonrpc": "2.0", "id": "check-init", "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": { "name": "toolwarden check", "version": env!("CARGO_PKG_VERSION") }
+        }
+    });
+    to_server.send(init.to_string().as_bytes())?;
+    answer_of(&mut from_server, &mut to_server, "check-init")?;
+    to_server.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        let id = format!("check-list-{page}");
+        let params = match &cursor {
+            Some(c) => json!({ "cursor": c }),
+            None => json!({}),
+        };
+        let request =
+            json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params });
+        to_server.send(request.to_string().as_bytes())?;
+        let result = answer_of(&mut from_server, &mut to_server, &id)?;
+        let page: ToolsPage =
+            serde_json::from_str(result.get()).context("the tools/list answer is malformed")?;
+        tools.extend(page.tools.into_iter().map(|t| t.name));
+        match page.next_cursor {
+            Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(tools)
 }
 
 #[derive(Deserialize)]
@@ -185,17 +208,13 @@ struct NamedTool {
 
 /// Reads until the answer to `id`; the server's own requests get a
 /// "method not found" so that it does not wait on them.
-async fn answer_of<R, W>(
-    from_server: &mut LineReader<R>,
-    to_server: &mut LineWriter<W>,
+fn answer_of(
+    from_server: &mut LineReader<Fd>,
+    to_server: &mut LineWriter<Fd>,
     id: &str,
-) -> anyhow::Result<Box<serde_json::value::RawValue>>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
+) -> anyhow::Result<Box<serde_json::value::RawValue>> {
     loop {
-        let Some(frame) = from_server.next().await? else {
+        let Some(frame) = from_server.next_frame()? else {
             bail!("the server closed its output");
         };
         let Frame::Line(line) = frame else { continue };
@@ -215,6 +234,6 @@ where
             ),
             _ => continue,
         };
-        to_server.send(&reply).await?;
+        to_server.send(&reply)?;
     }
 }

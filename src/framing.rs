@@ -5,7 +5,8 @@
 //! this reader keeps at most `max` bytes of one line, then discards the rest
 //! of it up to its newline so the session can go on.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
 
 /// How much is read from the pipe at a time.
 const CHUNK: usize = 64 * 1024;
@@ -14,6 +15,28 @@ const CHUNK: usize = 64 * 1024;
 pub const KEPT: usize = 8 * CHUNK;
 /// How much of an over-long line is kept to find its id.
 const PREFIX: usize = 4 * 1024;
+
+/// Where a line reader's bytes come from. Like [`std::io::Read`], but into
+/// memory that need not be initialized: the reader keeps spare room of up
+/// to a large message's size, and zeroing it before every read would cost
+/// more than the read and touch memory no message needs.
+pub trait Source {
+    /// Reads at most `buf.len()` bytes into the front of `buf`, and returns
+    /// how many; 0 at end of input.
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize>;
+}
+
+/// For tests and benchmarks: reads from a byte slice.
+impl Source for &[u8] {
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        let n = buf.len().min(self.len());
+        for (to, from) in buf.iter_mut().zip(&self[..n]) {
+            to.write(*from);
+        }
+        *self = &self[n..];
+        Ok(n)
+    }
+}
 
 /// One framing event.
 #[derive(Debug, PartialEq)]
@@ -38,7 +61,7 @@ pub struct LineReader<R> {
     eof: bool,
 }
 
-impl<R: AsyncRead + Unpin> LineReader<R> {
+impl<R: Source> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         LineReader {
             inner,
@@ -52,7 +75,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// The next line, or `None` at end of input. A last line without a
     /// newline still counts as a line.
-    pub async fn next(&mut self) -> std::io::Result<Option<Frame<'_>>> {
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
         if self.start == self.buf.len() {
             self.reset();
         }
@@ -74,7 +97,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             }
             self.scanned = pending.len();
             if pending.len() > self.max {
-                return self.discard_rest().await.map(Some);
+                return self.discard_rest().map(Some);
             }
             if self.eof {
                 if pending.is_empty() {
@@ -85,11 +108,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.scanned = 0;
                 return Ok(Some(Frame::Line(line.strip_suffix(b"\r").unwrap_or(line))));
             }
-            self.fill().await?;
+            self.fill()?;
         }
     }
 
-    /// Whether the next line is already here, so that [`LineReader::next`]
+    /// Whether the next line is already here, so that [`LineReader::next_frame`]
     /// returns without reading. The pumps flush what they wrote only when
     /// it is not: messages that came in one read go out in one write, and
     /// none waits for more input.
@@ -97,7 +120,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         let pending = &self.buf[self.start..];
         match memchr::memchr(b'\n', &pending[self.scanned..]) {
             Some(pos) => {
-                // `next` resumes its search from here.
+                // `next_frame` resumes its search from here.
                 self.scanned += pos;
                 true
             }
@@ -123,7 +146,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// is left then is one unfinished line, so moving it is cheap, where
     /// dropping each line as it is handed out would move everything behind
     /// it every time (quadratic in a burst of small messages).
-    async fn fill(&mut self) -> std::io::Result<()> {
+    fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -133,7 +156,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             // reads, into memory it touches only as the bytes arrive.
             self.buf.reserve(CHUNK);
         }
-        if self.inner.read_buf(&mut self.buf).await? == 0 {
+        let n = self.inner.read_uninit(self.buf.spare_capacity_mut())?;
+        // SAFETY: the read initialized the first `n` bytes of the spare
+        // capacity, which now follow the bytes already there.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        if n == 0 {
             self.eof = true;
         }
         Ok(())
@@ -141,7 +168,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 
     /// Throws away the current line up to and including its newline,
     /// keeping only its first bytes, so memory stays at `max`.
-    async fn discard_rest(&mut self) -> std::io::Result<Frame<'static>> {
+    fn discard_rest(&mut self) -> io::Result<Frame<'static>> {
         let prefix = self.buf[self.start..self.start + PREFIX.min(self.max)].to_vec();
         let mut len = self.buf.len() - self.start;
         self.reset();
@@ -156,7 +183,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             if self.eof {
                 return Ok(Frame::TooLong { prefix, len });
             }
-            self.fill().await?;
+            self.fill()?;
         }
     }
 }
@@ -171,7 +198,7 @@ pub struct LineWriter<W> {
     buf: Vec<u8>,
 }
 
-impl<W: AsyncWrite + Unpin> LineWriter<W> {
+impl<W: Write> LineWriter<W> {
     pub fn new(inner: W) -> Self {
         LineWriter {
             inner,
@@ -180,41 +207,36 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
     }
 
     /// Writes one message and flushes it.
-    pub async fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
-        self.queue(message).await?;
-        self.flush().await
+    pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        self.queue(message)?;
+        self.flush()
     }
 
     /// Queues one message; it leaves with the next flush (or as soon as a
     /// chunk's worth is queued). For a pump that has more lines already
     /// read.
-    pub async fn queue(&mut self, message: &[u8]) -> std::io::Result<()> {
+    pub fn queue(&mut self, message: &[u8]) -> io::Result<()> {
         if message.len() >= CHUNK {
             // A large message is written from where it is, not copied.
-            self.flush().await?;
-            self.inner.write_all(message).await?;
+            self.flush()?;
+            self.inner.write_all(message)?;
         } else {
             self.buf.extend_from_slice(message);
         }
         self.buf.push(b'\n');
         if self.buf.len() >= CHUNK {
-            self.flush().await?;
+            self.flush()?;
         }
         Ok(())
     }
 
-    pub async fn flush(&mut self) -> std::io::Result<()> {
+    pub fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            let written = self.inner.write_all(&self.buf).await;
+            let written = self.inner.write_all(&self.buf);
             self.buf.clear();
             written?;
         }
-        self.inner.flush().await
-    }
-
-    pub async fn shutdown(&mut self) -> std::io::Result<()> {
-        self.flush().await?;
-        self.inner.shutdown().await
+        self.inner.flush()
     }
 }
 
@@ -222,10 +244,44 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
 mod tests {
     use super::*;
 
-    async fn frames(input: &[u8], max: usize) -> Vec<Result<String, usize>> {
+    use std::collections::VecDeque;
+
+    /// Hands out its pieces one read at a time, as a pipe would when the
+    /// writer wrote them apart.
+    struct Pieces(VecDeque<&'static [u8]>);
+
+    impl Source for Pieces {
+        fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+            let Some(mut piece) = self.0.pop_front() else {
+                return Ok(0);
+            };
+            let n = piece.read_uninit(buf)?;
+            if !piece.is_empty() {
+                self.0.push_front(piece);
+            }
+            Ok(n)
+        }
+    }
+
+    /// Keeps every write apart, to see what left in which write.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frames(input: &[u8], max: usize) -> Vec<Result<String, usize>> {
         let mut reader = LineReader::new(input, max);
         let mut out = Vec::new();
-        while let Some(frame) = reader.next().await.unwrap() {
+        while let Some(frame) = reader.next_frame().unwrap() {
             out.push(match frame {
                 Frame::Line(l) => Ok(String::from_utf8_lossy(l).into_owned()),
                 Frame::TooLong { len, .. } => Err(len),
@@ -234,43 +290,50 @@ mod tests {
         out
     }
 
-    #[tokio::test]
-    async fn has_line_tells_whether_next_needs_a_read() {
+    #[test]
+    fn has_line_tells_whether_next_needs_a_read() {
         // Two whole lines and half of a third arrive in one read.
-        let (mut tx, rx) = tokio::io::duplex(1024);
-        tx.write_all(b"one\ntwo\nthr").await.unwrap();
-        let mut reader = LineReader::new(rx, 100);
-        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"one")));
+        let pieces = Pieces(VecDeque::from([&b"one\ntwo\nthr"[..], b"ee\nlast"]));
+        let mut reader = LineReader::new(pieces, 100);
+        assert_eq!(reader.next_frame().unwrap(), Some(Frame::Line(b"one")));
         assert!(reader.has_line());
-        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"two")));
+        assert_eq!(reader.next_frame().unwrap(), Some(Frame::Line(b"two")));
         assert!(!reader.has_line(), "only half a line is here");
-        tx.write_all(b"ee\nlast").await.unwrap();
-        drop(tx);
-        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"three")));
+        assert_eq!(reader.next_frame().unwrap(), Some(Frame::Line(b"three")));
         assert!(!reader.has_line(), "the end of input is not known yet");
-        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"last")));
+        assert_eq!(reader.next_frame().unwrap(), Some(Frame::Line(b"last")));
         assert!(!reader.has_line());
-        assert_eq!(reader.next().await.unwrap(), None);
+        assert_eq!(reader.next_frame().unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn queued_messages_leave_with_the_flush() {
-        let (tx, mut rx) = tokio::io::duplex(1024);
-        let mut writer = LineWriter::new(tx);
-        writer.queue(b"a").await.unwrap();
-        writer.queue(b"b").await.unwrap();
-        let mut buf = [0u8; 16];
-        let nothing =
-            tokio::time::timeout(std::time::Duration::from_millis(50), rx.read(&mut buf)).await;
-        assert!(nothing.is_err(), "nothing leaves before the flush");
-        writer.flush().await.unwrap();
-        let n = rx.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"a\nb\n", "both in one write");
+    #[test]
+    fn queued_messages_leave_with_the_flush_in_one_write() {
+        let mut writer = LineWriter::new(Writes::default());
+        writer.queue(b"a").unwrap();
+        writer.queue(b"b").unwrap();
+        assert!(writer.inner.0.is_empty(), "nothing leaves before the flush");
+        writer.flush().unwrap();
+        assert_eq!(writer.inner.0, vec![b"a\nb\n".to_vec()]);
+        writer.send(b"c").unwrap();
+        assert_eq!(writer.inner.0[1], b"c\n", "a message sent leaves at once");
     }
 
-    #[tokio::test]
-    async fn splits_lines_and_strips_crlf() {
-        let got = frames(b"a\nbb\r\n\nlast", 100).await;
+    #[test]
+    fn a_large_message_is_written_from_where_it_is() {
+        let mut writer = LineWriter::new(Writes::default());
+        writer.queue(b"small").unwrap();
+        let large = vec![b'x'; CHUNK];
+        writer.send(&large).unwrap();
+        assert_eq!(
+            writer.inner.0,
+            vec![b"small\n".to_vec(), large, b"\n".to_vec()],
+            "what was queued first leaves first"
+        );
+    }
+
+    #[test]
+    fn splits_lines_and_strips_crlf() {
+        let got = frames(b"a\nbb\r\n\nlast", 100);
         assert_eq!(
             got,
             vec![
@@ -282,40 +345,30 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_overlong_line_is_reported_and_the_next_one_survives() {
+    #[test]
+    fn an_overlong_line_is_reported_and_the_next_one_survives() {
         let mut input = vec![b'x'; 1000];
         input.extend_from_slice(b"\nok\n");
-        let got = frames(&input, 10).await;
+        let got = frames(&input, 10);
         assert_eq!(got, vec![Err(1000), Ok("ok".into())]);
         // Exactly at the cap is fine.
-        assert_eq!(
-            frames(b"0123456789\n", 10).await,
-            vec![Ok("0123456789".into())]
-        );
+        assert_eq!(frames(b"0123456789\n", 10), vec![Ok("0123456789".into())]);
         // Over the cap and never ended.
-        assert_eq!(frames(&[b'y'; 300_000], 10).await, vec![Err(300_000)]);
+        assert_eq!(frames(&[b'y'; 300_000], 10), vec![Err(300_000)]);
     }
 
-    #[tokio::test]
-    async fn lines_split_across_reads_are_joined() {
-        let (mut tx, rx) = tokio::io::duplex(8);
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            for part in [&b"{\"a\":"[..], b"1}\n{\"b\"", b":2}\n"] {
-                tx.write_all(part).await.unwrap();
-            }
-        });
-        let mut reader = LineReader::new(rx, 100);
+    #[test]
+    fn lines_split_across_reads_are_joined() {
+        let pieces = Pieces(VecDeque::from([&b"{\"a\":"[..], b"1}\n{\"b\"", b":2}\n"]));
+        let mut reader = LineReader::new(pieces, 100);
         assert_eq!(
-            reader.next().await.unwrap(),
+            reader.next_frame().unwrap(),
             Some(Frame::Line(b"{\"a\":1}"))
         );
         assert_eq!(
-            reader.next().await.unwrap(),
+            reader.next_frame().unwrap(),
             Some(Frame::Line(b"{\"b\":2}"))
         );
-        writer.await.unwrap();
-        assert_eq!(reader.next().await.unwrap(), None);
+        assert_eq!(reader.next_frame().unwrap(), None);
     }
 }

@@ -3,25 +3,25 @@
 //! person's approval, the audit log, and the one writer of the client's
 //! output.
 //!
-//! Each pump reads one line at a time and either forwards the original
-//! bytes, answers the client itself, or drops the line with a warning. The
-//! pumps are generic over the byte streams so tests can run them over
-//! in-memory pipes.
+//! Each pump is straight-line code on a thread of its own: it reads one
+//! line at a time and either forwards the original bytes, answers the
+//! client itself, or drops the line with a warning. Only an approval
+//! prompt's timer lives on the event loop. The pumps are generic over the
+//! byte streams so tests can run them over pipes of their own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
 use crate::approval::{self, Elicitation};
 use crate::audit::{self, Audit, AuditEvent};
-use crate::framing::{Frame, LineReader, LineWriter};
+use crate::framing::{Frame, LineReader, LineWriter, Source};
 use crate::json::{Raw, RawBuf};
 use crate::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
 use crate::policy::{Policy, Refusal, RefusalKind, ToolCall, Verdict};
@@ -29,7 +29,7 @@ use crate::redact;
 use crate::tools_list;
 
 /// The client's output, shared by both pumps.
-pub type ClientOut = Box<dyn AsyncWrite + Send + Unpin>;
+pub type ClientOut = Box<dyn Write + Send>;
 
 /// What a session is set up with besides the policy.
 pub struct Settings {
@@ -45,9 +45,9 @@ pub struct Relay {
     policy: Policy,
     settings: Settings,
     state: Mutex<State>,
-    to_client: tokio::sync::Mutex<LineWriter<ClientOut>>,
-    /// The session's event loop, for timers: a pump may run on a thread
-    /// of its own whose runtime only turns while the pump reads.
+    to_client: Mutex<LineWriter<ClientOut>>,
+    /// The session's event loop, for the approval prompts' timers: the
+    /// pumps run on threads of their own.
     runtime: tokio::runtime::Handle,
     /// Set when the session stops: the client pump forwards nothing more.
     stopping: AtomicBool,
@@ -100,7 +100,7 @@ impl Relay {
             policy,
             settings,
             state: Mutex::new(State::default()),
-            to_client: tokio::sync::Mutex::new(LineWriter::new(client_out)),
+            to_client: Mutex::new(LineWriter::new(client_out)),
             runtime: tokio::runtime::Handle::current(),
             stopping: AtomicBool::new(false),
         }
@@ -112,24 +112,21 @@ impl Relay {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The writer to the client. It is nearly always free, and taking it
-    /// without waiting skips the async lock's queue. A waiting task is never
-    /// overtaken: a lock handed over goes to the waiter first.
-    async fn client_writer(&self) -> tokio::sync::MutexGuard<'_, LineWriter<ClientOut>> {
-        match self.to_client.try_lock() {
-            Ok(writer) => writer,
-            Err(_) => self.to_client.lock().await,
-        }
+    /// The writer to the client, held for one message at a time, so that
+    /// messages from both pumps never interleave. A write that failed
+    /// midway panics nothing: the writer stays usable.
+    fn client_writer(&self) -> std::sync::MutexGuard<'_, LineWriter<ClientOut>> {
+        self.to_client.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn send_client(&self, message: &[u8]) -> io::Result<()> {
-        self.client_writer().await.send(message).await
+    fn send_client(&self, message: &[u8]) -> io::Result<()> {
+        self.client_writer().send(message)
     }
 
     /// Like [`Relay::send_client`], without the flush: the server pump
     /// flushes once the lines it already has are done.
-    async fn queue_client(&self, message: &[u8]) -> io::Result<()> {
-        self.client_writer().await.queue(message).await
+    fn queue_client(&self, message: &[u8]) -> io::Result<()> {
+        self.client_writer().queue(message)
     }
 
     /// Stops the client pump: a line it reads from now on is dropped, and
@@ -141,31 +138,31 @@ impl Relay {
     /// Relays the client's input to the server until the client closes it
     /// or the session stops. Returning drops `server_in`; in a session,
     /// `run` closes the server's stdin itself (see `blocking::ServerInput`).
-    pub async fn client_pump<R, W>(self: &Arc<Self>, client_in: R, server_in: W) -> io::Result<()>
+    pub fn client_pump<R, W>(self: &Arc<Self>, client_in: R, server_in: W) -> io::Result<()>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: Source,
+        W: Write,
     {
         let mut lines = LineReader::new(client_in, self.settings.max_message);
         let mut server = LineWriter::new(server_in);
-        while let Some(frame) = lines.next().await? {
+        while let Some(frame) = lines.next_frame()? {
             if self.stopping.load(Ordering::SeqCst) {
                 break;
             }
             match frame {
-                Frame::Line(line) => self.client_line(line, &mut server).await?,
-                Frame::TooLong { prefix, len } => self.too_long_from_client(&prefix, len).await?,
+                Frame::Line(line) => self.client_line(line, &mut server)?,
+                Frame::TooLong { prefix, len } => self.too_long_from_client(&prefix, len)?,
             }
             // Lines that came in one read leave in one write.
             if !lines.has_line() {
-                server.flush().await?;
+                server.flush()?;
             }
         }
         debug!("client closed its output");
         Ok(())
     }
 
-    async fn client_line<W: AsyncWrite + Unpin>(
+    fn client_line<W: Write>(
         self: &Arc<Self>,
         line: &[u8],
         server: &mut LineWriter<W>,
@@ -186,7 +183,7 @@ impl Relay {
                         rejection.code,
                         &rejection.message,
                     );
-                    self.send_client(&reply).await?;
+                    self.send_client(&reply)?;
                 }
                 return Ok(());
             }
@@ -197,7 +194,7 @@ impl Relay {
                 method,
                 params,
                 tool,
-            } if method == "tools/call" => self.tools_call(id, params, tool, line, server).await,
+            } if method == "tools/call" => self.tools_call(id, params, tool, line, server),
             Message::Request {
                 id, method, params, ..
             } => {
@@ -205,7 +202,6 @@ impl Relay {
                     self.state().elicitation = approval::declared(params);
                 }
                 self.forward_request(id, method == "tools/list", None, line, server)
-                    .await
             }
             Message::Notification {
                 method,
@@ -217,25 +213,22 @@ impl Relay {
                 let tool = ToolCall::from_params(params, tool)
                     .map(|c| c.name.into_owned())
                     .unwrap_or_default();
-                self.settings
-                    .audit
-                    .record(AuditEvent {
-                        event: "decision",
-                        tool,
-                        decision: Some("notification_dropped"),
-                        ..Default::default()
-                    })
-                    .await;
+                self.settings.audit.record(AuditEvent {
+                    event: "decision",
+                    tool,
+                    decision: Some("notification_dropped"),
+                    ..Default::default()
+                });
                 Ok(())
             }
             Message::Notification { method, params, .. } if method == "notifications/cancelled" => {
-                self.client_cancels(params, line, server).await
+                self.client_cancels(params, line, server)
             }
             Message::Notification { method, .. } => {
                 if method == "notifications/initialized" {
                     self.state().initialized = true;
                 }
-                server.queue(line).await
+                server.queue(line)
             }
             Message::Response { id, result } => {
                 let key = IdKey::of(id);
@@ -246,10 +239,10 @@ impl Relay {
                 if let Some(held) = held {
                     // The answer to an approval prompt: the server never
                     // sees it.
-                    return self.answered(held, result, server).await;
+                    return self.answered(held, result, server);
                 }
                 if self.state().server.remove(&key) {
-                    server.queue(line).await
+                    server.queue(line)
                 } else {
                     warn!(
                         id = id.get(),
@@ -261,7 +254,7 @@ impl Relay {
         }
     }
 
-    async fn tools_call<W: AsyncWrite + Unpin>(
+    fn tools_call<W: Write>(
         self: &Arc<Self>,
         id: Raw<'_>,
         params: Option<Raw<'_>>,
@@ -274,7 +267,7 @@ impl Relay {
             Err(why) => {
                 warn!(id = id.get(), "refused a malformed tools/call: {why}");
                 let reply = jsonrpc::error_response(Some(id), jsonrpc::INVALID_PARAMS, &why);
-                return self.send_client(&reply).await;
+                return self.send_client(&reply);
             }
         };
         // Needed only when toolwarden answers the call itself.
@@ -282,34 +275,26 @@ impl Relay {
         let facts = self.facts(&call);
         if self.settings.audit.refuses_calls() {
             let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-            return self.refuse(id, &refusal, stateless(), facts.as_ref()).await;
+            return self.refuse(id, &refusal, stateless(), facts.as_ref());
         }
         match self.policy.check(&call) {
             Verdict::Allow => {
-                if !self
-                    .admitted(id, &call.name, "allowed", facts.as_ref())
-                    .await
-                {
+                if !self.admitted(id, &call.name, "allowed", facts.as_ref()) {
                     let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-                    return self.refuse(id, &refusal, stateless(), facts.as_ref()).await;
+                    return self.refuse(id, &refusal, stateless(), facts.as_ref());
                 }
                 info!(tool = %call.name, id = id.get(), "allowed");
                 let started = self.started(&call);
-                self.forward_request(id, false, started, line, server).await
+                self.forward_request(id, false, started, line, server)
             }
-            Verdict::Approve => {
-                self.hold(id, &call, stateless(), line, facts.as_ref())
-                    .await
-            }
-            Verdict::Refuse(refusal) => {
-                self.refuse(id, &refusal, stateless(), facts.as_ref()).await
-            }
+            Verdict::Approve => self.hold(id, &call, stateless(), line, facts.as_ref()),
+            Verdict::Refuse(refusal) => self.refuse(id, &refusal, stateless(), facts.as_ref()),
         }
     }
 
     /// Holds a call and asks the client's user about it; other traffic
     /// keeps flowing meanwhile.
-    async fn hold(
+    fn hold(
         self: &Arc<Self>,
         id: Raw<'_>,
         call: &ToolCall<'_>,
@@ -337,16 +322,18 @@ impl Relay {
         let prompt_id = match prompt_id {
             None => {
                 let refusal = self.refusal(call, RefusalKind::ApprovalUnavailable);
-                return self.refuse(id, &refusal, stateless, facts).await;
+                return self.refuse(id, &refusal, stateless, facts);
             }
-            Some(None) => return self.duplicate_id(id).await,
+            Some(None) => return self.duplicate_id(id),
             Some(Some(prompt_id)) => prompt_id,
         };
         let relay = Arc::clone(self);
         let expiring = prompt_id.clone();
         let timer = self.runtime.spawn(async move {
             tokio::time::sleep(relay.settings.approval_timeout).await;
-            relay.expire(&expiring).await;
+            // The refusal writes to the client, which may block: off the
+            // event loop.
+            let _ = tokio::task::spawn_blocking(move || relay.expire(&expiring)).await;
         });
         let shown = match facts {
             Some(f) => f.redacted.value.clone(),
@@ -371,13 +358,12 @@ impl Relay {
             },
         );
         info!(tool = %call.name, id = id.get(), "held for approval");
-        self.audit_decision(id, &call.name, "approval_requested", facts)
-            .await;
-        self.send_client(&prompt).await
+        self.audit_decision(id, &call.name, "approval_requested", facts);
+        self.send_client(&prompt)
     }
 
     /// A person answered a prompt.
-    async fn answered<W: AsyncWrite + Unpin>(
+    fn answered<W: Write>(
         self: &Arc<Self>,
         held: Held,
         answer: Option<Raw<'_>>,
@@ -391,35 +377,27 @@ impl Relay {
         let facts = self.facts(&call);
         if !approval::approved(answer) {
             let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
-            return self
-                .refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
-                .await;
+            return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
         // Limits are charged now, not when the call was held.
         match self.policy.admit(&call) {
             Verdict::Refuse(refusal) => {
                 self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
-                    .await
             }
-            _ if !self
-                .admitted(held.id.raw(), &call.name, "approved", facts.as_ref())
-                .await =>
-            {
+            _ if !self.admitted(held.id.raw(), &call.name, "approved", facts.as_ref()) => {
                 let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
                 self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
-                    .await
             }
             _ => {
                 info!(tool = %call.name, id = held.id.raw().get(), "approved");
                 let started = self.started(&call);
                 self.forward_request(held.id.raw(), false, started, &held.line, server)
-                    .await
             }
         }
     }
 
     /// Nobody answered a prompt in time.
-    async fn expire(&self, prompt_id: &str) {
+    fn expire(&self, prompt_id: &str) {
         let Some(held) = self.state().held.remove(prompt_id) else {
             return;
         };
@@ -430,15 +408,11 @@ impl Relay {
         };
         let facts = self.facts(&call);
         let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: true });
-        let _ = self
-            .send_client(&approval::withdraw(prompt_id, "timed out"))
-            .await;
-        let _ = self
-            .refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
-            .await;
+        let _ = self.send_client(&approval::withdraw(prompt_id, "timed out"));
+        let _ = self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
     }
 
-    async fn client_cancels<W: AsyncWrite + Unpin>(
+    fn client_cancels<W: Write>(
         &self,
         params: Option<Raw<'_>>,
         line: &[u8],
@@ -471,14 +445,11 @@ impl Relay {
             // The call is dropped; the prompt is withdrawn.
             held.timer.abort();
             info!(tool = %held.tool, id = held.id.raw().get(), "a call held for approval was cancelled");
-            self.audit_decision(held.id.raw(), &held.tool, "cancelled", None)
-                .await;
-            return self
-                .send_client(&approval::withdraw(&prompt_id, "the call was cancelled"))
-                .await;
+            self.audit_decision(held.id.raw(), &held.tool, "cancelled", None);
+            return self.send_client(&approval::withdraw(&prompt_id, "the call was cancelled"));
         }
         if known {
-            server.queue(line).await
+            server.queue(line)
         } else {
             // Refused or already answered: the server never had it.
             debug!(request = %key, "dropped a cancellation for a request the server does not have");
@@ -489,7 +460,7 @@ impl Relay {
     /// Records a client request as in flight, then sends it on. A second
     /// request with the id of one still in flight (or held) is refused: its
     /// answer could not be told apart.
-    async fn forward_request<W: AsyncWrite + Unpin>(
+    fn forward_request<W: Write>(
         &self,
         id: Raw<'_>,
         lists_tools: bool,
@@ -516,13 +487,13 @@ impl Relay {
             }
         };
         if fresh {
-            server.queue(line).await
+            server.queue(line)
         } else {
-            self.duplicate_id(id).await
+            self.duplicate_id(id)
         }
     }
 
-    async fn duplicate_id(&self, id: Raw<'_>) -> io::Result<()> {
+    fn duplicate_id(&self, id: Raw<'_>) -> io::Result<()> {
         warn!(
             id = id.get(),
             "refused a request whose id is already in flight"
@@ -532,7 +503,7 @@ impl Relay {
             jsonrpc::INVALID_REQUEST,
             "invalid request: a request with this id is still in flight",
         );
-        self.send_client(&reply).await
+        self.send_client(&reply)
     }
 
     fn refusal(&self, call: &ToolCall, kind: RefusalKind) -> Refusal {
@@ -545,7 +516,7 @@ impl Relay {
         }
     }
 
-    async fn refuse(
+    fn refuse(
         &self,
         id: Raw<'_>,
         refusal: &Refusal,
@@ -570,11 +541,10 @@ impl Relay {
                 }),
                 ..self.decision_event(id, &refusal.tool, refusal.decision(), facts)
             };
-            self.settings.audit.record(event).await;
+            self.settings.audit.record(event);
         }
         let result = refusal.to_result(stateless);
         self.send_client(&jsonrpc::result_response(id, &result))
-            .await
     }
 
     /// For the audit log's result event: the tool, and when the call left.
@@ -624,7 +594,7 @@ impl Relay {
 
     /// Records the decision that lets a call through; false when
     /// `--audit-required` and it could not be written.
-    async fn admitted(
+    fn admitted(
         &self,
         id: Raw<'_>,
         tool: &str,
@@ -635,10 +605,10 @@ impl Relay {
             return true;
         }
         let event = self.decision_event(id, tool, decision, facts);
-        self.settings.audit.admits(event).await
+        self.settings.audit.admits(event)
     }
 
-    async fn audit_decision(
+    fn audit_decision(
         &self,
         id: Raw<'_>,
         tool: &str,
@@ -647,11 +617,11 @@ impl Relay {
     ) {
         if self.settings.audit.enabled() {
             let event = self.decision_event(id, tool, decision, facts);
-            self.settings.audit.record(event).await;
+            self.settings.audit.record(event);
         }
     }
 
-    async fn too_long_from_client(&self, prefix: &[u8], len: usize) -> io::Result<()> {
+    fn too_long_from_client(&self, prefix: &[u8], len: usize) -> io::Result<()> {
         let seen = jsonrpc::scan_prefix(prefix);
         let max = self.settings.max_message;
         warn!(
@@ -668,26 +638,26 @@ impl Relay {
             jsonrpc::INVALID_REQUEST,
             &message,
         );
-        self.send_client(&reply).await
+        self.send_client(&reply)
     }
 
     /// Relays the server's output to the client until the server closes it.
-    pub async fn server_pump<R: AsyncRead + Unpin>(&self, server_out: R) -> io::Result<()> {
+    pub fn server_pump<R: Source>(&self, server_out: R) -> io::Result<()> {
         let mut lines = LineReader::new(server_out, self.settings.max_message);
-        while let Some(frame) = lines.next().await? {
+        while let Some(frame) = lines.next_frame()? {
             match frame {
-                Frame::Line(line) => self.server_line(line).await?,
-                Frame::TooLong { prefix, len } => self.too_long_from_server(&prefix, len).await?,
+                Frame::Line(line) => self.server_line(line)?,
+                Frame::TooLong { prefix, len } => self.too_long_from_server(&prefix, len)?,
             }
             if !lines.has_line() {
-                self.client_writer().await.flush().await?;
+                self.client_writer().flush()?;
             }
         }
         debug!("server closed its output");
         Ok(())
     }
 
-    async fn server_line(&self, line: &[u8]) -> io::Result<()> {
+    fn server_line(&self, line: &[u8]) -> io::Result<()> {
         if line.trim_ascii().is_empty() {
             return Ok(());
         }
@@ -705,9 +675,9 @@ impl Relay {
         match message {
             Message::Request { id, .. } => {
                 self.state().server.insert(IdKey::of(id));
-                self.queue_client(line).await
+                self.queue_client(line)
             }
-            Message::Notification { .. } => self.queue_client(line).await,
+            Message::Notification { .. } => self.queue_client(line),
             Message::Response { id, result } => {
                 let request = self.state().client.remove(&IdKey::of(id));
                 let Some(request) = request else {
@@ -718,8 +688,7 @@ impl Relay {
                     return Ok(());
                 };
                 if let Some((tool, started)) = &request.call {
-                    self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result))
-                        .await;
+                    self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result));
                 }
                 let filtered = match (request.lists_tools, result) {
                     (true, Some(result)) => {
@@ -727,14 +696,14 @@ impl Relay {
                     }
                     _ => None,
                 };
-                self.queue_client(filtered.as_deref().unwrap_or(line)).await
+                self.queue_client(filtered.as_deref().unwrap_or(line))
             }
         }
     }
 
     /// An answer too large to relay still ends its request: the client gets
     /// an error instead of waiting forever.
-    async fn too_long_from_server(&self, prefix: &[u8], len: usize) -> io::Result<()> {
+    fn too_long_from_server(&self, prefix: &[u8], len: usize) -> io::Result<()> {
         let max = self.settings.max_message;
         warn!(
             len,
@@ -748,24 +717,23 @@ impl Relay {
         if let Some(request) = request {
             let message =
                 format!("the server's answer of {len} bytes exceeds toolwarden's limit of {max} bytes (--max-message-bytes)");
-            self.fail_request(&request, &message).await?;
+            self.fail_request(&request, &message)?;
         }
         Ok(())
     }
 
     /// Ends a request the server will not answer: an internal error for
     /// the client, and a result event for the audit log.
-    async fn fail_request(&self, request: &ClientRequest, why: &str) -> io::Result<()> {
+    fn fail_request(&self, request: &ClientRequest, why: &str) -> io::Result<()> {
         if let Some((tool, started)) = &request.call {
             let outcome = Outcome::Error(jsonrpc::INTERNAL_ERROR.into());
-            self.audit_result(request.id.raw(), tool, *started, outcome)
-                .await;
+            self.audit_result(request.id.raw(), tool, *started, outcome);
         }
         let reply = jsonrpc::error_response(Some(request.id.raw()), jsonrpc::INTERNAL_ERROR, why);
-        self.send_client(&reply).await
+        self.send_client(&reply)
     }
 
-    async fn audit_result(&self, id: Raw<'_>, tool: &str, started: Instant, outcome: Outcome) {
+    fn audit_result(&self, id: Raw<'_>, tool: &str, started: Instant, outcome: Outcome) {
         if !self.settings.audit.enabled() {
             return;
         }
@@ -782,13 +750,13 @@ impl Relay {
             error_code,
             ..Default::default()
         };
-        self.settings.audit.record(event).await;
+        self.settings.audit.record(event);
     }
 
     /// Once the server is gone: answers every request still waiting on it
     /// with an error, and refuses every call still held for approval.
     /// Cancelled requests expect no answer.
-    pub async fn fail_in_flight(&self, why: &str) -> io::Result<()> {
+    pub fn fail_in_flight(&self, why: &str) -> io::Result<()> {
         let (waiting, held) = {
             let mut state = self.state();
             let waiting: Vec<ClientRequest> =
@@ -797,7 +765,7 @@ impl Relay {
             (waiting, held)
         };
         for request in waiting.iter().filter(|r| !r.cancelled) {
-            self.fail_request(request, why).await?;
+            self.fail_request(request, why)?;
         }
         for held in held {
             held.timer.abort();
@@ -811,16 +779,15 @@ impl Relay {
                 &refusal,
                 held.stateless,
                 self.facts(&call).as_ref(),
-            )
-            .await?;
+            )?;
         }
         Ok(())
     }
 
-    /// Flushes the audit log and closes the client's output.
-    pub async fn finish(&self) -> io::Result<()> {
-        self.settings.audit.flush().await;
-        self.client_writer().await.shutdown().await
+    /// Flushes the audit log and what is left for the client.
+    pub fn finish(&self) -> io::Result<()> {
+        self.settings.audit.flush();
+        self.client_writer().flush()
     }
 }
 

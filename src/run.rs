@@ -101,14 +101,14 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out)));
     let mut signals = Signals::new()?;
 
-    let mut client_pump = blocking::spawn_pump("client-pump", {
+    let mut client_pump = blocking::spawn("client-pump", {
         let relay = Arc::clone(&relay);
         let server_in = server_in.clone();
-        async move { relay.client_pump(client_in, server_in).await }
+        move || relay.client_pump(client_in, server_in)
     })?;
-    let mut server_pump = blocking::spawn_pump("server-pump", {
+    let mut server_pump = blocking::spawn("server-pump", {
         let relay = Arc::clone(&relay);
-        async move { relay.server_pump(server_out).await }
+        move || relay.server_pump(server_out)
     })?;
     let mut server_done = false;
     let mut exit_status = None;
@@ -179,10 +179,10 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         "the server exited ({}) before answering",
         child::describe(status)
     );
-    if let Err(e) = relay.fail_in_flight(&why).await {
+    if let Err(e) = relay.fail_in_flight(&why) {
         debug!("could not answer the requests left: {e}");
     }
-    let _ = relay.finish().await;
+    let _ = relay.finish();
 
     Ok(match ended {
         Ended::Signal(signal) => 128 + signal as u8,

@@ -1,24 +1,66 @@
-//! The pumps over in-memory pipes: what each side receives, byte for byte.
+//! The pumps over real pipes, each on its thread as in a session: what
+//! each side receives, byte for byte.
 
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::MonotonicClock;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
 
 use super::*;
+use crate::blocking::{self, Fd};
+use crate::child::enlarge_pipe;
 
 /// A relay with both pumps running, and the four pipe ends a test holds.
 struct Harness {
     relay: Arc<Relay>,
     /// What the client writes.
-    client_in: DuplexStream,
+    client_in: File,
     /// What the client reads.
-    client_out: Lines<BufReader<DuplexStream>>,
+    client_out: LineReader<Patient>,
     /// What the server writes.
-    server_out: DuplexStream,
+    server_out: File,
     /// What the server reads.
-    server_in: Lines<BufReader<DuplexStream>>,
+    server_in: LineReader<Patient>,
+    /// Keeps the event loop for the approval prompts' timers running.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A pipe of 1 MiB, as a session's are, so a test can write several
+/// messages before it reads.
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors that we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are open and owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    enlarge_pipe(&read);
+    (read, write)
+}
+
+/// The test's end of a pipe it reads: a line that does not come within
+/// seconds fails the test instead of hanging it.
+struct Patient(File);
+
+impl Source for Patient {
+    fn read_uninit(&mut self, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut pollfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and its length is 1.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 10_000) };
+        assert_eq!(ready, 1, "nothing came within 10 s");
+        let mut bytes = vec![0; buf.len().min(1 << 16)];
+        let n = io::Read::read(&mut self.0, &mut bytes)?;
+        for (to, from) in buf.iter_mut().zip(&bytes[..n]) {
+            to.write(*from);
+        }
+        Ok(n)
+    }
 }
 
 impl Harness {
@@ -27,81 +69,97 @@ impl Harness {
     }
 
     fn with_timeout(policy: &str, max_message: usize, approval_timeout: Duration) -> Harness {
+        // An event loop on a thread of its own, as the session's runs
+        // beside the pumps; it stops when the harness is dropped.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        let _entered = handle.enter();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || runtime.block_on(stopped));
         let policy = Policy::from_json(policy, MonotonicClock).unwrap();
-        let (client_out_w, client_out_r) = tokio::io::duplex(1 << 20);
-        let (client_in_w, client_in_r) = tokio::io::duplex(1 << 20);
-        let (server_in_w, server_in_r) = tokio::io::duplex(1 << 20);
-        let (server_out_w, server_out_r) = tokio::io::duplex(1 << 20);
+        let (client_out_r, client_out_w) = pipe();
+        let (client_in_r, client_in_w) = pipe();
+        let (server_in_r, server_in_w) = pipe();
+        let (server_out_r, server_out_w) = pipe();
         let settings = Settings {
             max_message,
             approval_timeout,
             audit: Audit::off("test".into(), "default".into()),
             session: "test".into(),
         };
-        let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out_w)));
-        let r = relay.clone();
-        tokio::spawn(async move { r.client_pump(client_in_r, server_in_w).await });
-        let r = relay.clone();
-        tokio::spawn(async move { r.server_pump(server_out_r).await });
+        let client_out = Box::new(Fd::own_pipe(client_out_w).unwrap());
+        let relay = Arc::new(Relay::new(policy, settings, client_out));
+        let (r, client_in, server_in) = (
+            relay.clone(),
+            Fd::own_pipe(client_in_r).unwrap(),
+            Fd::own_pipe(server_in_w).unwrap(),
+        );
+        blocking::spawn("client-pump", move || r.client_pump(client_in, server_in)).unwrap();
+        let (r, server_out) = (relay.clone(), Fd::own_pipe(server_out_r).unwrap());
+        blocking::spawn("server-pump", move || r.server_pump(server_out)).unwrap();
         Harness {
             relay,
-            client_in: client_in_w,
-            client_out: BufReader::new(client_out_r).lines(),
-            server_out: server_out_w,
-            server_in: BufReader::new(server_in_r).lines(),
+            client_in: File::from(client_in_w),
+            client_out: LineReader::new(Patient(File::from(client_out_r)), 1 << 24),
+            server_out: File::from(server_out_w),
+            server_in: LineReader::new(Patient(File::from(server_in_r)), 1 << 24),
+            _stop: stop,
         }
     }
 
-    async fn client_sends(&mut self, line: &str) {
-        self.client_in.write_all(line.as_bytes()).await.unwrap();
-        self.client_in.write_all(b"\n").await.unwrap();
+    fn client_sends(&mut self, line: &str) {
+        self.client_in
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
     }
 
-    async fn server_sends(&mut self, line: &str) {
-        self.server_out.write_all(line.as_bytes()).await.unwrap();
-        self.server_out.write_all(b"\n").await.unwrap();
+    fn server_sends(&mut self, line: &str) {
+        self.server_out
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
     }
 
-    async fn client_gets(&mut self) -> String {
-        self.client_out
-            .next_line()
-            .await
-            .unwrap()
-            .expect("a line for the client")
+    fn client_gets(&mut self) -> String {
+        next_line(&mut self.client_out, "a line for the client")
     }
 
-    async fn server_gets(&mut self) -> String {
-        self.server_in
-            .next_line()
-            .await
-            .unwrap()
-            .expect("a line for the server")
+    fn server_gets(&mut self) -> String {
+        next_line(&mut self.server_in, "a line for the server")
+    }
+}
+
+fn next_line(lines: &mut LineReader<Patient>, what: &str) -> String {
+    match lines.next_frame().unwrap() {
+        Some(Frame::Line(line)) => String::from_utf8(line.to_vec()).unwrap(),
+        other => panic!("expected {what}, got {other:?}"),
     }
 }
 
 const ALLOW_ALL: &str = r#"{"version":"1","default":"allow"}"#;
 const PING: &str = r#"{"jsonrpc":"2.0","id":"ping-1","method":"ping"}"#;
 
-#[tokio::test]
-async fn valid_messages_pass_byte_for_byte_both_ways() {
+#[test]
+fn valid_messages_pass_byte_for_byte_both_ways() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
     let request = r#"{"jsonrpc":"2.0","id":12345678901234567890123,"method":"tools/call","params":{"name":"echo","arguments":{"n":1.50,"s":"\u00e9"}}}"#;
-    h.client_sends(request).await;
-    assert_eq!(h.server_gets().await, request);
+    h.client_sends(request);
+    assert_eq!(h.server_gets(), request);
     let response =
         r#"{"id":1.2345678901234568e+22,"jsonrpc":"2.0","result":{"content":[],"x":1.0}}"#;
-    h.server_sends(response).await;
-    assert_eq!(h.client_gets().await, response);
+    h.server_sends(response);
+    assert_eq!(h.client_gets(), response);
 }
 
-#[tokio::test]
-async fn a_refused_call_is_answered_at_once_and_never_reaches_the_server() {
+#[test]
+fn a_refused_call_is_answered_at_once_and_never_reaches_the_server() {
     let mut h = Harness::new(r#"{"version":"1","tools":{"ok":{}}}"#, 1 << 20);
     h.client_sends(
         r#"{"jsonrpc":"2.0","id":"a\u00e9","method":"tools/call","params":{"name":"rm_rf"}}"#,
-    )
-    .await;
-    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    );
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(reply["id"], "aé");
     assert_eq!(reply["result"]["isError"], true);
     assert_eq!(
@@ -111,215 +169,198 @@ async fn a_refused_call_is_answered_at_once_and_never_reaches_the_server() {
     // A later cancel for it is dropped: the server never had it.
     h.client_sends(
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a\u00e9"}}"#,
-    )
-    .await;
-    h.client_sends(PING).await;
+    );
+    h.client_sends(PING);
     assert_eq!(
-        h.server_gets().await,
+        h.server_gets(),
         PING,
         "the refused call and its cancel never reached the server"
     );
 }
 
-#[tokio::test]
-async fn a_tools_call_notification_is_dropped() {
+#[test]
+fn a_tools_call_notification_is_dropped() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
-    h.client_sends(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#)
-        .await;
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
+    h.client_sends(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#);
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
 }
 
-#[tokio::test]
-async fn cancellations_for_requests_in_flight_pass() {
+#[test]
+fn cancellations_for_requests_in_flight_pass() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
     let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow"}}"#;
     let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user"}}"#;
-    h.client_sends(call).await;
-    h.client_sends(cancel).await;
-    assert_eq!(h.server_gets().await, call);
-    assert_eq!(h.server_gets().await, cancel);
+    h.client_sends(call);
+    h.client_sends(cancel);
+    assert_eq!(h.server_gets(), call);
+    assert_eq!(h.server_gets(), cancel);
     // A cancelled request expects no answer when the server goes away.
-    h.relay.fail_in_flight("gone").await.unwrap();
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
-    h.server_sends(r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#)
-        .await;
+    h.relay.fail_in_flight("gone").unwrap();
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#);
     assert_eq!(
-        h.client_gets().await,
+        h.client_gets(),
         r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#
     );
 }
 
-#[tokio::test]
-async fn responses_to_ids_nobody_asked_are_dropped_each_way() {
+#[test]
+fn responses_to_ids_nobody_asked_are_dropped_each_way() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
-    h.server_sends(r#"{"jsonrpc":"2.0","id":"never-sent","result":{}}"#)
-        .await;
-    h.client_sends(r#"{"jsonrpc":"2.0","id":99,"result":{}}"#)
-        .await;
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
-    h.server_sends(r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#)
-        .await;
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"never-sent","result":{}}"#);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":99,"result":{}}"#);
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#);
     assert_eq!(
-        h.client_gets().await,
+        h.client_gets(),
         r#"{"jsonrpc":"2.0","id":"ping-1","result":{}}"#
     );
 }
 
-#[tokio::test]
-async fn server_requests_and_their_answers_are_relayed_and_ids_do_not_collide() {
+#[test]
+fn server_requests_and_their_answers_are_relayed_and_ids_do_not_collide() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
     // Both sides use id 1 at once.
     let client_req = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
     let server_req = r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}"#;
-    h.client_sends(client_req).await;
-    assert_eq!(h.server_gets().await, client_req);
-    h.server_sends(server_req).await;
-    assert_eq!(h.client_gets().await, server_req);
+    h.client_sends(client_req);
+    assert_eq!(h.server_gets(), client_req);
+    h.server_sends(server_req);
+    assert_eq!(h.client_gets(), server_req);
     let client_answer = r#"{"jsonrpc":"2.0","id":1,"result":{"role":"assistant","content":{"type":"text","text":"hi"},"model":"m"}}"#;
-    h.client_sends(client_answer).await;
-    assert_eq!(h.server_gets().await, client_answer);
+    h.client_sends(client_answer);
+    assert_eq!(h.server_gets(), client_answer);
     let server_answer = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
-    h.server_sends(server_answer).await;
-    assert_eq!(h.client_gets().await, server_answer);
+    h.server_sends(server_answer);
+    assert_eq!(h.client_gets(), server_answer);
 }
 
-#[tokio::test]
-async fn tools_list_responses_lose_hidden_tools_only() {
+#[test]
+fn tools_list_responses_lose_hidden_tools_only() {
     let mut h = Harness::new(r#"{"version":"1","tools":{"retry_*":{}}}"#, 1 << 20);
-    h.client_sends(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
-        .await;
-    h.server_gets().await;
-    h.server_sends(r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"retry_run"},{"name":"delete_run"}],"nextCursor":"c2"}}"#)
-        .await;
+    h.client_sends(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    h.server_gets();
+    h.server_sends(r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"retry_run"},{"name":"delete_run"}],"nextCursor":"c2"}}"#);
     assert_eq!(
-        h.client_gets().await,
+        h.client_gets(),
         r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"retry_run"}],"nextCursor":"c2"}}"#
     );
     // Only responses to tools/list are filtered.
-    h.client_sends(r#"{"jsonrpc":"2.0","id":3,"method":"other"}"#)
-        .await;
-    h.server_gets().await;
+    h.client_sends(r#"{"jsonrpc":"2.0","id":3,"method":"other"}"#);
+    h.server_gets();
     let other = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"delete_run"}]}}"#;
-    h.server_sends(other).await;
-    assert_eq!(h.client_gets().await, other);
+    h.server_sends(other);
+    assert_eq!(h.client_gets(), other);
 }
 
-#[tokio::test]
-async fn a_second_request_with_an_id_in_flight_is_refused() {
+#[test]
+fn a_second_request_with_an_id_in_flight_is_refused() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
     let first = r#"{"jsonrpc":"2.0","id":5,"method":"slow"}"#;
-    h.client_sends(first).await;
-    assert_eq!(h.server_gets().await, first);
-    h.client_sends(r#"{"jsonrpc":"2.0","id":5.0,"method":"other"}"#)
-        .await;
-    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.client_sends(first);
+    assert_eq!(h.server_gets(), first);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":5.0,"method":"other"}"#);
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(reply["error"]["code"], -32600);
 }
 
-#[tokio::test]
-async fn requests_left_are_answered_when_the_server_is_gone() {
+#[test]
+fn requests_left_are_answered_when_the_server_is_gone() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
-    h.client_sends(r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t"}}"#)
-        .await;
-    h.server_gets().await;
+    h.client_sends(r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t"}}"#);
+    h.server_gets();
     h.relay
         .fail_in_flight("the server exited (exit code 3) before answering")
-        .await
         .unwrap();
     assert_eq!(
-        h.client_gets().await,
+        h.client_gets(),
         r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32603,"message":"the server exited (exit code 3) before answering"}}"#
     );
 }
 
-#[tokio::test]
-async fn an_overlong_line_is_answered_with_its_id_and_the_session_goes_on() {
+#[test]
+fn an_overlong_line_is_answered_with_its_id_and_the_session_goes_on() {
     let mut h = Harness::new(ALLOW_ALL, 1000);
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{{"name":"t","arguments":{{"x":"{}"}}}}}}"#,
         "a".repeat(5000)
     );
-    h.client_sends(&big).await;
-    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.client_sends(&big);
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(reply["id"], "big");
     assert_eq!(reply["error"]["code"], -32600);
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
 }
 
-#[tokio::test]
-async fn an_overlong_answer_from_the_server_ends_its_request_with_an_error() {
+#[test]
+fn an_overlong_answer_from_the_server_ends_its_request_with_an_error() {
     let mut h = Harness::new(ALLOW_ALL, 1000);
-    h.client_sends(r#"{"jsonrpc":"2.0","id":4,"method":"resources/read"}"#)
-        .await;
-    h.server_gets().await;
+    h.client_sends(r#"{"jsonrpc":"2.0","id":4,"method":"resources/read"}"#);
+    h.server_gets();
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":4,"result":{{"text":"{}"}}}}"#,
         "b".repeat(5000)
     );
-    h.server_sends(&big).await;
-    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.server_sends(&big);
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(reply["id"], 4);
     assert_eq!(reply["error"]["code"], -32603);
 }
 
-#[tokio::test]
-async fn bad_lines_get_errors_and_notifications_get_none() {
+#[test]
+fn bad_lines_get_errors_and_notifications_get_none() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
-    h.client_sends("not json").await;
+    h.client_sends("not json");
     assert_eq!(
-        h.client_gets().await,
+        h.client_gets(),
         r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: expected `null` at byte 0"}}"#
     );
-    h.client_sends(r#"{"jsonrpc":"2.0","method":"n","params":{"a":1,"a":2}}"#)
-        .await;
-    h.client_sends(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":1}}"#)
-        .await;
-    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.client_sends(r#"{"jsonrpc":"2.0","method":"n","params":{"a":1,"a":2}}"#);
+    h.client_sends(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":1}}"#);
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(
         (reply["id"].as_i64(), reply["error"]["code"].as_i64()),
         (Some(8), Some(-32602))
     );
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
 }
 
-#[tokio::test]
-async fn stateless_requests_get_result_type_on_refusal() {
+#[test]
+fn stateless_requests_get_result_type_on_refusal() {
     let mut h = Harness::new(r#"{"version":"1"}"#, 1 << 20);
-    h.client_sends(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).await;
-    let reply: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.client_sends(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#);
+    let reply: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(reply["result"]["resultType"], "complete");
 }
 
 const APPROVE: &str = r#"{"version":"1","default":"allow","tools":{"deploy":{"action":"approve","reason":"deploys touch production"}}}"#;
 
 /// Initializes a session whose client can (or cannot) ask its user.
-async fn initialized(h: &mut Harness, capabilities: &str) {
+fn initialized(h: &mut Harness, capabilities: &str) {
     let init = format!(
         r#"{{"jsonrpc":"2.0","id":"init","method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
     );
-    h.client_sends(&init).await;
-    assert_eq!(h.server_gets().await, init);
-    h.server_sends(r#"{"jsonrpc":"2.0","id":"init","result":{}}"#)
-        .await;
-    h.client_gets().await;
-    h.client_sends(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await;
-    h.server_gets().await;
+    h.client_sends(&init);
+    assert_eq!(h.server_gets(), init);
+    h.server_sends(r#"{"jsonrpc":"2.0","id":"init","result":{}}"#);
+    h.client_gets();
+    h.client_sends(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    h.server_gets();
 }
 
 const DEPLOY: &str = r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"deploy","arguments":{"env":"prod","api_key":"k-123"}}}"#;
 
-#[tokio::test]
-async fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server() {
+#[test]
+fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server() {
     let mut h = Harness::new(APPROVE, 1 << 20);
-    initialized(&mut h, r#"{"elicitation":{"form":{}}}"#).await;
-    h.client_sends(DEPLOY).await;
-    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    initialized(&mut h, r#"{"elicitation":{"form":{}}}"#);
+    h.client_sends(DEPLOY);
+    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(prompt["method"], "elicitation/create");
     assert_eq!(prompt["params"]["mode"], "form");
     let message = prompt["params"]["message"].as_str().unwrap();
@@ -338,27 +379,26 @@ async fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server()
         "{prompt_id}"
     );
     // Other traffic flows while the call waits.
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
     let answer = format!(
         r#"{{"jsonrpc":"2.0","id":"{prompt_id}","result":{{"action":"accept","content":{{"approve":true}}}}}}"#
     );
-    h.client_sends(&answer).await;
+    h.client_sends(&answer);
     assert_eq!(
-        h.server_gets().await,
+        h.server_gets(),
         DEPLOY,
         "the original call, byte for byte, and not the answer"
     );
-    h.server_sends(r#"{"jsonrpc":"2.0","id":31,"result":{"content":[]}}"#)
-        .await;
+    h.server_sends(r#"{"jsonrpc":"2.0","id":31,"result":{"content":[]}}"#);
     assert_eq!(
-        h.client_gets().await,
+        h.client_gets(),
         r#"{"jsonrpc":"2.0","id":31,"result":{"content":[]}}"#
     );
 }
 
-#[tokio::test]
-async fn declined_and_unanswerable_calls_are_refused_and_never_reach_the_server() {
+#[test]
+fn declined_and_unanswerable_calls_are_refused_and_never_reach_the_server() {
     for (answer, want) in [
         (r#"{"action":"decline"}"#, "approval_declined"),
         (r#"{"action":"cancel"}"#, "approval_declined"),
@@ -368,49 +408,48 @@ async fn declined_and_unanswerable_calls_are_refused_and_never_reach_the_server(
         ),
     ] {
         let mut h = Harness::new(APPROVE, 1 << 20);
-        initialized(&mut h, r#"{"elicitation":{}}"#).await;
-        h.client_sends(DEPLOY).await;
-        let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+        initialized(&mut h, r#"{"elicitation":{}}"#);
+        h.client_sends(DEPLOY);
+        let prompt: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
         assert!(prompt["params"].get("mode").is_none());
         let reply = format!(
             r#"{{"jsonrpc":"2.0","id":{},"result":{answer}}}"#,
             prompt["id"]
         );
-        h.client_sends(&reply).await;
-        let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+        h.client_sends(&reply);
+        let refusal: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
         assert_eq!(refusal["id"], 31);
         assert_eq!(
             refusal["result"]["_meta"]["toolwarden/decision"]["decision"], want,
             "{answer}"
         );
-        h.client_sends(PING).await;
+        h.client_sends(PING);
         assert_eq!(
-            h.server_gets().await,
+            h.server_gets(),
             PING,
             "{answer}: nothing else reached the server"
         );
     }
     let mut h = Harness::new(APPROVE, 1 << 20);
-    initialized(&mut h, r#"{"sampling":{}}"#).await;
-    h.client_sends(DEPLOY).await;
-    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    initialized(&mut h, r#"{"sampling":{}}"#);
+    h.client_sends(DEPLOY);
+    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(
         refusal["result"]["_meta"]["toolwarden/decision"]["decision"],
         "approval_unavailable"
     );
 }
 
-#[tokio::test]
-async fn a_cancelled_held_call_withdraws_its_prompt() {
+#[test]
+fn a_cancelled_held_call_withdraws_its_prompt() {
     let mut h = Harness::new(APPROVE, 1 << 20);
-    initialized(&mut h, r#"{"elicitation":{}}"#).await;
-    h.client_sends(DEPLOY).await;
-    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    initialized(&mut h, r#"{"elicitation":{}}"#);
+    h.client_sends(DEPLOY);
+    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     h.client_sends(
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":31}}"#,
-    )
-    .await;
-    let withdrawn: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    );
+    let withdrawn: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(withdrawn["method"], "notifications/cancelled");
     assert_eq!(withdrawn["params"]["requestId"], prompt["id"]);
     // A late answer to the withdrawn prompt is dropped too.
@@ -418,20 +457,20 @@ async fn a_cancelled_held_call_withdraws_its_prompt() {
         r#"{{"jsonrpc":"2.0","id":{},"result":{{"action":"accept","content":{{"approve":true}}}}}}"#,
         prompt["id"]
     );
-    h.client_sends(&late).await;
-    h.client_sends(PING).await;
-    assert_eq!(h.server_gets().await, PING);
+    h.client_sends(&late);
+    h.client_sends(PING);
+    assert_eq!(h.server_gets(), PING);
 }
 
-#[tokio::test]
-async fn an_unanswered_prompt_times_out_into_a_refusal() {
+#[test]
+fn an_unanswered_prompt_times_out_into_a_refusal() {
     let mut h = Harness::with_timeout(APPROVE, 1 << 20, Duration::from_millis(50));
-    initialized(&mut h, r#"{"elicitation":{}}"#).await;
-    h.client_sends(DEPLOY).await;
-    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
-    let withdrawn: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    initialized(&mut h, r#"{"elicitation":{}}"#);
+    h.client_sends(DEPLOY);
+    let prompt: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
+    let withdrawn: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(withdrawn["params"]["requestId"], prompt["id"]);
-    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(
         refusal["result"]["_meta"]["toolwarden/decision"]["decision"],
         "approval_declined"
@@ -442,13 +481,13 @@ async fn an_unanswered_prompt_times_out_into_a_refusal() {
         .contains("in time"));
 }
 
-#[tokio::test]
-async fn no_prompt_before_the_client_is_initialized() {
+#[test]
+fn no_prompt_before_the_client_is_initialized() {
     let mut h = Harness::new(APPROVE, 1 << 20);
-    h.client_sends(r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"capabilities":{"elicitation":{}}}}"#).await;
-    h.server_gets().await;
-    h.client_sends(DEPLOY).await;
-    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets().await).unwrap();
+    h.client_sends(r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"capabilities":{"elicitation":{}}}}"#);
+    h.server_gets();
+    h.client_sends(DEPLOY);
+    let refusal: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
     assert_eq!(
         refusal["result"]["_meta"]["toolwarden/decision"]["decision"],
         "approval_unavailable"
@@ -542,14 +581,13 @@ mod transparency {
             results in prop::collection::vec(json_text(), 12),
             seed in any::<u64>(),
         ) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
+            {
                 let mut h = Harness::new(ALLOW_ALL, 1 << 20);
                 for (_, line) in &client {
-                    h.client_sends(line).await;
+                    h.client_sends(line);
                 }
                 for (_, line) in &client {
-                    assert_eq!(&h.server_gets().await, line);
+                    assert_eq!(&h.server_gets(), line);
                 }
                 // The server answers every request, and mixes in requests and
                 // notifications of its own, in a shuffled order.
@@ -572,10 +610,10 @@ mod transparency {
                     server.swap(i, (order >> 33) as usize % (i + 1));
                 }
                 for line in &server {
-                    h.server_sends(line).await;
+                    h.server_sends(line);
                 }
                 for line in &server {
-                    assert_eq!(&h.client_gets().await, line);
+                    assert_eq!(&h.client_gets(), line);
                 }
                 // The client answers the server's requests.
                 let answers: Vec<String> = (0..server_extra.len())
@@ -583,12 +621,12 @@ mod transparency {
                     .map(|i| format!(r#"{{"jsonrpc":"2.0","id":"s{i}","result":{{"model":"m"}}}}"#))
                     .collect();
                 for line in &answers {
-                    h.client_sends(line).await;
+                    h.client_sends(line);
                 }
                 for line in &answers {
-                    assert_eq!(&h.server_gets().await, line);
+                    assert_eq!(&h.server_gets(), line);
                 }
-            });
+            }
         }
     }
 }
