@@ -834,30 +834,81 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// The first index from `i` holding `"`, `\` or a control character, or the
-/// end. Eight bytes at a time: string contents are most of a message.
+/// end. Eight bytes at a time: string contents are most of a message. A
+/// string still going after [`LONG`] bytes is a long one (an embedded file,
+/// a large result): its rest is looked at a block at a time.
 #[inline]
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let long_from = i + LONG;
     while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        // Each term flags a byte that is zero (or, for `w`, below 0x20);
-        // the lowest flag is always a true one.
-        let found = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
-        let found = found & HIGH;
+        let found = special_bytes(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+        if i >= long_from {
+            return skip_plain_long(b, i);
+        }
+    }
+    skip_plain_tail(b, i)
+}
+
+/// After this many plain bytes a string is taken for a long one.
+const LONG: usize = 256;
+/// Bytes looked at per step in a long string.
+const BLOCK: usize = 32;
+
+/// [`skip_plain`] in a long string: past the blocks of [`BLOCK`] bytes that
+/// hold no special byte, then a word at a time to find the one that does.
+/// No branch inside a block, so the compiler makes it vector compares.
+#[inline(never)]
+fn skip_plain_long(b: &[u8], mut i: usize) -> usize {
+    while let Some(block) = b.get(i..i + BLOCK) {
+        let special = block.iter().fold(false, |any, &c| {
+            any | (c == b'"') | (c == b'\\') | (c < 0x20)
+        });
+        if special {
+            break;
+        }
+        i += BLOCK;
+    }
+    skip_plain_words(b, i)
+}
+
+#[inline(always)]
+fn skip_plain_words(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let found = special_bytes(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
         if found != 0 {
             return i + (found.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
+    skip_plain_tail(b, i)
+}
+
+#[inline(always)]
+fn skip_plain_tail(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(&c) if c != b'"' && c != b'\\' && c >= 0x20) {
         i += 1;
     }
     i
+}
+
+/// The high bit set in each byte of `w` that is `"`, `\` or below 0x20
+/// (and perhaps in bytes above the lowest such one: only the lowest is
+/// always a true one).
+#[inline(always)]
+fn special_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    // Each term flags a byte that is zero (or, for `w`, below 0x20).
+    let found = (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (w.wrapping_sub(ONES * 0x20) & !w);
+    found & HIGH
 }
 
 /// Past the string starting at `i`, in validated text (where no control

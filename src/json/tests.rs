@@ -441,3 +441,38 @@ fn owned_copies_read_back_the_same_inline_or_not() {
         Raw::parse("2").unwrap().to_buf()
     );
 }
+
+#[test]
+fn a_string_ends_at_its_first_special_byte_however_long() {
+    // Lengths around the word, the switch to blocks and the block size,
+    // with the quote, backslash or control byte at every position.
+    for len in (0..80).chain([255, 256, 257, 263, 264, 300, 1000, 4099]) {
+        for special in [b'"', b'\\', 0x1f] {
+            for at in (0..len)
+                .step_by(1 + len / 40)
+                .chain([len.saturating_sub(1)])
+            {
+                let mut b = vec![b'a'; len];
+                if at < len {
+                    b[at] = special;
+                    // A second one later must not be found first.
+                    if at + 40 < len {
+                        b[at + 40] = b'"';
+                    }
+                }
+                for from in [0, 3.min(len)] {
+                    let want = b[from..]
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .map_or(len, |p| from + p);
+                    assert_eq!(
+                        skip_plain(&b, from),
+                        want,
+                        "len {len}, {special:#x} at {at}, from {from}"
+                    );
+                }
+            }
+            assert_eq!(skip_plain(&vec![b'a'; len], 0), len, "len {len}, plain");
+        }
+    }
+}
