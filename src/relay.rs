@@ -113,8 +113,9 @@ impl Relay {
     }
 
     /// The writer to the client, held for one message at a time, so that
-    /// messages from both pumps never interleave. A write that failed
-    /// midway panics nothing: the writer stays usable.
+    /// messages from both pumps never interleave. A panic on the other pump
+    /// does not make it unusable: queueing a message is one copy into its
+    /// buffer, so no message is left half-queued.
     fn client_writer(&self) -> std::sync::MutexGuard<'_, LineWriter<ClientOut>> {
         self.to_client.lock().unwrap_or_else(|e| e.into_inner())
     }
