@@ -11,10 +11,9 @@ use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::SystemTime;
-
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
