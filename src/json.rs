@@ -10,8 +10,16 @@
 //! Values are handed out as [`Raw`]: a slice of text this module validated,
 //! so later readers (the tool name, the arguments) can walk it without
 //! checking it again. Nothing here builds a tree or copies a value.
+//!
+//! The scan reads bytes, and checks UTF-8 on the way: outside strings the
+//! grammar allows ASCII only, and inside them a byte above 0x7f stops the
+//! fast scan like a quote does, so only strings that hold one are checked,
+//! and only from there. A separate pass over the whole line cost as much
+//! as a fifth of the parse. Text comes out of the scan only from what it
+//! has passed ([`checked`]), which is where the one `unsafe` is.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde_json::value::RawValue;
@@ -118,7 +126,7 @@ impl<'a> From<&'a RawValue> for Raw<'a> {
 impl<'a> Raw<'a> {
     /// Validates `text` as one JSON value of any kind (grammar only).
     pub fn parse(text: &'a str) -> Result<Raw<'a>, Error> {
-        validate(text, Check::Syntax)?;
+        validate(text.as_bytes(), Check::Syntax)?;
         Ok(Raw(text.trim_matches([' ', '\t', '\n', '\r'])))
     }
 
@@ -266,8 +274,8 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
-/// Validates `text` as one JSON value of any kind.
-pub fn validate(text: &str, check: Check) -> Result<(), Error> {
+/// Validates `text` as one JSON value of any kind, in UTF-8.
+pub fn validate(text: &[u8], check: Check) -> Result<(), Error> {
     scan(text, check, |p| p.document(None, |_, _, _, _| Ok(())))
 }
 
@@ -279,27 +287,44 @@ pub enum Place {
     Inner,
 }
 
-/// Validates `text` as one JSON object and calls `member` with each of its
-/// members, key decoded, in order, and with each member of the object
-/// under its member named `inner` (so that `params.name` costs no second
-/// walk). An inner member comes before the top-level member holding it,
-/// which comes once its value has ended. `member` may refuse one with a
-/// message ([`ErrorKind::Member`]); the document is refused then.
+/// Validates `text` as one JSON object in UTF-8 and calls `member` with
+/// each of its members, key decoded, in order, and with each member of the
+/// object under its member named `inner` (so that `params.name` costs no
+/// second walk). An inner member comes before the top-level member holding
+/// it, which comes once its value has ended. `member` may refuse one with
+/// a message ([`ErrorKind::Member`]); the document is refused then.
 pub fn object<'a>(
-    text: &'a str,
+    text: &'a [u8],
     check: Check,
     inner: &str,
     mut member: impl FnMut(Place, &str, Raw<'a>) -> Result<(), String>,
 ) -> Result<(), Error> {
     scan(text, check, |p| {
-        if text.as_bytes().get(skip_ws(text.as_bytes(), 0)) != Some(&b'{') {
+        if text.get(skip_ws(text, 0)) != Some(&b'{') {
             p.document(None, |_, _, _, _| Ok(()))?;
             return Err(p.error_at(ErrorKind::NotObject, 0, "not a JSON object"));
         }
+        // The scan calls back only with what it has passed: a key, and a
+        // value that has ended.
         p.document(Some(inner), |place, key, start, end| {
-            member(place, &key.decoded(text), Raw(&text[start..end]))
+            member(place, &key.decoded(text), Raw(checked(&text[start..end])))
         })
     })
+}
+
+/// Text the scan has passed, as the `str` it is. Every caller hands in a
+/// stretch of a document that [`Parser`] has read to its end (a string's
+/// contents, a whole value, a number) and so found valid: outside strings
+/// the grammar let only ASCII by, and inside them every byte above 0x7f
+/// lies in a stretch std found to be UTF-8 ([`Parser::utf8`]). A stretch
+/// handed in here starts and ends at an ASCII byte or an end of the
+/// document, never inside a character, so it is UTF-8 too. Debug builds,
+/// which the tests and the fuzzing run, check it again.
+#[inline(always)]
+fn checked(passed: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(passed).is_ok(), "{passed:?}");
+    // SAFETY: the bytes are UTF-8, as said above.
+    unsafe { std::str::from_utf8_unchecked(passed) }
 }
 
 /// Where a string's contents are in the text, and whether they hold an
@@ -312,8 +337,9 @@ struct Span {
 }
 
 impl Span {
-    fn decoded(self, text: &str) -> Cow<'_, str> {
-        let contents = &text[self.start..self.end];
+    fn decoded(self, text: &[u8]) -> Cow<'_, str> {
+        // A span comes only from a string the scan has read.
+        let contents = checked(&text[self.start..self.end]);
         if !self.escaped {
             return Cow::Borrowed(contents);
         }
@@ -325,16 +351,15 @@ impl Span {
 
     /// Whether the string's value is `name`.
     #[inline(always)]
-    fn is(self, name: &str, text: &str) -> bool {
+    fn is(self, name: &str, text: &[u8]) -> bool {
         if self.escaped {
             return self.decoded(text) == name;
         }
-        self.end - self.start == name.len()
-            && text.as_bytes()[self.start..self.end] == *name.as_bytes()
+        self.end - self.start == name.len() && text[self.start..self.end] == *name.as_bytes()
     }
 
-    fn same_key(self, other: Span, text: &str) -> bool {
-        let b = text.as_bytes();
+    fn same_key(self, other: Span, text: &[u8]) -> bool {
+        let b = text;
         if !self.escaped && !other.escaped {
             return b[self.start..self.end] == b[other.start..other.end];
         }
@@ -377,7 +402,7 @@ impl Key {
     }
 
     #[inline(always)]
-    fn same(self, other: Key, text: &str) -> bool {
+    fn same(self, other: Key, text: &[u8]) -> bool {
         (self.fingerprint == other.fingerprint || self.span.escaped || other.span.escaped)
             && self.span.same_key(other.span, text)
     }
@@ -402,7 +427,7 @@ thread_local! {
 /// Runs `scan` on a parser of `text` that uses this thread's scratch
 /// buffers, borrowed in place (or fresh ones, should a scan ever start
 /// inside another).
-fn scan<R>(text: &str, check: Check, scan: impl FnOnce(&mut Parser<'_, '_>) -> R) -> R {
+fn scan<R>(text: &[u8], check: Check, scan: impl FnOnce(&mut Parser<'_, '_>) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut scratch) => {
             // Cleared first: a scan that panicked left its entries.
@@ -422,19 +447,20 @@ fn scan<R>(text: &str, check: Check, scan: impl FnOnce(&mut Parser<'_, '_>) -> R
 /// The state of one scan. Positions are passed along as `i` and returned
 /// past what was read, so that the scan keeps them in registers.
 struct Parser<'a, 's> {
-    text: &'a str,
     b: &'a [u8],
     strict: bool,
     scratch: &'s mut Scratch,
+    /// How far the document is known to be UTF-8 (see [`Parser::utf8`]).
+    utf8_to: Cell<usize>,
 }
 
 impl<'a, 's> Parser<'a, 's> {
-    fn new(text: &'a str, check: Check, scratch: &'s mut Scratch) -> Parser<'a, 's> {
+    fn new(text: &'a [u8], check: Check, scratch: &'s mut Scratch) -> Parser<'a, 's> {
         Parser {
-            text,
-            b: text.as_bytes(),
+            b: text,
             strict: check == Check::Strict,
             scratch,
+            utf8_to: Cell::new(0),
         }
     }
 
@@ -584,7 +610,7 @@ impl<'a, 's> Parser<'a, 's> {
         match self.scratch.open.len() {
             1 => {
                 *top = Some((key, i));
-                *in_inner = inner.is_some_and(|inner| key.is(inner, self.text));
+                *in_inner = inner.is_some_and(|inner| key.is(inner, self.b));
             }
             2 if *in_inner => *nested = Some((key, i)),
             _ => {}
@@ -599,7 +625,7 @@ impl<'a, 's> Parser<'a, 's> {
         if !self.strict {
             return Ok(());
         }
-        let text = self.text;
+        let text = self.b;
         let keys = &self.scratch.keys[from..];
         // The second of a repeated pair, to point at it.
         let repeated = if keys.len() <= 16 {
@@ -624,7 +650,7 @@ impl<'a, 's> Parser<'a, 's> {
     /// that it stays n log n.
     #[inline(never)]
     fn repeated_among_many(&mut self, from: usize) -> Option<Span> {
-        let text = self.text;
+        let text = self.b;
         let keys = &mut self.scratch.keys[from..];
         keys.sort_unstable_by(|a, b| a.span.decoded(text).cmp(&b.span.decoded(text)));
         keys.windows(2)
@@ -676,7 +702,9 @@ impl<'a, 's> Parser<'a, 's> {
         }
         // Only an exponent or 300-odd digits reach past f64: check those.
         if self.strict && (!plain || integer_digits > 300) {
-            let finite = self.text[start..i].parse::<f64>().is_ok_and(f64::is_finite);
+            let finite = checked(&b[start..i])
+                .parse::<f64>()
+                .is_ok_and(f64::is_finite);
             if !finite {
                 return Err(self.error_at(ErrorKind::Strict, start, "number out of range"));
             }
@@ -685,7 +713,7 @@ impl<'a, 's> Parser<'a, 's> {
     }
 
     /// The string whose opening quote is at `i`. Most strings have no
-    /// escape: they take the fast path.
+    /// escape and are ASCII: they take the fast path.
     #[inline(always)]
     fn string(&self, i: usize) -> Result<Span, Error> {
         let start = i + 1;
@@ -700,7 +728,8 @@ impl<'a, 's> Parser<'a, 's> {
         self.string_rest(start, end)
     }
 
-    /// The rest of a string that holds an escape (or is broken), from `i`.
+    /// The rest of a string that holds an escape or a character beyond
+    /// ASCII (or is broken), from `i`.
     #[inline(never)]
     fn string_rest(&self, start: usize, mut i: usize) -> Result<Span, Error> {
         let mut escaped = false;
@@ -718,10 +747,37 @@ impl<'a, 's> Parser<'a, 's> {
                     escaped = true;
                     i = skip_plain(self.b, i);
                 }
+                // `utf8` stops where `skip_plain` would.
+                Some(0x80..) => i = self.utf8(i)?,
                 Some(_) => return Err(self.syntax(i, "control character in a string")),
                 None => return Err(self.syntax(i, "unterminated string")),
             }
         }
+    }
+
+    /// Checks the UTF-8 in a string from `i`, where a byte above 0x7f is,
+    /// up to the next quote, backslash or control byte (which no
+    /// character's bytes include); returns where that is.
+    ///
+    /// The first time, std checks the rest of the document in one go: a
+    /// valid document is UTF-8 throughout, std's check is quick over ASCII,
+    /// and so later strings beyond ASCII cost only the search for their
+    /// end. Where std found the rest invalid, a string that reaches that
+    /// far is refused; bytes above 0x7f outside strings the grammar
+    /// refuses anyway. `i` follows an ASCII byte, so it starts a character.
+    #[cold]
+    fn utf8(&self, i: usize) -> Result<usize, Error> {
+        if i >= self.utf8_to.get() {
+            let rest = &self.b[i..];
+            let valid = std::str::from_utf8(rest).map_or_else(|e| e.valid_up_to(), str::len);
+            self.utf8_to.set(i + valid);
+        }
+        let end = skip_plain_ascii(self.b, i);
+        let utf8_to = self.utf8_to.get();
+        if end > utf8_to {
+            return Err(self.syntax(utf8_to, "invalid UTF-8 in a string"));
+        }
+        Ok(end)
     }
 
     /// Checks one escape, from its backslash; returns the position past it.
@@ -833,10 +889,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The first index from `i` holding `"`, `\` or a control character, or the
-/// end. Eight bytes at a time: string contents are most of a message. A
-/// string still going after [`LONG`] bytes is a long one (an embedded file,
-/// a large result): its rest is looked at a block at a time.
+/// The first index from `i` holding `"`, `\`, a control character or a
+/// byte above 0x7f (one of a character beyond ASCII), or the end. Eight
+/// bytes at a time: string contents are most of a message. A string still
+/// going after [`LONG`] bytes is a long one (an embedded file, a large
+/// result): its rest is looked at a block at a time.
 #[inline]
 fn skip_plain(b: &[u8], mut i: usize) -> usize {
     let long_from = i + LONG;
@@ -862,17 +919,24 @@ const BLOCK: usize = 32;
 /// hold no special byte, then a word at a time to find the one that does.
 /// No branch inside a block, so the compiler makes it vector compares.
 #[inline(never)]
-fn skip_plain_long(b: &[u8], mut i: usize) -> usize {
+fn skip_plain_long(b: &[u8], i: usize) -> usize {
+    // Read as signed, a byte above 0x7f is negative: one comparison finds
+    // it and a control character.
+    let i = skip_blocks(b, i, |c| (c == b'"') | (c == b'\\') | ((c as i8) < 0x20));
+    skip_plain_words(b, i)
+}
+
+/// Past the blocks of [`BLOCK`] bytes from `i` that hold no byte `special`
+/// says is one: the first block that does holds it somewhere.
+#[inline(always)]
+fn skip_blocks(b: &[u8], mut i: usize, special: impl Fn(u8) -> bool) -> usize {
     while let Some(block) = b.get(i..i + BLOCK) {
-        let special = block.iter().fold(false, |any, &c| {
-            any | (c == b'"') | (c == b'\\') | (c < 0x20)
-        });
-        if special {
+        if block.iter().fold(false, |any, &c| any | special(c)) {
             break;
         }
         i += BLOCK;
     }
-    skip_plain_words(b, i)
+    i
 }
 
 /// [`skip_plain`]'s loop without the switch to blocks (kept apart there:
@@ -891,19 +955,44 @@ fn skip_plain_words(b: &[u8], mut i: usize) -> usize {
 
 #[inline(always)]
 fn skip_plain_tail(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(&c) if c != b'"' && c != b'\\' && (0x20..0x80).contains(&c)) {
+        i += 1;
+    }
+    i
+}
+
+/// Like [`skip_plain`], but past bytes above 0x7f: the end of a stretch
+/// of text whose UTF-8 is to be checked. Text in another script can run
+/// long: blocks first.
+fn skip_plain_ascii(b: &[u8], i: usize) -> usize {
+    let mut i = skip_blocks(b, i, |c| (c == b'"') | (c == b'\\') | (c < 0x20));
+    while let Some(chunk) = b.get(i..i + 8) {
+        let found = special_ascii(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
     while matches!(b.get(i), Some(&c) if c != b'"' && c != b'\\' && c >= 0x20) {
         i += 1;
     }
     i
 }
 
-/// The high bit set in each byte of `w` that is `"`, `\` or below 0x20
-/// (and perhaps in bytes above the lowest such one: only the lowest is
-/// always a true one).
+/// The high bit set in each byte of `w` that is `"`, `\`, below 0x20 or
+/// above 0x7f (and perhaps in bytes above the lowest such one: only the
+/// lowest is always a true one).
 #[inline(always)]
 fn special_bytes(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    special_ascii(w) | (w & HIGH)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// [`special_bytes`] without the bytes above 0x7f.
+#[inline(always)]
+fn special_ascii(w: u64) -> u64 {
     let quote = w ^ (ONES * u64::from(b'"'));
     let backslash = w ^ (ONES * u64::from(b'\\'));
     // Each term flags a byte that is zero (or, for `w`, below 0x20).
@@ -913,9 +1002,9 @@ fn special_bytes(w: u64) -> u64 {
     found & HIGH
 }
 
-/// Past the string starting at `i`, in validated text (where no control
-/// character is left to stop [`skip_plain`]), and whether it holds an
-/// escape.
+/// Past the string starting at `i`, in validated text (where what stops
+/// [`skip_plain`] is a quote, a backslash or a character beyond ASCII),
+/// and whether it holds an escape.
 fn skip_string(b: &[u8], i: usize) -> (usize, bool) {
     let mut j = i + 1;
     let mut escaped = false;
@@ -930,10 +1019,11 @@ fn skip_string(b: &[u8], i: usize) -> (usize, bool) {
         match b.get(k) {
             Some(b'"') => return (k + 1, escaped),
             // A backslash and the character it escapes.
-            Some(_) => {
+            Some(b'\\') => {
                 j = k + 2;
                 escaped = true;
             }
+            Some(_) => j = k + 1,
             None => return (b.len(), escaped),
         }
     }

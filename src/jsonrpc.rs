@@ -81,7 +81,7 @@ struct Envelope<'a> {
 
 impl<'a> Envelope<'a> {
     /// Reads the envelope and checks the whole line in the same pass.
-    fn read(text: &'a str, check: Check) -> Result<Envelope<'a>, json::Error> {
+    fn read(text: &'a [u8], check: Check) -> Result<Envelope<'a>, json::Error> {
         let mut envelope = Envelope::default();
         json::object(text, check, "params", |place, key, value| {
             if place == Place::Inner {
@@ -127,14 +127,12 @@ pub enum Strictness {
 
 /// Parses one line (without its newline) into a message.
 pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejection> {
-    let text = std::str::from_utf8(line).map_err(|e| {
-        Rejection::new(
-            PARSE_ERROR,
-            format!("parse error: not UTF-8 ({e})"),
-            Some(None),
-        )
-    })?;
-    if text.trim_start().starts_with('[') {
+    // UTF-8 is checked in the same pass as the rest (see `json`).
+    let text = line;
+    let first = text
+        .iter()
+        .find(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
+    if first == Some(&b'[') {
         return Err(Rejection::new(
             INVALID_REQUEST,
             "invalid request: JSON-RPC batches are not accepted; send one message per line",
@@ -525,6 +523,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r.code, PARSE_ERROR);
+        assert_eq!(r.message, "parse error: invalid UTF-8 in a string at byte 34");
         let deep = format!(
             r#"{{"jsonrpc":"2.0","id":9,"method":"a","params":{{"a":{}{}}}}}"#,
             "[".repeat(10_000),

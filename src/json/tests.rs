@@ -10,7 +10,7 @@ use super::*;
 /// The oracle for [`Check::Strict`]: serde_json reading every value (which
 /// decodes strings, bounds depth and range-checks numbers) while refusing a
 /// repeated key.
-fn serde_strict(text: &str) -> bool {
+fn serde_strict(text: impl AsRef<[u8]>) -> bool {
     struct Walk;
     impl<'de> DeserializeSeed<'de> for Walk {
         type Value = ();
@@ -56,17 +56,18 @@ fn serde_strict(text: &str) -> bool {
             Ok(())
         }
     }
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_slice(text.as_ref());
     Walk.deserialize(&mut de).and_then(|()| de.end()).is_ok()
 }
 
-/// The oracle for [`Check::Syntax`]: serde_json skipping a value.
-fn serde_syntax(text: &str) -> bool {
-    serde_json::from_str::<&RawValue>(text).is_ok()
+/// The oracle for [`Check::Syntax`]: serde_json skipping a value (and
+/// checking its UTF-8, to hand it out as a `str`).
+fn serde_syntax(text: impl AsRef<[u8]>) -> bool {
+    serde_json::from_slice::<&RawValue>(text.as_ref()).is_ok()
 }
 
-fn kind(text: &str, check: Check) -> Option<ErrorKind> {
-    validate(text, check).err().map(|e| e.kind())
+fn kind(text: impl AsRef<[u8]>, check: Check) -> Option<ErrorKind> {
+    validate(text.as_ref(), check).err().map(|e| e.kind())
 }
 
 #[test]
@@ -135,10 +136,10 @@ fn the_grammar_table() {
 fn nesting_stops_where_serde_json_stops() {
     for depth in [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 10_000] {
         let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        let strict = validate(&text, Check::Strict);
+        let strict = validate(text.as_bytes(), Check::Strict);
         assert_eq!(strict.is_ok(), depth <= MAX_DEPTH, "{depth}");
         assert_eq!(strict.is_ok(), serde_strict(&text), "{depth}");
-        assert!(validate(&text, Check::Syntax).is_ok(), "{depth}");
+        assert!(validate(text.as_bytes(), Check::Syntax).is_ok(), "{depth}");
     }
     let deep_object = format!(
         "{}1{}",
@@ -165,14 +166,19 @@ fn object_hands_out_top_level_members_as_slices() {
     let text = r#" {"a" : [1, {"x":"}"}], "\u0062":"s\"q", "c":null, "q": {"name": 1},
         "p\u0061rams": {"n\u0061me": "t", "arguments": {"d": {"e": 1}}, "z": []}} "#;
     let mut seen = Vec::new();
-    object(text, Check::Strict, "params", |place, key, value| {
-        let place = match place {
-            Place::Top => String::new(),
-            Place::Inner => "params.".to_owned(),
-        };
-        seen.push((place + key, value.get()));
-        Ok(())
-    })
+    object(
+        text.as_bytes(),
+        Check::Strict,
+        "params",
+        |place, key, value| {
+            let place = match place {
+                Place::Top => String::new(),
+                Place::Inner => "params.".to_owned(),
+            };
+            seen.push((place + key, value.get()));
+            Ok(())
+        },
+    )
     .unwrap();
     let expected = [
         ("a", r#"[1, {"x":"}"}]"#),
@@ -195,7 +201,7 @@ fn object_hands_out_top_level_members_as_slices() {
             .map(|(key, value)| (key.to_owned(), value))
             .to_vec()
     );
-    let refused = object(text, Check::Strict, "params", |_, key, _| {
+    let refused = object(text.as_bytes(), Check::Strict, "params", |_, key, _| {
         if key == "b" {
             Err("no b".into())
         } else {
@@ -207,9 +213,9 @@ fn object_hands_out_top_level_members_as_slices() {
         (refused.kind(), refused.message()),
         (ErrorKind::Member, "no b")
     );
-    let not_object = object("[1]", Check::Strict, "", |_, _, _| Ok(())).unwrap_err();
+    let not_object = object(b"[1]", Check::Strict, "", |_, _, _| Ok(())).unwrap_err();
     assert_eq!(not_object.kind(), ErrorKind::NotObject);
-    let broken = object("[1", Check::Strict, "", |_, _, _| Ok(())).unwrap_err();
+    let broken = object(b"[1", Check::Strict, "", |_, _, _| Ok(())).unwrap_err();
     assert_eq!(broken.kind(), ErrorKind::Syntax);
 }
 
@@ -268,26 +274,86 @@ fn raw_values_read_their_members_and_strings() {
 #[test]
 fn errors_say_where() {
     let text = "{\n  \"a\": tru\n}";
-    let e = validate(text, Check::Strict).unwrap_err();
+    let e = validate(text.as_bytes(), Check::Strict).unwrap_err();
     assert_eq!(e.line_column(text), (2, 8));
     assert_eq!(e.to_string(), "expected `true` at byte 9");
 }
 
 #[test]
-fn skip_plain_stops_at_the_first_special_byte() {
+fn the_scans_stop_at_the_first_special_byte() {
+    // `skip_plain` stops at a byte above 0x7f too; `skip_plain_ascii`,
+    // which finds the end of a stretch to check as UTF-8, goes past them.
     for len in 0..40 {
-        for special in [b'"', b'\\', 0x00, 0x1f] {
+        for special in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xc3, 0xff] {
             for at in 0..=len {
                 let mut b = vec![b'a'; len];
                 b.extend_from_slice("é☃".as_bytes());
                 if at < len {
                     b[at] = special;
                 }
-                let expected = if at < len { at } else { b.len() };
-                assert_eq!(skip_plain(&b, 0), expected, "{len} {special} {at}");
+                let plain = at.min(len);
+                assert_eq!(skip_plain(&b, 0), plain, "{len} {special} {at}");
+                let ascii = if at < len && special < 0x80 {
+                    at
+                } else {
+                    b.len()
+                };
+                assert_eq!(skip_plain_ascii(&b, 0), ascii, "{len} {special} {at}");
             }
         }
     }
+}
+
+#[test]
+fn strings_must_be_utf8() {
+    let long = "a".repeat(300);
+    let cases: Vec<(Vec<u8>, bool)> = vec![
+        (b"\"\xc3\xa9\"".to_vec(), true),
+        ("\"☃ and 😀, \\n 😀\"".into(), true),
+        (b"{\"\xc3\xa9\":\"x\xc3\xa9\"}".to_vec(), true),
+        (format!("\"{long}é{long}\"").into(), true),
+        (b"\"\xff\"".to_vec(), false),
+        (b"\"\xc3\"".to_vec(), false),
+        (b"\"\xc3a\"".to_vec(), false),
+        (b"\"\xe2\x98\"".to_vec(), false),
+        (b"\"\xed\xa0\x80\"".to_vec(), false),
+        (b"\"\xc0\xaf\"".to_vec(), false),
+        (b"\"\xf4\x90\x80\x80\"".to_vec(), false),
+        (b"\"\xc3\xa9\x80\"".to_vec(), false),
+        (b"\"\xc3\xa9".to_vec(), false),
+        (b"\xc3\xa9".to_vec(), false),
+        (b"[1,\xc3\xa9]".to_vec(), false),
+        (b"[1 \xc2\xa0]".to_vec(), false),
+        (b"{\"\xff\":1}".to_vec(), false),
+        (b"\"a\\n\xc3\xa9\\t\xc3\"".to_vec(), false),
+        ([b"\"", long.as_bytes(), b"\xff\""].concat(), false),
+        // After a string beyond ASCII, the rest of the document is known.
+        (b"[\"\xc3\xa9\",\"\xce\xbb\"]".to_vec(), true),
+        (b"[\"\xc3\xa9\",\"\xff\"]".to_vec(), false),
+        (b"[\"\xc3\xa9\",1\xc3\xa9]".to_vec(), false),
+        (b"[\"\xc3\xa9\",1,\"\xc3\xa9\xff\"]".to_vec(), false),
+        (b"[\"\xc3\xa9\",\"a\",\xff,\"\xc3\xa9\"]".to_vec(), false),
+        (
+            [
+                b"\"",
+                long.as_bytes(),
+                "é".as_bytes(),
+                long.as_bytes(),
+                b"\xe2\"",
+            ]
+            .concat(),
+            false,
+        ),
+    ];
+    for (text, valid) in &cases {
+        let expected = (!valid).then_some(ErrorKind::Syntax);
+        assert_eq!(kind(text, Check::Strict), expected, "strict: {text:?}");
+        assert_eq!(kind(text, Check::Syntax), expected, "syntax: {text:?}");
+        assert_eq!(serde_strict(text), *valid, "serde strict: {text:?}");
+        assert_eq!(serde_syntax(text), *valid, "serde syntax: {text:?}");
+    }
+    let e = validate(b"[\"ab\xc3\xa9\xffc\"]", Check::Syntax).unwrap_err();
+    assert_eq!(e.to_string(), "invalid UTF-8 in a string at byte 6");
 }
 
 fn number() -> impl Strategy<Value = String> {
@@ -376,8 +442,28 @@ proptest! {
     /// Both checks accept exactly what serde_json accepts.
     #[test]
     fn agrees_with_serde_json(text in document()) {
-        prop_assert_eq!(validate(&text, Check::Strict).is_ok(), serde_strict(&text), "strict: {}", text);
-        prop_assert_eq!(validate(&text, Check::Syntax).is_ok(), serde_syntax(&text), "syntax: {}", text);
+        prop_assert_eq!(validate(text.as_bytes(), Check::Strict).is_ok(), serde_strict(&text), "strict: {}", text);
+        prop_assert_eq!(validate(text.as_bytes(), Check::Syntax).is_ok(), serde_syntax(&text), "syntax: {}", text);
+    }
+
+    /// The same with any bytes written into valid JSON: broken UTF-8 and
+    /// bytes above 0x7f where only ASCII may be.
+    #[test]
+    fn agrees_with_serde_json_on_any_bytes(
+        text in value(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>(), any::<u8>()), 1..4),
+    ) {
+        let mut b = text.into_bytes();
+        for (at, insert, byte) in edits {
+            let i = at.index(b.len() + 1);
+            if insert || i == b.len() {
+                b.insert(i, byte);
+            } else {
+                b[i] = byte;
+            }
+        }
+        prop_assert_eq!(validate(&b, Check::Strict).is_ok(), serde_strict(&b), "strict: {:?}", b);
+        prop_assert_eq!(validate(&b, Check::Syntax).is_ok(), serde_syntax(&b), "syntax: {:?}", b);
     }
 
     /// An object's members are what serde_json reads, values as written.
@@ -394,7 +480,7 @@ proptest! {
         // The members of the object under the first key.
         let inner = expected.keys().next().cloned().unwrap_or_default();
         let mut nested = serde_json::Map::new();
-        object(&text, Check::Strict, &inner, |place, key, value| {
+        object(text.as_bytes(), Check::Strict, &inner, |place, key, value| {
             let value = serde_json::from_str(value.get()).unwrap();
             match place {
                 Place::Top => got.insert(key.to_owned(), value),
@@ -447,7 +533,7 @@ fn a_string_ends_at_its_first_special_byte_however_long() {
     // Lengths around the word, the switch to blocks and the block size,
     // with the quote, backslash or control byte at every position.
     for len in (0..80).chain([255, 256, 257, 263, 264, 300, 1000, 4099]) {
-        for special in [b'"', b'\\', 0x1f] {
+        for special in [b'"', b'\\', 0x1f, 0x80, 0xff] {
             for at in (0..len)
                 .step_by(1 + len / 40)
                 .chain([len.saturating_sub(1)])
@@ -463,7 +549,7 @@ fn a_string_ends_at_its_first_special_byte_however_long() {
                 for from in [0, 3.min(len)] {
                     let want = b[from..]
                         .iter()
-                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
                         .map_or(len, |p| from + p);
                     assert_eq!(
                         skip_plain(&b, from),

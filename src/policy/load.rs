@@ -75,7 +75,7 @@ impl<C: Clock + Clone> Policy<C> {
     pub fn from_json(text: &str, clock: C) -> Result<Policy<C>, LoadError> {
         // Duplicate keys first: serde would keep the last of two rules for
         // one tool without a word.
-        crate::json::validate(text, crate::json::Check::Strict).map_err(|e| {
+        crate::json::validate(text.as_bytes(), crate::json::Check::Strict).map_err(|e| {
             let (line, column) = e.line_column(text);
             error(format!("line {line}, column {column}"), e.message())
         })?;
