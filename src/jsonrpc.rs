@@ -523,7 +523,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r.code, PARSE_ERROR);
-        assert_eq!(r.message, "parse error: invalid UTF-8 in a string at byte 34");
+        assert_eq!(
+            r.message,
+            "parse error: invalid UTF-8 in a string at byte 34"
+        );
         let deep = format!(
             r#"{{"jsonrpc":"2.0","id":9,"method":"a","params":{{"a":{}{}}}}}"#,
             "[".repeat(10_000),
