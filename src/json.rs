@@ -943,20 +943,13 @@ fn skip_blocks(b: &[u8], mut i: usize, special: impl Fn(u8) -> bool) -> usize {
 /// [`skip_plain`]'s loop without the switch to blocks (kept apart there:
 /// the short strings' loop is the hottest in the parse).
 #[inline(always)]
-fn skip_plain_words(b: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = b.get(i..i + 8) {
-        let found = special_bytes(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    skip_plain_tail(b, i)
+fn skip_plain_words(b: &[u8], i: usize) -> usize {
+    skip_words(b, i, special_bytes, plain)
 }
 
 #[inline(always)]
 fn skip_plain_tail(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(&c) if c != b'"' && c != b'\\' && (0x20..0x80).contains(&c)) {
+    while matches!(b.get(i), Some(&c) if plain(c)) {
         i += 1;
     }
     i
@@ -966,18 +959,39 @@ fn skip_plain_tail(b: &[u8], mut i: usize) -> usize {
 /// of text whose UTF-8 is to be checked. Text in another script can run
 /// long: blocks first.
 fn skip_plain_ascii(b: &[u8], i: usize) -> usize {
-    let mut i = skip_blocks(b, i, |c| (c == b'"') | (c == b'\\') | (c < 0x20));
+    let i = skip_blocks(b, i, |c| (c == b'"') | (c == b'\\') | (c < 0x20));
+    skip_words(b, i, special_ascii, |c| {
+        c != b'"' && c != b'\\' && c >= 0x20
+    })
+}
+
+/// Past the bytes from `i` that are not special: eight at a time, where
+/// `special` flags them in a word as [`special_bytes`] does, then one at
+/// a time, where `plain` says which are not.
+#[inline(always)]
+fn skip_words(
+    b: &[u8],
+    mut i: usize,
+    special: impl Fn(u64) -> u64,
+    plain: impl Fn(u8) -> bool,
+) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
-        let found = special_ascii(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        let found = special(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
         if found != 0 {
             return i + (found.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    while matches!(b.get(i), Some(&c) if c != b'"' && c != b'\\' && c >= 0x20) {
+    while matches!(b.get(i), Some(&c) if plain(c)) {
         i += 1;
     }
     i
+}
+
+/// A byte [`skip_plain`] passes: printable ASCII but a quote or backslash.
+#[inline(always)]
+fn plain(c: u8) -> bool {
+    c != b'"' && c != b'\\' && (0x20..0x80).contains(&c)
 }
 
 /// The high bit set in each byte of `w` that is `"`, `\`, below 0x20 or
