@@ -360,9 +360,8 @@ impl Span {
     }
 
     fn same_key(self, other: Span, text: &[u8]) -> bool {
-        let b = text;
         if !self.escaped && !other.escaped {
-            return b[self.start..self.end] == b[other.start..other.end];
+            return text[self.start..self.end] == text[other.start..other.end];
         }
         self.decoded(text) == other.decoded(text)
     }
