@@ -46,7 +46,11 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         server: "mock".into(),
-        rounds: 5,
+        // A session's figures move by several percent on their own (a Node
+        // server compiles its hot code differently each time): 25 rounds
+        // make the medians steady to about 1%, in some 30 s on the mock and
+        // 3 minutes on server-everything.
+        rounds: 25,
         pin: true,
         warmup: 200,
     };
@@ -300,6 +304,14 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The middle half of `values`: where a single round's figure falls half
+/// of the time.
+fn middle_half(mut values: Vec<f64>) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[n / 4], values[(3 * n).div_ceil(4) - 1])
+}
+
 fn main() {
     let o = options();
     let server: Vec<OsString> = match o.server.as_str() {
@@ -373,8 +385,8 @@ fn main() {
     );
     println!("toolwarden: {build}");
     println!();
-    println!("| median of {} rounds | direct | byte relay | toolwarden | toolwarden / relay | toolwarden / direct |", o.rounds);
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| median of {} rounds | direct | byte relay | toolwarden | toolwarden / relay | the same, round by round (middle half) | toolwarden / direct |", o.rounds);
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let rows: [(&str, Column); 5] = [
         ("start-up (ms)", |s| s.startup.as_secs_f64() * 1e3),
         ("round trip p50 (µs)", |s| s.p50.as_secs_f64() * 1e6),
@@ -385,8 +397,17 @@ fn main() {
     for (label, column) in rows {
         let f: &dyn Fn(&Sample) -> f64 = &column;
         let (d, r, t) = (stat(0, f), stat(1, f), stat(2, f));
+        // Each round's toolwarden against the byte relay run just before
+        // it: how far one round alone can be off.
+        let (low, high) = middle_half(
+            samples[2]
+                .iter()
+                .zip(&samples[1])
+                .map(|(t, r)| f(t) / f(r))
+                .collect(),
+        );
         println!(
-            "| {label} | {d:.1} | {r:.1} | {t:.1} | {:.3}x | {:.3}x |",
+            "| {label} | {d:.1} | {r:.1} | {t:.1} | {:.3}x | {low:.3}x to {high:.3}x | {:.3}x |",
             t / r,
             t / d
         );
