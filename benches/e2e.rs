@@ -17,6 +17,11 @@
 //! (p50, p90), 13,000 with 16 in flight (calls per second), five 4 MiB
 //! round trips, and toolwarden's resident memory after 2,000 and after
 //! 15,000 timed calls, and at its peak.
+//!
+//! The report gives each figure's median over the rounds (25 by default),
+//! toolwarden's ratio to the byte relay and to the direct connection, and
+//! where toolwarden's ratio to the relay falls round by round (the middle
+//! half of the rounds): how far one round alone can be off.
 
 // This benchmark reports to a person: its table is its output.
 #![allow(clippy::print_stdout)]
