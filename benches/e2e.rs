@@ -51,10 +51,10 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         server: "mock".into(),
-        // A session's figures move by several percent on their own (a Node
-        // server compiles its hot code differently each time): 25 rounds
-        // make the medians steady to about 1%, in some 30 s on the mock and
-        // 3 minutes on server-everything.
+        // A single session's figures move by several percent on their own
+        // (a Node server compiles its hot code differently each time); 25
+        // rounds take some 30 s on the mock and 3 minutes on
+        // server-everything.
         rounds: 25,
         pin: true,
         warmup: 200,
