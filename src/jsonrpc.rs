@@ -128,8 +128,7 @@ pub enum Strictness {
 /// Parses one line (without its newline) into a message.
 pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejection> {
     // UTF-8 is checked in the same pass as the rest (see `json`).
-    let text = line;
-    let first = text
+    let first = line
         .iter()
         .find(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'));
     if first == Some(&b'[') {
@@ -143,7 +142,7 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         Strictness::Full => Check::Strict,
         Strictness::Envelope => Check::Syntax,
     };
-    let raw = Envelope::read(text, check).map_err(|e| {
+    let raw = Envelope::read(line, check).map_err(|e| {
         let (code, what) = match e.kind() {
             ErrorKind::Syntax | ErrorKind::Strict => (PARSE_ERROR, "parse error"),
             ErrorKind::Duplicate | ErrorKind::NotObject | ErrorKind::Member => {
@@ -155,7 +154,7 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         // its own id when the id can be read; reading it needs a second,
         // lenient pass, taken only on this error path.
         let reply_id = match e.kind() {
-            ErrorKind::Strict | ErrorKind::Duplicate => Envelope::read(text, Check::Syntax)
+            ErrorKind::Strict | ErrorKind::Duplicate => Envelope::read(line, Check::Syntax)
                 .ok()
                 .and_then(|raw| reply_id(&raw)),
             _ => Some(None),
