@@ -1,7 +1,7 @@
 //! toolwarden's cost end to end: one workload against a server directly,
 //! through a plain byte relay that parses nothing, and through toolwarden,
-//! interleaved (direct, relay, toolwarden, direct, ...) in one run, so that
-//! the machine's mood hits all three alike.
+//! interleaved (direct, relay, toolwarden, then direct, toolwarden, relay,
+//! ...) in one run, so that the machine's mood hits all three alike.
 //!
 //! ```text
 //! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--warmup N] [--no-pin]
@@ -18,10 +18,11 @@
 //! round trips, and toolwarden's resident memory after 2,000 and after
 //! 15,000 timed calls, and at its peak.
 //!
-//! The report gives each figure's median over the rounds (25 by default),
-//! toolwarden's ratio to the byte relay and to the direct connection, and
-//! where toolwarden's ratio to the relay falls round by round (the middle
-//! half of the rounds): how far one round alone can be off.
+//! The report gives each figure's median over the rounds (25 by default);
+//! toolwarden's ratio to the byte relay and to the direct connection, as
+//! the median of each round's own ratio; and where the ratio to the relay
+//! falls round by round (the middle half of the rounds): how far one round
+//! alone can be off.
 
 // This benchmark reports to a person: its table is its output.
 #![allow(clippy::print_stdout)]
@@ -125,14 +126,13 @@ fn toolwarden_build() -> (OsString, String) {
     )
 }
 
+/// The three set-ups; `kind as usize` indexes their samples.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Direct,
     Relay,
     Toolwarden,
 }
-
-const KINDS: [Kind; 3] = [Kind::Direct, Kind::Relay, Kind::Toolwarden];
 
 /// One figure of a session, for the report.
 type Column = fn(&Sample) -> f64;
@@ -370,16 +370,26 @@ fn main() {
     if o.pin {
         pin_to(1);
     }
-    let mut samples: Vec<Vec<Sample>> = KINDS.iter().map(|_| Vec::new()).collect();
+    let mut samples: [Vec<Sample>; 3] = Default::default();
     for round in 0..o.rounds {
-        for (k, &kind) in KINDS.iter().enumerate() {
-            samples[k].push(run_session(&command(kind), o.pin, o.warmup, kind));
+        // The byte relay and toolwarden swap places every other round: a
+        // session inherits the CPU's caches, the page cache and the
+        // scheduler's state from the one before it, and neither should
+        // always be the one that follows the other.
+        let order = if round % 2 == 0 {
+            [Kind::Direct, Kind::Relay, Kind::Toolwarden]
+        } else {
+            [Kind::Direct, Kind::Toolwarden, Kind::Relay]
+        };
+        for kind in order {
+            samples[kind as usize].push(run_session(&command(kind), o.pin, o.warmup, kind));
         }
         eprintln!("round {} of {} done", round + 1, o.rounds);
     }
     let _ = std::fs::remove_file(&policy);
 
-    let stat = |k: usize, f: &dyn Fn(&Sample) -> f64| median(samples[k].iter().map(f).collect());
+    let stat =
+        |k: Kind, f: &dyn Fn(&Sample) -> f64| median(samples[k as usize].iter().map(f).collect());
     println!(
         "server: {}, rounds: {}, warm-up calls: {}, processes pinned to one CPU: {}, cores: {}",
         o.server,
@@ -401,28 +411,33 @@ fn main() {
     ];
     for (label, column) in rows {
         let f: &dyn Fn(&Sample) -> f64 = &column;
-        let (d, r, t) = (stat(0, f), stat(1, f), stat(2, f));
-        // Each round's toolwarden against the byte relay run just before
-        // it: how far one round alone can be off.
-        let (low, high) = middle_half(
-            samples[2]
+        // Each round's toolwarden against the byte relay (or the direct
+        // connection) of the same round. A round's sessions run seconds
+        // apart, rounds minutes apart: the machine's slow drift cancels
+        // out of these ratios, where it stays in a ratio of two medians.
+        let ratios = |other: Kind| -> Vec<f64> {
+            samples[Kind::Toolwarden as usize]
                 .iter()
-                .zip(&samples[1])
-                .map(|(t, r)| f(t) / f(r))
-                .collect(),
-        );
+                .zip(&samples[other as usize])
+                .map(|(t, o)| f(t) / f(o))
+                .collect()
+        };
+        let (low, high) = middle_half(ratios(Kind::Relay));
         println!(
-            "| {label} | {d:.1} | {r:.1} | {t:.1} | {:.3}x | {low:.3}x to {high:.3}x | {:.3}x |",
-            t / r,
-            t / d
+            "| {label} | {:.1} | {:.1} | {:.1} | {:.3}x | {low:.3}x to {high:.3}x | {:.3}x |",
+            stat(Kind::Direct, f),
+            stat(Kind::Relay, f),
+            stat(Kind::Toolwarden, f),
+            median(ratios(Kind::Relay)),
+            median(ratios(Kind::Direct)),
         );
     }
     let mib = |kib: f64| kib / 1024.0;
     println!();
     println!(
         "toolwarden resident memory: {:.1} MiB after 2,000 timed calls, {:.1} MiB after 15,000, peak {:.1} MiB (the peak includes the 4 MiB messages)",
-        mib(stat(2, &|s| s.rss_early_kib as f64)),
-        mib(stat(2, &|s| s.rss_late_kib as f64)),
-        mib(stat(2, &|s| s.peak_kib as f64)),
+        mib(stat(Kind::Toolwarden, &|s| s.rss_early_kib as f64)),
+        mib(stat(Kind::Toolwarden, &|s| s.rss_late_kib as f64)),
+        mib(stat(Kind::Toolwarden, &|s| s.peak_kib as f64)),
     );
 }
