@@ -422,13 +422,14 @@ fn main() {
                 .map(|(t, o)| f(t) / f(o))
                 .collect()
         };
-        let (low, high) = middle_half(ratios(Kind::Relay));
+        let to_relay = ratios(Kind::Relay);
+        let (low, high) = middle_half(to_relay.clone());
         println!(
             "| {label} | {:.1} | {:.1} | {:.1} | {:.3}x | {low:.3}x to {high:.3}x | {:.3}x |",
             stat(Kind::Direct, f),
             stat(Kind::Relay, f),
             stat(Kind::Toolwarden, f),
-            median(ratios(Kind::Relay)),
+            median(to_relay),
             median(ratios(Kind::Direct)),
         );
     }
