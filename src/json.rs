@@ -907,7 +907,7 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
             return skip_plain_long(b, i);
         }
     }
-    skip_plain_tail(b, i)
+    skip_bytes(b, i, plain)
 }
 
 /// After this many plain bytes a string is taken for a long one.
@@ -946,14 +946,6 @@ fn skip_plain_words(b: &[u8], i: usize) -> usize {
     skip_words(b, i, special_bytes, plain)
 }
 
-#[inline(always)]
-fn skip_plain_tail(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(&c) if plain(c)) {
-        i += 1;
-    }
-    i
-}
-
 /// Like [`skip_plain`], but past bytes above 0x7f: the end of a stretch
 /// of text whose UTF-8 is to be checked. Text in another script can run
 /// long: blocks first.
@@ -981,6 +973,13 @@ fn skip_words(
         }
         i += 8;
     }
+    skip_bytes(b, i, plain)
+}
+
+/// Past the bytes from `i` that `plain` passes, one at a time: the tail of
+/// a string shorter than a word.
+#[inline(always)]
+fn skip_bytes(b: &[u8], mut i: usize, plain: impl Fn(u8) -> bool) -> usize {
     while matches!(b.get(i), Some(&c) if plain(c)) {
         i += 1;
     }
