@@ -3,9 +3,10 @@
 //! call meanwhile; this module only speaks the protocol.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::json::Raw;
+use crate::redact::Redacted;
 
 /// What the client said at `initialize` about asking its user.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,41 +21,46 @@ pub enum Elicitation {
     NamedForm,
 }
 
-/// Reads `params.capabilities.elicitation` of an `initialize` request.
+/// Reads `params.capabilities.elicitation` of an `initialize` request,
+/// walking its text (a tree of it would cost more than the line).
 pub fn declared(params: Option<Raw<'_>>) -> Elicitation {
-    #[derive(Deserialize)]
-    struct Params {
-        capabilities: Option<Capabilities>,
-    }
-    #[derive(Deserialize)]
-    struct Capabilities {
-        elicitation: Option<serde_json::Map<String, Value>>,
-    }
     let capability = params
-        .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
-        .and_then(|p| p.capabilities)
-        .and_then(|c| c.elicitation);
+        .and_then(|p| p.member("capabilities"))
+        .and_then(|c| c.member("elicitation"))
+        .filter(|e| e.is_object());
     match capability {
         None => Elicitation::Unsupported,
-        Some(modes) if modes.is_empty() => Elicitation::Form,
-        Some(modes) if modes.contains_key("form") => Elicitation::NamedForm,
+        Some(modes) if modes.members().next().is_none() => Elicitation::Form,
+        Some(modes) if modes.member("form").is_some() => Elicitation::NamedForm,
         Some(_) => Elicitation::Unsupported,
     }
 }
 
-/// The prompt for one call. `arguments` are already redacted: the person
-/// sees what the audit log keeps, not the secrets.
+/// The prompt for one call, showing its redacted arguments: the person
+/// sees what the audit log keeps, not the secrets, and is told when most
+/// of the call is hidden or long values are cut.
 pub fn prompt(
     prompt_id: &str,
     mode: Elicitation,
     tool: &str,
-    arguments: &Value,
+    arguments: &Redacted,
     reason: Option<&str>,
 ) -> Vec<u8> {
     let mut message = format!(
         "toolwarden: the agent wants to call the tool `{tool}` with these arguments:\n{}\nAllow this one call?",
-        serde_json::to_string_pretty(arguments).unwrap_or_default()
+        serde_json::to_string_pretty(&arguments.value).unwrap_or_default()
     );
+    if arguments.mostly_hidden() {
+        message.push_str(
+            "\nNote: most of these arguments look secret and are shown as [redacted]: \
+             you cannot see most of what you would approve.",
+        );
+    }
+    if arguments.cut {
+        message.push_str(
+            "\nNote: the arguments are too long to show whole; parts marked … are left out.",
+        );
+    }
     if let Some(reason) = reason {
         message.push_str(&format!("\n({reason})"));
     }
@@ -112,6 +118,7 @@ pub fn withdraw(prompt_id: &str, why: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn raw(text: &str) -> Raw<'_> {
         Raw::parse(text).unwrap()
@@ -155,13 +162,8 @@ mod tests {
 
     #[test]
     fn the_prompt_is_a_flat_form_with_one_boolean() {
-        let bytes = prompt(
-            "p-1",
-            Elicitation::NamedForm,
-            "deploy",
-            &json!({"env": "prod"}),
-            None,
-        );
+        let shown = crate::redact::redact(Some(raw(r#"{"env": "prod"}"#)), &[]);
+        let bytes = prompt("p-1", Elicitation::NamedForm, "deploy", &shown, None);
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["method"], "elicitation/create");
         assert_eq!(v["params"]["mode"], "form");
@@ -173,7 +175,13 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("\"env\": \"prod\""));
-        let bytes = prompt("p-1", Elicitation::Form, "deploy", &json!({}), None);
+        let bytes = prompt(
+            "p-1",
+            Elicitation::Form,
+            "deploy",
+            &crate::redact::redact(None, &[]),
+            None,
+        );
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert!(
             v["params"].get("mode").is_none(),

@@ -46,9 +46,10 @@ pub struct AuditEvent {
     /// The arguments, redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Value>,
-    /// SHA-256 of the arguments' JSON text exactly as the client sent it.
+    /// HMAC-SHA-256 of the arguments' JSON text exactly as the client
+    /// sent it, under the machine's audit key.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub args_sha256: Option<String>,
+    pub args_hmac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,6 +84,8 @@ pub struct Audit {
     required: bool,
     session: String,
     identity: String,
+    /// The key of `args_hmac`.
+    key: [u8; 32],
 }
 
 impl Audit {
@@ -94,6 +97,7 @@ impl Audit {
             required: false,
             session,
             identity,
+            key: [0; 32],
         }
     }
 
@@ -126,7 +130,20 @@ impl Audit {
             required,
             session,
             identity,
+            key: args_key(),
         })
+    }
+
+    /// What the log writes as `args_hmac`: the same arguments give the same
+    /// text on this machine, and without the key (0600, beside
+    /// toolwarden's state) a redacted PIN cannot be found by trying every
+    /// PIN, as it could from a plain hash.
+    pub fn fingerprint(&self, arguments: &[u8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        mac.update(arguments);
+        hex(&mac.finalize().into_bytes())
     }
 
     pub fn enabled(&self) -> bool {
@@ -263,8 +280,7 @@ fn write_to_file(path: &Path, file: &mut Option<std::fs::File>, line: &[u8]) -> 
 /// A random hex string for session and prompt ids.
 pub fn random_id() -> String {
     let mut bytes = [0u8; 8];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
+    let filled = random(&mut bytes);
     if filled.is_err() {
         // No /dev/urandom: time and pid are unique enough for a session.
         let nanos = SystemTime::now()
@@ -273,14 +289,97 @@ pub fn random_id() -> String {
             .unwrap_or_default();
         bytes = ((nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
     }
+    hex(&bytes)
+}
+
+fn random(bytes: &mut [u8]) -> io::Result<()> {
+    std::fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 in hex.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// Where toolwarden keeps its state: `$XDG_STATE_HOME/toolwarden`, else
+/// `~/.local/state/toolwarden`.
+pub fn state_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        let home = PathBuf::from(std::env::var_os("HOME")?);
+        Some(home.join(".local/state"))
+    })?;
+    Some(base.join("toolwarden"))
+}
+
+/// The machine's audit key, `audit.key` in the state directory: created
+/// (32 random bytes, mode 0600 in a 0700 directory) on first use. When it
+/// cannot be read or created, a key for this session alone, with a warning:
+/// `args_hmac` then matches only within the session.
+fn args_key() -> [u8; 32] {
+    let from_file = state_dir()
+        .ok_or_else(|| io::Error::other("neither XDG_STATE_HOME nor HOME is set"))
+        .and_then(|dir| read_or_create_key(&dir.join("audit.key")));
+    match from_file {
+        Ok(key) => key,
+        Err(e) => {
+            warn!("cannot keep the audit key ({e}); args_hmac holds within this session only");
+            let mut key = [0u8; 32];
+            if random(&mut key).is_err() {
+                key[..16].copy_from_slice(random_id().as_bytes());
+            }
+            key
+        }
+    }
+}
+
+fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    let read = |path: &Path| -> io::Result<[u8; 32]> {
+        let text = std::fs::read_to_string(path)?;
+        let text = text.trim();
+        let mut key = [0u8; 32];
+        if text.len() != 64 {
+            return Err(io::Error::other(format!(
+                "{} is not 64 hex digits",
+                path.display()
+            )));
+        }
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| io::Error::other(format!("{} is not hex", path.display())))?;
+        }
+        Ok(key)
+    };
+    match read(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut key = [0u8; 32];
+    random(&mut key)?;
+    // Written whole under another name, then linked into place, so that
+    // another toolwarden never reads half a key.
+    let partial = path.with_extension(format!("new-{}", random_id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .and_then(|mut file| file.write_all(format!("{}\n", hex(&key)).as_bytes()))
+        .and_then(|()| std::fs::hard_link(&partial, path));
+    let _ = std::fs::remove_file(&partial);
+    match written {
+        Ok(()) => Ok(key),
+        // Another toolwarden made it first: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read(path),
+        Err(e) => Err(e),
+    }
 }

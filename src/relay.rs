@@ -9,6 +9,8 @@
 //! prompt's timer lives on the event loop. The pumps are generic over the
 //! byte streams so tests can run them over pipes of their own.
 
+mod held;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,17 +18,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::approval::{self, Elicitation};
-use crate::audit::{self, Audit, AuditEvent};
+use crate::approval;
+use crate::audit::{Audit, AuditEvent};
 use crate::framing::{Frame, LineReader, LineWriter, Source};
 use crate::json::{Raw, RawBuf};
 use crate::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
 use crate::policy::{Policy, Refusal, RefusalKind, ToolCall, Verdict};
-use crate::redact;
+use crate::redact::{self, loggable};
 use crate::tools_list;
+use held::Held;
+
+/// Requests the client may have waiting at once (in flight or held): a
+/// client that never waits for answers, or a server that never gives them,
+/// cannot grow toolwarden's tables without end.
+pub const MAX_IN_FLIGHT: usize = 10_000;
+/// The longest request id toolwarden keeps track of, in bytes of JSON.
+pub const MAX_ID_BYTES: usize = 1024;
 
 /// The client's output, shared by both pumps.
 pub type ClientOut = Box<dyn Write + Send>;
@@ -62,7 +72,7 @@ struct State {
     server: BTreeSet<IdKey>,
     /// Calls waiting for a person, by the id of their prompt.
     held: HashMap<String, Held>,
-    elicitation: Elicitation,
+    elicitation: approval::Elicitation,
     /// Prompts may be sent only after `notifications/initialized`.
     initialized: bool,
     prompts: u64,
@@ -72,26 +82,14 @@ struct ClientRequest {
     /// Kept to answer it ourselves if the server goes away.
     id: RawBuf,
     lists_tools: bool,
-    cancelled: bool,
     /// For a tools/call: the tool and when it was sent, for the audit log.
     call: Option<(String, Instant)>,
-}
-
-/// A call held until a person answers its prompt.
-struct Held {
-    id: RawBuf,
-    key: IdKey,
-    line: Vec<u8>,
-    tool: String,
-    arguments: Option<RawBuf>,
-    stateless: bool,
-    timer: tokio::task::JoinHandle<()>,
 }
 
 /// What the audit log keeps of a call's arguments.
 struct Facts {
     redacted: redact::Redacted,
-    sha256: String,
+    hmac: String,
 }
 
 impl Relay {
@@ -190,6 +188,14 @@ impl Relay {
             }
         };
         match message {
+            Message::Request { id, .. } if id.get().len() > MAX_ID_BYTES => {
+                let reply = jsonrpc::error_response(
+                    Some(id),
+                    jsonrpc::INVALID_REQUEST,
+                    &format!("invalid request: an id longer than {MAX_ID_BYTES} bytes"),
+                );
+                self.send_client(&reply)
+            }
             Message::Request {
                 id,
                 method,
@@ -237,7 +243,10 @@ impl Relay {
                     IdKey::Str(prompt) => self.state().held.remove(prompt),
                     _ => None,
                 };
-                if let Some(held) = held {
+                if let Some(mut held) = held {
+                    if let Some(timer) = held.timer.take() {
+                        timer.abort();
+                    }
                     // The answer to an approval prompt: the server never
                     // sees it.
                     return self.answered(held, result, server);
@@ -246,7 +255,7 @@ impl Relay {
                     server.queue(line)
                 } else {
                     warn!(
-                        id = id.get(),
+                        id = loggable(id.get()),
                         "dropped a response from the client to a request the server never made"
                     );
                     Ok(())
@@ -266,151 +275,50 @@ impl Relay {
         let call = match ToolCall::from_params(params, fields) {
             Ok(call) => call,
             Err(why) => {
-                warn!(id = id.get(), "refused a malformed tools/call: {why}");
+                warn!(
+                    id = loggable(id.get()),
+                    "refused a malformed tools/call: {why}"
+                );
                 let reply = jsonrpc::error_response(Some(id), jsonrpc::INVALID_PARAMS, &why);
                 return self.send_client(&reply);
             }
         };
+        // A call refused for its id is not a decision: nothing is charged
+        // or audited for it.
+        if let Err(why) = self.can_track(id) {
+            return self.refuse_request(id, why);
+        }
         // Needed only when toolwarden answers the call itself.
         let stateless = || is_stateless(params);
-        let facts = self.facts(&call);
         if self.settings.audit.refuses_calls() {
             let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-            return self.refuse(id, &refusal, stateless(), facts.as_ref());
+            return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
         }
         match self.policy.check(&call) {
             Verdict::Allow => {
+                let facts = self.facts(&call);
+                // Written down first, charged next, forwarded last: a call
+                // the log could not take is refused and costs nothing.
                 if !self.admitted(id, &call.name, "allowed", facts.as_ref()) {
                     let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
                     return self.refuse(id, &refusal, stateless(), facts.as_ref());
                 }
-                info!(tool = %call.name, id = id.get(), "allowed");
+                if let Verdict::Refuse(refusal) = self.policy.admit(&call) {
+                    return self.refuse(id, &refusal, stateless(), facts.as_ref());
+                }
+                info!(
+                    tool = loggable(&call.name),
+                    id = loggable(id.get()),
+                    "allowed"
+                );
                 let started = self.started(&call);
                 self.forward_request(id, false, started, line, server)
             }
-            Verdict::Approve => self.hold(id, &call, stateless(), line, facts.as_ref()),
-            Verdict::Refuse(refusal) => self.refuse(id, &refusal, stateless(), facts.as_ref()),
-        }
-    }
-
-    /// Holds a call and asks the client's user about it; other traffic
-    /// keeps flowing meanwhile.
-    fn hold(
-        self: &Arc<Self>,
-        id: Raw<'_>,
-        call: &ToolCall<'_>,
-        stateless: bool,
-        line: &[u8],
-        facts: Option<&Facts>,
-    ) -> io::Result<()> {
-        let key = IdKey::of(id);
-        let prompt_id = {
-            let mut state = self.state();
-            let usable =
-                state.elicitation != Elicitation::Unsupported && state.initialized && !stateless;
-            if !usable {
-                None
-            } else if state.client.contains_key(&key) || state.held.values().any(|h| h.key == key) {
-                Some(None)
-            } else {
-                state.prompts += 1;
-                Some(Some(format!(
-                    "toolwarden-approval-{}-{}",
-                    self.settings.session, state.prompts
-                )))
-            }
-        };
-        let prompt_id = match prompt_id {
-            None => {
-                let refusal = self.refusal(call, RefusalKind::ApprovalUnavailable);
-                return self.refuse(id, &refusal, stateless, facts);
-            }
-            Some(None) => return self.duplicate_id(id),
-            Some(Some(prompt_id)) => prompt_id,
-        };
-        let relay = Arc::clone(self);
-        let expiring = prompt_id.clone();
-        let timer = self.runtime.spawn(async move {
-            tokio::time::sleep(relay.settings.approval_timeout).await;
-            // The refusal writes to the client, which may block: off the
-            // event loop.
-            let _ = tokio::task::spawn_blocking(move || relay.expire(&expiring)).await;
-        });
-        let shown = match facts {
-            Some(f) => f.redacted.value.clone(),
-            None => self.facts_now(call).redacted.value,
-        };
-        let mode = self.state().elicitation;
-        let reason = self
-            .policy
-            .rule_for(&call.name)
-            .and_then(|r| r.reason.clone());
-        let prompt = approval::prompt(&prompt_id, mode, &call.name, &shown, reason.as_deref());
-        self.state().held.insert(
-            prompt_id,
-            Held {
-                id: id.to_buf(),
-                key,
-                line: line.to_vec(),
-                tool: call.name.to_string(),
-                arguments: call.arguments.map(Raw::to_buf),
-                stateless,
-                timer,
-            },
-        );
-        info!(tool = %call.name, id = id.get(), "held for approval");
-        self.audit_decision(id, &call.name, "approval_requested", facts);
-        self.send_client(&prompt)
-    }
-
-    /// A person answered a prompt.
-    fn answered<W: Write>(
-        self: &Arc<Self>,
-        held: Held,
-        answer: Option<Raw<'_>>,
-        server: &mut LineWriter<W>,
-    ) -> io::Result<()> {
-        held.timer.abort();
-        let call = ToolCall {
-            name: held.tool.as_str().into(),
-            arguments: held.arguments.as_ref().map(RawBuf::raw),
-        };
-        let facts = self.facts(&call);
-        if !approval::approved(answer) {
-            let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
-            return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
-        }
-        // Limits are charged now, not when the call was held.
-        match self.policy.admit(&call) {
+            Verdict::Approve => self.hold(id, &call, stateless(), line),
             Verdict::Refuse(refusal) => {
-                self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
-            }
-            _ if !self.admitted(held.id.raw(), &call.name, "approved", facts.as_ref()) => {
-                let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-                self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
-            }
-            _ => {
-                info!(tool = %call.name, id = held.id.raw().get(), "approved");
-                let started = self.started(&call);
-                self.forward_request(held.id.raw(), false, started, &held.line, server)
+                self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref())
             }
         }
-    }
-
-    /// Nobody answered a prompt in time.
-    fn expire(&self, prompt_id: &str) {
-        let Some(held) = self.state().held.remove(prompt_id) else {
-            return;
-        };
-        warn!(tool = %held.tool, id = held.id.raw().get(), "no answer to the approval prompt in time");
-        let call = ToolCall {
-            name: held.tool.as_str().into(),
-            arguments: held.arguments.as_ref().map(RawBuf::raw),
-        };
-        let facts = self.facts(&call);
-        let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: true });
-        let _ = self.send_client(&approval::withdraw(prompt_id, "timed out"));
-        let _ = self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
     }
 
     fn client_cancels<W: Write>(
@@ -423,15 +331,11 @@ impl Relay {
             warn!("dropped a notifications/cancelled without a readable requestId");
             return Ok(());
         };
+        // A cancelled request is forgotten: MCP tells the server not to
+        // answer it, and an answer that still comes is dropped.
         let (known, held) = {
             let mut state = self.state();
-            let known = match state.client.get_mut(&key) {
-                Some(request) => {
-                    request.cancelled = true;
-                    true
-                }
-                None => false,
-            };
+            let known = state.client.remove(&key).is_some();
             let prompt = state
                 .held
                 .iter()
@@ -442,10 +346,16 @@ impl Relay {
                 prompt.and_then(|p| state.held.remove(&p).map(|h| (p, h))),
             )
         };
-        if let Some((prompt_id, held)) = held {
+        if let Some((prompt_id, mut held)) = held {
             // The call is dropped; the prompt is withdrawn.
-            held.timer.abort();
-            info!(tool = %held.tool, id = held.id.raw().get(), "a call held for approval was cancelled");
+            if let Some(timer) = held.timer.take() {
+                timer.abort();
+            }
+            info!(
+                tool = loggable(&held.tool),
+                id = loggable(held.id.raw().get()),
+                "a call held for approval was cancelled"
+            );
             self.audit_decision(held.id.raw(), &held.tool, "cancelled", None);
             return self.send_client(&approval::withdraw(&prompt_id, "the call was cancelled"));
         }
@@ -453,14 +363,31 @@ impl Relay {
             server.queue(line)
         } else {
             // Refused or already answered: the server never had it.
-            debug!(request = %key, "dropped a cancellation for a request the server does not have");
+            debug!(
+                request = loggable(&key.to_string()),
+                "dropped a cancellation for a request the server does not have"
+            );
             Ok(())
         }
     }
 
-    /// Records a client request as in flight, then sends it on. A second
-    /// request with the id of one still in flight (or held) is refused: its
-    /// answer could not be told apart.
+    /// Whether a new client request with this id can be kept track of: not
+    /// while another with the same id is in flight or held (their answers
+    /// could not be told apart), nor beyond [`MAX_IN_FLIGHT`].
+    fn can_track(&self, id: Raw<'_>) -> Result<(), &'static str> {
+        let key = IdKey::of(id);
+        let state = self.state();
+        if state.client.contains_key(&key) || state.held.values().any(|h| h.key == key) {
+            return Err("invalid request: a request with this id is still in flight");
+        }
+        if state.client.len() + state.held.len() >= MAX_IN_FLIGHT {
+            return Err("invalid request: too many requests are waiting for an answer (toolwarden keeps track of 10000 at most)");
+        }
+        Ok(())
+    }
+
+    /// Records a client request as in flight, then sends it on; a request
+    /// [`Relay::can_track`] turns down is refused instead.
     fn forward_request<W: Write>(
         &self,
         id: Raw<'_>,
@@ -469,41 +396,24 @@ impl Relay {
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
-        let key = IdKey::of(id);
-        let fresh = {
-            let mut state = self.state();
-            if state.client.contains_key(&key) || state.held.values().any(|h| h.key == key) {
-                false
-            } else {
-                state.client.insert(
-                    key,
-                    ClientRequest {
-                        id: id.to_buf(),
-                        lists_tools,
-                        cancelled: false,
-                        call,
-                    },
-                );
-                true
-            }
-        };
-        if fresh {
-            server.queue(line)
-        } else {
-            self.duplicate_id(id)
+        if let Err(why) = self.can_track(id) {
+            return self.refuse_request(id, why);
         }
+        // Only this pump adds requests, so the check above still holds.
+        self.state().client.insert(
+            IdKey::of(id),
+            ClientRequest {
+                id: id.to_buf(),
+                lists_tools,
+                call,
+            },
+        );
+        server.queue(line)
     }
 
-    fn duplicate_id(&self, id: Raw<'_>) -> io::Result<()> {
-        warn!(
-            id = id.get(),
-            "refused a request whose id is already in flight"
-        );
-        let reply = jsonrpc::error_response(
-            Some(id),
-            jsonrpc::INVALID_REQUEST,
-            "invalid request: a request with this id is still in flight",
-        );
+    fn refuse_request(&self, id: Raw<'_>, why: &str) -> io::Result<()> {
+        warn!(id = loggable(id.get()), "refused a request: {why}");
+        let reply = jsonrpc::error_response(Some(id), jsonrpc::INVALID_REQUEST, why);
         self.send_client(&reply)
     }
 
@@ -524,7 +434,12 @@ impl Relay {
         stateless: bool,
         facts: Option<&Facts>,
     ) -> io::Result<()> {
-        info!(tool = %refusal.tool, id = id.get(), decision = refusal.decision(), "refused");
+        info!(
+            tool = loggable(&refusal.tool),
+            id = loggable(id.get()),
+            decision = refusal.decision(),
+            "refused"
+        );
         if self.settings.audit.enabled() {
             let meta = refusal.meta();
             let scrub =
@@ -562,15 +477,16 @@ impl Relay {
     }
 
     fn facts_now(&self, call: &ToolCall) -> Facts {
-        let raw = call.arguments.map_or("{}", Raw::get);
-        let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
         let pointers = self
             .policy
             .rule_for(&call.name)
             .map_or(&[][..], |r| &r.redact[..]);
         Facts {
-            redacted: redact::redact(&value, pointers),
-            sha256: audit::sha256(call.arguments.map_or(&b""[..], |a| a.get().as_bytes())),
+            redacted: redact::redact(call.arguments, pointers),
+            hmac: self
+                .settings
+                .audit
+                .fingerprint(call.arguments.map_or(&b""[..], |a| a.get().as_bytes())),
         }
     }
 
@@ -588,7 +504,7 @@ impl Relay {
             decision: Some(decision),
             rule: self.policy.rule_for(tool).map(|r| r.pattern.clone()),
             arguments: facts.map(|f| f.redacted.value.clone()),
-            args_sha256: facts.map(|f| f.sha256.clone()),
+            args_hmac: facts.map(|f| f.hmac.clone()),
             ..Default::default()
         }
     }
@@ -664,27 +580,28 @@ impl Relay {
         }
         let message = match jsonrpc::parse(line, Strictness::Envelope) {
             Ok(message) => message,
-            Err(_) => {
-                // A banner or a log line: the client would choke on it.
-                let shown = String::from_utf8_lossy(&line[..line.len().min(2000)]);
-                warn!(
-                    "server wrote a line that is not JSON-RPC to stdout (not forwarded): {shown}"
-                );
-                return Ok(());
-            }
+            Err(rejection) => return self.not_forwarded_from_server(line, &rejection.message),
         };
         match message {
             Message::Request { id, .. } => {
                 self.state().server.insert(IdKey::of(id));
                 self.queue_client(line)
             }
-            Message::Notification { .. } => self.queue_client(line),
+            Message::Notification { method, params, .. } => {
+                if method == "notifications/cancelled" {
+                    // The client will not answer it now.
+                    if let Some(key) = cancelled_request(params) {
+                        self.state().server.remove(&key);
+                    }
+                }
+                self.queue_client(line)
+            }
             Message::Response { id, result } => {
                 let request = self.state().client.remove(&IdKey::of(id));
                 let Some(request) = request else {
-                    warn!(
-                        id = id.get(),
-                        "dropped a response from the server to a request the client never made"
+                    info!(
+                        id = loggable(id.get()),
+                        "dropped a response from the server to a request not in flight (never made, or cancelled)"
                     );
                     return Ok(());
                 };
@@ -699,6 +616,31 @@ impl Relay {
                 };
                 self.queue_client(filtered.as_deref().unwrap_or(line))
             }
+        }
+    }
+
+    /// A line from the server that is not JSON-RPC (a banner, a log line,
+    /// or JSON nested too deep) goes to stderr, never to the client, which
+    /// would choke on it. When it begins as an answer to a request in
+    /// flight, that request gets an error instead of waiting forever.
+    fn not_forwarded_from_server(&self, line: &[u8], why: &str) -> io::Result<()> {
+        let shown = String::from_utf8_lossy(&line[..line.len().min(2000)]);
+        warn!(
+            "server wrote a line that is not JSON-RPC to stdout (not forwarded: {}): {}",
+            loggable(why),
+            loggable(&shown)
+        );
+        let seen = jsonrpc::scan_prefix(line);
+        let Some(id) = seen.id.filter(|_| seen.is_response) else {
+            return Ok(());
+        };
+        let request = self.state().client.remove(&IdKey::of(id.raw()));
+        match request {
+            Some(request) => self.fail_request(
+                &request,
+                &format!("the server's answer could not be relayed: {why}"),
+            ),
+            None => Ok(()),
         }
     }
 
@@ -756,7 +698,6 @@ impl Relay {
 
     /// Once the server is gone: answers every request still waiting on it
     /// with an error, and refuses every call still held for approval.
-    /// Cancelled requests expect no answer.
     pub fn fail_in_flight(&self, why: &str) -> io::Result<()> {
         let (waiting, held) = {
             let mut state = self.state();
@@ -765,16 +706,15 @@ impl Relay {
             let held: Vec<Held> = state.held.drain().map(|(_, h)| h).collect();
             (waiting, held)
         };
-        for request in waiting.iter().filter(|r| !r.cancelled) {
+        for request in &waiting {
             self.fail_request(request, why)?;
         }
-        for held in held {
-            held.timer.abort();
-            let call = ToolCall {
-                name: held.tool.as_str().into(),
-                arguments: held.arguments.as_ref().map(RawBuf::raw),
-            };
-            let refusal = self.refusal(&call, RefusalKind::ApprovalUnavailable);
+        for mut held in held {
+            if let Some(timer) = held.timer.take() {
+                timer.abort();
+            }
+            let call = held.call();
+            let refusal = self.refusal(&call, RefusalKind::ApprovalUnavailable { busy: false });
             self.refuse(
                 held.id.raw(),
                 &refusal,

@@ -4,44 +4,55 @@
 //! the `tools` array, and every byte of each tool that stays, are the
 //! server's own. Only the array's separators are rewritten.
 
-use serde_json::value::RawValue;
-
 use crate::json::Raw;
 
 /// Returns the line with the tools `hides` picks taken out of
 /// `result.tools`, or `None` when nothing is hidden (forward as is).
 ///
 /// `result` must be a slice of `line`, as the envelope parser hands it out.
+/// The tools are walked in place and the kept ones copied once: a huge page
+/// costs one copy of itself, however many tools it lists.
 pub fn filter(line: &[u8], result: Raw<'_>, hides: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
     let tools_raw = result.member("tools")?;
-    let tools: Vec<&RawValue> = serde_json::from_str(tools_raw.get()).ok()?;
-    let keep: Vec<&RawValue> = tools
-        .iter()
-        .copied()
-        .filter(|tool| {
-            let name = Raw::from(*tool).member("name").and_then(Raw::as_str);
-            // A tool without a readable name cannot be matched by a rule:
-            // it stays, and a call to it meets the policy like any other.
-            !name.is_some_and(|n| hides(&n))
-        })
-        .collect();
-    if keep.len() == tools.len() {
-        return None;
-    }
     let start = offset_in(line, tools_raw.get())?;
     let end = start + tools_raw.get().len();
-    let mut out = Vec::with_capacity(line.len());
-    out.extend_from_slice(&line[..start]);
-    out.push(b'[');
-    for (i, tool) in keep.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    let mut out: Option<Vec<u8>> = None;
+    let mut kept = 0usize;
+    for (i, tool) in tools_raw.items().enumerate() {
+        let name = tool.member("name").and_then(Raw::as_str);
+        // A tool without a readable name cannot be matched by a rule: it
+        // stays, and a call to it meets the policy like any other.
+        let hidden = name.is_some_and(|n| hides(&n));
+        if hidden && out.is_none() {
+            // The first hidden tool: the page is rewritten from here on,
+            // starting with the tools before it.
+            let mut page = Vec::with_capacity(line.len());
+            page.extend_from_slice(&line[..start]);
+            page.push(b'[');
+            for (j, before) in tools_raw.items().take(i).enumerate() {
+                if j > 0 {
+                    page.push(b',');
+                }
+                page.extend_from_slice(before.get().as_bytes());
+            }
+            kept = i;
+            out = Some(page);
         }
-        out.extend_from_slice(tool.get().as_bytes());
+        match &mut out {
+            Some(page) if !hidden => {
+                if kept > 0 {
+                    page.push(b',');
+                }
+                page.extend_from_slice(tool.get().as_bytes());
+                kept += 1;
+            }
+            _ => {}
+        }
     }
-    out.push(b']');
-    out.extend_from_slice(&line[end..]);
-    Some(out)
+    let mut page = out?;
+    page.push(b']');
+    page.extend_from_slice(&line[end..]);
+    Some(page)
 }
 
 /// Where `part`, a sub-slice of `whole`, starts in it.

@@ -45,10 +45,14 @@ fuzz_target!(|line: &[u8]| {
         }
     }
     // The grammar check (UTF-8 included) agrees with serde_json skipping a
-    // value, which checks UTF-8 to hand the value out as a `str`.
-    let ours = json::validate(line, Check::Syntax).is_ok();
+    // value, which checks UTF-8 to hand the value out as a `str`, except
+    // that it stops at a depth serde_json does not bound.
+    let ours = json::validate(line, Check::Syntax);
     let theirs = serde_json::from_slice::<&serde_json::value::RawValue>(line).is_ok();
-    assert_eq!(ours, theirs, "{line:?}");
+    let too_deep = ours.as_ref().is_err_and(|e| e.kind() == json::ErrorKind::Strict);
+    if !too_deep {
+        assert_eq!(ours.is_ok(), theirs, "{line:?}");
+    }
     if json::validate(line, Check::Strict).is_ok() {
         serde_json::from_slice::<serde_json::Value>(line).expect("strictly valid JSON");
     }

@@ -104,8 +104,11 @@ impl<C: Clock + Clone> Policy<C> {
         let mut counters = Counters::new(clock);
         let mut global_limits = Vec::new();
         for (i, spec) in file.limits.iter().enumerate() {
-            global_limits
-                .push(counters.add(spec, &format!("/limits/{i}"), || format!("limits[{i}]"))?);
+            let counter = counters.add(spec, &format!("/limits/{i}"), || format!("limits[{i}]"))?;
+            // A counter named twice is charged once.
+            if !global_limits.contains(&counter) {
+                global_limits.push(counter);
+            }
         }
 
         let mut rules = Vec::new();
@@ -160,9 +163,12 @@ fn compile_rule<C: Clock + Clone>(
 ) -> Result<Rule, LoadError> {
     let mut limits = Vec::new();
     for (i, limit) in spec.limits.iter().enumerate() {
-        limits.push(counters.add(limit, &format!("{at}/limits/{i}"), || {
+        let counter = counters.add(limit, &format!("{at}/limits/{i}"), || {
             format!("{pattern}[{i}]")
-        })?);
+        })?;
+        if !limits.contains(&counter) {
+            limits.push(counter);
+        }
     }
     let schema = match &spec.arguments {
         None => None,

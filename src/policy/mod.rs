@@ -22,6 +22,7 @@ pub use load::{load, LoadError};
 
 use crate::json::Raw;
 use crate::jsonrpc::ToolFields;
+use crate::redact::shorten;
 use limits::Counter;
 
 /// A compiled policy.
@@ -119,15 +120,31 @@ pub enum RefusalKind {
         window: Window,
         retry_after: Duration,
     },
-    InvalidArguments(Vec<SchemaError>),
-    /// A person said no, or did not answer in time.
-    ApprovalDeclined {
-        timed_out: bool,
+    /// The first [`MAX_SCHEMA_ERRORS`] ways the arguments break the
+    /// schema, and how many more there were.
+    InvalidArguments {
+        errors: Vec<SchemaError>,
+        more: usize,
     },
-    ApprovalUnavailable,
+    /// A person said no, or did not answer in time.
+    ApprovalDeclined { timed_out: bool },
+    /// The client cannot ask a person; `busy`: it can, but as many calls
+    /// as toolwarden holds at once are waiting already.
+    ApprovalUnavailable { busy: bool },
     /// `--audit-required` and the audit log cannot be written.
     AuditUnavailable,
 }
+
+/// Schema errors kept for one call: enough to fix the call, while an array
+/// that breaks its `items` in each of a million elements costs no more.
+pub const MAX_SCHEMA_ERRORS: usize = 10;
+/// Bytes kept of each schema error's message and pointer: a message quotes
+/// the value that failed, which can be the whole arguments.
+pub const MAX_ERROR_TEXT: usize = 256;
+/// The most JSON values the arguments of a call checked against a schema
+/// may hold: the schema check needs them as a tree, some 80 bytes each, so
+/// this bounds it at about 8 MiB (a long string is one value, a copy).
+pub const MAX_SCHEMA_VALUES: usize = 100_000;
 
 /// One way the arguments break the rule's schema.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,9 +185,9 @@ impl<C: Clock> Policy<C> {
             .unwrap_or(self.hide_denied && denied)
     }
 
-    /// Decides one call. Order: the action, the arguments, then every limit
-    /// (the top-level ones and the rule's); a call refused at any step
-    /// charges no counter.
+    /// Decides one call, charging nothing. Order: the action, the
+    /// arguments, then every limit (the top-level ones and the rule's): an
+    /// allowed call is one that [`Policy::admit`] would let through now.
     pub fn check(&self, call: &ToolCall) -> Verdict {
         let rule = self.rule_for(&call.name);
         let refuse = |kind| {
@@ -189,10 +206,12 @@ impl<C: Clock> Policy<C> {
                 RefusalKind::NotAllowed
             });
         }
-        if let Some(errors) = rule.and_then(|r| schema_errors(r, call.arguments)) {
-            return refuse(RefusalKind::InvalidArguments(errors));
+        if let Some((errors, more)) = rule.and_then(|r| schema_errors(r, call.arguments)) {
+            return refuse(RefusalKind::InvalidArguments { errors, more });
         }
-        if let Err(kind) = self.take(rule, action == Action::Allow) {
+        // Nothing is charged yet: the relay charges a call with
+        // [`Policy::admit`] only once it is sure to forward it.
+        if let Err(kind) = self.take(rule, false) {
             return refuse(kind);
         }
         match action {
@@ -201,8 +220,11 @@ impl<C: Clock> Policy<C> {
         }
     }
 
-    /// Charges the limits of a call a human approved. Time has passed since
-    /// [`Policy::check`], so the limits are checked again.
+    /// Charges the limits of a call about to be forwarded: one that
+    /// [`Policy::check`] allowed, or a human approved. They are checked
+    /// again as they are charged, all or none; in one process, with
+    /// [`Policy::check`] just before on the same thread, this cannot
+    /// refuse (a bucket only fills up as time passes).
     pub fn admit(&self, call: &ToolCall) -> Verdict {
         let rule = self.rule_for(&call.name);
         match self.take(rule, true) {
@@ -296,30 +318,52 @@ impl<C: Clock> Policy<C> {
     }
 }
 
-/// The schema errors of a call's arguments, or `None` when they pass (or
+/// The schema errors of a call's arguments (the first
+/// [`MAX_SCHEMA_ERRORS`], and how many more), or `None` when they pass (or
 /// the rule has no schema). Missing arguments are checked as `{}`.
-fn schema_errors(rule: &Rule, arguments: Option<Raw<'_>>) -> Option<Vec<SchemaError>> {
+fn schema_errors(rule: &Rule, arguments: Option<Raw<'_>>) -> Option<(Vec<SchemaError>, usize)> {
     let schema = rule.schema.as_ref()?;
+    let values = arguments.map_or(0, Raw::count_values);
+    if values > MAX_SCHEMA_VALUES {
+        let message = format!(
+            "the arguments hold {values} JSON values, more than the {MAX_SCHEMA_VALUES} \
+             toolwarden checks against a schema; send them in smaller calls"
+        );
+        return Some((
+            vec![SchemaError {
+                pointer: String::new(),
+                message,
+            }],
+            0,
+        ));
+    }
     let value: Value = match arguments.map(|raw| serde_json::from_str(raw.get())) {
         Some(Ok(value)) => value,
         // Cannot happen for a line the strict parser passed; if it did,
         // the call is refused, never waved through unchecked.
         Some(Err(e)) => {
-            return Some(vec![SchemaError {
-                pointer: String::new(),
-                message: format!("the arguments cannot be read: {e}"),
-            }])
+            let message = format!("the arguments cannot be read: {e}");
+            return Some((
+                vec![SchemaError {
+                    pointer: String::new(),
+                    message,
+                }],
+                0,
+            ));
         }
         None => json!({}),
     };
-    let errors: Vec<SchemaError> = schema
-        .iter_errors(&value)
+    let mut all = schema.iter_errors(&value);
+    let errors: Vec<SchemaError> = all
+        .by_ref()
+        .take(MAX_SCHEMA_ERRORS)
         .map(|e| SchemaError {
-            pointer: e.instance_path().as_str().to_owned(),
-            message: e.to_string(),
+            pointer: shorten(e.instance_path().as_str(), MAX_ERROR_TEXT),
+            message: shorten(&e.to_string(), MAX_ERROR_TEXT),
         })
         .collect();
-    (!errors.is_empty()).then_some(errors)
+    let more = all.count();
+    (!errors.is_empty()).then_some((errors, more))
 }
 
 impl Refusal {
@@ -329,9 +373,9 @@ impl Refusal {
             RefusalKind::Denied => "denied",
             RefusalKind::NotAllowed => "not_allowed",
             RefusalKind::RateLimited { .. } => "rate_limited",
-            RefusalKind::InvalidArguments(_) => "invalid_arguments",
+            RefusalKind::InvalidArguments { .. } => "invalid_arguments",
             RefusalKind::ApprovalDeclined { .. } => "approval_declined",
-            RefusalKind::ApprovalUnavailable => "approval_unavailable",
+            RefusalKind::ApprovalUnavailable { .. } => "approval_unavailable",
             RefusalKind::AuditUnavailable => "audit_unavailable",
         }
     }
@@ -355,8 +399,8 @@ impl Refusal {
                 "rate limit {counter} ({max} per {window}) reached; retry in {} s",
                 retry_after_ms(*retry_after).div_ceil(1000)
             ),
-            RefusalKind::InvalidArguments(errors) => {
-                let list: Vec<String> = errors
+            RefusalKind::InvalidArguments { errors, more } => {
+                let mut list: Vec<String> = errors
                     .iter()
                     .map(|e| {
                         let at = if e.pointer.is_empty() {
@@ -367,6 +411,9 @@ impl Refusal {
                         format!("{at}: {}", e.message)
                     })
                     .collect();
+                if *more > 0 {
+                    list.push(format!("and {more} more"));
+                }
                 format!(
                     "arguments do not match the policy's schema: {}",
                     list.join("; ")
@@ -378,8 +425,14 @@ impl Refusal {
             RefusalKind::ApprovalDeclined { timed_out: true } => {
                 "nobody answered the approval prompt in time".to_owned()
             }
-            RefusalKind::ApprovalUnavailable => {
+            RefusalKind::ApprovalUnavailable { busy: false } => {
                 "this call needs a person's approval and the client cannot ask for it".to_owned()
+            }
+            RefusalKind::ApprovalUnavailable { busy: true } => {
+                "this call needs a person's approval and as many calls as toolwarden holds \
+                 at once (16, or --max-message-bytes in all) are waiting for one already; \
+                 try again once they are answered"
+                    .to_owned()
             }
             RefusalKind::AuditUnavailable => {
                 "the audit log cannot be written and toolwarden runs with --audit-required"
@@ -407,6 +460,7 @@ impl Refusal {
             window_seconds: None,
             retry_after_ms: None,
             errors: None,
+            more_errors: None,
         };
         match &self.kind {
             RefusalKind::RateLimited {
@@ -420,7 +474,10 @@ impl Refusal {
                 meta.window_seconds = Some(window.seconds);
                 meta.retry_after_ms = Some(retry_after_ms(*retry_after));
             }
-            RefusalKind::InvalidArguments(errors) => meta.errors = Some(errors),
+            RefusalKind::InvalidArguments { errors, more } => {
+                meta.errors = Some(errors);
+                meta.more_errors = (*more > 0).then_some(*more);
+            }
             _ => {}
         }
         meta
@@ -488,6 +545,9 @@ pub struct DecisionMeta<'a> {
     pub retry_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<&'a [SchemaError]>,
+    /// Schema errors left out of `errors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more_errors: Option<usize>,
 }
 
 /// Milliseconds, rounded up: retrying after this long always passes.

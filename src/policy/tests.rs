@@ -30,8 +30,13 @@ fn call<'a>(name: &'a str, args: Option<Raw<'a>>) -> ToolCall<'a> {
 
 fn decide<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Result<&'static str, String> {
     let raw = args.map(|a| Raw::parse(a).unwrap());
-    match p.check(&call(name, raw)) {
-        Verdict::Allow => Ok("allow"),
+    let call = call(name, raw);
+    match p.check(&call) {
+        // The relay charges what it forwards.
+        Verdict::Allow => match p.admit(&call) {
+            Verdict::Allow => Ok("allow"),
+            other => panic!("checked as allowed, then {other:?}"),
+        },
         Verdict::Approve => Ok("approve"),
         Verdict::Refuse(r) => Err(r.decision().to_owned()),
     }
@@ -166,7 +171,7 @@ fn arguments_are_checked_against_the_schema() {
         Ok("allow")
     );
     let r = refusal(&p, "retry_task", Some(r#"{"task_id":5,"extra":true}"#));
-    let RefusalKind::InvalidArguments(errors) = &r.kind else {
+    let RefusalKind::InvalidArguments { errors, .. } = &r.kind else {
         panic!("{r:?}")
     };
     let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();

@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -142,11 +143,25 @@ fn a_session_leaves_exactly_its_decisions_and_no_secret() {
         json!({"server_token": "[redacted]", "password": "[redacted]", "note": "[redacted]"})
     );
     let sent = r#"{"server_token":"srv_live_8f2a61c0_SECRET_TOKEN_1","password":"hunter2-PASSWORD","note":"ghp_0123456789abcdefghijABCDEFGHIJ012345"}"#;
-    let digest: String = sha2::Sha256::digest(sent.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
+    // A keyed hash: the same arguments match, and without the key (0600,
+    // in a 0700 directory) a redacted value cannot be guessed from it.
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let key_file = state_home().join("toolwarden/audit.key");
+    let key_hex = std::fs::read_to_string(&key_file).unwrap();
+    let key: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    assert_eq!(first["args_sha256"], digest);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(sent.as_bytes());
+    assert_eq!(first["args_hmac"], hex(&mac.finalize().into_bytes()));
+    assert!(first.get("args_sha256").is_none());
+    assert_ne!(
+        first["args_hmac"],
+        hex(&sha2::Sha256::digest(sent.as_bytes()))
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(key_file.parent().unwrap()), 0o700);
     let result = &events[1];
     assert_eq!(result["is_error"], false);
     assert!(result["duration_ms"].as_f64().unwrap() >= 0.0);

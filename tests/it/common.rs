@@ -25,8 +25,17 @@ pub fn toolwarden_bin() -> PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_toolwarden").into())
 }
 
+/// toolwarden, with its state (the audit key) in a directory of this
+/// test run's instead of the user's.
 pub fn toolwarden() -> Command {
-    Command::new(toolwarden_bin())
+    let mut cmd = Command::new(toolwarden_bin());
+    cmd.env("XDG_STATE_HOME", state_home());
+    cmd
+}
+
+/// `XDG_STATE_HOME` of every toolwarden this test run starts.
+pub fn state_home() -> PathBuf {
+    std::env::temp_dir().join(format!("toolwarden-it-{}-state", std::process::id()))
 }
 
 /// The mock server from examples/, built once per test run: a filtered

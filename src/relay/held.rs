@@ -1,0 +1,195 @@
+//! Calls held for a person's approval: asking, the answer, and the timer
+//! that gives up. The call's line is kept once, whole, until the answer
+//! comes; how many calls and bytes are held at once is bounded.
+
+use std::io::{self, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{loggable, Relay};
+use crate::approval;
+use crate::framing::LineWriter;
+use crate::json::{Raw, RawBuf};
+use crate::jsonrpc::IdKey;
+use crate::policy::{RefusalKind, ToolCall, Verdict};
+
+/// Calls held for approval at once. Their lines together are bounded by
+/// `--max-message-bytes` too.
+pub const MAX_HELD: usize = 16;
+
+/// A call held until a person answers its prompt.
+pub(super) struct Held {
+    pub id: RawBuf,
+    pub key: IdKey,
+    /// The request as the client sent it: what is forwarded on a yes.
+    line: Vec<u8>,
+    /// Where the arguments are in `line`.
+    arguments: Option<Range<usize>>,
+    pub tool: String,
+    pub stateless: bool,
+    /// Set once the call is in the table, so that it cannot fire first.
+    pub timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Held {
+    /// The call as the policy sees it.
+    pub fn call(&self) -> ToolCall<'_> {
+        let arguments = self.arguments.clone().and_then(|range| {
+            // A slice of a line the strict parser passed.
+            let text = std::str::from_utf8(&self.line[range]).ok()?;
+            Raw::parse(text).ok()
+        });
+        ToolCall {
+            name: self.tool.as_str().into(),
+            arguments,
+        }
+    }
+}
+
+impl Relay {
+    /// Holds a call and asks the client's user about it; other traffic
+    /// keeps flowing meanwhile.
+    pub(super) fn hold(
+        self: &Arc<Self>,
+        id: Raw<'_>,
+        call: &ToolCall<'_>,
+        stateless: bool,
+        line: &[u8],
+    ) -> io::Result<()> {
+        let facts = self.facts_now(call);
+        let refuse = |kind| {
+            let refusal = self.refusal(call, kind);
+            self.refuse(id, &refusal, stateless, Some(&facts))
+        };
+        let prompt_id = {
+            let mut state = self.state();
+            let usable = state.elicitation != approval::Elicitation::Unsupported
+                && state.initialized
+                && !stateless;
+            let held_bytes: usize = state.held.values().map(|h| h.line.len()).sum();
+            if !usable {
+                None
+            } else if state.held.len() >= MAX_HELD
+                || held_bytes + line.len() > self.settings.max_message
+            {
+                Some(None)
+            } else {
+                state.prompts += 1;
+                Some(Some(format!(
+                    "toolwarden-approval-{}-{}",
+                    self.settings.session, state.prompts
+                )))
+            }
+        };
+        let prompt_id = match prompt_id {
+            None => return refuse(RefusalKind::ApprovalUnavailable { busy: false }),
+            Some(None) => return refuse(RefusalKind::ApprovalUnavailable { busy: true }),
+            Some(Some(prompt_id)) => prompt_id,
+        };
+        let mode = self.state().elicitation;
+        let reason = self
+            .policy
+            .rule_for(&call.name)
+            .and_then(|r| r.reason.clone());
+        let prompt = approval::prompt(
+            &prompt_id,
+            mode,
+            &call.name,
+            &facts.redacted,
+            reason.as_deref(),
+        );
+        let arguments = call.arguments.and_then(|a| offset_in(line, a.get()));
+        self.state().held.insert(
+            prompt_id.clone(),
+            Held {
+                id: id.to_buf(),
+                key: IdKey::of(id),
+                line: line.to_vec(),
+                arguments,
+                tool: call.name.to_string(),
+                stateless,
+                timer: None,
+            },
+        );
+        info!(
+            tool = loggable(&call.name),
+            id = loggable(id.get()),
+            "held for approval"
+        );
+        let audited = self.settings.audit.enabled().then_some(&facts);
+        self.audit_decision(id, &call.name, "approval_requested", audited);
+        self.send_client(&prompt)?;
+        // The timer starts once the call is in the table: however short the
+        // timeout, it finds the call there (or an answer came first).
+        let relay = Arc::clone(self);
+        let expiring = prompt_id.clone();
+        let timer = self.runtime.spawn(async move {
+            tokio::time::sleep(relay.settings.approval_timeout).await;
+            // The refusal writes to the client, which may block: off the
+            // event loop.
+            let _ = tokio::task::spawn_blocking(move || relay.expire(&expiring)).await;
+        });
+        match self.state().held.get_mut(&prompt_id) {
+            Some(held) => held.timer = Some(timer),
+            None => timer.abort(),
+        }
+        Ok(())
+    }
+
+    /// A person answered a prompt.
+    pub(super) fn answered<W: Write>(
+        self: &Arc<Self>,
+        held: Held,
+        answer: Option<Raw<'_>>,
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        let call = held.call();
+        let facts = self.facts(&call);
+        if !approval::approved(answer) {
+            let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
+            return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
+        }
+        if !self.admitted(held.id.raw(), &call.name, "approved", facts.as_ref()) {
+            let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
+            return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
+        }
+        // Limits are charged now, not when the call was held.
+        if let Verdict::Refuse(refusal) = self.policy.admit(&call) {
+            return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
+        }
+        info!(
+            tool = loggable(&call.name),
+            id = loggable(held.id.raw().get()),
+            "approved"
+        );
+        let started = self.started(&call);
+        // The held call's id was kept out of use: it is free now.
+        self.forward_request(held.id.raw(), false, started, &held.line, server)
+    }
+
+    /// Nobody answered a prompt in time.
+    fn expire(&self, prompt_id: &str) {
+        let Some(held) = self.state().held.remove(prompt_id) else {
+            return;
+        };
+        warn!(
+            tool = loggable(&held.tool),
+            id = loggable(held.id.raw().get()),
+            "no answer to the approval prompt in time"
+        );
+        let call = held.call();
+        let facts = self.facts(&call);
+        let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: true });
+        let _ = self.send_client(&approval::withdraw(prompt_id, "timed out"));
+        let _ = self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
+    }
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn offset_in(whole: &[u8], part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= whole.len()).then_some(start..end)
+}
