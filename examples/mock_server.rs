@@ -41,6 +41,11 @@ struct Options {
     flood: usize,
     /// Write the server's pid to this file at start.
     pid_file: Option<String>,
+    /// Answer this method with the text of this file, `@ID@` in it
+    /// replaced by the request's id (for answers no tools file can make).
+    answer_with: Option<(String, String)>,
+    /// Never answer this method.
+    ignore: Option<String>,
 }
 
 fn parse_args() -> Options {
@@ -76,6 +81,14 @@ fn parse_args() -> Options {
             }
             "--stray-response" => o.stray_response = true,
             "--pid-file" => o.pid_file = Some(value()),
+            "--answer-with" => {
+                let v = value();
+                let (method, path) = v
+                    .split_once('=')
+                    .unwrap_or_else(|| die("--answer-with takes METHOD=FILE"));
+                o.answer_with = Some((method.to_owned(), path.to_owned()));
+            }
+            "--ignore" => o.ignore = Some(value()),
             "--flood" => {
                 o.flood = value()
                     .parse()
@@ -171,6 +184,18 @@ fn main() {
         let (Some(id), Some(method)) = (message.get("id"), message["method"].as_str()) else {
             continue; // a notification or a response: nothing to answer
         };
+        if o.ignore.as_deref() == Some(method) {
+            continue;
+        }
+        if let Some((_, path)) = o.answer_with.as_ref().filter(|(m, _)| m == method) {
+            let text =
+                std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{path}: {e}")));
+            let answer = text.trim_end().replacen("@ID@", &id.to_string(), 1);
+            if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+                break;
+            }
+            continue;
+        }
         let params = &message["params"];
         let reply = match method {
             "initialize" => Ok(json!({
@@ -231,10 +256,18 @@ fn call(tools: &[Value], name: &str, arguments: &Value) -> Value {
     if !tools.iter().any(|t| t["name"] == name) {
         return json!({ "content": [{ "type": "text", "text": format!("unknown tool: {name}") }], "isError": true });
     }
-    let arguments = if arguments.is_null() {
-        json!({})
+    let mut arguments = if arguments.is_null() {
+        "{}".to_owned()
     } else {
-        arguments.clone()
+        arguments.to_string()
     };
+    // Huge arguments are not echoed whole: the answer stays small.
+    if arguments.len() > 1000 {
+        let mut keep = 1000;
+        while !arguments.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        arguments = format!("{}... ({} bytes)", &arguments[..keep], arguments.len());
+    }
     json!({ "content": [{ "type": "text", "text": format!("called {name} with {arguments}") }], "isError": false })
 }

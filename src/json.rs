@@ -29,6 +29,12 @@ use serde_json::value::RawValue;
 /// refuses a 128th level, and what passes here must parse there.
 pub const MAX_DEPTH: usize = 127;
 
+/// How many keys the objects open at one point of a document may hold in
+/// all under [`Check::Strict`]: each is kept (32 bytes) until its object
+/// closes, to find duplicates, so that a line of one object with millions
+/// of short keys would take six times its size. This bounds them at 8 MiB.
+pub const MAX_OPEN_KEYS: usize = 1 << 18;
+
 /// How deep arrays and objects may nest under [`Check::Syntax`] (the
 /// server's lines, and the second look at a client line that failed the
 /// strict check): each open level costs the scan 16 bytes of heap, so an
@@ -57,7 +63,8 @@ pub enum ErrorKind {
     /// Not JSON.
     Syntax,
     /// JSON that [`Check::Strict`] refuses, other than a duplicate key: a
-    /// lone surrogate, nesting too deep, a number beyond f64. Under
+    /// lone surrogate, nesting too deep, more keys open than
+    /// [`MAX_OPEN_KEYS`], a number beyond f64. Under
     /// [`Check::Syntax`], only nesting deeper than [`SYNTAX_MAX_DEPTH`].
     Strict,
     /// A key repeated within one object ([`Check::Strict`] only).
@@ -725,6 +732,13 @@ impl<'a, 's> Parser<'a, 's> {
         }
         let i = skip_ws(self.b, i + 1);
         if self.strict {
+            if self.scratch.keys.len() >= MAX_OPEN_KEYS {
+                return Err(self.error_at(
+                    ErrorKind::Strict,
+                    key.start - 1,
+                    format!("more than {MAX_OPEN_KEYS} keys in the objects open here"),
+                ));
+            }
             self.scratch.keys.push(Key::new(key, self.b));
         }
         match self.scratch.open.len() {

@@ -424,7 +424,10 @@ impl Walk<'_> {
             let inner = self.value(value, secret || key_is_secret(&key));
             self.path.truncate(depth);
             match (&mut shown, inner) {
-                (Some(map), Some(inner)) if self.show(key.len().min(KEY_SHOWN)) => {
+                (Some(map), Some(inner)) => {
+                    // The key, its quotes, `:` and `,`: a value shown keeps
+                    // its key, even past the budget.
+                    self.budget = self.budget.saturating_sub(key.len().min(KEY_SHOWN) + 4);
                     map.insert(shorten(&key, KEY_SHOWN), inner);
                 }
                 _ => left_out += 1,
@@ -456,7 +459,10 @@ impl Walk<'_> {
             let inner = self.value(item, secret);
             self.path.truncate(depth);
             match (&mut shown, inner) {
-                (Some(items), Some(inner)) => items.push(inner),
+                (Some(items), Some(inner)) => {
+                    self.budget = self.budget.saturating_sub(1);
+                    items.push(inner);
+                }
                 _ => left_out += 1,
             }
         }
@@ -484,7 +490,7 @@ impl Walk<'_> {
             from = end;
         }
         out.push_str(&text[from..]);
-        if !self.show(out.len().min(VIEW_STRING)) {
+        if !self.show(out.len().min(VIEW_STRING) + 2) {
             return None;
         }
         let mut keep = out.len().min(VIEW_STRING);

@@ -121,10 +121,11 @@ pub enum RefusalKind {
         retry_after: Duration,
     },
     /// The first [`MAX_SCHEMA_ERRORS`] ways the arguments break the
-    /// schema, and how many more there were.
+    /// schema, and how many more there were (`None`: not counted, for
+    /// arguments of more than [`MAX_COUNTED_VALUES`] values).
     InvalidArguments {
         errors: Vec<SchemaError>,
-        more: usize,
+        more: Option<usize>,
     },
     /// A person said no, or did not answer in time.
     ApprovalDeclined { timed_out: bool },
@@ -145,6 +146,10 @@ pub const MAX_ERROR_TEXT: usize = 256;
 /// may hold: the schema check needs them as a tree, some 80 bytes each, so
 /// this bounds it at about 8 MiB (a long string is one value, a copy).
 pub const MAX_SCHEMA_VALUES: usize = 100_000;
+/// Arguments of at most this many values get every schema error counted;
+/// larger ones get their first error only: jsonschema gathers all errors
+/// before handing out one, some 300 bytes each.
+pub const MAX_COUNTED_VALUES: usize = 10_000;
 
 /// One way the arguments break the rule's schema.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -321,49 +326,46 @@ impl<C: Clock> Policy<C> {
 /// The schema errors of a call's arguments (the first
 /// [`MAX_SCHEMA_ERRORS`], and how many more), or `None` when they pass (or
 /// the rule has no schema). Missing arguments are checked as `{}`.
-fn schema_errors(rule: &Rule, arguments: Option<Raw<'_>>) -> Option<(Vec<SchemaError>, usize)> {
+fn schema_errors(
+    rule: &Rule,
+    arguments: Option<Raw<'_>>,
+) -> Option<(Vec<SchemaError>, Option<usize>)> {
     let schema = rule.schema.as_ref()?;
+    let one = |message: String| {
+        let error = SchemaError {
+            pointer: String::new(),
+            message,
+        };
+        Some((vec![error], Some(0)))
+    };
     let values = arguments.map_or(0, Raw::count_values);
     if values > MAX_SCHEMA_VALUES {
-        let message = format!(
+        return one(format!(
             "the arguments hold {values} JSON values, more than the {MAX_SCHEMA_VALUES} \
              toolwarden checks against a schema; send them in smaller calls"
-        );
-        return Some((
-            vec![SchemaError {
-                pointer: String::new(),
-                message,
-            }],
-            0,
         ));
     }
     let value: Value = match arguments.map(|raw| serde_json::from_str(raw.get())) {
         Some(Ok(value)) => value,
         // Cannot happen for a line the strict parser passed; if it did,
         // the call is refused, never waved through unchecked.
-        Some(Err(e)) => {
-            let message = format!("the arguments cannot be read: {e}");
-            return Some((
-                vec![SchemaError {
-                    pointer: String::new(),
-                    message,
-                }],
-                0,
-            ));
-        }
+        Some(Err(e)) => return one(format!("the arguments cannot be read: {e}")),
         None => json!({}),
     };
+    let kept = |e: jsonschema::ValidationError| SchemaError {
+        pointer: shorten(e.instance_path().as_str(), MAX_ERROR_TEXT),
+        message: shorten(&e.to_string(), MAX_ERROR_TEXT),
+    };
+    if values > MAX_COUNTED_VALUES {
+        return match schema.validate(&value) {
+            Ok(()) => None,
+            Err(e) => Some((vec![kept(e)], None)),
+        };
+    }
     let mut all = schema.iter_errors(&value);
-    let errors: Vec<SchemaError> = all
-        .by_ref()
-        .take(MAX_SCHEMA_ERRORS)
-        .map(|e| SchemaError {
-            pointer: shorten(e.instance_path().as_str(), MAX_ERROR_TEXT),
-            message: shorten(&e.to_string(), MAX_ERROR_TEXT),
-        })
-        .collect();
+    let errors: Vec<SchemaError> = all.by_ref().take(MAX_SCHEMA_ERRORS).map(kept).collect();
     let more = all.count();
-    (!errors.is_empty()).then_some((errors, more))
+    (!errors.is_empty()).then_some((errors, Some(more)))
 }
 
 impl Refusal {
@@ -411,8 +413,13 @@ impl Refusal {
                         format!("{at}: {}", e.message)
                     })
                     .collect();
-                if *more > 0 {
-                    list.push(format!("and {more} more"));
+                match more {
+                    Some(0) => {}
+                    Some(more) => list.push(format!("and {more} more")),
+                    None => list.push(format!(
+                        "(the first error only: arguments of more than {MAX_COUNTED_VALUES} \
+                         values are not checked for every error)"
+                    )),
                 }
                 format!(
                     "arguments do not match the policy's schema: {}",
@@ -476,7 +483,7 @@ impl Refusal {
             }
             RefusalKind::InvalidArguments { errors, more } => {
                 meta.errors = Some(errors);
-                meta.more_errors = (*more > 0).then_some(*more);
+                meta.more_errors = more.filter(|&n| n > 0);
             }
             _ => {}
         }

@@ -76,6 +76,16 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// toolwarden around the mock server, with `policy` (a path under the repo
 /// or JSON text written to a file) and extra mock-server flags.
 pub fn guarded_mock(policy: &str, tools: &str, mock_args: &[&str]) -> Command {
+    guarded_mock_with(policy, tools, &[], mock_args)
+}
+
+/// [`guarded_mock`] with more of toolwarden's options.
+pub fn guarded_mock_with(
+    policy: &str,
+    tools: &str,
+    options: &[&std::ffi::OsStr],
+    mock_args: &[&str],
+) -> Command {
     let policy_path = if policy.trim_start().starts_with('{') {
         let path = temp_dir(&format!("policy-{}", fastrand_name())).join("policy.json");
         std::fs::write(&path, policy).unwrap();
@@ -93,8 +103,9 @@ pub fn guarded_mock(policy: &str, tools: &str, mock_args: &[&str]) -> Command {
             "2s",
             "--term-timeout",
             "2s",
-            "--",
         ])
+        .args(options)
+        .arg("--")
         .arg(mock_server())
         .arg("--tools")
         .arg(root().join(tools))

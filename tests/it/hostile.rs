@@ -338,3 +338,290 @@ fn a_100_mb_line_keeps_memory_bounded_and_the_session_going() {
     );
     assert_eq!(s.wait().code(), Some(0));
 }
+
+/// Peak memory may be at most this much above twice the largest line.
+const SLACK_KIB: u64 = 24 * 1024;
+
+/// The peak resident memory of toolwarden (`pid`), checked against twice
+/// the largest line it read plus [`SLACK_KIB`].
+fn assert_peak_within(pid: u32, largest_line: usize, what: &str) {
+    let peak = peak_rss_kib(pid);
+    let bound = 2 * (largest_line as u64 / 1024) + SLACK_KIB;
+    eprintln!("{what}: peak {peak} KiB (bound {bound} KiB)");
+    assert!(
+        peak <= bound,
+        "{what}: toolwarden peaked at {peak} KiB, over {bound} KiB (twice the line of {largest_line} bytes and {SLACK_KIB} KiB)"
+    );
+}
+
+const ITEMS_OF_INTEGERS: &str = r#"{"version":"1","tools":{"retry_task":{"arguments":{"type":"object","properties":{"ids":{"type":"array","items":{"type":"integer"}}}}}}}"#;
+
+#[test]
+fn schema_errors_are_capped_in_count_and_text() {
+    let mut s = Session::start(&mut guarded_mock(
+        ITEMS_OF_INTEGERS,
+        "examples/tools/genieacs.json",
+        &[],
+    ));
+    let pid = s.child.id();
+    // Strings where integers belong: an error for each, quoting it.
+    let element = format!("\"{}\"", "s".repeat(60));
+    let ids = |n: usize| vec![element.as_str(); n].join(",");
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"retry_task","arguments":{{"ids":[{}]}}}}}}"#,
+        ids(9_000)
+    );
+    s.send(&line);
+    let reply = s.recv_json();
+    assert_eq!(decision(&reply).as_deref(), Some("invalid_arguments"));
+    let meta = &reply["result"]["_meta"]["toolwarden/decision"];
+    assert_eq!(meta["errors"].as_array().unwrap().len(), 10, "{meta}");
+    assert_eq!(meta["more_errors"], 8_990);
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.ends_with("and 8990 more"),
+        "{}",
+        &text[text.len() - 100..]
+    );
+    assert!(text.len() < 10 * 1024, "{} bytes of text", text.len());
+    // More values than are counted: the first error only.
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"retry_task","arguments":{{"ids":[{}]}}}}}}"#,
+        ids(90_000)
+    );
+    s.send(&line);
+    let reply = s.recv_json();
+    let meta = &reply["result"]["_meta"]["toolwarden/decision"];
+    assert_eq!(meta["errors"].as_array().unwrap().len(), 1, "{meta}");
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.ends_with("not checked for every error)"), "{text}");
+    // A million values are not parsed for a schema at all.
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"retry_task","arguments":{{"ids":[{}]}}}}}}"#,
+        vec!["\"\""; 2_000_000].join(",")
+    );
+    s.send(&line);
+    let reply = s.recv_json();
+    assert_eq!(decision(&reply).as_deref(), Some("invalid_arguments"));
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("more than the 100000"), "{text}");
+    s.send(PING);
+    assert_eq!(s.recv_json()["id"], "after");
+    assert_peak_within(pid, line.len(), "schema errors");
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn a_large_audited_call_costs_a_bounded_view_of_it() {
+    let dir = temp_dir("large-audited");
+    let audit = dir.join("audit.jsonl");
+    let mut cmd = guarded_mock_with(
+        ALLOW_ALL,
+        "examples/tools/genieacs.json",
+        &["--audit".as_ref(), audit.as_os_str()],
+        &[],
+    );
+    let mut s = Session::start(&mut cmd);
+    let pid = s.child.id();
+    // 30 MiB of small values: a tree of them would take a gigabyte.
+    let items = vec![r#"{"k":[1,2]}"#; 2_500_000].join(",");
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"retry_task","arguments":{{"items":[{items}],"last":1}}}}}}"#
+    );
+    drop(items);
+    s.send(&line);
+    let reply = s.recv_json();
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
+    assert_peak_within(pid, line.len(), "audited call");
+    assert_eq!(s.wait().code(), Some(0));
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["decision"], "allowed");
+    let shown = first["arguments"].to_string();
+    assert!(
+        shown.len() < 40 * 1024,
+        "{} bytes of arguments",
+        shown.len()
+    );
+    let items = first["arguments"]["items"].as_array().unwrap();
+    let note = items.last().unwrap().as_str().unwrap();
+    assert!(note.ends_with("more items not shown"), "{note}");
+    assert!(first["arguments"]["…"]
+        .as_str()
+        .unwrap()
+        .ends_with("1 more members not shown"));
+}
+
+#[test]
+fn an_object_of_millions_of_keys_is_refused_without_keeping_them() {
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        "examples/tools/genieacs.json",
+        &[],
+    ));
+    let pid = s.child.id();
+    let members: Vec<String> = (0..3_000_000).map(|i| format!("\"{i}\":0")).collect();
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":"keys","method":"tools/call","params":{{"name":"retry_task","arguments":{{{}}}}}}}"#,
+        members.join(",")
+    );
+    drop(members);
+    s.send(&line);
+    let reply = s.recv_json();
+    assert_eq!(reply["id"], "keys");
+    assert_eq!(reply["error"]["code"], -32700, "{reply}");
+    assert!(reply["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("keys in the objects open"));
+    assert_peak_within(pid, line.len(), "many keys");
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn lines_nested_deep_from_either_side_cost_no_more_than_the_line() {
+    let dir = temp_dir("deep-server");
+    let deep = 30_000_000;
+    let answer = dir.join("answer.json");
+    let mut text = String::with_capacity(2 * deep + 100);
+    text.push_str(r#"{"jsonrpc":"2.0","id":@ID@,"result":{"a":"#);
+    text.extend(std::iter::repeat_n('[', deep));
+    text.extend(std::iter::repeat_n(']', deep));
+    text.push_str("}}");
+    std::fs::write(&answer, &text).unwrap();
+    drop(text);
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        "examples/tools/genieacs.json",
+        &["--answer-with", &format!("deep={}", answer.display())],
+    ));
+    let pid = s.child.id();
+    // From the client: refused, answered with its id.
+    let mut line = String::with_capacity(2 * deep + 100);
+    line.push_str(r#"{"jsonrpc":"2.0","id":"c","method":"x","params":{"a":"#);
+    line.extend(std::iter::repeat_n('[', deep));
+    line.extend(std::iter::repeat_n(']', deep));
+    line.push_str("}}");
+    s.send(&line);
+    let reply = s.recv_json();
+    assert_eq!(
+        (reply["id"].clone(), reply["error"]["code"].clone()),
+        (json!("c"), json!(-32700))
+    );
+    // From the server: never forwarded; the request gets an error.
+    s.send(r#"{"jsonrpc":"2.0","id":"s","method":"deep"}"#);
+    let reply = s.recv_json();
+    assert_eq!(
+        (reply["id"].clone(), reply["error"]["code"].clone()),
+        (json!("s"), json!(-32603))
+    );
+    s.send(PING);
+    assert_eq!(s.recv_json()["id"], "after");
+    assert_peak_within(pid, line.len(), "deep lines");
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn filtering_a_huge_tools_list_costs_about_one_copy() {
+    let dir = temp_dir("huge-list");
+    let answer = dir.join("answer.json");
+    let mut text = String::with_capacity(64 << 20);
+    text.push_str(r#"{"jsonrpc":"2.0","id":@ID@,"result":{"tools":[{"name":"delete_everything"}"#);
+    for _ in 0..20_000_000 {
+        text.push_str(",{}");
+    }
+    text.push_str("]}}");
+    let size = text.len();
+    std::fs::write(&answer, &text).unwrap();
+    drop(text);
+    let mut s = Session::start(&mut guarded_mock(
+        r#"{"version":"1","default":"allow","tools":{"delete_everything":{"action":"deny"}}}"#,
+        "examples/tools/genieacs.json",
+        &["--answer-with", &format!("tools/list={}", answer.display())],
+    ));
+    let pid = s.child.id();
+    s.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    let reply = s.recv();
+    assert!(
+        reply.starts_with(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{},{}"#),
+        "{}",
+        &reply[..100]
+    );
+    // The mock writes the id in place of `@ID@`.
+    let size = size - "@ID@".len() + "1".len();
+    assert_eq!(reply.len(), size - r#"{"name":"delete_everything"},"#.len());
+    assert_peak_within(pid, size, "tools/list");
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn cancelled_requests_leave_nothing_behind() {
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        "examples/tools/genieacs.json",
+        &["--ignore", "never/answered"],
+    ));
+    let pid = s.child.id();
+    let mut batch = |from: u64, to: u64| {
+        let mut text = String::new();
+        for id in from..to {
+            text.push_str(&format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"never/answered\"}}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{{\"requestId\":{id}}}}}\n"
+            ));
+        }
+        s.send_bytes(text.as_bytes());
+        s.send(PING);
+        assert_eq!(s.recv_json()["id"], "after");
+    };
+    batch(0, 50_000);
+    let settled = rss_kib(pid);
+    batch(50_000, 250_000);
+    let after = rss_kib(pid);
+    assert!(
+        after <= settled + 2048,
+        "200,000 cancelled requests grew toolwarden from {settled} KiB to {after} KiB"
+    );
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn calls_held_for_approval_are_bounded_in_bytes() {
+    let mut s = Session::start(&mut guarded_mock_with(
+        r#"{"version":"1","default":"allow","tools":{"retry_task":{"action":"approve"}}}"#,
+        "examples/tools/genieacs.json",
+        &["--max-message-bytes".as_ref(), "25000000".as_ref()],
+        &[],
+    ));
+    let pid = s.child.id();
+    s.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}"#);
+    s.recv_json();
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let big = "x".repeat(20_000_000);
+    let mut prompts = 0;
+    let mut busy = 0;
+    for id in 1..=5 {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"retry_task","arguments":{{"task_id":"{big}"}}}}}}"#
+        );
+        s.send(&line);
+        let reply = s.recv_json();
+        if reply["method"] == "elicitation/create" {
+            let message = reply["params"]["message"].as_str().unwrap();
+            assert!(
+                message.len() < 8 * 1024,
+                "{} bytes of prompt",
+                message.len()
+            );
+            assert!(message.contains("too long to show whole"), "{message}");
+            prompts += 1;
+        } else {
+            assert_eq!(decision(&reply).as_deref(), Some("approval_unavailable"));
+            busy += 1;
+        }
+    }
+    // One call of 20 MB fits --max-message-bytes; a second would not.
+    assert_eq!((prompts, busy), (1, 4));
+    assert_peak_within(pid, big.len(), "held calls");
+    s.close_stdin();
+    s.wait();
+}
