@@ -103,6 +103,31 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
             );
         }
     }
+    // A deny glob that a more specific allow glob overrides for a tool the
+    // server has: `delete_*` denied, `delete_tmp*` allowed, and
+    // `delete_tmp_and_db` runs. The catch-all `*` is left out: allowing
+    // some tools past it is what it is for.
+    for tool in tools {
+        let Some(applies) = policy.rule_for(tool) else {
+            continue;
+        };
+        if applies.action == Action::Deny || !applies.pattern.contains('*') {
+            continue;
+        }
+        for rule in policy.rules() {
+            if rule.action == Action::Deny
+                && rule.pattern != "*"
+                && rule.pattern.contains('*')
+                && Glob::new(&rule.pattern).matches(tool)
+            {
+                let _ = writeln!(
+                    out,
+                    "warning: the deny rule {:?} does not apply to {tool:?}: the more specific rule {:?} allows it",
+                    rule.pattern, applies.pattern
+                );
+            }
+        }
+    }
     if policy.default == DefaultAction::Allow {
         let unnamed: Vec<&str> = tools
             .iter()

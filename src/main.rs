@@ -38,6 +38,9 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
             return 2;
         }
     };
+    for warning in &policy.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

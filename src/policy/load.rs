@@ -13,6 +13,7 @@ use governor::clock::{Clock, MonotonicClock};
 use super::file::{Action, DefaultAction, LimitSpec, PolicyFile, RuleSpec, Scope};
 use super::glob::{overlap, Glob};
 use super::limits::Counter;
+use super::lint;
 use super::{Policy, Rule};
 
 /// A policy that does not load: where, and what is wrong.
@@ -112,6 +113,7 @@ impl<C: Clock + Clone> Policy<C> {
         }
 
         let mut rules = Vec::new();
+        let mut warnings = Vec::new();
         let mut exact = BTreeMap::new();
         let mut globs: Vec<(Glob, usize)> = Vec::new();
         for (pattern, spec) in &file.tools {
@@ -120,6 +122,9 @@ impl<C: Clock + Clone> Policy<C> {
                 return Err(error(at, "a tool name cannot be empty"));
             }
             let rule = compile_rule(pattern, spec, &at, &mut counters, &global_limits)?;
+            if let Some(schema) = &spec.arguments {
+                warnings.extend(lint::unknown_keywords(schema, &format!("{at}/arguments")));
+            }
             let index = rules.len();
             rules.push(rule);
             if pattern.contains('*') {
@@ -140,6 +145,7 @@ impl<C: Clock + Clone> Policy<C> {
             global_limits,
             counters: counters.list,
             charging: Mutex::new(()),
+            warnings,
         })
     }
 }

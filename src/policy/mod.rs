@@ -5,6 +5,7 @@
 mod file;
 mod glob;
 mod limits;
+mod lint;
 mod load;
 
 use std::borrow::Cow;
@@ -37,6 +38,8 @@ pub struct Policy<C: Clock = MonotonicClock> {
     counters: Vec<Counter<C>>,
     /// Checking limits and charging them is one step.
     charging: Mutex<()>,
+    /// What loads but checks less than it seems (see `lint`).
+    pub warnings: Vec<LoadError>,
 }
 
 /// One entry of `tools`, compiled.
@@ -263,6 +266,9 @@ impl<C: Clock> Policy<C> {
     /// A one-screen description for `toolwarden check`.
     pub fn summary(&self) -> String {
         let mut out = String::new();
+        for warning in &self.warnings {
+            out.push_str(&format!("warning: {warning}\n"));
+        }
         let default = match self.default {
             DefaultAction::Allow => "allow",
             DefaultAction::Deny => "deny",

@@ -239,3 +239,94 @@ fn an_audit_path_that_cannot_be_opened_stops_before_the_server_starts() {
     );
     assert!(!record.exists());
 }
+
+#[test]
+fn secrets_stay_out_in_every_encoding_and_usual_spelling() {
+    let dir = temp_dir("audit-encodings");
+    let audit = dir.join("audit.jsonl");
+    let policy = dir.join("policy.json");
+    // Every string must be an integer: each error message quotes a value.
+    std::fs::write(
+        &policy,
+        r#"{"version":"1","default":"allow","tools":{"strict":{"arguments":{
+            "type":"object","additionalProperties":{"type":"integer"},
+            "properties":{"headers":{"type":"array","items":{"type":"object","properties":{"value":{"type":"integer"}}}}}}}}}"#,
+    )
+    .unwrap();
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&audit)
+            .args(["--log-level", "trace", "--"])
+            .arg(mock_server()),
+    );
+    let secrets = [
+        r#"pa"ss\word-SECRET-1"#,
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+        "tokens-SECRET-2",
+        "accesstoken-SECRET-3",
+        "clientsecret-SECRET-4",
+        "basic-SECRET-5",
+        "url-SECRET-6",
+        "pg-SECRET-7",
+        "env-SECRET-8",
+    ];
+    let arguments = json!({
+        "password": secrets[0],
+        "private_key": format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", secrets[1]),
+        "tokens": [secrets[2]],
+        "accesstoken": secrets[3],
+        "ClientSecret": secrets[4],
+        "headers": [{"name": "Authorization", "value": format!("Basic {}", secrets[5])}],
+        "repo": format!("https://deploy:{}@git.example/repo.git", secrets[6]),
+        "dsn": format!("postgres://app:{}@db.internal:5432/app", secrets[7]),
+        "env": [format!("DB_PASSWORD={}", secrets[8]), "LOG_LEVEL=debug"],
+    });
+    s.send(&call(1, "strict", &arguments.to_string()));
+    let reply = s.recv_json();
+    assert_eq!(decision(&reply).as_deref(), Some("invalid_arguments"));
+    // The same arguments pass where no schema checks them.
+    s.send(&call(2, "lenient", &arguments.to_string()));
+    s.recv_json();
+    // A tool name cannot forge a log line.
+    s.send(&call(
+        3,
+        "x\nFORGED ERROR toolwarden: all checks disabled",
+        "{}",
+    ));
+    s.recv_json();
+    assert_eq!(s.wait().code(), Some(0));
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let stderr = s.stderr();
+    for secret in secrets {
+        let escaped = serde_json::to_string(secret).unwrap();
+        let escaped = escaped.trim_matches('"');
+        for form in [secret, escaped] {
+            assert!(!text.contains(form), "{form} is in the audit log:\n{text}");
+            assert!(!stderr.contains(form), "{form} is on stderr");
+        }
+    }
+    let events = events(&audit);
+    let shown = &events[0]["arguments"];
+    assert_eq!(
+        shown["env"],
+        json!(["DB_PASSWORD=[redacted]", "LOG_LEVEL=debug"])
+    );
+    assert_eq!(
+        shown["repo"],
+        "https://deploy:[redacted]@git.example/repo.git"
+    );
+    assert_eq!(shown["headers"][0]["name"], "Authorization");
+    assert!(
+        events[0]["errors"].as_array().unwrap().len() >= 5,
+        "{}",
+        events[0]
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("FORGED")),
+        "a tool name forged a log line:\n{stderr}"
+    );
+}

@@ -39,7 +39,57 @@ fn toolwarden_check_accepts_every_shipped_policy() {
             stdout.contains(": ok\n") && stdout.contains("default: "),
             "{stdout}"
         );
+        assert!(!stdout.contains("warning:"), "{stdout}");
     }
+}
+
+#[test]
+fn a_schema_that_checks_less_than_it_seems_is_flagged() {
+    let dir = temp_dir("check-typo");
+    let file = dir.join("typo.json");
+    std::fs::write(
+        &file,
+        r#"{"version":"1","default":"deny","tools":{
+            "flowforge_delete_*":{"action":"deny"},
+            "flowforge_delete_f*":{},
+            "flowforge_retry_run":{"arguments":{"type":"object","requried":["run_id"],
+                "properties":{"run_id":{"type":"string","patern":"^run_"}}}}}}"#,
+    )
+    .unwrap();
+    let out = toolwarden()
+        .arg("check")
+        .arg(&file)
+        .arg("--")
+        .arg(mock_server())
+        .arg("--tools")
+        .arg(root().join("examples/tools/flowforge.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for warning in [
+        "warning: /tools/flowforge_retry_run/arguments/requried: `requried` is not a JSON Schema keyword (2020-12), so it checks nothing; did you mean `required`?",
+        "warning: /tools/flowforge_retry_run/arguments/properties/run_id/patern: `patern` is not a JSON Schema keyword",
+        "warning: the deny rule \"flowforge_delete_*\" does not apply to \"flowforge_delete_function\": the more specific rule \"flowforge_delete_f*\" allows it",
+    ] {
+        assert!(stdout.contains(warning), "{warning}\n{stdout}");
+    }
+    // A session logs the schema's warnings as it loads the policy.
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&file)
+            .arg("--")
+            .arg(mock_server()),
+    );
+    s.close_stdin();
+    s.wait();
+    assert!(
+        s.stderr()
+            .contains("`requried` is not a JSON Schema keyword"),
+        "{}",
+        s.stderr()
+    );
 }
 
 #[test]
