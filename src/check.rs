@@ -18,6 +18,7 @@ use crate::cli::CheckArgs;
 use crate::framing::{Frame, LineReader, LineWriter};
 use crate::jsonrpc::{self, Message, Strictness};
 use crate::policy::{self, Action, DefaultAction, Glob, Policy};
+use crate::redact::loggable;
 
 /// How long the server gets to start and list its tools.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,19 +59,22 @@ pub fn run(args: &CheckArgs) -> (String, u8) {
 /// What the policy does to each of the server's tools, and what looks like
 /// a mistake.
 pub fn compare(policy: &Policy, tools: &[String]) -> String {
+    // The server names its tools: shown escaped, so that a name cannot
+    // forge a line of the report or repaint the terminal.
+    let shown: Vec<String> = tools.iter().map(|t| loggable(t)).collect();
     let mut out = String::new();
     let (mut allowed, mut approve, mut denied, mut hidden) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
-    for tool in tools {
+    for (tool, name) in tools.iter().zip(&shown) {
         let action = match (policy.rule_for(tool), policy.default) {
             (Some(rule), _) => rule.action,
             (None, DefaultAction::Allow) => Action::Allow,
             (None, DefaultAction::Deny) => Action::Deny,
         };
         match action {
-            Action::Allow => allowed.push(tool.as_str()),
-            Action::Approve => approve.push(tool.as_str()),
-            Action::Deny => denied.push(tool.as_str()),
+            Action::Allow => allowed.push(name.as_str()),
+            Action::Approve => approve.push(name.as_str()),
+            Action::Deny => denied.push(name.as_str()),
         }
         if policy.hides(tool) {
             hidden += 1;
@@ -131,8 +135,9 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
     if policy.default == DefaultAction::Allow {
         let unnamed: Vec<&str> = tools
             .iter()
-            .filter(|t| policy.rule_for(t).is_none())
-            .map(String::as_str)
+            .zip(&shown)
+            .filter(|(t, _)| policy.rule_for(t).is_none())
+            .map(|(_, name)| name.as_str())
             .collect();
         if !unnamed.is_empty() {
             let _ = writeln!(

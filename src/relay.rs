@@ -174,7 +174,8 @@ impl Relay {
             Err(rejection) => {
                 warn!(
                     code = rejection.code,
-                    "refused a line from the client: {}", rejection.message
+                    "refused a line from the client: {}",
+                    loggable(&rejection.message)
                 );
                 if let Some(id) = rejection.reply_id {
                     let reply = jsonrpc::error_response(
@@ -255,7 +256,7 @@ impl Relay {
                     server.queue(line)
                 } else {
                     warn!(
-                        id = loggable(id.get()),
+                        id = %loggable(id.get()),
                         "dropped a response from the client to a request the server never made"
                     );
                     Ok(())
@@ -276,7 +277,7 @@ impl Relay {
             Ok(call) => call,
             Err(why) => {
                 warn!(
-                    id = loggable(id.get()),
+                    id = %loggable(id.get()),
                     "refused a malformed tools/call: {why}"
                 );
                 let reply = jsonrpc::error_response(Some(id), jsonrpc::INVALID_PARAMS, &why);
@@ -307,8 +308,8 @@ impl Relay {
                     return self.refuse(id, &refusal, stateless(), facts.as_ref());
                 }
                 info!(
-                    tool = loggable(&call.name),
-                    id = loggable(id.get()),
+                    tool = %loggable(&call.name),
+                    id = %loggable(id.get()),
                     "allowed"
                 );
                 let started = self.started(&call);
@@ -352,8 +353,8 @@ impl Relay {
                 timer.abort();
             }
             info!(
-                tool = loggable(&held.tool),
-                id = loggable(held.id.raw().get()),
+                tool = %loggable(&held.tool),
+                id = %loggable(held.id.raw().get()),
                 "a call held for approval was cancelled"
             );
             self.audit_decision(held.id.raw(), &held.tool, "cancelled", None);
@@ -364,7 +365,7 @@ impl Relay {
         } else {
             // Refused or already answered: the server never had it.
             debug!(
-                request = loggable(&key.to_string()),
+                request = %loggable(&key.to_string()),
                 "dropped a cancellation for a request the server does not have"
             );
             Ok(())
@@ -412,7 +413,7 @@ impl Relay {
     }
 
     fn refuse_request(&self, id: Raw<'_>, why: &str) -> io::Result<()> {
-        warn!(id = loggable(id.get()), "refused a request: {why}");
+        warn!(id = %loggable(id.get()), "refused a request: {why}");
         let reply = jsonrpc::error_response(Some(id), jsonrpc::INVALID_REQUEST, why);
         self.send_client(&reply)
     }
@@ -435,8 +436,8 @@ impl Relay {
         facts: Option<&Facts>,
     ) -> io::Result<()> {
         info!(
-            tool = loggable(&refusal.tool),
-            id = loggable(id.get()),
+            tool = %loggable(&refusal.tool),
+            id = %loggable(id.get()),
             decision = refusal.decision(),
             "refused"
         );
@@ -600,7 +601,7 @@ impl Relay {
                 let request = self.state().client.remove(&IdKey::of(id));
                 let Some(request) = request else {
                     info!(
-                        id = loggable(id.get()),
+                        id = %loggable(id.get()),
                         "dropped a response from the server to a request not in flight (never made, or cancelled)"
                     );
                     return Ok(());

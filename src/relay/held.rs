@@ -114,8 +114,8 @@ impl Relay {
             },
         );
         info!(
-            tool = loggable(&call.name),
-            id = loggable(id.get()),
+            tool = %loggable(&call.name),
+            id = %loggable(id.get()),
             "held for approval"
         );
         let audited = self.settings.audit.enabled().then_some(&facts);
@@ -160,8 +160,8 @@ impl Relay {
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
         info!(
-            tool = loggable(&call.name),
-            id = loggable(held.id.raw().get()),
+            tool = %loggable(&call.name),
+            id = %loggable(held.id.raw().get()),
             "approved"
         );
         let started = self.started(&call);
@@ -175,8 +175,8 @@ impl Relay {
             return;
         };
         warn!(
-            tool = loggable(&held.tool),
-            id = loggable(held.id.raw().get()),
+            tool = %loggable(&held.tool),
+            id = %loggable(held.id.raw().get()),
             "no answer to the approval prompt in time"
         );
         let call = held.call();
