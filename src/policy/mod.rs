@@ -232,7 +232,7 @@ impl<C: Clock> Policy<C> {
     /// [`Policy::check`] allowed, or a human approved. They are checked
     /// again as they are charged, all or none; in one process, with
     /// [`Policy::check`] just before on the same thread, this cannot
-    /// refuse (a bucket only fills up as time passes).
+    /// refuse (a bucket only gains room as time passes).
     pub fn admit(&self, call: &ToolCall) -> Verdict {
         let rule = self.rule_for(&call.name);
         match self.take(rule, true) {

@@ -151,6 +151,10 @@ impl Relay {
             let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
+        // The id is free (it was held), but the table may be full.
+        if let Err(why) = self.can_track(held.id.raw()) {
+            return self.refuse_request(held.id.raw(), why);
+        }
         if !self.admitted(held.id.raw(), &call.name, "approved", facts.as_ref()) {
             let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
