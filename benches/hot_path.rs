@@ -2,10 +2,10 @@
 //! decision, and taking hidden tools out of a large tools/list answer.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use governor::clock::MonotonicClock;
 use serde_json::json;
 use toolwarden::jsonrpc::{parse, Message, Strictness};
-use toolwarden::policy::{Policy, ToolCall};
+use toolwarden::policy::{Policy, ToolCall, Verdict};
+use toolwarden::state::{Spec, State};
 use toolwarden::tools_list;
 
 const REQUEST: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"retry-job","arguments":{"endpointId":"ep-7x2k9q","jobId":"sync-4f1c2a7e-9b3d-4e8a-a1b2-c3d4e5f60718"},"_meta":{"progressToken":42}}}"#;
@@ -31,23 +31,17 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn deciding(c: &mut Criterion) {
-    let plain = Policy::from_json(
-        r#"{"version":"1","tools":{"retry-job":{}}}"#,
-        MonotonicClock,
-    )
-    .unwrap();
+    let plain = Policy::from_json(r#"{"version":"1","tools":{"retry-job":{}}}"#).unwrap();
     let schema = Policy::from_json(
         r#"{"version":"1","tools":{"retry-job":{"arguments":{"type":"object","properties":{
             "endpointId":{"type":"string","pattern":"^[a-zA-Z0-9_-]+$"},
             "jobId":{"type":"string","pattern":"^[a-zA-Z0-9_-]+$"}},
             "required":["endpointId","jobId"],"additionalProperties":false}}}}"#,
-        MonotonicClock,
     )
     .unwrap();
     // A budget no benchmark run exhausts.
     let limit = Policy::from_json(
         r#"{"version":"1","tools":{"retry-job":{"limits":[{"counter":"c","window":"day","max":4000000000}]}}}"#,
-        MonotonicClock,
     )
     .unwrap();
     let Ok(Message::Request { params, tool, .. }) = parse(REQUEST.as_bytes(), Strictness::Full)
@@ -68,6 +62,57 @@ fn deciding(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Taking a limited call's charge from each store (a Redis server on
+    // a Unix socket, when `redis-server` is installed).
+    let call = ToolCall::from_params(params, tool).unwrap();
+    let Verdict::Allow(charge) = limit.check(&call) else {
+        unreachable!()
+    };
+    let dir = std::env::temp_dir().join(format!("toolwarden-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("redis.sock");
+    let redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok();
+    let mut stores = vec![
+        ("memory", Spec::Memory),
+        ("sqlite", Spec::Sqlite(dir.join("state.db"))),
+    ];
+    if redis.is_some() {
+        while !socket.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        stores.push((
+            "redis",
+            Spec::Redis(format!("redis+unix://{}", socket.display())),
+        ));
+    }
+    let mut group = c.benchmark_group("charge");
+    for (name, spec) in stores {
+        let state = State::open(spec, "bench".into(), "default".into()).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| state.take(&limit, &charge, true).unwrap())
+        });
+    }
+    group.finish();
+    if let Some(mut redis) = redis {
+        let _ = redis.kill();
+        let _ = redis.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A tools/list answer the size of RunPod's: 70 tools, about 124 KB.
@@ -96,7 +141,6 @@ fn filtering(c: &mut Criterion) {
     let line = large_list();
     let policy = Policy::from_json(
         r#"{"version":"1","default":"allow","tools":{"tool-1*":{"action":"deny"}}}"#,
-        MonotonicClock,
     )
     .unwrap();
     let mut group = c.benchmark_group("tools/list");

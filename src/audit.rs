@@ -150,6 +150,11 @@ impl Audit {
         self.sink.is_some()
     }
 
+    /// Whether `--audit-required` is on.
+    pub fn required(&self) -> bool {
+        self.sink.is_some() && self.required
+    }
+
     /// With `--audit-required`, calls are refused while the log cannot be
     /// written: nothing runs that is not written down.
     pub fn refuses_calls(&self) -> bool {

@@ -39,6 +39,34 @@ pub enum Command {
     /// Load and compile a policy, print what it does; with `-- CMD`, also
     /// start the server and compare the policy with the tools it lists.
     Check(CheckArgs),
+    /// Show or reset the counters in a state store.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every bucket in the store: its counter, scope, and what is left.
+    Show(StoreArgs),
+    /// Empties a counter's buckets (all of them, or one identity's).
+    Reset {
+        /// The counter's name.
+        counter: String,
+        /// Only this identity's buckets (scope "grant").
+        #[arg(long, value_name = "NAME")]
+        identity: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The state store: memory, sqlite:PATH (or a path), redis://HOST:PORT[/DB],
+    /// rediss://... or redis+unix:///PATH. Default: an SQLite database in
+    /// $XDG_STATE_HOME/toolwarden (~/.local/state/toolwarden).
+    #[arg(long, value_name = "SPEC", env = "TOOLWARDEN_STATE")]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +117,15 @@ pub struct RunArgs {
     /// Refuse every tools/call while the audit log cannot be written.
     #[arg(long, requires = "audit")]
     pub audit_required: bool,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Keeps this policy's counters apart from other policies' in a shared
+    /// store. Default: derived from the policy file's contents, so the same
+    /// file on two machines shares its budgets.
+    #[arg(long, value_name = "NAME", env = "TOOLWARDEN_STATE_NAMESPACE")]
+    pub state_namespace: Option<String>,
 
     /// How long a call held for approval waits for a person's answer.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]

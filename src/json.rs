@@ -280,6 +280,27 @@ impl<'a> Raw<'a> {
         count
     }
 
+    /// The value at a JSON pointer (RFC 6901: `/a/0/b`, `~1` for `/`,
+    /// `~0` for `~`); "" is the value itself.
+    pub fn pointer(self, pointer: &str) -> Option<Raw<'a>> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let mut here = self;
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            here = match here.get().as_bytes().first() {
+                Some(b'{') => here.member(&token)?,
+                Some(b'[') => {
+                    let index: usize = token.parse().ok()?;
+                    here.items().nth(index)?
+                }
+                _ => return None,
+            };
+        }
+        Some(here)
+    }
+
     /// One member of an object, by its (decoded) key. When a key repeats
     /// (only in text that did not pass [`Check::Strict`]) the last wins,
     /// as in serde_json.

@@ -35,4 +35,5 @@ pub mod policy;
 pub mod redact;
 pub mod relay;
 pub mod run;
+pub mod state;
 pub mod tools_list;

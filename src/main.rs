@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use toolwarden::cli::{Cli, Command};
-use toolwarden::{check, policy, run};
+use toolwarden::cli::{Cli, Command, StateCommand};
+use toolwarden::{check, policy, run, state};
 
 fn main() {
     let cli = Cli::parse();
@@ -17,6 +17,10 @@ fn main() {
             let (report, code) = check::run(&args);
             print_report(&report);
             code
+        }
+        Some(Command::State(command)) => {
+            init_logging("warn");
+            state_command(&command)
         }
         None => {
             init_logging(&cli.run.log_level);
@@ -55,6 +59,41 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("toolwarden: {e:#}");
+            1
+        }
+    }
+}
+
+/// `toolwarden state show|reset`: exit code 0, 2 for a store that does not
+/// open, 1 for one that cannot be read.
+fn state_command(command: &StateCommand) -> u8 {
+    let store = match command {
+        StateCommand::Show(store) | StateCommand::Reset { store, .. } => store,
+    };
+    let opened = state::spec(store.state.as_deref())
+        .and_then(|spec| state::State::open(spec, String::new(), String::new()));
+    let state = match opened {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            return 2;
+        }
+    };
+    let report = match command {
+        StateCommand::Show(_) => state.show(),
+        StateCommand::Reset {
+            counter, identity, ..
+        } => state
+            .reset(counter, identity.as_deref())
+            .map(|n| format!("{}: {n} buckets of {counter} emptied\n", state.spec())),
+    };
+    match report {
+        Ok(report) => {
+            print_report(&report);
+            0
+        }
+        Err(e) => {
+            eprintln!("toolwarden: {}: {}", state.spec(), e.0);
             1
         }
     }

@@ -26,7 +26,7 @@ use crate::audit::{Audit, AuditEvent};
 use crate::framing::{Frame, LineReader, LineWriter, Source};
 use crate::json::{Raw, RawBuf};
 use crate::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
-use crate::policy::{Policy, Refusal, RefusalKind, ToolCall, Verdict};
+use crate::policy::{Charge, Policy, Refusal, RefusalKind, ToolCall, Verdict};
 use crate::redact::{self, loggable};
 use crate::tools_list;
 use held::Held;
@@ -46,6 +46,8 @@ pub struct Settings {
     pub max_message: usize,
     pub approval_timeout: Duration,
     pub audit: Audit,
+    /// Where the counters are.
+    pub state: crate::state::State,
     /// Unique to this session: approval prompts' ids start with it, so the
     /// server cannot produce one.
     pub session: String,
@@ -296,15 +298,9 @@ impl Relay {
             return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
         }
         match self.policy.check(&call) {
-            Verdict::Allow => {
+            Verdict::Allow(charge) => {
                 let facts = self.facts(&call);
-                // Written down first, charged next, forwarded last: a call
-                // the log could not take is refused and costs nothing.
-                if !self.admitted(id, &call.name, "allowed", facts.as_ref()) {
-                    let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-                    return self.refuse(id, &refusal, stateless(), facts.as_ref());
-                }
-                if let Verdict::Refuse(refusal) = self.policy.admit(&call) {
+                if let Err(refusal) = self.charge(id, &call, &charge, facts.as_ref(), "allowed") {
                     return self.refuse(id, &refusal, stateless(), facts.as_ref());
                 }
                 info!(
@@ -315,11 +311,61 @@ impl Relay {
                 let started = self.started(&call);
                 self.forward_request(id, false, started, line, server)
             }
-            Verdict::Approve => self.hold(id, &call, stateless(), line),
+            Verdict::Approve(charge) => {
+                // Nobody is asked about a call its limits would refuse.
+                if let Err(refusal) = self.take(&call, &charge, false) {
+                    return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
+                }
+                self.hold(id, &call, stateless(), line)
+            }
             Verdict::Refuse(refusal) => {
                 self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref())
             }
         }
+    }
+
+    /// Takes a call's charge and writes down its `decision` (allowed, or
+    /// approved), or says why the call is refused instead. With
+    /// `--audit-required` the decision is written before the charge is
+    /// taken, so that a call the log could not take costs nothing.
+    fn charge(
+        &self,
+        id: Raw<'_>,
+        call: &ToolCall,
+        charge: &Charge,
+        facts: Option<&Facts>,
+        decision: &'static str,
+    ) -> Result<(), Box<Refusal>> {
+        if self.settings.audit.required() {
+            self.take(call, charge, false)?;
+            if !self.admitted(id, &call.name, decision, facts) {
+                return Err(Box::new(self.refusal(call, RefusalKind::AuditUnavailable)));
+            }
+            // Another process may take the last of a bucket in between:
+            // then the call is refused after all, and that written too.
+            return self.take(call, charge, true);
+        }
+        self.take(call, charge, true)?;
+        self.admitted(id, &call.name, decision, facts);
+        Ok(())
+    }
+
+    /// Takes (`commit`) or only checks a charge from the state store.
+    fn take(&self, call: &ToolCall, charge: &Charge, commit: bool) -> Result<(), Box<Refusal>> {
+        let refusal = match self.settings.state.take(&self.policy, charge, commit) {
+            Ok(crate::state::Outcome::Taken) => return Ok(()),
+            Ok(crate::state::Outcome::Short {
+                counter,
+                retry_after,
+            }) => self.policy.rate_limited(&call.name, counter, retry_after),
+            Err(unavailable) => self.refusal(
+                call,
+                RefusalKind::StateUnavailable {
+                    retry_after: unavailable.retry_after,
+                },
+            ),
+        };
+        Err(Box::new(refusal))
     }
 
     fn client_cancels<W: Write>(

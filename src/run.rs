@@ -22,6 +22,7 @@ use crate::child::{self, Server, Stopped, Watchdog};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
 use crate::relay::{Relay, Settings};
+use crate::state::{self, State};
 
 /// How long the server's output may stay open after the server exited (a
 /// grandchild may hold it) before its process group is killed.
@@ -34,6 +35,16 @@ enum Ended {
     ServerClosed,
     ServerExited,
     Signal(i32),
+}
+
+/// The state store `--state` names, for this policy's namespace.
+fn open_state(args: &RunArgs, policy: &Policy) -> anyhow::Result<State> {
+    let spec = state::spec(args.store.state.as_deref())?;
+    let namespace = args
+        .state_namespace
+        .clone()
+        .unwrap_or_else(|| policy.fingerprint.clone());
+    State::open(spec, namespace, args.identity.clone())
 }
 
 /// Runs one session; returns toolwarden's exit code.
@@ -55,6 +66,15 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         },
         None => Audit::off(session_id.clone(), args.identity.clone()),
     };
+    // A store that cannot be opened stops toolwarden before the server
+    // starts, as a bad policy does.
+    let state = match open_state(args, &policy) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return Ok(2);
+        }
+    };
     let (mut server, server_in, server_out) = match Server::spawn(&args.command) {
         Ok(spawned) => spawned,
         Err(e) => {
@@ -75,6 +95,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         max_message: args.max_message_bytes,
         approval_timeout: args.approval_timeout,
         audit,
+        state,
         session: session_id,
     };
     // The pumps read and write with blocking calls, each on a thread of

@@ -103,6 +103,33 @@ pub struct LimitSpec {
     #[serde(default)]
     #[schemars(with = "Scope")]
     pub scope: Option<Scope>,
+    /// JSON pointers into the arguments: each distinct value (compared as
+    /// JSON) gets a bucket of its own ("3 per hour for each /job_id").
+    #[serde(default)]
+    #[schemars(with = "Pointers")]
+    pub per: Option<Pointers>,
+    /// A JSON pointer to a non-negative number in the arguments: the call
+    /// takes that many units instead of one (a spend cap).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub cost: Option<String>,
+}
+
+/// One JSON pointer, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Pointers {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Pointers {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            Pointers::One(p) => vec![p.clone()],
+            Pointers::Many(ps) => ps.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -1,13 +1,16 @@
-//! Rate-limit counters on governor's GCRA.
+//! Rate-limit counters: what each limit is, the buckets a call charges, and
+//! one step of governor's GCRA on one bucket.
 //!
 //! `max` per `window` is a bucket of `max` calls that refills at one call
-//! every `window / max`. governor charges a bucket as it checks it; a call
-//! must pass every limit before any is charged, so each bucket's state lives
-//! in a [`Tat`] that can be read and put back when a later limit refuses.
+//! every `window / max`. A bucket's whole state is its "theoretical
+//! arrival time" (TAT), kept in microseconds since the UNIX epoch so that
+//! processes started at different moments, and the state store, agree. The
+//! store keeps the TATs and charges a call's buckets all or none; the step
+//! that decides one bucket is here, pure: governor's GCRA, run on the
+//! stored TAT at the store's `now`.
 
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -18,207 +21,164 @@ use governor::{Quota, RateLimiter};
 
 use super::file::{Scope, Window};
 
-/// One bucket's "theoretical arrival time", shared with its limiter.
-///
-/// Every check runs under the policy's lock, so a plain load and store is
-/// enough; 0 means "never used", as in governor's own in-memory state.
-#[derive(Clone, Default)]
-pub struct Tat(Arc<AtomicU64>);
+/// A named budget: `max` calls (or units of `cost`) per `window`.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    pub name: String,
+    pub window: Window,
+    pub max: NonZeroU32,
+    pub scope: Scope,
+    /// JSON pointers whose values pick the bucket.
+    pub per: Vec<String>,
+    /// JSON pointer to the units a call takes.
+    pub cost: Option<String>,
+}
 
-impl StateStore for Tat {
+impl Counter {
+    /// `window / max`, in whole microseconds (at least one).
+    pub fn period_us(&self) -> u64 {
+        (self.window.seconds * 1_000_000 / u64::from(self.max.get())).max(1)
+    }
+
+    /// "3 per hour for each /job_id, each call taking /amount units".
+    pub fn terms(&self) -> String {
+        let mut out = format!("{} per {}", self.max, self.window);
+        if !self.per.is_empty() {
+            out.push_str(&format!(" for each {}", self.per.join(" and ")));
+        }
+        if let Some(cost) = &self.cost {
+            out.push_str(&format!(", each call taking {cost} units"));
+        }
+        out
+    }
+
+    /// [`Counter::terms`] and the burst, for `toolwarden check`.
+    pub fn describe(&self) -> String {
+        format!("{}, burst {}", self.terms(), self.max)
+    }
+}
+
+/// Why a bucket has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// It will have room this many microseconds from now.
+    For(u64),
+    /// Never: the call takes more than the bucket holds.
+    Never,
+}
+
+/// One GCRA step: a call of `cost` units at `now` on a bucket whose TAT is
+/// `tat` (`None`, or a TAT not after `now`: a full bucket). Returns the
+/// bucket's new TAT, or how long until the call would fit. Times in
+/// microseconds since the UNIX epoch; governor decides.
+pub fn step(
+    period_us: u64,
+    burst: NonZeroU32,
+    tat: Option<u64>,
+    now: u64,
+    cost: NonZeroU32,
+) -> Result<u64, Wait> {
+    let quota = Quota::with_period(Duration::from_micros(period_us))
+        .expect("a period of at least a microsecond")
+        .allow_burst(burst);
+    // Governor counts from when its limiter starts: here, `now`. A TAT at
+    // or before `now` is a full bucket, as is none.
+    let ahead_ns = tat.map_or(0, |t| t.saturating_sub(now).saturating_mul(1000));
+    let slot = AtomicU64::new(ahead_ns);
+    let at = At(Duration::from_micros(now));
+    let limiter =
+        RateLimiter::<NotKeyed, _, At, NoOpMiddleware<Duration>>::new(quota, Slot(&slot), at);
+    match limiter.check_n(cost) {
+        Err(_) => Err(Wait::Never),
+        Ok(Err(not_until)) => {
+            let wait = not_until.wait_time_from(Duration::from_micros(now));
+            Err(Wait::For(wait.as_micros().max(1) as u64))
+        }
+        Ok(Ok(())) => Ok(now + slot.load(Ordering::Acquire) / 1000),
+    }
+}
+
+/// The clock of one step: it is always `now`.
+struct At(Duration);
+
+impl Clock for At {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// The bucket of one step. 0 is "never used", as in governor's own state.
+struct Slot<'a>(&'a AtomicU64);
+
+impl StateStore for Slot<'_> {
     type Key = NotKeyed;
 
     fn measure_and_replace<T, F, E>(&self, _: &NotKeyed, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        let prev = NonZeroU64::new(self.0.load(Ordering::Acquire)).map(|n| Nanos::from(n.get()));
+        let prev = Some(self.0.load(Ordering::Acquire))
+            .filter(|&n| n > 0)
+            .map(Nanos::from);
         let (outcome, next) = f(prev)?;
         self.0.store(next.as_u64(), Ordering::Release);
         Ok(outcome)
     }
 }
 
-/// A named budget: `max` calls per `window`.
-pub struct Counter<C: Clock> {
-    pub name: String,
-    pub window: Window,
-    pub max: NonZeroU32,
-    pub scope: Scope,
-    tat: Tat,
-    limiter: RateLimiter<NotKeyed, Tat, C, NoOpMiddleware<C::Instant>>,
-}
-
-impl<C: Clock> Counter<C> {
-    pub fn new(name: String, window: Window, max: NonZeroU32, scope: Scope, clock: C) -> Self {
-        // window / max, to the nanosecond; never zero since window >= 1 s
-        // and max is a u32.
-        let period = Duration::from_secs(window.seconds) / max.get();
-        let quota = Quota::with_period(period)
-            .expect("window / max is at least a nanosecond")
-            .allow_burst(max);
-        let tat = Tat::default();
-        let limiter = RateLimiter::new(quota, tat.clone(), clock);
-        Counter {
-            name,
-            window,
-            max,
-            scope,
-            tat,
-            limiter,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        format!("{} per {}, burst {}", self.max, self.window, self.max)
-    }
-
-    /// Takes one call from the bucket, or says how long until one fits.
-    fn take(&self) -> Result<(), Duration> {
-        self.limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
-    }
-}
-
-/// A counter that refused, and how long until it would not.
-pub struct Exhausted {
-    pub counter: usize,
-    pub retry_after: Duration,
-}
-
-/// Takes one call from every counter in `ids`, or from none of them.
-///
-/// On refusal, reports the counter with the longest wait: the call passes
-/// only once all of them have room. The caller holds the policy's lock.
-pub fn take_all<C: Clock>(
-    counters: &[Counter<C>],
-    ids: &[usize],
-    commit: bool,
-) -> Result<(), Exhausted> {
-    // The counters' state before, to put back: on the stack for the few
-    // limits a rule has, so that a call costs no allocation.
-    let mut inline = [0u64; 8];
-    let mut spilled = Vec::new();
-    let before: &mut [u64] = if ids.len() <= inline.len() {
-        &mut inline[..ids.len()]
-    } else {
-        spilled.resize(ids.len(), 0);
-        &mut spilled
-    };
-    for (slot, &i) in before.iter_mut().zip(ids) {
-        *slot = counters[i].tat.0.load(Ordering::Acquire);
-    }
-    let mut worst: Option<Exhausted> = None;
-    for &i in ids {
-        if let Err(wait) = counters[i].take() {
-            if worst.as_ref().is_none_or(|w| wait > w.retry_after) {
-                worst = Some(Exhausted {
-                    counter: i,
-                    retry_after: wait,
-                });
-            }
-        }
-    }
-    if worst.is_some() || !commit {
-        for (&i, &tat) in ids.iter().zip(before.iter()) {
-            counters[i].tat.0.store(tat, Ordering::Release);
-        }
-    }
-    worst.map_or(Ok(()), Err)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
 
-    fn counter(clock: &FakeRelativeClock, window: u64, max: u32) -> Counter<FakeRelativeClock> {
-        Counter::new(
-            "c".into(),
-            Window { seconds: window },
-            NonZeroU32::new(max).unwrap(),
-            Scope::Grant,
-            clock.clone(),
-        )
+    const SECOND: u64 = 1_000_000;
+
+    fn n(v: u32) -> NonZeroU32 {
+        NonZeroU32::new(v).unwrap()
+    }
+
+    /// Calls at the given seconds on one bucket of `max` per `window` s.
+    fn run(window: u64, max: u32, at: &[(f64, u32)]) -> Vec<Result<(), Wait>> {
+        let period = window * SECOND / u64::from(max);
+        let start = 1_800_000_000 * SECOND;
+        let mut tat = None;
+        at.iter()
+            .map(|&(t, cost)| {
+                let now = start + (t * SECOND as f64) as u64;
+                step(period, n(max), tat, now, n(cost)).map(|next| tat = Some(next))
+            })
+            .collect()
     }
 
     #[test]
     fn a_burst_of_max_then_one_per_period() {
-        let clock = FakeRelativeClock::default();
-        let c = [counter(&clock, 60, 10)];
-        for _ in 0..10 {
-            assert!(take_all(&c, &[0], true).is_ok());
-        }
-        let refused = take_all(&c, &[0], true).unwrap_err();
-        assert_eq!(refused.retry_after, Duration::from_secs(6));
-        clock.advance(Duration::from_millis(5999));
-        assert_eq!(
-            take_all(&c, &[0], true).unwrap_err().retry_after,
-            Duration::from_millis(1)
-        );
-        clock.advance(Duration::from_millis(1));
-        assert!(take_all(&c, &[0], true).is_ok());
-        assert!(take_all(&c, &[0], true).is_err());
+        let mut calls = vec![(0.0, 1); 11];
+        calls.push((5.999, 1));
+        calls.push((6.0, 1));
+        calls.push((6.0, 1));
+        let got = run(60, 10, &calls);
+        assert!(got[..10].iter().all(Result::is_ok));
+        assert_eq!(got[10], Err(Wait::For(6 * SECOND)));
+        assert_eq!(got[11], Err(Wait::For(1000)));
+        assert_eq!(got[12], Ok(()));
+        assert!(got[13].is_err());
     }
 
     #[test]
     fn a_window_can_hold_two_max_minus_one_calls() {
-        let clock = FakeRelativeClock::default();
-        let c = [counter(&clock, 60, 10)];
-        let mut passed = 0;
-        // One attempt every 100 ms for 60 s, from a full bucket.
-        for _ in 0..600 {
-            if take_all(&c, &[0], true).is_ok() {
-                passed += 1;
-            }
-            clock.advance(Duration::from_millis(100));
-        }
+        let calls: Vec<(f64, u32)> = (0..600).map(|i| (f64::from(i) * 0.1, 1)).collect();
+        let passed = run(60, 10, &calls).iter().filter(|r| r.is_ok()).count();
         assert_eq!(passed, 19);
     }
 
     #[test]
-    fn nothing_is_charged_unless_every_counter_has_room() {
-        let clock = FakeRelativeClock::default();
-        let c = [counter(&clock, 60, 5), counter(&clock, 60, 1)];
-        assert!(take_all(&c, &[0, 1], true).is_ok());
-        // Counter 1 is empty now: the next three calls that need both are
-        // refused and leave counter 0 untouched.
-        for _ in 0..3 {
-            let refused = take_all(&c, &[0, 1], true).unwrap_err();
-            assert_eq!(refused.counter, 1);
-        }
-        for _ in 0..4 {
-            assert!(take_all(&c, &[0], true).is_ok());
-        }
-        assert!(take_all(&c, &[0], true).is_err());
-    }
-
-    #[test]
-    fn all_or_nothing_holds_for_more_limits_than_fit_on_the_stack() {
-        let clock = FakeRelativeClock::default();
-        // Ten counters with room for two calls, and a last one for one.
-        let mut c: Vec<_> = (0..10).map(|_| counter(&clock, 60, 2)).collect();
-        c.push(counter(&clock, 60, 1));
-        let all: Vec<usize> = (0..11).collect();
-        assert!(take_all(&c, &all, true).is_ok());
-        let refused = take_all(&c, &all, true).unwrap_err();
-        assert_eq!(refused.counter, 10);
-        // The refusal charged none of the first ten: each has one call left.
-        for i in 0..10 {
-            assert!(take_all(&c, &[i], true).is_ok(), "counter {i} was charged");
-            assert!(take_all(&c, &[i], true).is_err());
-        }
-    }
-
-    #[test]
-    fn a_dry_run_charges_nothing() {
-        let clock = FakeRelativeClock::default();
-        let c = [counter(&clock, 1, 1)];
-        for _ in 0..5 {
-            assert!(take_all(&c, &[0], false).is_ok());
-        }
-        assert!(take_all(&c, &[0], true).is_ok());
-        assert!(take_all(&c, &[0], false).is_err());
+    fn costs_take_units_and_say_how_long_until_they_fit() {
+        // 100 a day: 60 pass, then 50 must wait until 10 more are back.
+        let got = run(86_400, 100, &[(0.0, 60), (0.0, 50), (0.0, 40), (0.0, 101)]);
+        assert_eq!(got[0], Ok(()));
+        assert_eq!(got[1], Err(Wait::For(10 * 864 * SECOND)));
+        assert_eq!(got[2], Ok(()));
+        assert_eq!(got[3], Err(Wait::Never));
     }
 }

@@ -5,12 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::Context;
-use governor::clock::{Clock, MonotonicClock};
 
-use super::file::{Action, DefaultAction, LimitSpec, PolicyFile, RuleSpec, Scope};
+use super::file::{Action, DefaultAction, LimitSpec, Pointers, PolicyFile, RuleSpec, Scope};
 use super::glob::{overlap, Glob};
 use super::limits::Counter;
 use super::lint;
@@ -48,7 +46,7 @@ fn error(at: impl Into<String>, message: impl Into<String>) -> LoadError {
 pub fn load(path: &Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the policy", path.display()))?;
-    Policy::from_json(&text, MonotonicClock).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    Policy::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// One JSON pointer token: `~` and `/` escaped as RFC 6901 says.
@@ -71,9 +69,9 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-impl<C: Clock + Clone> Policy<C> {
-    /// Parses and compiles a policy; `clock` drives its rate limits.
-    pub fn from_json(text: &str, clock: C) -> Result<Policy<C>, LoadError> {
+impl Policy {
+    /// Parses and compiles a policy.
+    pub fn from_json(text: &str) -> Result<Policy, LoadError> {
         // Duplicate keys first: serde would keep the last of two rules for
         // one tool without a word.
         crate::json::validate(text.as_bytes(), crate::json::Check::Strict).map_err(|e| {
@@ -89,10 +87,14 @@ impl<C: Clock + Clone> Policy<C> {
                 strip_position(&inner),
             )
         })?;
-        Policy::compile(file, clock)
+        let mut policy = Policy::compile(file)?;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        policy.fingerprint = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Ok(policy)
     }
 
-    fn compile(file: PolicyFile, clock: C) -> Result<Policy<C>, LoadError> {
+    fn compile(file: PolicyFile) -> Result<Policy, LoadError> {
         if file.version != "1" {
             return Err(error(
                 "/version",
@@ -102,7 +104,7 @@ impl<C: Clock + Clone> Policy<C> {
                 ),
             ));
         }
-        let mut counters = Counters::new(clock);
+        let mut counters = Counters::default();
         let mut global_limits = Vec::new();
         for (i, spec) in file.limits.iter().enumerate() {
             let counter = counters.add(spec, &format!("/limits/{i}"), || format!("limits[{i}]"))?;
@@ -144,8 +146,8 @@ impl<C: Clock + Clone> Policy<C> {
             rules,
             global_limits,
             counters: counters.list,
-            charging: Mutex::new(()),
             warnings,
+            fingerprint: String::new(),
         })
     }
 }
@@ -160,11 +162,11 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-fn compile_rule<C: Clock + Clone>(
+fn compile_rule(
     pattern: &str,
     spec: &RuleSpec,
     at: &str,
-    counters: &mut Counters<C>,
+    counters: &mut Counters,
     global_limits: &[usize],
 ) -> Result<Rule, LoadError> {
     let mut limits = Vec::new();
@@ -239,22 +241,14 @@ fn check_ties(globs: &[(Glob, usize)]) -> Result<(), LoadError> {
 }
 
 /// The counters of a policy: one per counter name, one per unnamed limit.
-struct Counters<C: Clock> {
-    clock: C,
-    list: Vec<Counter<C>>,
+#[derive(Default)]
+struct Counters {
+    list: Vec<Counter>,
     /// Name → (index, where it was first defined).
     named: HashMap<String, (usize, String)>,
 }
 
-impl<C: Clock + Clone> Counters<C> {
-    fn new(clock: C) -> Self {
-        Counters {
-            clock,
-            list: Vec::new(),
-            named: HashMap::new(),
-        }
-    }
-
+impl Counters {
     fn add(
         &mut self,
         spec: &LimitSpec,
@@ -262,47 +256,81 @@ impl<C: Clock + Clone> Counters<C> {
         private_name: impl Fn() -> String,
     ) -> Result<usize, LoadError> {
         let scope = spec.scope.unwrap_or(Scope::Grant);
-        // governor refills one call every window / max: that must be at
-        // least a nanosecond.
-        if u64::from(spec.max.get()) > spec.window.seconds.saturating_mul(1_000_000_000) {
+        // A bucket refills one call every window / max, counted in whole
+        // microseconds: that must be at least one.
+        if u64::from(spec.max.get()) > spec.window.seconds.saturating_mul(1_000_000) {
             return Err(error(
                 format!("{at}/max"),
                 format!(
-                    "{} calls per {} is more than one a nanosecond",
+                    "{} calls per {} is more than one a microsecond",
                     spec.max, spec.window
                 ),
             ));
         }
+        let per = spec.per.as_ref().map(|p| p.list()).unwrap_or_default();
+        for (i, pointer) in per.iter().enumerate() {
+            let place = match &spec.per {
+                Some(Pointers::Many(_)) => format!("{at}/per/{i}"),
+                _ => format!("{at}/per"),
+            };
+            check_pointer(pointer, &place)?;
+        }
+        if let Some(cost) = &spec.cost {
+            check_pointer(cost, &format!("{at}/cost"))?;
+        }
+        let counter = Counter {
+            name: spec.counter.clone().unwrap_or_else(&private_name),
+            window: spec.window,
+            max: spec.max,
+            scope,
+            per,
+            cost: spec.cost.clone(),
+        };
         let Some(name) = &spec.counter else {
-            return Ok(self.push(private_name(), spec, scope));
+            self.list.push(counter);
+            return Ok(self.list.len() - 1);
         };
         if let Some((index, first)) = self.named.get(name) {
             let c = &self.list[*index];
-            if (c.window, c.max, c.scope) != (spec.window, spec.max, scope) {
+            let same = (c.window, c.max, c.scope, &c.per, &c.cost)
+                == (
+                    counter.window,
+                    counter.max,
+                    counter.scope,
+                    &counter.per,
+                    &counter.cost,
+                );
+            if !same {
                 return Err(error(
                     at,
                     format!(
-                        "counter {name:?} is {} per {} (scope {}) at {first} but {} per {} (scope {scope}) here; \
+                        "counter {name:?} is {} (scope {}) at {first} but {} (scope {scope}) here; \
                          limits that share a counter must agree",
-                        c.max, c.window, c.scope, spec.max, spec.window
+                        c.terms(),
+                        c.scope,
+                        counter.terms()
                     ),
                 ));
             }
             return Ok(*index);
         }
-        let index = self.push(name.clone(), spec, scope);
+        self.list.push(counter);
+        let index = self.list.len() - 1;
         self.named.insert(name.clone(), (index, at.to_owned()));
         Ok(index)
     }
+}
 
-    fn push(&mut self, name: String, spec: &LimitSpec, scope: Scope) -> usize {
-        self.list.push(Counter::new(
-            name,
-            spec.window,
-            spec.max,
-            scope,
-            self.clock.clone(),
-        ));
-        self.list.len() - 1
+/// A `per` or `cost` pointer must be a JSON pointer into the arguments.
+fn check_pointer(pointer: &str, at: &str) -> Result<(), LoadError> {
+    if pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(error(
+            at,
+            format!(
+                "{pointer:?} is not a JSON pointer into the arguments; write it as \"/{pointer}\""
+            ),
+        ))
     }
 }

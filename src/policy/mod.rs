@@ -1,6 +1,7 @@
 //! The policy: read and compiled once at start-up, then asked about every
-//! `tools/call`. Deciding is pure and synchronous (no IO, no await); rate
-//! limits read a clock that tests replace with governor's fake clock.
+//! `tools/call`. Deciding is pure and synchronous (no IO, no await, no
+//! clock): an allowed call comes with the [`Charge`] it would take, which
+//! the state store (`crate::state`) then takes all or none.
 
 mod file;
 mod glob;
@@ -10,24 +11,23 @@ mod load;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, MonotonicClock};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use file::{json_schema, Action, DefaultAction, PolicyFile, Scope, Window};
 pub use glob::Glob;
+pub use limits::{step, Counter, Wait};
 pub use load::{load, LoadError};
 
 use crate::json::Raw;
 use crate::jsonrpc::ToolFields;
 use crate::redact::shorten;
-use limits::Counter;
 
 /// A compiled policy.
-pub struct Policy<C: Clock = MonotonicClock> {
+pub struct Policy {
     pub default: DefaultAction,
     pub hide_denied: bool,
     exact: BTreeMap<String, usize>,
@@ -35,11 +35,12 @@ pub struct Policy<C: Clock = MonotonicClock> {
     globs: Vec<(Glob, usize)>,
     rules: Vec<Rule>,
     global_limits: Vec<usize>,
-    counters: Vec<Counter<C>>,
-    /// Checking limits and charging them is one step.
-    charging: Mutex<()>,
+    counters: Vec<Counter>,
     /// What loads but checks less than it seems (see `lint`).
     pub warnings: Vec<LoadError>,
+    /// The first 16 hex digits of the file's SHA-256: the state store's
+    /// default namespace, the same for the same file on every machine.
+    pub fingerprint: String,
 }
 
 /// One entry of `tools`, compiled.
@@ -94,11 +95,28 @@ impl<'a> ToolCall<'a> {
 /// The policy's answer to one call.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Forward it; its limits are charged.
-    Allow,
-    /// Ask a human first; nothing is charged until [`Policy::admit`].
-    Approve,
+    /// Forward it, once its charge is taken.
+    Allow(Charge),
+    /// Ask a human first; the charge is taken once they say yes.
+    Approve(Charge),
     Refuse(Refusal),
+}
+
+/// What an allowed call takes from the counters: every bucket or none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Charge {
+    pub debits: Vec<Debit>,
+}
+
+/// Units taken from one bucket of one counter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Debit {
+    /// Index into [`Policy::counters`].
+    pub counter: usize,
+    /// The values of the counter's `per` pointers, as canonical JSON (a
+    /// long one by its hash); empty without `per`.
+    pub bucket: String,
+    pub cost: NonZeroU32,
 }
 
 /// A refused call, with what the agent needs to adapt.
@@ -137,6 +155,8 @@ pub enum RefusalKind {
     ApprovalUnavailable { busy: bool },
     /// `--audit-required` and the audit log cannot be written.
     AuditUnavailable,
+    /// The state store that keeps the call's counters cannot be reached.
+    StateUnavailable { retry_after: Duration },
 }
 
 /// Schema errors kept for one call: enough to fix the call, while an array
@@ -162,7 +182,7 @@ pub struct SchemaError {
     pub message: String,
 }
 
-impl<C: Clock> Policy<C> {
+impl Policy {
     /// The rule that governs `tool`: an exact name first, then the glob
     /// with the most literal characters.
     pub fn rule_for(&self, tool: &str) -> Option<&Rule> {
@@ -193,9 +213,9 @@ impl<C: Clock> Policy<C> {
             .unwrap_or(self.hide_denied && denied)
     }
 
-    /// Decides one call, charging nothing. Order: the action, the
-    /// arguments, then every limit (the top-level ones and the rule's): an
-    /// allowed call is one that [`Policy::admit`] would let through now.
+    /// Decides one call: the action, the arguments, then what it would
+    /// take from every limit (the top-level ones and the rule's). Charges
+    /// nothing and reads no counter: the state store does that.
     pub fn check(&self, call: &ToolCall) -> Verdict {
         let rule = self.rule_for(&call.name);
         let refuse = |kind| {
@@ -217,50 +237,74 @@ impl<C: Clock> Policy<C> {
         if let Some((errors, more)) = rule.and_then(|r| schema_errors(r, call.arguments)) {
             return refuse(RefusalKind::InvalidArguments { errors, more });
         }
-        // Nothing is charged yet: the relay charges a call with
-        // [`Policy::admit`] only once it is sure to forward it.
-        if let Err(kind) = self.take(rule, false) {
-            return refuse(kind);
-        }
+        let charge = match self.charge_of(rule, call.arguments) {
+            Ok(charge) => charge,
+            Err(error) => {
+                return refuse(RefusalKind::InvalidArguments {
+                    errors: vec![error],
+                    more: Some(0),
+                })
+            }
+        };
         match action {
-            Action::Approve => Verdict::Approve,
-            _ => Verdict::Allow,
+            Action::Approve => Verdict::Approve(charge),
+            _ => Verdict::Allow(charge),
         }
     }
 
-    /// Charges the limits of a call about to be forwarded: one that
-    /// [`Policy::check`] allowed, or a human approved. They are checked
-    /// again as they are charged, all or none; in one process, with
-    /// [`Policy::check`] just before on the same thread, this cannot
-    /// refuse (a bucket only gains room as time passes).
-    pub fn admit(&self, call: &ToolCall) -> Verdict {
-        let rule = self.rule_for(&call.name);
-        match self.take(rule, true) {
-            Ok(()) => Verdict::Allow,
-            Err(kind) => Verdict::Refuse(Refusal {
-                tool: call.name.to_string(),
-                rule: rule.map(|r| r.pattern.clone()),
-                reason: rule.and_then(|r| r.reason.clone()),
-                kind,
-            }),
-        }
-    }
-
-    fn take(&self, rule: Option<&Rule>, commit: bool) -> Result<(), RefusalKind> {
+    /// The buckets a call under `rule` takes from, and how much.
+    fn charge_of(
+        &self,
+        rule: Option<&Rule>,
+        arguments: Option<Raw<'_>>,
+    ) -> Result<Charge, SchemaError> {
         let ids = rule.map_or(&self.global_limits[..], |r| &r.counters[..]);
-        if ids.is_empty() {
-            return Ok(());
+        let mut debits = Vec::with_capacity(ids.len());
+        for &counter in ids {
+            let c = &self.counters[counter];
+            let cost = match &c.cost {
+                None => NonZeroU32::MIN,
+                Some(pointer) => match cost_at(arguments, pointer, c)? {
+                    Some(cost) => cost,
+                    // Nothing to take.
+                    None => continue,
+                },
+            };
+            let bucket = c
+                .per
+                .iter()
+                .map(|pointer| bucket_part(arguments.and_then(|a| a.pointer(pointer))))
+                .collect::<Vec<_>>()
+                .join(",");
+            debits.push(Debit {
+                counter,
+                bucket,
+                cost,
+            });
         }
-        let _one_at_a_time = self.charging.lock().unwrap_or_else(|e| e.into_inner());
-        limits::take_all(&self.counters, ids, commit).map_err(|e| {
-            let c = &self.counters[e.counter];
-            RefusalKind::RateLimited {
+        Ok(Charge { debits })
+    }
+
+    /// Every counter of the policy.
+    pub fn counters(&self) -> &[Counter] {
+        &self.counters
+    }
+
+    /// The refusal of a call that a counter has no room for.
+    pub fn rate_limited(&self, tool: &str, counter: usize, retry_after: Duration) -> Refusal {
+        let rule = self.rule_for(tool);
+        let c = &self.counters[counter];
+        Refusal {
+            tool: tool.to_owned(),
+            rule: rule.map(|r| r.pattern.clone()),
+            reason: rule.and_then(|r| r.reason.clone()),
+            kind: RefusalKind::RateLimited {
                 counter: c.name.clone(),
                 max: c.max.get(),
                 window: c.window,
-                retry_after: e.retry_after,
-            }
-        })
+                retry_after,
+            },
+        }
     }
 
     /// A one-screen description for `toolwarden check`.
@@ -329,6 +373,68 @@ impl<C: Clock> Policy<C> {
     }
 }
 
+/// The units a call takes from a counter with `cost`: the number at
+/// `pointer`, rounded up (`None`: zero). Missing, negative, not a number,
+/// or more than the counter ever holds refuses the call.
+fn cost_at(
+    arguments: Option<Raw<'_>>,
+    pointer: &str,
+    counter: &Counter,
+) -> Result<Option<NonZeroU32>, SchemaError> {
+    let error = |message: String| SchemaError {
+        pointer: pointer.to_owned(),
+        message,
+    };
+    let value = arguments.and_then(|a| a.pointer(pointer)).ok_or_else(|| {
+        error(format!(
+            "missing: counter {} takes its cost from here",
+            counter.name
+        ))
+    })?;
+    let units: f64 = value
+        .get()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| {
+            error(format!(
+                "{} is not a non-negative number: counter {} takes its cost from here",
+                shorten(value.get(), 64),
+                counter.name
+            ))
+        })?;
+    let units = units.ceil();
+    if units > f64::from(counter.max.get()) {
+        return Err(error(format!(
+            "a cost of {units} is more than counter {} ever holds ({} per {}): this call can never pass",
+            counter.name, counter.max, counter.window
+        )));
+    }
+    Ok(NonZeroU32::new(units as u32))
+}
+
+/// One `per` value as part of a bucket's name: canonical JSON (so that
+/// `{"a": 1}` and `{"a":1}` share a bucket), a long one by its hash, and
+/// "absent" for a missing one.
+fn bucket_part(value: Option<Raw<'_>>) -> String {
+    let Some(value) = value else {
+        return "absent".into();
+    };
+    let text = value.get();
+    let canonical = if text.len() <= 4096 {
+        serde_json::from_str::<Value>(text).map_or_else(|_| text.to_owned(), |v| v.to_string())
+    } else {
+        text.to_owned()
+    };
+    if canonical.len() <= 64 {
+        return canonical;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(canonical.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// The schema errors of a call's arguments (the first
 /// [`MAX_SCHEMA_ERRORS`], and how many more), or `None` when they pass (or
 /// the rule has no schema). Missing arguments are checked as `{}`.
@@ -385,6 +491,7 @@ impl Refusal {
             RefusalKind::ApprovalDeclined { .. } => "approval_declined",
             RefusalKind::ApprovalUnavailable { .. } => "approval_unavailable",
             RefusalKind::AuditUnavailable => "audit_unavailable",
+            RefusalKind::StateUnavailable { .. } => "state_unavailable",
         }
     }
 
@@ -451,6 +558,10 @@ impl Refusal {
                 "the audit log cannot be written and toolwarden runs with --audit-required"
                     .to_owned()
             }
+            RefusalKind::StateUnavailable { retry_after } => format!(
+                "toolwarden cannot reach the state store that counts this call's limits; retry in {} s",
+                retry_after_ms(*retry_after).div_ceil(1000)
+            ),
         };
         match &self.reason {
             Some(reason) => format!(
@@ -490,6 +601,9 @@ impl Refusal {
             RefusalKind::InvalidArguments { errors, more } => {
                 meta.errors = Some(errors);
                 meta.more_errors = more.filter(|&n| n > 0);
+            }
+            RefusalKind::StateUnavailable { retry_after } => {
+                meta.retry_after_ms = Some(retry_after_ms(*retry_after));
             }
             _ => {}
         }

@@ -1,21 +1,55 @@
-//! The decision, table by table, on governor's fake clock.
+//! The decision, table by table, with its charges taken from an in-memory
+//! store at times the tests set.
 
+use std::cell::Cell;
+use std::ops::Deref;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::json::Raw;
 use crate::jsonrpc::{self, Message, Strictness};
-use governor::clock::FakeRelativeClock;
+use crate::state::{self, Outcome, State};
 
 use super::*;
 
-fn policy(text: &str) -> (Policy<FakeRelativeClock>, FakeRelativeClock) {
-    let clock = FakeRelativeClock::default();
-    let policy = Policy::from_json(text, clock.clone()).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    (policy, clock)
+/// A policy with a store of its own, as a session has.
+struct Tested {
+    policy: Policy,
+    state: State,
+    clock: Clock,
+}
+
+impl Deref for Tested {
+    type Target = Policy;
+    fn deref(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// The time the store is asked at, in microseconds since the UNIX epoch.
+#[derive(Clone)]
+struct Clock(Rc<Cell<u64>>);
+
+impl Clock {
+    fn advance(&self, by: Duration) {
+        self.0.set(self.0.get() + by.as_micros() as u64);
+    }
+}
+
+fn policy(text: &str) -> (Tested, Clock) {
+    let policy = Policy::from_json(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let state = State::open(state::Spec::Memory, "test".into(), "default".into()).unwrap();
+    let clock = Clock(Rc::new(Cell::new(1_800_000_000_000_000)));
+    let tested = Tested {
+        policy,
+        state,
+        clock: clock.clone(),
+    };
+    (tested, clock)
 }
 
 fn load_error(text: &str) -> LoadError {
-    match Policy::from_json(text, FakeRelativeClock::default()) {
+    match Policy::from_json(text) {
         Ok(_) => panic!("loaded, but should not have:\n{text}"),
         Err(e) => e,
     }
@@ -28,25 +62,57 @@ fn call<'a>(name: &'a str, args: Option<Raw<'a>>) -> ToolCall<'a> {
     }
 }
 
-fn decide<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Result<&'static str, String> {
+/// What the relay would do with a call: its verdict, with the charge
+/// taken (`commit`) or only checked.
+fn verdict(
+    p: &Tested,
+    name: &str,
+    args: Option<&str>,
+    commit: bool,
+) -> Result<&'static str, Box<Refusal>> {
     let raw = args.map(|a| Raw::parse(a).unwrap());
-    let call = call(name, raw);
-    match p.check(&call) {
-        // The relay charges what it forwards.
-        Verdict::Allow => match p.admit(&call) {
-            Verdict::Allow => Ok("allow"),
-            other => panic!("checked as allowed, then {other:?}"),
-        },
-        Verdict::Approve => Ok("approve"),
-        Verdict::Refuse(r) => Err(r.decision().to_owned()),
+    let (answer, charge) = match p.check(&call(name, raw)) {
+        Verdict::Allow(charge) => ("allow", charge),
+        Verdict::Approve(charge) => ("approve", charge),
+        Verdict::Refuse(r) => return Err(Box::new(r)),
+    };
+    let commit = commit && answer == "allow";
+    match p
+        .state
+        .take_at(p, &charge, commit, Some(p.clock.0.get()))
+        .unwrap()
+    {
+        Outcome::Taken => Ok(answer),
+        Outcome::Short {
+            counter,
+            retry_after,
+        } => Err(Box::new(p.rate_limited(name, counter, retry_after))),
     }
 }
 
-fn refusal<C: Clock>(p: &Policy<C>, name: &str, args: Option<&str>) -> Refusal {
-    let raw = args.map(|a| Raw::parse(a).unwrap());
-    match p.check(&call(name, raw)) {
-        Verdict::Refuse(r) => r,
-        other => panic!("{name} was not refused: {other:?}"),
+fn decide(p: &Tested, name: &str, args: Option<&str>) -> Result<&'static str, String> {
+    verdict(p, name, args, true).map_err(|r| r.decision().to_owned())
+}
+
+fn refusal(p: &Tested, name: &str, args: Option<&str>) -> Refusal {
+    match verdict(p, name, args, true) {
+        Err(r) => *r,
+        Ok(other) => panic!("{name} was not refused: {other}"),
+    }
+}
+
+/// A person approved a held call: its charge is taken.
+fn approve(p: &Tested, name: &str) -> Result<(), String> {
+    let Verdict::Approve(charge) = p.check(&call(name, None)) else {
+        panic!("{name} is not held for approval")
+    };
+    match p
+        .state
+        .take_at(p, &charge, true, Some(p.clock.0.get()))
+        .unwrap()
+    {
+        Outcome::Taken => Ok(()),
+        Outcome::Short { .. } => Err("rate_limited".into()),
     }
 }
 
@@ -255,7 +321,7 @@ fn unnamed_limits_are_private_to_their_rule() {
 }
 
 #[test]
-fn every_scope_is_counted_in_this_process() {
+fn every_scope_is_counted() {
     for scope in ["session", "grant", "global"] {
         let (p, _) = policy(&format!(
             r#"{{"version":"1","tools":{{"t":{{"limits":[{{"window":"second","max":1,"scope":"{scope}"}}]}}}}}}"#
@@ -298,7 +364,7 @@ fn the_longest_wait_is_reported_when_several_limits_refuse() {
 }
 
 #[test]
-fn approval_checks_limits_without_charging_and_admit_charges() {
+fn approval_checks_limits_without_charging_and_approving_charges() {
     let (p, _) = policy(
         r#"{"version":"1","tools":{"deploy":{"action":"approve","limits":[{"window":"minute","max":1}]}}}"#,
     );
@@ -308,9 +374,9 @@ fn approval_checks_limits_without_charging_and_admit_charges() {
         Ok("approve"),
         "asking charges nothing"
     );
-    assert!(matches!(p.admit(&call("deploy", None)), Verdict::Allow));
+    assert_eq!(approve(&p, "deploy"), Ok(()));
     assert_eq!(decide(&p, "deploy", None), Err("rate_limited".into()));
-    assert!(matches!(p.admit(&call("deploy", None)), Verdict::Refuse(_)));
+    assert_eq!(approve(&p, "deploy"), Err("rate_limited".into()));
 }
 
 #[test]
@@ -396,7 +462,7 @@ fn every_load_error_names_its_place() {
         (
             r#"{"version":"1","tools":{"t":{"limits":[{"window":"second","max":4000000000}]}}}"#,
             "/tools/t/limits/0/max",
-            "more than one a nanosecond",
+            "more than one a microsecond",
         ),
         (
             r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1,"scope":"team"}]}}}"#,
@@ -532,4 +598,96 @@ fn a_counter_named_twice_for_one_call_is_charged_once() {
         "two calls fit a budget of two"
     );
     assert_eq!(decide(&p, "t", None), Err("rate_limited".into()));
+}
+
+#[test]
+fn per_gives_each_value_a_bucket_and_cost_takes_units() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{
+            "retry_job":{"limits":[{"counter":"retries","window":"hour","max":2,"per":"/job_id"}]},
+            "charge":{"limits":[{"counter":"spend","window":"day","max":100,"cost":"/amount"}]}}}"#,
+    );
+    let job = |id: &str| format!(r#"{{"job_id":{id}}}"#);
+    assert_eq!(decide(&p, "retry_job", Some(&job("\"A\""))), Ok("allow"));
+    assert_eq!(decide(&p, "retry_job", Some(&job("\"A\""))), Ok("allow"));
+    assert_eq!(
+        decide(&p, "retry_job", Some(&job("\"A\""))),
+        Err("rate_limited".into())
+    );
+    assert_eq!(decide(&p, "retry_job", Some(&job("\"B\""))), Ok("allow"));
+    // Values are compared as JSON: the same object written two ways.
+    assert_eq!(
+        decide(&p, "retry_job", Some(&job(r#"{"a":1,"b":2}"#))),
+        Ok("allow")
+    );
+    assert_eq!(
+        decide(&p, "retry_job", Some(&job(r#"{ "b": 2, "a": 1 }"#))),
+        Ok("allow")
+    );
+    assert_eq!(
+        decide(&p, "retry_job", Some(&job(r#"{"a":1,"b":2}"#))),
+        Err("rate_limited".into())
+    );
+    // Without the argument: the bucket of "absent".
+    assert_eq!(decide(&p, "retry_job", Some("{}")), Ok("allow"));
+    assert_eq!(decide(&p, "retry_job", None), Ok("allow"));
+    assert_eq!(decide(&p, "retry_job", None), Err("rate_limited".into()));
+
+    assert_eq!(decide(&p, "charge", Some(r#"{"amount":60}"#)), Ok("allow"));
+    let r = refusal(&p, "charge", Some(r#"{"amount":50}"#));
+    let RefusalKind::RateLimited { retry_after, .. } = r.kind else {
+        panic!("{r:?}")
+    };
+    assert_eq!(retry_after, Duration::from_secs(10 * 864));
+    assert_eq!(decide(&p, "charge", Some(r#"{"amount":40}"#)), Ok("allow"));
+    for (bad, says) in [
+        ("{}", "missing"),
+        (r#"{"amount":-1}"#, "not a non-negative number"),
+        (r#"{"amount":"5"}"#, "not a non-negative number"),
+        (r#"{"amount":101}"#, "can never pass"),
+    ] {
+        let r = refusal(&p, "charge", Some(bad));
+        let RefusalKind::InvalidArguments { errors, .. } = &r.kind else {
+            panic!("{bad}: {r:?}")
+        };
+        assert_eq!(errors[0].pointer, "/amount");
+        assert!(
+            errors[0].message.contains(says),
+            "{bad}: {}",
+            errors[0].message
+        );
+    }
+    let s = p.summary();
+    assert!(
+        s.contains("retries: 2 per hour for each /job_id, burst 2"),
+        "{s}"
+    );
+    assert!(
+        s.contains("spend: 100 per day, each call taking /amount units, burst 100"),
+        "{s}"
+    );
+}
+
+#[test]
+fn per_and_cost_must_be_pointers_and_agree_when_shared() {
+    for (text, at) in [
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":1,"max":1,"per":"job"}]}}}"#,
+            "/tools/t/limits/0/per",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":1,"max":1,"per":["/a","b"]}]}}}"#,
+            "/tools/t/limits/0/per/1",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":1,"max":1,"cost":"amount"}]}}}"#,
+            "/tools/t/limits/0/cost",
+        ),
+        (
+            r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":1,"max":1,"per":"/a"}]},"u":{"limits":[{"counter":"c","window":1,"max":1}]}}}"#,
+            "/tools/u/limits/0",
+        ),
+    ] {
+        assert_eq!(load_error(text).at, at, "{text}");
+    }
 }

@@ -155,12 +155,16 @@ impl Relay {
         if let Err(why) = self.can_track(held.id.raw()) {
             return self.refuse_request(held.id.raw(), why);
         }
-        if !self.admitted(held.id.raw(), &call.name, "approved", facts.as_ref()) {
-            let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-            return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
-        }
-        // Limits are charged now, not when the call was held.
-        if let Verdict::Refuse(refusal) = self.policy.admit(&call) {
+        // Limits are charged now, not when the call was held; the policy
+        // says again what the call takes.
+        let charge = match self.policy.check(&call) {
+            Verdict::Approve(charge) | Verdict::Allow(charge) => charge,
+            Verdict::Refuse(refusal) => {
+                return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
+            }
+        };
+        let approved = self.charge(held.id.raw(), &call, &charge, facts.as_ref(), "approved");
+        if let Err(refusal) = approved {
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
         info!(

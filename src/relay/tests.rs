@@ -6,8 +6,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::MonotonicClock;
-
 use super::*;
 use crate::blocking::{self, Fd};
 use crate::child::enlarge_pipe;
@@ -76,7 +74,7 @@ impl Harness {
         let _entered = handle.enter();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || runtime.block_on(stopped));
-        let policy = Policy::from_json(policy, MonotonicClock).unwrap();
+        let policy = Policy::from_json(policy).unwrap();
         let (client_out_r, client_out_w) = pipe();
         let (client_in_r, client_in_w) = pipe();
         let (server_in_r, server_in_w) = pipe();
@@ -85,6 +83,12 @@ impl Harness {
             max_message,
             approval_timeout,
             audit: Audit::off("test".into(), "default".into()),
+            state: crate::state::State::open(
+                crate::state::Spec::Memory,
+                "test".into(),
+                "default".into(),
+            )
+            .unwrap(),
             session: "test".into(),
         };
         let client_out = Box::new(Fd::own_pipe(client_out_w).unwrap());

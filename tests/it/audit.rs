@@ -53,6 +53,7 @@ fn a_session_leaves_exactly_its_decisions_and_no_secret() {
     std::fs::write(&policy, POLICY).unwrap();
     let mut s = Session::start(
         toolwarden()
+            .env("XDG_STATE_HOME", state_home("audit"))
             .arg("--policy")
             .arg(&policy)
             .arg("--audit")
@@ -146,7 +147,7 @@ fn a_session_leaves_exactly_its_decisions_and_no_secret() {
     // A keyed hash: the same arguments match, and without the key (0600,
     // in a 0700 directory) a redacted value cannot be guessed from it.
     let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
-    let key_file = state_home().join("toolwarden/audit.key");
+    let key_file = state_home("audit").join("toolwarden/audit.key");
     let key_hex = std::fs::read_to_string(&key_file).unwrap();
     let key: Vec<u8> = (0..32)
         .map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap())

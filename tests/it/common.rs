@@ -25,17 +25,19 @@ pub fn toolwarden_bin() -> PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_toolwarden").into())
 }
 
-/// toolwarden, with its state (the audit key) in a directory of this
-/// test run's instead of the user's.
+/// toolwarden, with its state (the counters' database, the audit key) in
+/// a directory of its own instead of the user's: tests that share counters
+/// name a store with `--state`.
 pub fn toolwarden() -> Command {
     let mut cmd = Command::new(toolwarden_bin());
-    cmd.env("XDG_STATE_HOME", state_home());
+    cmd.env("XDG_STATE_HOME", state_home(&fastrand_name()));
+    cmd.env_remove("TOOLWARDEN_STATE");
     cmd
 }
 
-/// `XDG_STATE_HOME` of every toolwarden this test run starts.
-pub fn state_home() -> PathBuf {
-    std::env::temp_dir().join(format!("toolwarden-it-{}-state", std::process::id()))
+/// An `XDG_STATE_HOME` for one toolwarden (or several that share it).
+pub fn state_home(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("toolwarden-it-{}-state-{name}", std::process::id()))
 }
 
 /// The mock server from examples/, built once per test run: a filtered

@@ -1,0 +1,354 @@
+//! Where counters live, and taking a call's charge from them all or none.
+//!
+//! `session` counters live in this process ([`Memory`]); `grant` and
+//! `global` ones in the state store that `--state` names: SQLite by
+//! default (shared by every process on the machine), a Redis server
+//! (shared by every machine that reaches it), or this process's memory.
+//! Every backend keeps one number per bucket, its TAT, and decides with the
+//! same GCRA step (`policy::step`), so they agree exactly.
+
+mod memory;
+mod redis;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use crate::policy::{Charge, Policy, Scope, Wait};
+
+pub use memory::Memory;
+
+/// One bucket of a charge, as a backend sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    /// Unique across namespaces, counters, scope keys and `per` values.
+    pub key: String,
+    pub period_us: u64,
+    pub burst: u32,
+    pub cost: u32,
+}
+
+/// What a backend says of a charge: taken, or which bucket has no room.
+pub type Taken = Result<(), (usize, Wait)>;
+
+/// A store that could not be asked.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+/// Where `--state` keeps counters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    Memory,
+    Sqlite(PathBuf),
+    Redis(String),
+}
+
+impl Spec {
+    /// Reads `--state`: `memory`, `sqlite:PATH` or a path, a Redis URL.
+    pub fn parse(text: &str) -> Result<Spec, String> {
+        if text == "memory" {
+            return Ok(Spec::Memory);
+        }
+        if text.starts_with("redis://")
+            || text.starts_with("rediss://")
+            || text.starts_with("redis+unix://")
+            || text.starts_with("unix://")
+        {
+            ::redis::Client::open(text).map_err(|e| format!("{text:?} is not a Redis URL: {e}"))?;
+            return Ok(Spec::Redis(text.to_owned()));
+        }
+        let path = text.strip_prefix("sqlite:").unwrap_or(text);
+        if path.is_empty() || path.contains("://") {
+            return Err(format!(
+                "{text:?} is not a state store: use memory, sqlite:PATH, a path, or a redis:// URL"
+            ));
+        }
+        Ok(Spec::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The default: SQLite in the state directory.
+    pub fn default_sqlite() -> Result<Spec, String> {
+        let dir = crate::audit::state_dir()
+            .ok_or("neither XDG_STATE_HOME nor HOME is set: name a store with --state")?;
+        Ok(Spec::Sqlite(dir.join("state.db")))
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Spec::Memory => f.write_str("memory"),
+            Spec::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Spec::Redis(url) => f.write_str(&redacted_url(url)),
+        }
+    }
+}
+
+/// A Redis URL without its password, for messages.
+fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://[credentials]{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The store `--state` names (`None`: the default SQLite database).
+pub fn spec(text: Option<&str>) -> anyhow::Result<Spec> {
+    let spec = match text {
+        Some(text) => Spec::parse(text),
+        None => Spec::default_sqlite(),
+    };
+    spec.map_err(|e| anyhow::anyhow!("--state: {e}"))
+}
+
+/// The backend behind `grant` and `global` counters.
+enum Shared {
+    Memory(Memory),
+    Sqlite(Box<sqlite::Sqlite>),
+    Redis(Box<redis::Redis>),
+}
+
+/// How a charge went.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Taken,
+    /// The counter (index into the policy's) with the longest wait.
+    Short {
+        counter: usize,
+        retry_after: Duration,
+    },
+}
+
+/// The store cannot be reached: refuse, and say when to try again.
+#[derive(Debug, PartialEq)]
+pub struct Unavailable {
+    pub retry_after: Duration,
+}
+
+/// The counters of one session.
+pub struct State {
+    session: Memory,
+    shared: Shared,
+    spec: Spec,
+    namespace: String,
+    identity: String,
+    /// Held while a charge spans the session's counters and the store's.
+    charging: Mutex<()>,
+}
+
+impl State {
+    /// Opens the store now, so that a store that cannot be opened stops
+    /// toolwarden before the server starts. A Redis server that cannot be
+    /// reached yet is not an error: calls that need it are refused until
+    /// it can be.
+    pub fn open(spec: Spec, namespace: String, identity: String) -> anyhow::Result<State> {
+        let shared = match &spec {
+            Spec::Memory => Shared::Memory(Memory::default()),
+            Spec::Sqlite(path) => Shared::Sqlite(Box::new(sqlite::Sqlite::open(path)?)),
+            Spec::Redis(url) => Shared::Redis(Box::new(redis::Redis::new(url)?)),
+        };
+        Ok(State {
+            session: Memory::default(),
+            shared,
+            spec,
+            namespace,
+            identity,
+            charging: Mutex::new(()),
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Takes `charge` from its buckets, all or none (`commit` false: only
+    /// says whether it would be taken).
+    pub fn take(
+        &self,
+        policy: &Policy,
+        charge: &Charge,
+        commit: bool,
+    ) -> Result<Outcome, Unavailable> {
+        self.take_at(policy, charge, commit, None)
+    }
+
+    /// [`State::take`] at a given time (µs since the UNIX epoch), for tests
+    /// that compare backends.
+    pub fn take_at(
+        &self,
+        policy: &Policy,
+        charge: &Charge,
+        commit: bool,
+        now: Option<u64>,
+    ) -> Result<Outcome, Unavailable> {
+        if charge.debits.is_empty() {
+            return Ok(Outcome::Taken);
+        }
+        let (mut local, mut shared) = (Vec::new(), Vec::new());
+        for (i, debit) in charge.debits.iter().enumerate() {
+            let counter = &policy.counters()[debit.counter];
+            let bucket = Bucket {
+                key: self.key(policy, debit.counter, &debit.bucket),
+                period_us: counter.period_us(),
+                burst: counter.max.get(),
+                cost: debit.cost.get(),
+            };
+            match counter.scope {
+                Scope::Session => local.push((i, bucket)),
+                _ => shared.push((i, bucket)),
+            }
+        }
+        let now_local = now.unwrap_or_else(now_us);
+        let short = |(at, wait): (usize, Wait), list: &[(usize, Bucket)]| {
+            let retry_after = match wait {
+                Wait::For(us) => Duration::from_micros(us),
+                Wait::Never => Duration::MAX,
+            };
+            Ok(Outcome::Short {
+                counter: charge.debits[list[at].0].counter,
+                retry_after,
+            })
+        };
+        let local_buckets: Vec<Bucket> = local.iter().map(|(_, b)| b.clone()).collect();
+        let shared_buckets: Vec<Bucket> = shared.iter().map(|(_, b)| b.clone()).collect();
+        let _one_at_a_time = self.charging.lock().unwrap_or_else(|e| e.into_inner());
+        let local_short = self.session.take(&local_buckets, now_local, false).err();
+        if !shared_buckets.is_empty() {
+            // Charged only when the session's counters have room too.
+            let commit_shared = commit && local_short.is_none();
+            let taken = match &self.shared {
+                Shared::Memory(m) => Ok(m.take(&shared_buckets, now_local, commit_shared)),
+                Shared::Sqlite(s) => s.take(&shared_buckets, now_local, commit_shared),
+                Shared::Redis(r) => r.take(&shared_buckets, now, commit_shared),
+            };
+            match (taken, local_short) {
+                (Err(StoreError(why)), _) => return Err(self.unavailable(&why)),
+                (Ok(Err(theirs)), Some(ours)) => {
+                    // The longer wait: the call passes only once both have room.
+                    return if longer(theirs.1, ours.1) {
+                        short(theirs, &shared)
+                    } else {
+                        short(ours, &local)
+                    };
+                }
+                (Ok(Err(theirs)), None) => return short(theirs, &shared),
+                (Ok(Ok(())), _) => {}
+            }
+        }
+        if let Some(ours) = local_short {
+            return short(ours, &local);
+        }
+        if commit {
+            // Cannot refuse: nothing else charges the session's counters
+            // while the lock is held.
+            let _ = self.session.take(&local_buckets, now_local, true);
+        }
+        Ok(Outcome::Taken)
+    }
+
+    /// Every bucket the store holds, one line each: its namespace, counter,
+    /// scope and `per` values, and how many calls it has room for now.
+    pub fn show(&self) -> Result<String, StoreError> {
+        let buckets = match &self.shared {
+            Shared::Memory(m) => m.buckets().into_iter().map(|(k, t)| (k, t, 0, 0)).collect(),
+            Shared::Sqlite(s) => s.buckets()?,
+            Shared::Redis(r) => r.buckets()?,
+        };
+        let now = now_us();
+        let mut out = format!("{} ({} buckets)\n", self.spec, buckets.len());
+        for (key, tat, period, burst) in buckets {
+            let Ok([namespace, counter, scope, per]) = serde_json::from_str::<[String; 4]>(&key)
+            else {
+                continue;
+            };
+            let behind = tat.saturating_sub(now);
+            let left = u64::from(burst).saturating_sub(behind.div_ceil(period.max(1)));
+            out.push_str(&format!(
+                "{counter}  {scope}{}  {left} of {burst} left, full in {} s  (namespace {namespace})\n",
+                if per.is_empty() { String::new() } else { format!("  per {per}") },
+                behind.div_ceil(1_000_000)
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Empties every bucket of `counter` (only `identity`'s, when given),
+    /// in every namespace; how many.
+    pub fn reset(&self, counter: &str, identity: Option<&str>) -> Result<usize, StoreError> {
+        let doomed = |key: &str| {
+            serde_json::from_str::<[String; 4]>(key).is_ok_and(|[_, c, scope, _]| {
+                c == counter && identity.is_none_or(|id| scope == format!("grant:{id}"))
+            })
+        };
+        match &self.shared {
+            Shared::Memory(_) => Ok(0),
+            Shared::Sqlite(s) => s.remove(doomed),
+            Shared::Redis(r) => r.remove(doomed),
+        }
+    }
+
+    fn unavailable(&self, why: &str) -> Unavailable {
+        let retry_after = match &self.shared {
+            Shared::Redis(r) => r.retry_after(),
+            _ => Duration::from_secs(1),
+        };
+        tracing::debug!("the state store {} cannot be used: {why}", self.spec);
+        Unavailable { retry_after }
+    }
+
+    /// The bucket's key: namespace, counter, scope key, `per` values, as a
+    /// JSON array (so no part can run into the next).
+    fn key(&self, policy: &Policy, counter: usize, bucket: &str) -> String {
+        let c = &policy.counters()[counter];
+        let scope = match c.scope {
+            Scope::Grant => format!("grant:{}", self.identity),
+            Scope::Global => "global".to_owned(),
+            Scope::Session => "session".to_owned(),
+        };
+        serde_json::to_string(&[self.namespace.as_str(), &c.name, &scope, bucket])
+            .expect("strings serialize")
+    }
+}
+
+/// Now, in microseconds since the UNIX epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Whether `a` is a longer wait than `b`.
+fn longer(a: Wait, b: Wait) -> bool {
+    match (a, b) {
+        (_, Wait::Never) => false,
+        (Wait::Never, _) => true,
+        (Wait::For(a), Wait::For(b)) => a > b,
+    }
+}
+
+/// Runs every bucket's GCRA step at `now` on `tats`: the new TATs, or the
+/// bucket with the longest wait. Shared by the backends that decide in
+/// this process.
+fn decide(buckets: &[Bucket], tats: &[Option<u64>], now: u64) -> Result<Vec<u64>, (usize, Wait)> {
+    let mut next = Vec::with_capacity(buckets.len());
+    let mut worst: Option<(usize, Wait)> = None;
+    for (i, (b, &tat)) in buckets.iter().zip(tats).enumerate() {
+        let burst = std::num::NonZeroU32::new(b.burst).expect("max is positive");
+        let cost = std::num::NonZeroU32::new(b.cost).expect("a debit takes a unit");
+        match crate::policy::step(b.period_us, burst, tat, now, cost) {
+            Ok(tat) => next.push(tat),
+            Err(wait) => {
+                if worst.is_none_or(|(_, w)| longer(wait, w)) {
+                    worst = Some((i, wait));
+                }
+            }
+        }
+    }
+    worst.map_or(Ok(next), Err)
+}
+
+#[cfg(test)]
+mod tests;

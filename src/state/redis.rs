@@ -1,0 +1,228 @@
+//! Counters on a Redis server: shared by every machine that reaches it.
+//! A charge is one server-side script (one round trip) that decides every
+//! bucket with the same GCRA step as the other backends, on the Redis
+//! server's clock (`TIME`), so machines whose clocks differ still agree,
+//! and writes them all or none. A bucket's key expires when it has
+//! refilled.
+//!
+//! A server that cannot be reached fails closed: the call is refused with
+//! a retry hint, and the next attempt to connect waits a backoff (100 ms,
+//! doubling to 5 s), so a session without Redis is not slowed by it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Bucket, StoreError, Taken};
+use crate::policy::Wait;
+
+/// Connecting, and each round trip, give up after this long.
+const TIMEOUT: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// governor's GCRA (see `policy::limits::step`) on every bucket, in
+/// microseconds. KEYS: the buckets. ARGV: now (empty: the server's TIME),
+/// 1 to write, then period, burst and cost of each bucket. A bucket's value
+/// is "TAT PERIOD BURST". Returns {-1} when taken, else {index, wait},
+/// wait -1 for never. Lua numbers are doubles: exact for whole numbers up
+/// to 2^53, about the year 2255 in microseconds.
+const SCRIPT: &str = r#"
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local next = {}
+local worst, worst_wait = -1, -2
+for i = 1, #KEYS do
+  local period = tonumber(ARGV[3 * i])
+  local burst = tonumber(ARGV[3 * i + 1])
+  local cost = tonumber(ARGV[3 * i + 2])
+  local stored = redis.call('GET', KEYS[i])
+  local tat = now
+  if stored then
+    local t = tonumber(string.match(stored, '^(%d+)'))
+    if t and t > now then tat = t end
+  end
+  local tau = period * (burst - 1)
+  local extra = period * (cost - 1)
+  local wait
+  if extra > tau then
+    wait = -1
+  elseif now < tat + extra - tau then
+    wait = tat + extra - tau - now
+  end
+  if wait then
+    if worst_wait ~= -1 and (wait == -1 or wait > worst_wait) then
+      worst, worst_wait = i - 1, wait
+    end
+  else
+    next[i] = tat + period + extra
+  end
+end
+if worst >= 0 then
+  return {worst, worst_wait}
+end
+if ARGV[2] == '1' then
+  for i = 1, #KEYS do
+    local ms = math.ceil((next[i] - now) / 1000)
+    if ms < 1 then ms = 1 end
+    redis.call('SET', KEYS[i], string.format('%d %d %d', next[i], ARGV[3 * i], ARGV[3 * i + 1]), 'PX', ms)
+  end
+end
+return {-1}
+"#;
+
+pub struct Redis {
+    client: redis::Client,
+    script: redis::Script,
+    link: Mutex<Link>,
+}
+
+/// The connection, or when to try again.
+struct Link {
+    connection: Option<redis::Connection>,
+    next_try: Instant,
+    backoff: Duration,
+    /// Whether the failure was said already: a warning once, not per call.
+    warned: bool,
+}
+
+impl Redis {
+    pub fn new(url: &str) -> anyhow::Result<Redis> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("{}: not a Redis URL: {e}", super::redacted_url(url)))?;
+        Ok(Redis {
+            client,
+            script: redis::Script::new(SCRIPT),
+            link: Mutex::new(Link {
+                connection: None,
+                next_try: Instant::now(),
+                backoff: FIRST_BACKOFF,
+                warned: false,
+            }),
+        })
+    }
+
+    /// How long a refused call should wait before trying again.
+    pub fn retry_after(&self) -> Duration {
+        let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        link.next_try
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1))
+    }
+
+    pub fn take(
+        &self,
+        buckets: &[Bucket],
+        now: Option<u64>,
+        commit: bool,
+    ) -> Result<Taken, StoreError> {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        if link.connection.is_none() {
+            if Instant::now() < link.next_try {
+                return Err(StoreError("not connected; waiting to try again".into()));
+            }
+            match self
+                .client
+                .get_connection_with_timeout(TIMEOUT)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(TIMEOUT))?;
+                    c.set_write_timeout(Some(TIMEOUT))?;
+                    Ok(c)
+                }) {
+                Ok(connection) => {
+                    if link.warned {
+                        tracing::warn!("the Redis state store can be reached again");
+                    }
+                    *link = Link {
+                        connection: Some(connection),
+                        next_try: Instant::now(),
+                        backoff: FIRST_BACKOFF,
+                        warned: false,
+                    };
+                }
+                Err(e) => return Err(self.failed(&mut link, e)),
+            }
+        }
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(now.map_or(String::new(), |n| n.to_string()));
+        invocation.arg(if commit { "1" } else { "0" });
+        for b in buckets {
+            invocation.key(format!("toolwarden:{}", b.key));
+            invocation.arg(b.period_us).arg(b.burst).arg(b.cost);
+        }
+        let connection = link.connection.as_mut().expect("connected above");
+        match invocation.invoke::<Vec<i64>>(connection) {
+            Ok(answer) => Ok(match answer.as_slice() {
+                [-1] => Ok(()),
+                [index, -1] => Err((*index as usize, Wait::Never)),
+                [index, wait] => Err((*index as usize, Wait::For(*wait as u64))),
+                _ => return Err(StoreError(format!("the script answered {answer:?}"))),
+            }),
+            Err(e) => Err(self.failed(&mut link, e)),
+        }
+    }
+
+    /// Drops the connection and waits a backoff before the next try.
+    fn failed(&self, link: &mut Link, e: redis::RedisError) -> StoreError {
+        if !link.warned {
+            tracing::warn!(
+                "the Redis state store cannot be reached ({e}); calls with limits are refused until it can"
+            );
+            link.warned = true;
+        }
+        link.connection = None;
+        link.next_try = Instant::now() + link.backoff;
+        link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+        StoreError(e.to_string())
+    }
+
+    /// Every bucket: key (without the prefix), TAT, period and burst.
+    pub fn buckets(&self) -> Result<Vec<(String, u64, u64, u32)>, StoreError> {
+        let mut connection = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("toolwarden:*")
+            .query(&mut connection)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut out = Vec::new();
+        for key in keys {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query(&mut connection)
+                .map_err(|e| StoreError(e.to_string()))?;
+            let Some(value) = value else { continue };
+            let parts: Vec<u64> = value.split(' ').filter_map(|p| p.parse().ok()).collect();
+            if let [tat, period, burst] = parts[..] {
+                let key = key.trim_start_matches("toolwarden:").to_owned();
+                out.push((key, tat, period, burst as u32));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes the buckets whose keys `doomed` picks; how many.
+    pub fn remove(&self, doomed: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        let mut connection = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut removed = 0;
+        for (key, ..) in self.buckets()? {
+            if doomed(&key) {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(format!("toolwarden:{key}"))
+                    .query(&mut connection)
+                    .map_err(|e| StoreError(e.to_string()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

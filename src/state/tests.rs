@@ -1,0 +1,256 @@
+//! Every backend makes the same decisions for the same calls at the same
+//! times, with the same retry-after values; the stores keep what they
+//! charged.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::json::Raw;
+use crate::policy::{ToolCall, Verdict};
+
+const POLICY: &str = r#"{
+  "version": "1",
+  "limits": [{ "counter": "all", "window": "minute", "max": 7, "scope": "global" }],
+  "tools": {
+    "retry": { "limits": [{ "counter": "retries", "window": "hour", "max": 2, "per": "/job" }] },
+    "spend": { "limits": [{ "counter": "spend", "window": "day", "max": 100, "cost": "/amount" }] },
+    "mine": { "limits": [{ "counter": "mine", "window": 10, "max": 3, "scope": "session" }] }
+  }
+}"#;
+
+/// (seconds from the start, tool, arguments)
+const SCRIPT: &[(f64, &str, &str)] = &[
+    (0.0, "retry", r#"{"job":"a"}"#),
+    (0.0, "retry", r#"{"job":"a"}"#),
+    (0.0, "retry", r#"{"job":"a"}"#),
+    (0.1, "retry", r#"{"job": "b"}"#),
+    (0.2, "spend", r#"{"amount":60}"#),
+    (0.3, "spend", r#"{"amount":50}"#),
+    (0.4, "mine", "{}"),
+    (0.5, "mine", "{}"),
+    (0.6, "mine", "{}"),
+    (0.7, "mine", "{}"),
+    (1.0, "spend", r#"{"amount":40}"#),
+    (1.5, "retry", r#"{"job":"c"}"#),
+    (1800.0, "retry", r#"{"job":"a"}"#),
+    (1800.0, "retry", r#"{"job":"a"}"#),
+    (1801.0, "mine", "{}"),
+    (1802.5, "spend", r#"{"amount":0}"#),
+    (1803.0, "spend", r#"{"amount":12.5}"#),
+];
+
+/// Each call's outcome: taken, or the counter that refused and its wait
+/// in microseconds.
+fn run(state: &State) -> Vec<Result<(), (String, u128)>> {
+    let policy = Policy::from_json(POLICY).unwrap();
+    let start = 1_800_000_000_000_000u64;
+    SCRIPT
+        .iter()
+        .map(|&(at, tool, args)| {
+            let call = ToolCall {
+                name: tool.into(),
+                arguments: Some(Raw::parse(args).unwrap()),
+            };
+            let Verdict::Allow(charge) = policy.check(&call) else {
+                panic!("{tool} {args} is not allowed")
+            };
+            let now = start + (at * 1e6) as u64;
+            match state.take_at(&policy, &charge, true, Some(now)).unwrap() {
+                Outcome::Taken => Ok(()),
+                Outcome::Short {
+                    counter,
+                    retry_after,
+                } => Err((
+                    policy.counters()[counter].name.clone(),
+                    retry_after.as_micros(),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A Redis server of this test's, on a Unix socket, stopped when dropped.
+pub struct RedisServer {
+    child: Child,
+    dir: PathBuf,
+    pub url: String,
+}
+
+impl RedisServer {
+    pub fn start(name: &str) -> RedisServer {
+        let dir =
+            std::env::temp_dir().join(format!("toolwarden-redis-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (.ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child,
+            url: format!("redis+unix://{}", socket.display()),
+            dir,
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("toolwarden-state-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("state.db")
+}
+
+fn open(spec: Spec) -> State {
+    State::open(spec, "ns".into(), "alice".into()).unwrap()
+}
+
+#[test]
+fn every_backend_decides_the_same() {
+    let memory = run(&open(Spec::Memory));
+    let want: Vec<Result<(), (String, u128)>> = vec![
+        Ok(()),
+        Ok(()),
+        Err(("retries".into(), 1_800_000_000)),
+        Ok(()),
+        Ok(()),
+        // 60 of 100 taken: 50 fit once 10 more have come back.
+        Err(("spend".into(), 10 * 864_000_000 - 100_000)),
+        Ok(()),
+        Ok(()),
+        Ok(()),
+        // `mine` (3 per 10 s) and `all` (7 per minute) are both out: the
+        // longer wait is reported.
+        Err(("all".into(), 7_871_428)),
+        Err(("all".into(), 7_571_428)),
+        Err(("all".into(), 7_071_428)),
+        Ok(()),
+        Err(("retries".into(), 1_800_000_000)),
+        Ok(()),
+        Ok(()),
+        Ok(()),
+    ];
+    assert_eq!(memory, want);
+    let sqlite = run(&open(Spec::Sqlite(temp_db("same"))));
+    assert_eq!(sqlite, memory, "SQLite");
+    let redis = RedisServer::start("same");
+    assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), memory, "Redis");
+}
+
+#[test]
+fn the_stores_keep_what_they_charged() {
+    let db = temp_db("kept");
+    let redis = RedisServer::start("kept");
+    for spec in [Spec::Sqlite(db.clone()), Spec::Redis(redis.url.clone())] {
+        let policy = Policy::from_json(POLICY).unwrap();
+        let call = ToolCall {
+            name: "retry".into(),
+            arguments: Some(Raw::parse(r#"{"job":"kept"}"#).unwrap()),
+        };
+        let Verdict::Allow(charge) = policy.check(&call) else {
+            panic!()
+        };
+        // Two processes, one after the other: the second finds the budget
+        // the first used.
+        assert_eq!(
+            open(spec.clone()).take(&policy, &charge, true),
+            Ok(Outcome::Taken)
+        );
+        assert_eq!(
+            open(spec.clone()).take(&policy, &charge, true),
+            Ok(Outcome::Taken)
+        );
+        let third = open(spec.clone()).take(&policy, &charge, true).unwrap();
+        assert!(matches!(third, Outcome::Short { .. }), "{spec}: {third:?}");
+        let shown = open(spec.clone()).show().unwrap();
+        assert!(
+            shown.contains("retries  grant:alice  per \"kept\"  0 of 2 left"),
+            "{shown}"
+        );
+        assert_eq!(
+            open(spec.clone()).reset("retries", Some("alice")).unwrap(),
+            1
+        );
+        assert_eq!(
+            open(spec.clone()).take(&policy, &charge, true),
+            Ok(Outcome::Taken)
+        );
+    }
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+}
+
+#[test]
+fn an_unreachable_redis_fails_closed_and_recovers() {
+    let policy = Policy::from_json(POLICY).unwrap();
+    let call = ToolCall {
+        name: "retry".into(),
+        arguments: Some(Raw::parse(r#"{"job":"x"}"#).unwrap()),
+    };
+    let Verdict::Allow(charge) = policy.check(&call) else {
+        panic!()
+    };
+    // The socket a server will listen on, once it is started.
+    let socket = std::env::temp_dir()
+        .join(format!("toolwarden-redis-{}-back", std::process::id()))
+        .join("redis.sock");
+    let state = open(Spec::Redis(format!("redis+unix://{}", socket.display())));
+    let refused = state.take(&policy, &charge, true).unwrap_err();
+    assert!(refused.retry_after >= Duration::from_secs(1), "{refused:?}");
+    // Within the backoff, no new attempt: refused at once.
+    assert!(state.take(&policy, &charge, true).is_err());
+    let _redis = RedisServer::start("back");
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(state.take(&policy, &charge, true), Ok(Outcome::Taken));
+}
+
+#[test]
+fn specs_parse() {
+    assert_eq!(Spec::parse("memory"), Ok(Spec::Memory));
+    assert_eq!(
+        Spec::parse("sqlite:/tmp/x.db"),
+        Ok(Spec::Sqlite("/tmp/x.db".into()))
+    );
+    assert_eq!(
+        Spec::parse("/tmp/x.db"),
+        Ok(Spec::Sqlite("/tmp/x.db".into()))
+    );
+    assert!(matches!(
+        Spec::parse("redis://127.0.0.1:6379/2"),
+        Ok(Spec::Redis(_))
+    ));
+    assert!(matches!(
+        Spec::parse("redis+unix:///run/redis.sock"),
+        Ok(Spec::Redis(_))
+    ));
+    assert!(Spec::parse("http://x").is_err());
+    assert!(Spec::parse("sqlite:").is_err());
+    assert_eq!(
+        Spec::Redis("redis://:hunter2@host:6379".into()).to_string(),
+        "redis://[credentials]@host:6379"
+    );
+}
