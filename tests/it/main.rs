@@ -9,4 +9,5 @@ mod lifecycle;
 mod policies;
 mod python_sdk;
 mod seeds;
+mod state;
 mod stdio_kinds;

@@ -1,0 +1,318 @@
+//! Counters in a state store, through the real binary: limits hold across
+//! processes (at once and one after another) on SQLite and on Redis, an
+//! unreachable store fails closed and recovers, and `per` and `cost` count
+//! as documented.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A Redis server of this test's, on a Unix socket, stopped when dropped.
+struct RedisServer {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl RedisServer {
+    fn start(dir: &Path) -> RedisServer {
+        let socket = dir.join("redis.sock");
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (tests/setup installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, socket }
+    }
+
+    fn spec(&self) -> String {
+        format!("redis+unix://{}", self.socket.display())
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const GOOD: &str = r#"{"server_token":"srv_live_8f2a61c0"}"#;
+
+/// toolwarden around the Fractera mock with the shipped policy (10 per
+/// minute), its counters in `state` (None: the default store, in the
+/// state directory `home`), recording what reaches the server.
+fn fractera(home: &Path, state: Option<&str>, record: &Path) -> Command {
+    let mut cmd = toolwarden();
+    cmd.env("XDG_STATE_HOME", home)
+        .arg("--policy")
+        .arg(root().join("policies/fractera.json"));
+    if let Some(state) = state {
+        cmd.args(["--state", state]);
+    }
+    cmd.arg("--")
+        .arg(mock_server())
+        .arg("--tools")
+        .arg(root().join("examples/tools/fractera.json"))
+        .arg("--record")
+        .arg(record);
+    cmd
+}
+
+/// Four processes at once, six calls each, one budget of ten: exactly ten
+/// pass and reach a server.
+fn four_processes_share_one_budget(dir: &Path, state: Option<&str>) {
+    let home = dir.join("home");
+    let sessions: Vec<(Session, PathBuf)> = (0..4)
+        .map(|i| {
+            let record = dir.join(format!("record-{i}"));
+            (Session::start(&mut fractera(&home, state, &record)), record)
+        })
+        .collect();
+    let mut sessions = sessions;
+    // Every process sends its six calls before any answer is read.
+    for (s, _) in &mut sessions {
+        for id in 1..=6 {
+            s.send(&call(id, "retry_deploy", GOOD));
+        }
+    }
+    let (mut passed, mut refused) = (0, 0);
+    for (s, _) in &mut sessions {
+        for _ in 1..=6 {
+            let answer: Value = s.recv_json();
+            match decision(&answer).as_deref() {
+                None => passed += 1,
+                Some("rate_limited") => refused += 1,
+                other => panic!("{other:?}: {answer}"),
+            }
+        }
+    }
+    let mut reached = 0;
+    for (s, record) in &mut sessions {
+        assert_eq!(s.wait().code(), Some(0), "{}", s.stderr());
+        reached += std::fs::read_to_string(record)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("tools/call"))
+            .count();
+    }
+    assert_eq!((passed, refused, reached), (10, 14, 10), "{state:?}");
+}
+
+#[test]
+fn a_budget_holds_across_processes_at_once_on_sqlite() {
+    four_processes_share_one_budget(&temp_dir("state-sqlite-4"), None);
+}
+
+#[test]
+fn a_budget_holds_across_processes_at_once_on_redis() {
+    let dir = temp_dir("state-redis-4");
+    let redis = RedisServer::start(&dir);
+    four_processes_share_one_budget(&dir, Some(&redis.spec()));
+}
+
+/// A process uses half the budget; the next one finds the other half.
+#[test]
+fn a_budget_half_used_by_one_process_is_half_used_in_the_next() {
+    let dir = temp_dir("state-persist");
+    let redis = RedisServer::start(&dir);
+    for state in [None, Some(redis.spec())] {
+        let home = dir.join("home");
+        let record = dir.join("record");
+        let mut s = Session::start(&mut fractera(&home, state.as_deref(), &record));
+        for id in 1..=5 {
+            assert_eq!(
+                decision(
+                    &s.request(&call(id, "retry_deploy", GOOD), &id.into(), |_, _, _| {})
+                        .parse::<Value>()
+                        .unwrap()
+                ),
+                None
+            );
+        }
+        s.close_stdin();
+        assert_eq!(s.wait().code(), Some(0));
+        let mut s = Session::start(&mut fractera(&home, state.as_deref(), &record));
+        let mut passed = 0;
+        for id in 1..=6 {
+            s.send(&call(id, "retry_deploy", GOOD));
+            if decision(&s.recv_json()).is_none() {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 5, "{state:?}");
+        s.close_stdin();
+        s.wait();
+    }
+}
+
+#[test]
+fn a_redis_that_goes_away_fails_closed_and_recovers() {
+    let dir = temp_dir("state-redis-gone");
+    let mut redis = RedisServer::start(&dir);
+    let policy = r#"{"version":"1","default":"allow","tools":{"retry_task":{"limits":[{"window":"minute","max":100}]}}}"#;
+    let mut s = Session::start(&mut guarded_mock_with(
+        policy,
+        "examples/tools/genieacs.json",
+        &["--state".as_ref(), redis.spec().as_ref()],
+        &[],
+    ));
+    let limited = |id| call(id, "retry_task", r#"{"task_id":"67abc123def456"}"#);
+    s.send(&limited(1));
+    assert_eq!(decision(&s.recv_json()), None);
+    redis.stop();
+    for id in 2..=4 {
+        s.send(&limited(id));
+        let answer = s.recv_json();
+        assert_eq!(
+            decision(&answer).as_deref(),
+            Some("state_unavailable"),
+            "{answer}"
+        );
+        let meta = &answer["result"]["_meta"]["toolwarden/decision"];
+        assert!(meta["retry_after_ms"].as_u64().unwrap() >= 1000, "{meta}");
+    }
+    // Everything else is relayed.
+    s.send(&call(5, "list_devices", "{}"));
+    assert_eq!(decision(&s.recv_json()), None);
+    s.send(r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#);
+    assert_eq!(s.recv_json()["id"], "p");
+    let redis = RedisServer::start(&dir);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = 10;
+    loop {
+        s.send(&limited(id));
+        if decision(&s.recv_json()).is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "calls did not pass again");
+        std::thread::sleep(Duration::from_millis(200));
+        id += 1;
+    }
+    drop(redis);
+    s.close_stdin();
+    s.wait();
+    let warnings = s.stderr().matches("cannot be reached").count();
+    assert_eq!(warnings, 1, "warned once, not per call:\n{}", s.stderr());
+    assert!(
+        s.stderr().contains("can be reached again"),
+        "{}",
+        s.stderr()
+    );
+}
+
+#[test]
+fn per_and_cost_count_as_documented() {
+    let policy = r#"{"version":"1","tools":{
+        "retry_task":{"limits":[{"counter":"retries","window":"hour","max":2,"per":"/task_id"}]},
+        "refresh_device":{"limits":[{"counter":"spend","window":"day","max":100,"cost":"/amount"}]}}}"#;
+    let mut s = Session::start(&mut guarded_mock(
+        policy,
+        "examples/tools/genieacs.json",
+        &[],
+    ));
+    let job = |id, task: &str| call(id, "retry_task", &format!(r#"{{"task_id":"{task}"}}"#));
+    let mut got = Vec::new();
+    for (id, task) in [(1, "A"), (2, "A"), (3, "A"), (4, "B")] {
+        s.send(&job(id, task));
+        got.push(decision(&s.recv_json()));
+    }
+    assert_eq!(got, vec![None, None, Some("rate_limited".into()), None]);
+    s.send(&call(5, "refresh_device", r#"{"amount":60}"#));
+    assert_eq!(decision(&s.recv_json()), None);
+    s.send(&call(6, "refresh_device", r#"{"amount":50}"#));
+    let refused = s.recv_json();
+    let meta = &refused["result"]["_meta"]["toolwarden/decision"];
+    assert_eq!(meta["decision"], "rate_limited");
+    // 10 units come back every 10 × 864 s.
+    assert_eq!(meta["retry_after_ms"], 8_640_000, "{meta}");
+    s.close_stdin();
+    s.wait();
+}
+
+#[test]
+fn a_bad_state_spec_stops_before_the_server_starts() {
+    let dir = temp_dir("state-bad");
+    let record = dir.join("record");
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(root().join("policies/fractera.json"))
+            .args(["--state", "http://example.com/"])
+            .arg("--")
+            .arg(mock_server())
+            .args(["--record", record.to_str().unwrap()]),
+    );
+    assert_eq!(s.wait().code(), Some(2));
+    assert!(
+        s.stderr()
+            .contains("--state: \"http://example.com/\" is not a state store"),
+        "{}",
+        s.stderr()
+    );
+    assert!(!record.exists());
+}
+
+#[test]
+fn state_show_and_reset() {
+    let dir = temp_dir("state-cli");
+    let db = dir.join("state.db");
+    let spec = format!("sqlite:{}", db.display());
+    let record = dir.join("record");
+    let home = dir.join("home");
+    let mut s = Session::start(&mut fractera(&home, Some(&spec), &record));
+    for id in 1..=3 {
+        s.send(&call(id, "retry_deploy", GOOD));
+        s.recv_json();
+    }
+    s.close_stdin();
+    s.wait();
+    let show = toolwarden()
+        .args(["state", "show", "--state", &spec])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert_eq!(show.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("retry_deploy_rate  grant:default  7 of 10 left"),
+        "{shown}"
+    );
+    let reset = toolwarden()
+        .args([
+            "state",
+            "reset",
+            "retry_deploy_rate",
+            "--identity",
+            "default",
+            "--state",
+            &spec,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&reset.stdout).contains("1 buckets of retry_deploy_rate emptied")
+    );
+    let show = toolwarden()
+        .args(["state", "show", "--state", &spec])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("(0 buckets)"));
+}
