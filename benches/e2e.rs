@@ -4,7 +4,7 @@
 //! ...) in one run, so that the machine's mood hits all three alike.
 //!
 //! ```text
-//! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--warmup N] [--no-pin]
+//! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--warmup N] [--no-pin] [--state SPEC]
 //! ```
 //!
 //! `BENCH_RELAY=PATH` runs another relay in the byte relay's place;
@@ -47,6 +47,9 @@ struct Options {
     /// Calls before the timed ones; the default leaves a Node server
     /// still compiling its hot code during them, as early in a session.
     warmup: usize,
+    /// toolwarden's `--state`: `memory` by default, so that the figures
+    /// are the relay's own; a store's cost is `benches/shared.rs`'s.
+    state: String,
 }
 
 fn options() -> Options {
@@ -59,6 +62,7 @@ fn options() -> Options {
         rounds: 25,
         pin: true,
         warmup: 200,
+        state: "memory".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -77,6 +81,7 @@ fn options() -> Options {
                     .expect("--warmup N")
             }
             "--no-pin" => o.pin = false,
+            "--state" => o.state = args.next().expect("--state SPEC"),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -357,6 +362,8 @@ fn main() {
                     policy.clone().into(),
                     "--log-level".into(),
                     "error".into(),
+                    "--state".into(),
+                    o.state.clone().into(),
                     "--".into(),
                 ],
                 server.clone(),

@@ -30,7 +30,15 @@ fn root() -> PathBuf {
 
 fn build() {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "toolwarden", "--example", "mock_server"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "toolwarden",
+            "--example",
+            "mock_server",
+        ])
         .current_dir(root())
         .status()
         .unwrap();
@@ -149,7 +157,15 @@ fn main() {
     std::fs::write(&none, NONE).unwrap();
     let socket = dir.join("redis.sock");
     let mut redis = Command::new("redis-server")
-        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
         .arg(&socket)
         .stdout(Stdio::null())
         .spawn()
@@ -157,15 +173,25 @@ fn main() {
     let mut stores = vec![
         ("no limit", none.clone(), "memory".to_owned()),
         ("memory", policy.clone(), "memory".to_owned()),
-        ("sqlite", policy.clone(), format!("sqlite:{}", dir.join("state.db").display())),
+        (
+            "sqlite",
+            policy.clone(),
+            format!("sqlite:{}", dir.join("state.db").display()),
+        ),
     ];
     if redis.is_some() {
         while !socket.exists() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        stores.push(("redis", policy.clone(), format!("redis+unix://{}", socket.display())));
+        stores.push((
+            "redis",
+            policy.clone(),
+            format!("redis+unix://{}", socket.display()),
+        ));
     }
-    println!("| store | p50 round trip, one at a time | calls/s, 4 processes sharing one counter |");
+    println!(
+        "| store | p50 round trip, one at a time | calls/s, 4 processes sharing one counter |"
+    );
     println!("| --- | ---: | ---: |");
     for (name, policy, state) in stores {
         let home = dir.join(name);

@@ -248,7 +248,9 @@ fn specs_parse() {
         Ok(Spec::Redis(_))
     ));
     assert!(Spec::parse("http://x").is_err());
-    assert!(Spec::parse("rediss://host:6380").unwrap_err().contains("no TLS"));
+    assert!(Spec::parse("rediss://host:6380")
+        .unwrap_err()
+        .contains("no TLS"));
     assert!(Spec::parse("sqlite:").is_err());
     assert_eq!(
         Spec::Redis("redis://:hunter2@host:6379".into()).to_string(),
