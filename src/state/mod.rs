@@ -142,6 +142,9 @@ pub struct State {
     identity: String,
     /// Held while a charge spans the session's counters and the store's.
     charging: Mutex<()>,
+    /// Whether the last charge found the store failing: warned once, not
+    /// per call (Redis says so itself, with its reconnecting).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -162,6 +165,7 @@ impl State {
             namespace,
             identity,
             charging: Mutex::new(()),
+            failing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -242,6 +246,13 @@ impl State {
                 (Ok(Err(theirs)), None) => return short(theirs, &shared),
                 (Ok(Ok(())), _) => {}
             }
+            if self
+                .failing
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+                && !matches!(self.shared, Shared::Redis(_))
+            {
+                tracing::warn!("the state store {} can be used again", self.spec);
+            }
         }
         if let Some(ours) = local_short {
             return short(ours, &local);
@@ -300,7 +311,17 @@ impl State {
             Shared::Redis(r) => r.retry_after(),
             _ => Duration::from_secs(1),
         };
-        tracing::debug!("the state store {} cannot be used: {why}", self.spec);
+        let first = !self
+            .failing
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        if first && !matches!(self.shared, Shared::Redis(_)) {
+            tracing::warn!(
+                "the state store {} cannot be used ({why}); calls with limits are refused until it can",
+                self.spec
+            );
+        } else {
+            tracing::debug!("the state store {} cannot be used: {why}", self.spec);
+        }
         Unavailable { retry_after }
     }
 
