@@ -186,10 +186,24 @@ impl Redis {
             .client
             .get_connection_with_timeout(TIMEOUT)
             .map_err(|e| StoreError(e.to_string()))?;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("toolwarden:*")
-            .query(&mut connection)
-            .map_err(|e| StoreError(e.to_string()))?;
+        // SCAN, not KEYS: a shared server is not held up for long.
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("toolwarden:*")
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut connection)
+                .map_err(|e| StoreError(e.to_string()))?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
         let mut out = Vec::new();
         for key in keys {
             let value: Option<String> = redis::cmd("GET")
