@@ -63,7 +63,7 @@ pub enum StateCommand {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The state store: memory, sqlite:PATH (or a path), redis://HOST:PORT[/DB],
-    /// or redis+unix:///PATH. Default: an SQLite database in
+    /// rediss://... (TLS) or redis+unix:///PATH. Default: an SQLite database in
     /// $XDG_STATE_HOME/toolwarden (~/.local/state/toolwarden).
     #[arg(long, value_name = "SPEC", env = "TOOLWARDEN_STATE")]
     pub state: Option<String>,

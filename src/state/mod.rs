@@ -46,17 +46,13 @@ pub enum Spec {
 
 impl Spec {
     /// Reads `--state`: `memory`, `sqlite:PATH` or a path, a Redis URL
-    /// (`redis://`, `redis+unix://`; not `rediss://`: no TLS in this build).
+    /// (`redis://`, `rediss://` for TLS, `redis+unix://`).
     pub fn parse(text: &str) -> Result<Spec, String> {
         if text == "memory" {
             return Ok(Spec::Memory);
         }
-        if text.starts_with("rediss://") {
-            return Err(format!(
-                "{text:?}: this build has no TLS to Redis; reach the server through a tunnel (stunnel, ssh -L) as redis://"
-            ));
-        }
         if text.starts_with("redis://")
+            || text.starts_with("rediss://")
             || text.starts_with("redis+unix://")
             || text.starts_with("unix://")
         {

@@ -5,6 +5,10 @@
 //! and writes them all or none. A bucket's key expires when it has
 //! refilled.
 //!
+//! `rediss://` connects over TLS and checks the server's certificate
+//! against the system's roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` name
+//! others).
+//!
 //! A server that cannot be reached fails closed: the call is refused with
 //! a retry hint, and the next attempt to connect waits a backoff (100 ms,
 //! doubling to 5 s), so a session without Redis is not slowed by it.
@@ -92,6 +96,9 @@ struct Link {
 
 impl Redis {
     pub fn new(url: &str) -> anyhow::Result<Redis> {
+        // `rediss://` speaks TLS through rustls, which needs its crypto
+        // chosen once per process (an error only says it was already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(url)
             .map_err(|e| anyhow::anyhow!("{}: not a Redis URL: {e}", super::redacted_url(url)))?;
         Ok(Redis {

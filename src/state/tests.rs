@@ -248,9 +248,10 @@ fn specs_parse() {
         Ok(Spec::Redis(_))
     ));
     assert!(Spec::parse("http://x").is_err());
-    assert!(Spec::parse("rediss://host:6380")
-        .unwrap_err()
-        .contains("no TLS"));
+    assert!(matches!(
+        Spec::parse("rediss://host:6380"),
+        Ok(Spec::Redis(_))
+    ));
     assert!(Spec::parse("sqlite:").is_err());
     assert_eq!(
         Spec::Redis("redis://:hunter2@host:6379".into()).to_string(),

@@ -316,3 +316,117 @@ fn state_show_and_reset() {
         .unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("(0 buckets)"));
 }
+
+/// Runs a command that must succeed.
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn counters_on_a_redis_server_over_tls() {
+    let dir = temp_dir("state-redis-tls");
+    // A CA of the test's, and a certificate for localhost signed by it.
+    let at = |name: &str| dir.join(name);
+    sh(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=toolwarden test CA", "-keyout"])
+        .arg(at("ca.key"))
+        .arg("-out")
+        .arg(at("ca.pem")));
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(at("server.key"))
+        .arg("-out")
+        .arg(at("server.csr")));
+    std::fs::write(at("san"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    sh(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+        .arg(at("server.csr"))
+        .arg("-CA")
+        .arg(at("ca.pem"))
+        .arg("-CAkey")
+        .arg(at("ca.key"))
+        .arg("-extfile")
+        .arg(at("san"))
+        .arg("-out")
+        .arg(at("server.pem")));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(at("server.pem"))
+        .arg("--tls-key-file")
+        .arg(at("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(at("ca.pem"))
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let spec = format!("rediss://localhost:{port}");
+    let session = |trusted: bool| {
+        let mut cmd = fractera(&dir.join("home"), Some(&spec), &dir.join("record"));
+        if trusted {
+            cmd.env("SSL_CERT_FILE", at("ca.pem"));
+        }
+        Session::start(&mut cmd)
+    };
+    // The server's certificate is checked: signed by an unknown CA, the
+    // store cannot be used, and the call is refused.
+    let mut s = session(false);
+    s.send(&call(1, "retry_deploy", GOOD));
+    assert_eq!(
+        decision(&s.recv_json()).as_deref(),
+        Some("state_unavailable")
+    );
+    s.close_stdin();
+    s.wait();
+    // Trusted, the budget holds as on any store.
+    let mut s = session(true);
+    let mut got = Vec::new();
+    for id in 1..=11 {
+        s.send(&call(id, "retry_deploy", GOOD));
+        got.push(decision(&s.recv_json()));
+    }
+    assert!(got[..10].iter().all(Option::is_none), "{got:?}");
+    assert_eq!(got[10].as_deref(), Some("rate_limited"));
+    s.close_stdin();
+    s.wait();
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
