@@ -14,8 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{decide, Bucket, StoreError, Taken};
 
-/// How long a charge waits for another process's transaction.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a charge waits for another process's transaction. A charge
+/// takes microseconds, so only a stuck lock waits this long; the client's
+/// other messages wait behind it, so it is short.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Charges between sweeps of buckets that have refilled.
 const SWEEP_EVERY: u64 = 1024;
 

@@ -430,3 +430,35 @@ fn counters_on_a_redis_server_over_tls() {
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+#[test]
+fn an_sqlite_store_locked_too_long_fails_closed_and_recovers() {
+    let dir = temp_dir("state-sqlite-locked");
+    let db = dir.join("state.db");
+    let spec = format!("sqlite:{}", db.display());
+    let mut s = Session::start(&mut fractera(
+        &dir.join("home"),
+        Some(&spec),
+        &dir.join("record"),
+    ));
+    s.send(&call(1, "retry_deploy", GOOD));
+    assert_eq!(decision(&s.recv_json()), None);
+    // Another process holds the database's write lock past the wait.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    s.send(&call(2, "retry_deploy", GOOD));
+    let refused = s.recv_json();
+    assert_eq!(
+        decision(&refused).as_deref(),
+        Some("state_unavailable"),
+        "{refused}"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    s.send(&call(3, "retry_deploy", GOOD));
+    assert_eq!(decision(&s.recv_json()), None);
+    s.close_stdin();
+    s.wait();
+    let stderr = s.stderr();
+    assert_eq!(stderr.matches("cannot be used").count(), 1, "{stderr}");
+    assert!(stderr.contains("can be used again"), "{stderr}");
+}
