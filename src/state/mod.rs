@@ -29,6 +29,14 @@ pub struct Bucket {
     pub cost: u32,
 }
 
+/// The buckets of a charge that one backend takes, and for each the index
+/// of its debit in the charge.
+#[derive(Default)]
+struct Part {
+    buckets: Vec<Bucket>,
+    debits: Vec<usize>,
+}
+
 /// What a backend says of a charge: taken, or which bucket has no room.
 pub type Taken = Result<(), (usize, Wait)>;
 
@@ -192,42 +200,43 @@ impl State {
         if charge.debits.is_empty() {
             return Ok(Outcome::Taken);
         }
-        let (mut local, mut shared) = (Vec::new(), Vec::new());
+        // The session's buckets and the store's, each with the debit it
+        // came from.
+        let (mut local, mut shared) = (Part::default(), Part::default());
         for (i, debit) in charge.debits.iter().enumerate() {
             let counter = &policy.counters()[debit.counter];
-            let bucket = Bucket {
+            let part = match counter.scope {
+                Scope::Session => &mut local,
+                _ => &mut shared,
+            };
+            part.debits.push(i);
+            part.buckets.push(Bucket {
                 key: self.key(policy, debit.counter, &debit.bucket),
                 period_us: counter.period_us(),
                 burst: counter.max.get(),
                 cost: debit.cost.get(),
-            };
-            match counter.scope {
-                Scope::Session => local.push((i, bucket)),
-                _ => shared.push((i, bucket)),
-            }
+            });
         }
         let now_local = now.unwrap_or_else(now_us);
-        let short = |(at, wait): (usize, Wait), list: &[(usize, Bucket)]| {
+        let short = |(at, wait): (usize, Wait), part: &Part| {
             let retry_after = match wait {
                 Wait::For(us) => Duration::from_micros(us),
                 Wait::Never => Duration::MAX,
             };
             Ok(Outcome::Short {
-                counter: charge.debits[list[at].0].counter,
+                counter: charge.debits[part.debits[at]].counter,
                 retry_after,
             })
         };
-        let local_buckets: Vec<Bucket> = local.iter().map(|(_, b)| b.clone()).collect();
-        let shared_buckets: Vec<Bucket> = shared.iter().map(|(_, b)| b.clone()).collect();
         let _one_at_a_time = self.charging.lock().unwrap_or_else(|e| e.into_inner());
-        let local_short = self.session.take(&local_buckets, now_local, false).err();
-        if !shared_buckets.is_empty() {
+        let local_short = self.session.take(&local.buckets, now_local, false).err();
+        if !shared.buckets.is_empty() {
             // Charged only when the session's counters have room too.
             let commit_shared = commit && local_short.is_none();
             let taken = match &self.shared {
-                Shared::Memory(m) => Ok(m.take(&shared_buckets, now_local, commit_shared)),
-                Shared::Sqlite(s) => s.take(&shared_buckets, now_local, commit_shared),
-                Shared::Redis(r) => r.take(&shared_buckets, now, commit_shared),
+                Shared::Memory(m) => Ok(m.take(&shared.buckets, now_local, commit_shared)),
+                Shared::Sqlite(s) => s.take(&shared.buckets, now_local, commit_shared),
+                Shared::Redis(r) => r.take(&shared.buckets, now, commit_shared),
             };
             match (taken, local_short) {
                 (Err(StoreError(why)), _) => return Err(self.unavailable(&why)),
@@ -256,7 +265,7 @@ impl State {
         if commit {
             // Cannot refuse: nothing else charges the session's counters
             // while the lock is held.
-            let _ = self.session.take(&local_buckets, now_local, true);
+            let _ = self.session.take(&local.buckets, now_local, true);
         }
         Ok(Outcome::Taken)
     }
