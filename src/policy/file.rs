@@ -33,10 +33,19 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "bool")]
     pub hide_denied: Option<bool>,
+    /// Tools removed from tools/list and refused at call time, whatever
+    /// `tools` says: names, or patterns where `*` matches any run of
+    /// characters (`"*"`: every tool).
+    #[serde(default)]
+    pub hide: Vec<String>,
     /// Limits that every allowed tools/call must pass, in addition to the
     /// tool's own.
     #[serde(default)]
     pub limits: Vec<LimitSpec>,
+    /// PolicyLayer's spelling of top-level limits: `{"limits": [...]}`.
+    #[serde(default)]
+    #[schemars(with = "AllTools")]
+    pub all_tools: Option<AllTools>,
     /// Rules by tool name, or by a pattern where `*` matches any run of
     /// characters.
     #[serde(default)]
@@ -71,6 +80,10 @@ pub struct RuleSpec {
     #[serde(default)]
     #[schemars(with = "String")]
     pub reason: Option<String>,
+    /// PolicyLayer's name for `reason`.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub on_deny: Option<String>,
     /// Overrides `hide_denied` for the tools of this rule.
     #[serde(default)]
     #[schemars(with = "bool")]
@@ -86,6 +99,100 @@ pub struct RuleSpec {
     /// log.
     #[serde(default)]
     pub redact: Vec<String>,
+    /// Conditions on the arguments that must all hold, or the call is
+    /// refused (`invalid_arguments`): conditions, or groups of them with
+    /// their own `on_deny`.
+    #[serde(default)]
+    #[schemars(with = "Vec<RequireSchema>")]
+    pub require: Vec<RequireSpec>,
+    /// The call is refused (`denied`) when every condition of one entry
+    /// holds; `"conditions": []` always holds.
+    #[serde(default)]
+    pub deny_if: Vec<ConditionGroup>,
+}
+
+/// `all_tools`: what applies to every tool.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllTools {
+    #[serde(default)]
+    pub limits: Vec<LimitSpec>,
+}
+
+/// A test of one argument: `{"path": "args.amount", "op": "gt", "value":
+/// 10000}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    /// `args.` and a dotted path through the arguments' objects.
+    pub path: String,
+    pub op: Op,
+    /// What the argument is compared with; `exists` takes true (the
+    /// default) or false.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "serde_json::Value")]
+    pub value: Option<serde_json::Value>,
+}
+
+/// A key that is there, even as `null` (which `Option` alone would read as
+/// missing: `{"op": "eq", "value": null}` compares with null).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// The operators of PolicyLayer's conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    Neq,
+    In,
+    NotIn,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Regex,
+    Contains,
+    Exists,
+}
+
+/// Conditions that act together, with the text the agent reads when they
+/// refuse a call.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionGroup {
+    pub conditions: Vec<ConditionSpec>,
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub on_deny: Option<String>,
+}
+
+/// One entry of `require`: a condition, or a group of them. Read as one
+/// struct so that a mistake is reported at its key (`/require/0/op`), not
+/// as "matches no variant".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireSpec {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub op: Option<Op>,
+    #[serde(default, deserialize_with = "present")]
+    pub value: Option<serde_json::Value>,
+    #[serde(default)]
+    pub conditions: Option<Vec<ConditionSpec>>,
+    #[serde(default)]
+    pub on_deny: Option<String>,
+}
+
+/// The schema of a `require` entry.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RequireSchema {
+    Condition(ConditionSpec),
+    Group(ConditionGroup),
 }
 
 /// `max` calls per `window`, as a bucket that refills continuously.

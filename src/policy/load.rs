@@ -8,7 +8,11 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::file::{Action, DefaultAction, LimitSpec, Pointers, PolicyFile, RuleSpec, Scope};
+use super::condition::{self, Condition, Group};
+use super::file::{
+    Action, ConditionGroup, ConditionSpec, DefaultAction, LimitSpec, Pointers, PolicyFile,
+    RequireSpec, RuleSpec, Scope,
+};
 use super::glob::{overlap, Glob};
 use super::limits::Counter;
 use super::lint;
@@ -106,12 +110,36 @@ impl Policy {
         }
         let mut counters = Counters::default();
         let mut global_limits = Vec::new();
-        for (i, spec) in file.limits.iter().enumerate() {
-            let counter = counters.add(spec, &format!("/limits/{i}"), || format!("limits[{i}]"))?;
+        // `all_tools.limits` is PolicyLayer's spelling of the same thing.
+        let top = file
+            .limits
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec, format!("/limits/{i}"), format!("limits[{i}]")));
+        let all_tools = file
+            .all_tools
+            .iter()
+            .flat_map(|a| a.limits.iter().enumerate());
+        let all_tools = all_tools.map(|(i, spec)| {
+            (
+                spec,
+                format!("/all_tools/limits/{i}"),
+                format!("all_tools.limits[{i}]"),
+            )
+        });
+        for (spec, at, name) in top.chain(all_tools) {
+            let counter = counters.add(spec, &at, || name.clone())?;
             // A counter named twice is charged once.
             if !global_limits.contains(&counter) {
                 global_limits.push(counter);
             }
+        }
+        let mut hide = Vec::new();
+        for (i, name) in file.hide.iter().enumerate() {
+            if name.is_empty() {
+                return Err(error(format!("/hide/{i}"), "a tool name cannot be empty"));
+            }
+            hide.push(Glob::new(name));
         }
 
         let mut rules = Vec::new();
@@ -127,6 +155,15 @@ impl Policy {
             if let Some(schema) = &spec.arguments {
                 warnings.extend(lint::unknown_keywords(schema, &format!("{at}/arguments")));
             }
+            if let Some(glob) = hide.iter().find(|g| g.matches(pattern)) {
+                warnings.push(error(
+                    at.clone(),
+                    format!(
+                        "`hide` lists {:?}, so this rule never applies: the tool is hidden and refused",
+                        glob.as_str()
+                    ),
+                ));
+            }
             let index = rules.len();
             rules.push(rule);
             if pattern.contains('*') {
@@ -141,6 +178,7 @@ impl Policy {
         Ok(Policy {
             default: file.default.unwrap_or(DefaultAction::Deny),
             hide_denied: file.hide_denied.unwrap_or(true),
+            hide,
             exact,
             globs,
             rules,
@@ -183,6 +221,12 @@ fn compile_rule(
         Some(schema) => Some(
             jsonschema::options()
                 .should_validate_formats(true)
+                .with_pattern_options(
+                    jsonschema::PatternOptions::fancy_regex()
+                        .backtrack_limit(condition::PATTERN_BACKTRACK_LIMIT)
+                        .size_limit(condition::PATTERN_SIZE_LIMIT)
+                        .dfa_size_limit(condition::PATTERN_DFA_SIZE_LIMIT),
+                )
                 .build(schema)
                 .map_err(|e| {
                     error(
@@ -200,6 +244,27 @@ fn compile_rule(
             ));
         }
     }
+    let reason = match (&spec.reason, &spec.on_deny) {
+        (Some(_), Some(_)) => {
+            return Err(error(
+                format!("{at}/on_deny"),
+                "`on_deny` is another name for `reason`: give one of them",
+            ))
+        }
+        (reason, on_deny) => reason.clone().or_else(|| on_deny.clone()),
+    };
+    let require = spec
+        .require
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| compile_require(entry, &format!("{at}/require/{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let deny_if = spec
+        .deny_if
+        .iter()
+        .enumerate()
+        .map(|(i, group)| compile_group(group, &format!("{at}/deny_if/{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
     // A counter named at the top and in the rule, or twice, is charged once.
     let mut all = global_limits.to_vec();
     for &i in &limits {
@@ -211,12 +276,73 @@ fn compile_rule(
         counters: all,
         pattern: pattern.to_owned(),
         action: spec.action.unwrap_or(Action::Allow),
-        reason: spec.reason.clone(),
+        reason,
+        require,
+        deny_if,
         hide: spec.hide,
         redact: spec.redact.clone(),
         limits,
         schema,
     })
+}
+
+fn compile_group(group: &ConditionGroup, at: &str) -> Result<Group, LoadError> {
+    let conditions = group
+        .conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Condition::compile(c, &format!("{at}/conditions/{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Group {
+        conditions,
+        on_deny: group.on_deny.clone(),
+    })
+}
+
+/// A `require` entry: one condition, or a group of them with its own
+/// `on_deny`.
+fn compile_require(entry: &RequireSpec, at: &str) -> Result<Group, LoadError> {
+    match entry {
+        RequireSpec {
+            conditions: Some(conditions),
+            path: None,
+            op: None,
+            value: None,
+            on_deny,
+        } => compile_group(
+            &ConditionGroup {
+                conditions: conditions.clone(),
+                on_deny: on_deny.clone(),
+            },
+            at,
+        ),
+        RequireSpec {
+            conditions: None,
+            path: Some(path),
+            op: Some(op),
+            value,
+            on_deny,
+        } => {
+            let spec = ConditionSpec {
+                path: path.clone(),
+                op: *op,
+                value: value.clone(),
+            };
+            Ok(Group {
+                conditions: vec![Condition::compile(&spec, at)?],
+                on_deny: on_deny.clone(),
+            })
+        }
+        RequireSpec {
+            conditions: Some(_),
+            ..
+        } => Err(error(
+            at,
+            "an entry is either a condition (path, op, value) or a group (conditions, on_deny), not both",
+        )),
+        RequireSpec { path: None, .. } => Err(error(at, "missing field `path`")),
+        RequireSpec { op: None, .. } => Err(error(at, "missing field `op`")),
+    }
 }
 
 /// Two globs with as many literal characters that can match one name would

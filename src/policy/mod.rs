@@ -3,6 +3,7 @@
 //! clock): an allowed call comes with the [`Charge`] it would take, which
 //! the state store (`crate::state`) then takes all or none.
 
+mod condition;
 mod file;
 mod glob;
 mod limits;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+pub use condition::{Condition, Group, Truth};
 pub use file::{json_schema, Action, DefaultAction, PolicyFile, Scope, Window};
 pub use glob::Glob;
 pub use limits::{step, Counter, Wait};
@@ -30,6 +32,8 @@ use crate::redact::shorten;
 pub struct Policy {
     pub default: DefaultAction,
     pub hide_denied: bool,
+    /// `hide`: removed from tools/list and refused, whatever the rules say.
+    hide: Vec<Glob>,
     exact: BTreeMap<String, usize>,
     /// Most literal characters first: the first match wins.
     globs: Vec<(Glob, usize)>,
@@ -47,9 +51,14 @@ pub struct Policy {
 pub struct Rule {
     pub pattern: String,
     pub action: Action,
+    /// `reason`, or PolicyLayer's `on_deny`.
     pub reason: Option<String>,
     pub hide: Option<bool>,
     pub redact: Vec<String>,
+    /// Groups of conditions that must all hold.
+    pub require: Vec<Group>,
+    /// Groups of conditions any one of which refuses the call.
+    pub deny_if: Vec<Group>,
     /// The rule's own limits.
     limits: Vec<usize>,
     /// Every counter a call under this rule is charged: the top-level ones
@@ -131,8 +140,11 @@ pub struct Refusal {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefusalKind {
-    /// The rule says deny.
-    Denied,
+    /// The rule says deny, or one of its `deny_if` entries holds (the
+    /// entry's conditions in words; "always" for none).
+    Denied { condition: Option<String> },
+    /// The policy's `hide` list names the tool.
+    Hidden,
     /// No rule names the tool and the default is deny.
     NotAllowed,
     RateLimited {
@@ -207,35 +219,64 @@ impl Policy {
 
     /// Whether `tools/list` responses leave `tool` out.
     pub fn hides(&self, tool: &str) -> bool {
+        if self.hidden(tool) {
+            return true;
+        }
         let rule = self.rule_for(tool);
-        let denied = self.action_for(rule) == Action::Deny;
         rule.and_then(|r| r.hide)
-            .unwrap_or(self.hide_denied && denied)
+            .unwrap_or(self.hide_denied && self.denied_outright(rule))
     }
 
-    /// Decides one call: the action, the arguments, then what it would
-    /// take from every limit (the top-level ones and the rule's). Charges
-    /// nothing and reads no counter: the state store does that.
+    /// Whether the `hide` list names `tool`.
+    fn hidden(&self, tool: &str) -> bool {
+        self.hide.iter().any(|g| g.matches(tool))
+    }
+
+    /// Whether every call under `rule` is denied, whatever its arguments.
+    fn denied_outright(&self, rule: Option<&Rule>) -> bool {
+        self.action_for(rule) == Action::Deny || rule.is_some_and(|r| r.always_denied().is_some())
+    }
+
+    /// Decides one call: the `hide` list, the action, the arguments (schema,
+    /// `require`, `deny_if`), then what it would take from every limit (the
+    /// top-level ones and the rule's). Charges nothing and reads no
+    /// counter: the state store does that.
     pub fn check(&self, call: &ToolCall) -> Verdict {
         let rule = self.rule_for(&call.name);
-        let refuse = |kind| {
-            Verdict::Refuse(Refusal {
-                tool: call.name.to_string(),
-                rule: rule.map(|r| r.pattern.clone()),
-                reason: rule.and_then(|r| r.reason.clone()),
-                kind,
-            })
+        let refusal = |kind, reason: Option<&String>| Refusal {
+            tool: call.name.to_string(),
+            rule: rule.map(|r| r.pattern.clone()),
+            reason: reason.or(rule.and_then(|r| r.reason.as_ref())).cloned(),
+            kind,
         };
+        let refuse = |kind| Verdict::Refuse(refusal(kind, None));
+        if self.hidden(&call.name) {
+            return Verdict::Refuse(Refusal {
+                rule: None,
+                reason: None,
+                ..refusal(RefusalKind::Hidden, None)
+            });
+        }
         let action = self.action_for(rule);
         if action == Action::Deny {
             return refuse(if rule.is_some() {
-                RefusalKind::Denied
+                RefusalKind::Denied { condition: None }
             } else {
                 RefusalKind::NotAllowed
             });
         }
+        if let Some(group) = rule.and_then(Rule::always_denied) {
+            let kind = RefusalKind::Denied { condition: None };
+            return Verdict::Refuse(refusal(kind, group.on_deny.as_ref()));
+        }
         if let Some((errors, more)) = rule.and_then(|r| schema_errors(r, call.arguments)) {
             return refuse(RefusalKind::InvalidArguments { errors, more });
+        }
+        if let Some(rule) = rule {
+            if let Some(refused) = conditions_refuse(rule, call.arguments) {
+                let (kind, group) = refused;
+                return Verdict::Refuse(refusal(kind, group.on_deny.as_ref()));
+            }
         }
         let charge = match self.charge_of(rule, call.arguments) {
             Ok(charge) => charge,
@@ -327,6 +368,13 @@ impl Policy {
                 "stay in"
             }
         ));
+        if !self.hide.is_empty() {
+            let names: Vec<&str> = self.hide.iter().map(Glob::as_str).collect();
+            out.push_str(&format!(
+                "hide: {} (removed from tools/list and refused, whatever the rules say)\n",
+                names.join(", ")
+            ));
+        }
         if !self.global_limits.is_empty() {
             out.push_str("limits on every allowed call:\n");
             for &i in &self.global_limits {
@@ -342,7 +390,7 @@ impl Policy {
             };
             let hidden = rule
                 .hide
-                .unwrap_or(self.hide_denied && rule.action == Action::Deny);
+                .unwrap_or(self.hide_denied && self.denied_outright(Some(rule)));
             out.push_str(&format!(
                 "  {}: {action}{}\n",
                 rule.pattern,
@@ -353,6 +401,28 @@ impl Policy {
             }
             if rule.schema.is_some() {
                 out.push_str("    arguments checked against a schema\n");
+            }
+            let with_text = |text: &Option<String>| match text {
+                Some(text) => format!(": {text}"),
+                None => String::new(),
+            };
+            for group in &rule.require {
+                out.push_str(&format!(
+                    "    requires {}{}\n",
+                    group.describe(),
+                    with_text(&group.on_deny)
+                ));
+            }
+            for group in &rule.deny_if {
+                let when = if group.conditions.is_empty() {
+                    "always".to_owned()
+                } else {
+                    format!("when {}", group.describe())
+                };
+                out.push_str(&format!(
+                    "    refused {when}{}\n",
+                    with_text(&group.on_deny)
+                ));
             }
             if !rule.redact.is_empty() {
                 out.push_str(&format!(
@@ -371,6 +441,58 @@ impl Policy {
         let c = &self.counters[i];
         format!("{}: {} (scope {})", c.name, c.describe(), c.scope)
     }
+}
+
+impl Rule {
+    /// The first `deny_if` entry without conditions: it refuses every call.
+    pub fn always_denied(&self) -> Option<&Group> {
+        self.deny_if.iter().find(|g| g.conditions.is_empty())
+    }
+}
+
+/// How a rule's `require` and `deny_if` refuse a call, if they do, and the
+/// entry that refused it (for its `on_deny`). A `require` entry that does
+/// not hold, or a condition that cannot test its argument (a string
+/// compared with `gt`), refuses the call as `invalid_arguments`; a
+/// `deny_if` entry that holds refuses it as `denied`.
+fn conditions_refuse<'r>(
+    rule: &'r Rule,
+    arguments: Option<Raw<'_>>,
+) -> Option<(RefusalKind, &'r Group)> {
+    let invalid = |condition: &Condition, message: String| RefusalKind::InvalidArguments {
+        errors: vec![SchemaError {
+            pointer: condition.pointer.clone(),
+            message: shorten(&message, MAX_ERROR_TEXT),
+        }],
+        more: Some(0),
+    };
+    for group in &rule.require {
+        match group.eval(arguments) {
+            (Truth::Holds, _) => {}
+            (Truth::Fails, Some(c)) => {
+                return Some((invalid(c, format!("the policy requires {c}")), group))
+            }
+            (Truth::Untestable(why), Some(c)) => {
+                return Some((invalid(c, format!("{why}; the policy requires {c}")), group))
+            }
+            (_, None) => unreachable!("a group fails at one of its conditions"),
+        }
+    }
+    for group in &rule.deny_if {
+        match group.eval(arguments) {
+            (Truth::Holds, _) => {
+                let condition = Some(group.describe());
+                return Some((RefusalKind::Denied { condition }, group));
+            }
+            (Truth::Fails, _) => {}
+            (Truth::Untestable(why), Some(c)) => {
+                let message = format!("{why}; the policy refuses calls when {}", group.describe());
+                return Some((invalid(c, message), group));
+            }
+            (Truth::Untestable(_), None) => unreachable!("a group fails at one of its conditions"),
+        }
+    }
+    None
 }
 
 /// The units a call takes from a counter with `cost`: the number at
@@ -484,7 +606,7 @@ impl Refusal {
     /// The machine-readable decision name.
     pub fn decision(&self) -> &'static str {
         match self.kind {
-            RefusalKind::Denied => "denied",
+            RefusalKind::Denied { .. } | RefusalKind::Hidden => "denied",
             RefusalKind::NotAllowed => "not_allowed",
             RefusalKind::RateLimited { .. } => "rate_limited",
             RefusalKind::InvalidArguments { .. } => "invalid_arguments",
@@ -498,10 +620,17 @@ impl Refusal {
     /// The sentence the model reads.
     pub fn text(&self) -> String {
         let why = match &self.kind {
-            RefusalKind::Denied => format!(
+            RefusalKind::Denied { condition: None } => format!(
                 "denied by the policy rule `{}`",
                 self.rule.as_deref().unwrap_or("")
             ),
+            RefusalKind::Denied {
+                condition: Some(condition),
+            } => format!(
+                "denied by the policy rule `{}` because {condition}",
+                self.rule.as_deref().unwrap_or("")
+            ),
+            RefusalKind::Hidden => "the policy hides this tool (`hide`)".to_owned(),
             RefusalKind::NotAllowed => {
                 "no policy rule allows this tool (the default is deny)".to_owned()
             }
@@ -534,10 +663,7 @@ impl Refusal {
                          values are not checked for every error)"
                     )),
                 }
-                format!(
-                    "arguments do not match the policy's schema: {}",
-                    list.join("; ")
-                )
+                format!("arguments do not match the policy: {}", list.join("; "))
             }
             RefusalKind::ApprovalDeclined { timed_out: false } => {
                 "a person did not approve this call".to_owned()
@@ -585,6 +711,7 @@ impl Refusal {
             retry_after_ms: None,
             errors: None,
             more_errors: None,
+            condition: None,
         };
         match &self.kind {
             RefusalKind::RateLimited {
@@ -605,6 +732,7 @@ impl Refusal {
             RefusalKind::StateUnavailable { retry_after } => {
                 meta.retry_after_ms = Some(retry_after_ms(*retry_after));
             }
+            RefusalKind::Denied { condition } => meta.condition = condition.as_deref(),
             _ => {}
         }
         meta
@@ -675,6 +803,9 @@ pub struct DecisionMeta<'a> {
     /// Schema errors left out of `errors`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub more_errors: Option<usize>,
+    /// The `deny_if` conditions that held, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<&'a str>,
 }
 
 /// Milliseconds, rounded up: retrying after this long always passes.

@@ -691,3 +691,258 @@ fn per_and_cost_must_be_pointers_and_agree_when_shared() {
         assert_eq!(load_error(text).at, at, "{text}");
     }
 }
+
+/// PolicyLayer's full format, with the examples its documentation gives.
+mod full_format {
+    use super::*;
+
+    #[test]
+    fn a_hide_list_hides_and_refuses_whatever_the_rules_say() {
+        let (p, _) = policy(
+            r#"{"version":"1","default":"allow","hide":["delete_role","drop_*"],
+                "tools":{"delete_role":{"hide":false},"read":{}}}"#,
+        );
+        for tool in ["delete_role", "drop_table"] {
+            assert!(p.hides(tool), "{tool}");
+            let r = refusal(&p, tool, None);
+            assert_eq!(r.decision(), "denied");
+            assert_eq!(r.kind, RefusalKind::Hidden);
+            assert_eq!(
+                r.text(),
+                format!("toolwarden: `{tool}` refused: the policy hides this tool (`hide`)")
+            );
+        }
+        assert!(!p.hides("read"));
+        assert_eq!(decide(&p, "read", None), Ok("allow"));
+        assert_eq!(decide(&p, "other", None), Ok("allow"));
+        // The rule the list overrides is named at load.
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert_eq!(p.warnings[0].at, "/tools/delete_role");
+
+        let (all, _) =
+            policy(r#"{"version":"1","default":"allow","hide":["*"],"tools":{"read":{}}}"#);
+        for tool in ["read", "anything"] {
+            assert!(all.hides(tool));
+            assert_eq!(decide(&all, tool, None), Err("denied".into()));
+        }
+        assert!(
+            Policy::from_json(r#"{"version":"1","hide":[""]}"#).is_err_and(|e| e.at == "/hide/0")
+        );
+    }
+
+    #[test]
+    fn the_issue_examples_decide_as_policylayer_documents() {
+        let (p, _) = policy(
+            r#"{"version": "1", "default": "deny", "tools": {
+              "refund_order": {"deny_if": [{"conditions": [], "on_deny": "Requires human approval."}]},
+              "create_charge": {"deny_if": [{"conditions": [{"path": "args.amount", "op": "gt", "value": 10000}],
+                                             "on_deny": "Charges over 10000 need a person"}],
+                                "require": [{"path": "args.currency", "op": "in", "value": ["usd", "eur"]}],
+                                "limits": [{"counter": "charges", "window": "minute", "max": 30, "scope": "grant"}]}}}"#,
+        );
+        let r = refusal(&p, "refund_order", Some(r#"{"id":"o_1"}"#));
+        assert_eq!(r.decision(), "denied");
+        assert_eq!(
+            r.text(),
+            "toolwarden: `refund_order` refused: denied by the policy rule `refund_order`. Reason: Requires human approval."
+        );
+        // Denied whatever the arguments: hidden like a deny rule.
+        assert!(p.hides("refund_order"));
+        assert!(!p.hides("create_charge"));
+
+        let charge = |amount: &str, currency: &str| {
+            format!(r#"{{"amount":{amount},"currency":"{currency}"}}"#)
+        };
+        assert_eq!(
+            decide(&p, "create_charge", Some(&charge("10000", "usd"))),
+            Ok("allow")
+        );
+        assert_eq!(
+            decide(&p, "create_charge", Some(&charge("1e4", "eur"))),
+            Ok("allow")
+        );
+        let r = refusal(&p, "create_charge", Some(&charge("10001", "usd")));
+        assert_eq!(r.decision(), "denied");
+        assert_eq!(
+            r.text(),
+            "toolwarden: `create_charge` refused: denied by the policy rule `create_charge` because /amount > 10000. Reason: Charges over 10000 need a person"
+        );
+        assert_eq!(r.meta().condition, Some("/amount > 10000"));
+        let r = refusal(&p, "create_charge", Some(&charge("5", "gbp")));
+        assert_eq!(r.decision(), "invalid_arguments");
+        assert_eq!(
+            r.text(),
+            r#"toolwarden: `create_charge` refused: arguments do not match the policy: /currency: the policy requires /currency in ["usd","eur"]"#
+        );
+        // A missing argument fails `require`, and passes `deny_if`.
+        assert_eq!(
+            decide(&p, "create_charge", Some(r#"{"amount":1}"#)),
+            Err("invalid_arguments".into())
+        );
+        assert_eq!(
+            decide(&p, "create_charge", Some(r#"{"currency":"usd"}"#)),
+            Ok("allow")
+        );
+        // An amount sent as a string is neither over nor under: refused.
+        let r = refusal(
+            &p,
+            "create_charge",
+            Some(r#"{"amount":"20000","currency":"usd"}"#),
+        );
+        assert_eq!(r.decision(), "invalid_arguments");
+        assert!(
+            r.text().contains(r#"/amount: "20000" is a string, which `gt` cannot test; the policy refuses calls when /amount > 10000"#),
+            "{}",
+            r.text()
+        );
+        // Refused calls took nothing: 27 of the 30 are left.
+        for _ in 0..27 {
+            assert_eq!(
+                decide(&p, "create_charge", Some(&charge("1", "usd"))),
+                Ok("allow")
+            );
+        }
+        assert_eq!(
+            decide(&p, "create_charge", Some(&charge("1", "usd"))),
+            Err("rate_limited".into())
+        );
+        assert_eq!(decide(&p, "other", None), Err("not_allowed".into()));
+    }
+
+    #[test]
+    fn require_groups_all_tools_and_on_deny() {
+        let (p, _) = policy(
+            r#"{"version":"1","default":"deny",
+                "all_tools":{"limits":[{"counter":"all","window":"minute","max":3}]},
+                "tools":{"push":{"on_deny":"pushes go to feature branches",
+                  "require":[{"conditions":[{"path":"args.branch","op":"regex","value":"^feat/"},
+                                            {"path":"args.force","op":"neq","value":true}],
+                              "on_deny":"only feature branches, never forced"},
+                             {"path":"args.repo","op":"exists"}]},
+                  "tag":{"action":"deny","on_deny":"no tags"}}}"#,
+        );
+        let r = refusal(&p, "push", Some(r#"{"branch":"main","repo":"r"}"#));
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("only feature branches, never forced")
+        );
+        assert!(
+            r.text()
+                .contains(r#"/branch: the policy requires /branch matches "^feat/""#),
+            "{}",
+            r.text()
+        );
+        let r = refusal(&p, "push", Some(r#"{"branch":"feat/x","force":false}"#));
+        assert_eq!(r.reason.as_deref(), Some("pushes go to feature branches"));
+        assert!(
+            r.text()
+                .contains("/repo: the policy requires /repo is given"),
+            "{}",
+            r.text()
+        );
+        // PolicyLayer's `neq` on a missing argument is false: `force` must be given.
+        assert_eq!(
+            decide(&p, "push", Some(r#"{"branch":"feat/x","repo":"r"}"#)),
+            Err("invalid_arguments".into())
+        );
+        let ok = Some(r#"{"branch":"feat/x","force":false,"repo":"r"}"#);
+        for _ in 0..3 {
+            assert_eq!(decide(&p, "push", ok), Ok("allow"));
+        }
+        let r = refusal(&p, "push", ok);
+        assert_eq!(r.decision(), "rate_limited");
+        assert!(
+            r.text().contains("rate limit all (3 per minute)"),
+            "{}",
+            r.text()
+        );
+        assert!(refusal(&p, "tag", None).text().ends_with("Reason: no tags"));
+        let summary = p.summary();
+        for line in [
+            "  push: allow\n",
+            "    requires /branch matches \"^feat/\" and /force != true: only feature branches, never forced\n",
+            "    requires /repo is given\n",
+            "limits on every allowed call:\n  all: ",
+        ] {
+            assert!(summary.contains(line), "{line}\n{summary}");
+        }
+    }
+
+    #[test]
+    fn check_says_when_a_call_is_refused() {
+        let (p, _) = policy(
+            r#"{"version":"1","hide":["delete_role"],"tools":{
+                "refund_order":{"deny_if":[{"conditions":[],"on_deny":"Requires human approval."}]},
+                "create_charge":{"deny_if":[{"conditions":[{"path":"args.amount","op":"gt","value":10000}],
+                    "on_deny":"Charges over 10000 need a person"}]}}}"#,
+        );
+        let summary = p.summary();
+        for line in [
+            "hide: delete_role (removed from tools/list and refused, whatever the rules say)\n",
+            "  refund_order: allow, hidden\n    refused always: Requires human approval.\n",
+            "    refused when /amount > 10000: Charges over 10000 need a person\n",
+        ] {
+            assert!(summary.contains(line), "{line}\n{summary}");
+        }
+    }
+
+    #[test]
+    fn a_condition_that_does_not_compile_stops_the_load_at_its_place() {
+        for (rule, at, says) in [
+            (
+                r#"{"deny_if":[{"conditions":[{"path":"args.a","op":"greater","value":1}]}]}"#,
+                "/tools/t/deny_if/0/conditions/0/op",
+                "unknown variant `greater`",
+            ),
+            (
+                r#"{"deny_if":[{"conditions":[{"path":"args.a","op":"regex","value":"(x"}]}]}"#,
+                "/tools/t/deny_if/0/conditions/0/value",
+                "not a usable regex",
+            ),
+            (
+                r#"{"require":[{"path":"amount","op":"gt","value":1}]}"#,
+                "/tools/t/require/0/path",
+                "must start with \"args.\"",
+            ),
+            (
+                r#"{"require":[{"path":"args.a","op":"lte"}]}"#,
+                "/tools/t/require/0",
+                "operator lte needs a \"value\"",
+            ),
+            (
+                r#"{"require":[{"path":"args.a","op":"eq","value":1,"conditions":[]}]}"#,
+                "/tools/t/require/0",
+                "not both",
+            ),
+            (
+                r#"{"require":[{"op":"eq","value":1}]}"#,
+                "/tools/t/require/0",
+                "missing field `path`",
+            ),
+            (
+                r#"{"require":[{"path":"args.a","op":"eq","value":1,"when":2}]}"#,
+                "/tools/t/require/0/when",
+                "unknown field `when`",
+            ),
+            (
+                r#"{"deny_if":[{"conditions":[{"path":"args.a","op":"eq","value":1,"on_deny":"x"}]}]}"#,
+                "/tools/t/deny_if/0/conditions/0/on_deny",
+                "unknown field `on_deny`",
+            ),
+            (
+                r#"{"reason":"a","on_deny":"b"}"#,
+                "/tools/t/on_deny",
+                "give one of them",
+            ),
+        ] {
+            let text = format!(r#"{{"version":"1","tools":{{"t":{rule}}}}}"#);
+            let e = load_error(&text);
+            assert_eq!(e.at, at, "{rule}: {e}");
+            assert!(e.message.contains(says), "{rule}: {e}");
+        }
+        let e = load_error(r#"{"version":"1","all_tools":{"limits":[{"window":"hour","max":0}]}}"#);
+        assert_eq!(e.at, "/all_tools/limits/0/max");
+        let e = load_error(r#"{"version":"1","all_tools":{"limit":[]}}"#);
+        assert_eq!(e.at, "/all_tools/limit");
+    }
+}
