@@ -42,6 +42,16 @@ pub enum Command {
     /// Show or reset the counters in a state store.
     #[command(subcommand)]
     State(StateCommand),
+    /// Convert a policy of PolicyLayer's Intercept (YAML) into a toolwarden
+    /// policy, written to stdout; anything it cannot convert faithfully
+    /// stops it with the place and the reason.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Intercept policy (YAML).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

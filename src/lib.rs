@@ -21,6 +21,7 @@
 //! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
 //! - [`run`]: ties them together for one session.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
+//! - [`import`]: `toolwarden import`, an Intercept YAML policy converted.
 
 pub mod approval;
 pub mod audit;
@@ -29,6 +30,7 @@ pub mod check;
 pub mod child;
 pub mod cli;
 pub mod framing;
+pub mod import;
 pub mod json;
 pub mod jsonrpc;
 pub mod policy;

@@ -22,6 +22,7 @@ fn main() {
             init_logging("warn");
             state_command(&command)
         }
+        Some(Command::Import(args)) => import(&args.file),
         None => {
             init_logging(&cli.run.log_level);
             serve(&cli.run)
@@ -114,6 +115,32 @@ fn return_large_buffers() {
 /// `check` is a command for people, not a relay: its report is its output.
 /// The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
+/// `toolwarden import FILE`: the converted policy on stdout, or why not
+/// on stderr and exit code 2.
+fn import(file: &std::path::Path) -> u8 {
+    let yaml = match std::fs::read_to_string(file) {
+        Ok(yaml) => yaml,
+        Err(e) => {
+            eprintln!("toolwarden: {}: cannot read it: {e}", file.display());
+            return 2;
+        }
+    };
+    let source = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match toolwarden::import::import(&yaml, &source) {
+        Ok(policy) => {
+            print_report(&policy);
+            0
+        }
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e}", file.display());
+            2
+        }
+    }
+}
+
 fn print_report(report: &str) {
     print!("{report}");
 }

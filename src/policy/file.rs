@@ -220,6 +220,11 @@ pub struct LimitSpec {
     #[serde(default)]
     #[schemars(with = "String")]
     pub cost: Option<String>,
+    /// Shown to the agent when this limit refuses a call, instead of the
+    /// rule's reason.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub on_deny: Option<String>,
 }
 
 /// One JSON pointer, or a list of them.

@@ -32,6 +32,9 @@ pub struct Counter {
     pub per: Vec<String>,
     /// JSON pointer to the units a call takes.
     pub cost: Option<String>,
+    /// Shown to the agent when this counter refuses a call, instead of the
+    /// rule's reason.
+    pub on_deny: Option<String>,
 }
 
 impl Counter {

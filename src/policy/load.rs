@@ -411,6 +411,7 @@ impl Counters {
             scope,
             per,
             cost: spec.cost.clone(),
+            on_deny: spec.on_deny.clone(),
         };
         let Some(name) = &spec.counter else {
             self.list.push(counter);
@@ -418,20 +419,21 @@ impl Counters {
         };
         if let Some((index, first)) = self.named.get(name) {
             let c = &self.list[*index];
-            let same = (c.window, c.max, c.scope, &c.per, &c.cost)
+            let same = (c.window, c.max, c.scope, &c.per, &c.cost, &c.on_deny)
                 == (
                     counter.window,
                     counter.max,
                     counter.scope,
                     &counter.per,
                     &counter.cost,
+                    &counter.on_deny,
                 );
             if !same {
                 return Err(error(
                     at,
                     format!(
                         "counter {name:?} is {} (scope {}) at {first} but {} (scope {scope}) here; \
-                         limits that share a counter must agree",
+                         limits that share a counter must agree (on_deny too)",
                         c.terms(),
                         c.scope,
                         counter.terms()

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use condition::{Condition, Group, Truth};
-pub use file::{json_schema, Action, DefaultAction, PolicyFile, Scope, Window};
+pub use file::{json_schema, Action, ConditionSpec, DefaultAction, Op, PolicyFile, Scope, Window};
 pub use glob::Glob;
 pub use limits::{step, Counter, Wait};
 pub use load::{load, LoadError};
@@ -338,7 +338,7 @@ impl Policy {
         Refusal {
             tool: tool.to_owned(),
             rule: rule.map(|r| r.pattern.clone()),
-            reason: rule.and_then(|r| r.reason.clone()),
+            reason: c.on_deny.clone().or_else(|| rule.and_then(|r| r.reason.clone())),
             kind: RefusalKind::RateLimited {
                 counter: c.name.clone(),
                 max: c.max.get(),
@@ -439,7 +439,8 @@ impl Policy {
 
     fn counter_words(&self, i: usize) -> String {
         let c = &self.counters[i];
-        format!("{}: {} (scope {})", c.name, c.describe(), c.scope)
+        let on_deny = c.on_deny.as_ref().map_or(String::new(), |t| format!(": {t}"));
+        format!("{}: {} (scope {}){on_deny}", c.name, c.describe(), c.scope)
     }
 }
 
