@@ -66,12 +66,7 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
     let (mut allowed, mut approve, mut denied, mut hidden) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
     for (tool, name) in tools.iter().zip(&shown) {
-        let action = match (policy.rule_for(tool), policy.default) {
-            (Some(rule), _) => rule.action,
-            (None, DefaultAction::Allow) => Action::Allow,
-            (None, DefaultAction::Deny) => Action::Deny,
-        };
-        match action {
+        match policy.action(tool) {
             Action::Allow => allowed.push(name.as_str()),
             Action::Approve => approve.push(name.as_str()),
             Action::Deny => denied.push(name.as_str()),

@@ -222,7 +222,9 @@ fn convert(p: InterceptPolicy, source: &str) -> Result<OutPolicy, ImportError> {
     if let Some(tool) = p.tools.get("*") {
         let at = "/tools/*";
         let rule = convert_tool("_global", tool, at, &mut limits)?;
-        wildcard.deny = rule.action.map(|_| rule.on_deny.clone().unwrap_or_default());
+        wildcard.deny = rule
+            .action
+            .map(|_| rule.on_deny.clone().unwrap_or_default());
         wildcard.require = rule.require;
     }
 
@@ -302,7 +304,8 @@ fn convert_tool(
                     "rate_limit cannot be combined with action, conditions or state (Intercept refuses it too)",
                 ));
             }
-            let (count, window) = parse_rate(rate).map_err(|m| error(format!("{at}/rate_limit"), m))?;
+            let (count, window) =
+                parse_rate(rate).map_err(|m| error(format!("{at}/rate_limit"), m))?;
             let counter = format!("{scope}._rate_{window}");
             claim(&mut counters, &counter, &at)?;
             limits.push(OutLimit {
@@ -318,7 +321,10 @@ fn convert_tool(
             continue;
         }
         if name.is_empty() {
-            return Err(error(&at, "a rule must have a name (Intercept refuses it too)"));
+            return Err(error(
+                &at,
+                "a rule must have a name (Intercept refuses it too)",
+            ));
         }
         match r.action.as_deref().unwrap_or("evaluate") {
             "deny" => {
@@ -373,7 +379,14 @@ fn convert_tool(
             (None, None) => {}
             (Some(state), Some(max)) => {
                 let at = format!("{at}/state");
-                limits.push(convert_state(state, scope, max, on_deny, &at, &mut counters)?);
+                limits.push(convert_state(
+                    state,
+                    scope,
+                    max,
+                    on_deny,
+                    &at,
+                    &mut counters,
+                )?);
             }
             (Some(_), None) => {
                 return Err(error(
@@ -449,9 +462,11 @@ fn counter_bound(
     if earlier.is_some() {
         return Err(error(at, "a second condition on the same counter"));
     }
-    let number = c.value.as_ref().and_then(Value::as_f64).ok_or_else(|| {
-        error(format!("{at}/value"), "a counter is compared with a number")
-    })?;
+    let number = c
+        .value
+        .as_ref()
+        .and_then(Value::as_f64)
+        .ok_or_else(|| error(format!("{at}/value"), "a counter is compared with a number"))?;
     // Intercept truncates the bound to a whole number.
     let bound = match c.op.as_str() {
         "lte" => number.trunc(),
@@ -469,7 +484,10 @@ fn counter_bound(
     if bound < 1.0 || bound > f64::from(u32::MAX) {
         return Err(error(
             format!("{at}/value"),
-            format!("a counter bound of {bound} is not a limit toolwarden has (1 to {})", u32::MAX),
+            format!(
+                "a counter bound of {bound} is not a limit toolwarden has (1 to {})",
+                u32::MAX
+            ),
         ));
     }
     Ok(bound as u64)
@@ -503,12 +521,15 @@ fn convert_state(
             ))
         }
         (Some(from), _) => {
-            let path = from.strip_prefix("args.").filter(|p| !p.is_empty()).ok_or_else(|| {
-                error(
-                    format!("{at}/increment_from"),
-                    format!("{from:?} must start with \"args.\""),
-                )
-            })?;
+            let path = from
+                .strip_prefix("args.")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| {
+                    error(
+                        format!("{at}/increment_from"),
+                        format!("{from:?} must start with \"args.\""),
+                    )
+                })?;
             let pointer: String = path.split('.').map(|k| format!("/{}", token(k))).collect();
             (bound, Some(pointer))
         }
@@ -541,12 +562,8 @@ fn convert_state(
 
 /// An `args.` condition, checked as toolwarden will compile it.
 fn convert_condition(c: &ConditionDef, at: &str) -> Result<OutCondition, ImportError> {
-    let op: Op = serde_json::from_value(Value::String(c.op.clone())).map_err(|_| {
-        error(
-            format!("{at}/op"),
-            format!("unknown operator {:?}", c.op),
-        )
-    })?;
+    let op: Op = serde_json::from_value(Value::String(c.op.clone()))
+        .map_err(|_| error(format!("{at}/op"), format!("unknown operator {:?}", c.op)))?;
     if op == Op::Exists && !matches!(c.value, Some(Value::Bool(_))) {
         // Intercept's `exists` without true or false is false on every call.
         return Err(error(

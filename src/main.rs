@@ -112,9 +112,6 @@ fn return_large_buffers() {
     }
 }
 
-/// `check` is a command for people, not a relay: its report is its output.
-/// The one place toolwarden writes to stdout itself.
-#[allow(clippy::print_stdout)]
 /// `toolwarden import FILE`: the converted policy on stdout, or why not
 /// on stderr and exit code 2.
 fn import(file: &std::path::Path) -> u8 {
@@ -141,6 +138,9 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
+/// `check` and `import` are commands for people, not a relay: their
+/// report is their output. The one place toolwarden writes to stdout itself.
+#[allow(clippy::print_stdout)]
 fn print_report(report: &str) {
     print!("{report}");
 }

@@ -111,7 +111,10 @@ tools:
     assert!(out["tools"].get("*").is_none());
     let description = out["description"].as_str().unwrap();
     assert!(description.contains("test.yaml"), "{description}");
-    assert!(description.contains("refill continuously (GCRA)"), "{description}");
+    assert!(
+        description.contains("refill continuously (GCRA)"),
+        "{description}"
+    );
 }
 
 #[test]
@@ -128,7 +131,10 @@ tools:
 "#,
     );
     assert_eq!(out["default"], "allow");
-    assert_eq!(out["tools"]["*"], json!({"action": "deny", "on_deny": "maintenance"}));
+    assert_eq!(
+        out["tools"]["*"],
+        json!({"action": "deny", "on_deny": "maintenance"})
+    );
 }
 
 #[test]
@@ -184,8 +190,14 @@ fn what_cannot_be_carried_over_is_named_at_its_place() {
 fn yaml_that_does_not_parse_or_has_unknown_keys_is_refused_with_its_line() {
     for (yaml, says) in [
         ("version: '1'\ntools:\n  t:\n    rulez: []\n", "rulez"),
-        ("version: '1'\ntools:\n  t:\n    rules:\n      - name: x\n        on_deny: [\n", "line"),
-        ("version: '1'\ntools: {t: {rules: [{name: x, rate_limit: 5/hour, burst: 2}]}}\n", "burst"),
+        (
+            "version: '1'\ntools:\n  t:\n    rules:\n      - name: x\n        on_deny: [\n",
+            "line",
+        ),
+        (
+            "version: '1'\ntools: {t: {rules: [{name: x, rate_limit: 5/hour, burst: 2}]}}\n",
+            "burst",
+        ),
     ] {
         let e = refused(yaml);
         assert!(e.to_string().contains(says), "{yaml}{e}");
@@ -195,7 +207,7 @@ fn yaml_that_does_not_parse_or_has_unknown_keys_is_refused_with_its_line() {
 #[test]
 fn an_alias_bomb_is_refused_before_it_expands() {
     // A billion "a"s in one condition's value, from a few hundred bytes.
-    let mut levels = vec![format!("&l0 [{}]", vec!["a"; 10].join(", "))];
+    let mut levels = vec![format!("&l0 [{}]", ["a"; 10].join(", "))];
     for level in 1..9 {
         let refs = vec![format!("*l{}", level - 1); 10].join(", ");
         levels.push(format!("&l{level} [{refs}]"));
@@ -206,5 +218,8 @@ fn an_alias_bomb_is_refused_before_it_expands() {
         levels.join(", ")
     );
     let e = refused(&yaml);
-    assert!(e.message.contains("alias") || e.message.contains("budget"), "{e}");
+    assert!(
+        e.message.contains("alias") || e.message.contains("budget"),
+        "{e}"
+    );
 }

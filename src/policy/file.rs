@@ -191,8 +191,21 @@ pub struct RequireSpec {
 #[serde(untagged)]
 #[allow(dead_code)]
 enum RequireSchema {
-    Condition(ConditionSpec),
+    Condition(RequiredCondition),
     Group(ConditionGroup),
+}
+
+/// A condition of `require`, with the text the agent reads when it fails.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RequiredCondition {
+    path: String,
+    op: Op,
+    #[schemars(with = "serde_json::Value")]
+    value: Option<serde_json::Value>,
+    #[schemars(with = "String")]
+    on_deny: Option<String>,
 }
 
 /// `max` calls per `window`, as a bucket that refills continuously.

@@ -227,6 +227,18 @@ impl Policy {
             .unwrap_or(self.hide_denied && self.denied_outright(rule))
     }
 
+    /// What the policy does with every call of `tool` before looking at
+    /// its arguments: deny when `hide` lists it, its rule (or the default)
+    /// denies it, or a `deny_if` entry always holds.
+    pub fn action(&self, tool: &str) -> Action {
+        let rule = self.rule_for(tool);
+        if self.hidden(tool) || self.denied_outright(rule) {
+            Action::Deny
+        } else {
+            self.action_for(rule)
+        }
+    }
+
     /// Whether the `hide` list names `tool`.
     fn hidden(&self, tool: &str) -> bool {
         self.hide.iter().any(|g| g.matches(tool))
@@ -338,7 +350,10 @@ impl Policy {
         Refusal {
             tool: tool.to_owned(),
             rule: rule.map(|r| r.pattern.clone()),
-            reason: c.on_deny.clone().or_else(|| rule.and_then(|r| r.reason.clone())),
+            reason: c
+                .on_deny
+                .clone()
+                .or_else(|| rule.and_then(|r| r.reason.clone())),
             kind: RefusalKind::RateLimited {
                 counter: c.name.clone(),
                 max: c.max.get(),
@@ -439,7 +454,10 @@ impl Policy {
 
     fn counter_words(&self, i: usize) -> String {
         let c = &self.counters[i];
-        let on_deny = c.on_deny.as_ref().map_or(String::new(), |t| format!(": {t}"));
+        let on_deny = c
+            .on_deny
+            .as_ref()
+            .map_or(String::new(), |t| format!(": {t}"));
         format!("{}: {} (scope {}){on_deny}", c.name, c.describe(), c.scope)
     }
 }

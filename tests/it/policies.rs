@@ -13,13 +13,15 @@ fn shipped() -> Vec<PathBuf> {
             p.extension().is_some_and(|e| e == "json") && !p.ends_with("policy.schema.json")
         })
         .collect();
-    files.extend(
-        std::fs::read_dir(root().join("tests/it/policylayer"))
-            .unwrap()
-            .map(|e| e.unwrap().path()),
-    );
+    for dir in ["policies/examples", "tests/it/policylayer"] {
+        files.extend(
+            std::fs::read_dir(root().join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
+    }
     files.sort();
-    assert!(files.len() >= 11, "{files:?}");
+    assert!(files.len() >= 14, "{files:?}");
     files
 }
 
