@@ -33,6 +33,9 @@ struct Options {
     linger: bool,
     /// Ignore SIGTERM (so only SIGKILL stops it).
     ignore_term: bool,
+    /// Ignore SIGINT, SIGTERM and SIGHUP: a server that finishes what it
+    /// was asked and leaves when its stdin closes.
+    ignore_signals: bool,
     /// Exit code when stdin closes.
     exit_code: i32,
     /// Write a response to an id nobody sent, at start.
@@ -74,6 +77,7 @@ fn parse_args() -> Options {
             "--no-read" => o.no_read = true,
             "--linger" => o.linger = true,
             "--ignore-term" => o.ignore_term = true,
+            "--ignore-signals" => o.ignore_signals = true,
             "--exit-code" => {
                 o.exit_code = value()
                     .parse()
@@ -128,6 +132,14 @@ fn main() {
         // SAFETY: setting a signal's disposition to ignore touches no memory.
         unsafe {
             libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+    }
+    if o.ignore_signals {
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: as above.
+            unsafe {
+                libc::signal(signal, libc::SIG_IGN);
+            }
         }
     }
     let stdout = std::io::stdout();

@@ -188,6 +188,9 @@ impl Watchdog {
                 std::os::fd::OwnedFd::from_raw_fd(fds[1]),
             )
         };
+        // Everything the child needs is made before the fork: after it,
+        // only async-signal-safe calls.
+        let exec = WatchdogExec::new(group);
         // SAFETY: the child only makes async-signal-safe calls (see
         // `watch`) and never returns into Rust code.
         match unsafe { libc::fork() } {
@@ -195,7 +198,7 @@ impl Watchdog {
             0 => {
                 use std::os::fd::AsRawFd;
                 // SAFETY: in the forked child, before anything else.
-                unsafe { watch(read.as_raw_fd(), group) }
+                unsafe { watch(read.as_raw_fd(), group, &exec) }
             }
             _ => {
                 drop(read);
@@ -213,21 +216,47 @@ impl Watchdog {
     }
 }
 
-/// The watchdog's whole life, in the forked child.
+/// The name the watchdog runs under, so that `ps` shows it as what it is
+/// rather than as a second toolwarden with the same arguments.
+pub const WATCHDOG_NAME: &str = "toolwarden-watchdog";
+
+/// The watchdog's command line, `toolwarden-watchdog GROUP`, run from
+/// toolwarden's own binary.
+struct WatchdogExec {
+    path: std::ffi::CString,
+    args: [std::ffi::CString; 2],
+}
+
+impl WatchdogExec {
+    fn new(group: i32) -> WatchdogExec {
+        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+        WatchdogExec {
+            path: c("/proc/self/exe"),
+            args: [c(WATCHDOG_NAME), c(&group.to_string())],
+        }
+    }
+}
+
+/// The watchdog's start, in the forked child: it leaves toolwarden's
+/// group and descriptors, then runs as `toolwarden-watchdog GROUP` (see
+/// [`watchdog_main`]), or, if that cannot be run, watches from here.
 ///
 /// # Safety
 /// Only async-signal-safe calls: this runs in a fork of a process that may
 /// have other threads.
-unsafe fn watch(read: i32, group: i32) -> ! {
+unsafe fn watch(read: i32, group: i32, exec: &WatchdogExec) -> ! {
     libc::signal(libc::SIGINT, libc::SIG_IGN);
     libc::signal(libc::SIGTERM, libc::SIG_IGN);
     libc::signal(libc::SIGHUP, libc::SIG_IGN);
     // Out of toolwarden's group: a Ctrl-C to the terminal does not reach it.
     libc::setpgid(0, 0);
     // Hold no other descriptor: a copy of the server's stdin or of the
-    // client's stdout would keep those pipes from ever closing.
+    // client's stdout would keep those pipes from ever closing. The pipe
+    // becomes descriptor 3, kept across exec.
     if read != 3 {
         libc::dup2(read, 3);
+    } else {
+        libc::fcntl(3, libc::F_SETFD, 0);
     }
     if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
         for fd in 4..4096 {
@@ -236,6 +265,33 @@ unsafe fn watch(read: i32, group: i32) -> ! {
     }
     libc::close(0);
     libc::close(1);
+    let argv = [
+        exec.args[0].as_ptr(),
+        exec.args[1].as_ptr(),
+        std::ptr::null(),
+    ];
+    let envp = [std::ptr::null()];
+    libc::execve(exec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    wait_and_kill(group)
+}
+
+/// `toolwarden-watchdog GROUP`: the watchdog after exec.
+pub fn watchdog_main(group: &str) -> ! {
+    let name = std::ffi::CString::new(WATCHDOG_NAME).expect("no NUL");
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string (cut to 15 bytes).
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    match group.parse::<i32>() {
+        // SAFETY: a process of its own, single-threaded.
+        Ok(group) if group > 1 => unsafe { wait_and_kill(group) },
+        _ => std::process::exit(2),
+    }
+}
+
+/// Waits on descriptor 3 and kills `group` when toolwarden is gone.
+///
+/// # Safety
+/// Async-signal-safe calls only.
+unsafe fn wait_and_kill(group: i32) -> ! {
     let mut byte = 0u8;
     let n = loop {
         let n = libc::read(3, (&mut byte as *mut u8).cast(), 1);

@@ -100,9 +100,10 @@ pub struct RunArgs {
     )]
     pub identity: String,
 
-    /// Log level on stderr: error, warn, info, debug or trace. RUST_LOG,
-    /// when set, takes precedence.
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    /// Log level on stderr: error, warn (the default: problems and refused
+    /// calls), info (a line per call too), debug or trace. RUST_LOG, when
+    /// set, takes precedence.
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
     pub log_level: String,
 
     /// Longest message accepted from either side, in bytes; a longer line
@@ -141,8 +142,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     pub approval_timeout: Duration,
 
-    /// The server command and its arguments.
-    #[arg(last = true, value_name = "CMD", required = true)]
+    /// The server command and its arguments, after `--` or simply after
+    /// toolwarden's options (some clients drop the first `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -151,8 +158,13 @@ pub struct CheckArgs {
     /// The policy file to check.
     pub policy: PathBuf,
 
-    /// Optional: a server to start, list the tools of, and stop.
-    #[arg(last = true, value_name = "CMD")]
+    /// Optional: a server to start, list the tools of, and stop (after
+    /// `--`, or simply after the policy).
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -200,6 +212,59 @@ mod tests {
             vec![OsString::from("server"), OsString::from("--flag")]
         );
         assert!(Cli::try_parse_from(["toolwarden", "--policy", "p.json"]).is_err());
+        // Without `--`, as clients that drop it pass it: the command and
+        // every argument after it, options of its own included.
+        for argv in [
+            &[
+                "toolwarden",
+                "--policy",
+                "p.json",
+                "npx",
+                "-y",
+                "@runpod/mcp-server",
+                "--",
+                "x",
+            ][..],
+            &[
+                "toolwarden",
+                "--policy=p.json",
+                "--",
+                "npx",
+                "-y",
+                "@runpod/mcp-server",
+                "--",
+                "x",
+            ],
+            &[
+                "toolwarden",
+                "-p",
+                "p.json",
+                "--identity",
+                "me",
+                "npx",
+                "-y",
+                "@runpod/mcp-server",
+                "--",
+                "x",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(
+                cli.run.command,
+                ["npx", "-y", "@runpod/mcp-server", "--", "x"],
+                "{argv:?}"
+            );
+            assert_eq!(
+                cli.run.policy.as_deref(),
+                Some(std::path::Path::new("p.json"))
+            );
+        }
+        // toolwarden's options come before the command; after it they are
+        // the server's.
+        let cli = Cli::try_parse_from(["toolwarden", "-p", "p.json", "server", "--identity", "x"])
+            .unwrap();
+        assert_eq!(cli.run.command, ["server", "--identity", "x"]);
+        assert_eq!(cli.run.identity, "default");
         let cli = Cli::try_parse_from(["toolwarden", "check", "p.json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Check(_))));
     }

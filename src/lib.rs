@@ -19,7 +19,8 @@
 //! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
 //!   secrets out of it.
 //! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
-//! - [`run`]: ties them together for one session.
+//! - [`run`]: ties them together for one session; [`startup`]: a start
+//!   that fails, said on stderr and to the client's `initialize`.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
 //! - [`import`]: `toolwarden import`, an Intercept YAML policy converted.
 
@@ -37,5 +38,6 @@ pub mod policy;
 pub mod redact;
 pub mod relay;
 pub mod run;
+pub mod startup;
 pub mod state;
 pub mod tools_list;

@@ -7,9 +7,16 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use toolwarden::cli::{Cli, Command, StateCommand};
-use toolwarden::{check, policy, run, state};
+use toolwarden::{check, child, policy, run, state};
 
 fn main() {
+    // The watchdog of a server's process group runs from this binary under
+    // a name of its own (child.rs).
+    let mut args = std::env::args_os();
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(child::WATCHDOG_NAME)) {
+        let group = args.next().unwrap_or_default();
+        child::watchdog_main(&group.to_string_lossy());
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Check(args)) => {
@@ -38,10 +45,7 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
     let path = args.policy.as_deref().expect("clap requires --policy");
     let policy = match policy::load(path) {
         Ok(policy) => policy,
-        Err(e) => {
-            eprintln!("toolwarden: {e:#}");
-            return 2;
-        }
+        Err(e) => return toolwarden::startup::refuse(&format!("{e:#}"), 2),
     };
     for warning in &policy.warnings {
         tracing::warn!("{}: {warning}", path.display());

@@ -481,7 +481,9 @@ impl Relay {
         stateless: bool,
         facts: Option<&Facts>,
     ) -> io::Result<()> {
-        info!(
+        // Refusals show at the default level: they are what a user of a
+        // policy wants to see; allowed calls are a line each at info.
+        warn!(
             tool = %loggable(&refusal.tool),
             id = %loggable(id.get()),
             decision = refusal.decision(),

@@ -22,6 +22,7 @@ use crate::child::{self, Server, Stopped, Watchdog};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
 use crate::relay::{Relay, Settings};
+use crate::startup;
 use crate::state::{self, State};
 
 /// How long the server's output may stay open after the server exited (a
@@ -59,10 +60,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
             args.identity.clone(),
         ) {
             Ok(audit) => audit,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                return Ok(2);
-            }
+            Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
         },
         None => Audit::off(session_id.clone(), args.identity.clone()),
     };
@@ -70,17 +68,11 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     // starts, as a bad policy does.
     let state = match open_state(args, &policy) {
         Ok(state) => state,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            return Ok(2);
-        }
+        Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
     };
     let (mut server, server_in, server_out) = match Server::spawn(&args.command) {
         Ok(spawned) => spawned,
-        Err(e) => {
-            tracing::error!("{}", e.message);
-            return Ok(e.exit_code);
-        }
+        Err(e) => return Ok(startup::refuse(&e.message, e.exit_code)),
     };
     let group = server.group();
     let watchdog = match Watchdog::start(group) {
@@ -151,6 +143,11 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         signal = signals.recv() => Ended::Signal(signal),
     };
     debug!(?ended, "relaying ends");
+    // A signal to toolwarden goes to the server's process group at once,
+    // as init shims do: the server stops as fast as it would alone.
+    if let Ended::Signal(signal) = ended {
+        child::signal_group(group, signal);
+    }
     // Stop reading the client, and close the server's stdin: its end of
     // input is the first step of the stop. (A client pump blocked in a read
     // stays so until toolwarden exits; it forwards nothing more.)

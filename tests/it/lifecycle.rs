@@ -109,30 +109,42 @@ fn answers_still_on_their_way_reach_the_client_after_it_closes_its_input() {
 }
 
 #[test]
-fn sigterm_sigint_and_sighup_stop_in_order() {
+fn sigterm_sigint_and_sighup_reach_the_server_at_once() {
     for (signal, code) in [
         (libc::SIGTERM, 143),
         (libc::SIGINT, 130),
         (libc::SIGHUP, 129),
     ] {
+        // A server that takes 500 ms a call, and would take 30 s to be
+        // stopped by closing its stdin (it lingers after EOF).
         let dir = temp_dir(&format!("signal-{signal}"));
         let pid_file = dir.join("pid");
-        let mut s = Session::start(&mut guarded_mock(
-            ALLOW_ALL,
-            GENIEACS,
-            &["--slow-ms", "500", "--pid-file", pid_file.to_str().unwrap()],
-        ));
+        let policy = dir.join("policy.json");
+        std::fs::write(&policy, ALLOW_ALL).unwrap();
+        let mut s = Session::start(
+            toolwarden()
+                .arg("--policy")
+                .arg(&policy)
+                .args(["--close-timeout", "30s", "--term-timeout", "30s", "--"])
+                .arg(mock_server())
+                .arg("--tools")
+                .arg(root().join(GENIEACS))
+                .args(["--slow-ms", "500", "--linger", "--pid-file"])
+                .arg(&pid_file),
+        );
         s.send(&initialize("2025-06-18"));
         s.recv();
         let server: i32 = wait_for_file(&pid_file).parse().unwrap();
         s.send(&call(1, "retry_task", r#"{"task_id":"t"}"#));
         std::thread::sleep(Duration::from_millis(100));
+        let signalled = std::time::Instant::now();
         s.signal(signal);
-        // The call in flight is still answered by the server.
+        // The server dies of the signal: the call in flight is answered
+        // by toolwarden.
         let reply = s.recv_json();
-        assert_eq!(
-            (reply["id"].clone(), reply["result"]["isError"].clone()),
-            (json!(1), json!(false)),
+        assert_eq!(reply["id"], 1, "{reply}");
+        assert!(
+            reply.to_string().contains("the server exited (signal"),
             "{reply}"
         );
         assert_eq!(
@@ -141,8 +153,42 @@ fn sigterm_sigint_and_sighup_stop_in_order() {
             "signal {signal}; stderr:\n{}",
             s.stderr()
         );
+        // Long before the close timeout: the signal, not the stop by EOF,
+        // ended the server.
+        assert!(signalled.elapsed() < Duration::from_secs(15));
         wait_until_dead(server);
     }
+}
+
+#[test]
+fn a_server_that_handles_the_signal_still_answers_what_it_was_asked() {
+    let dir = temp_dir("signal-graceful");
+    let pid_file = dir.join("pid");
+    let mut s = Session::start(&mut guarded_mock(
+        ALLOW_ALL,
+        GENIEACS,
+        &[
+            "--slow-ms",
+            "500",
+            "--ignore-signals",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+    ));
+    s.send(&initialize("2025-06-18"));
+    s.recv();
+    let server: i32 = wait_for_file(&pid_file).parse().unwrap();
+    s.send(&call(1, "retry_task", r#"{"task_id":"t"}"#));
+    std::thread::sleep(Duration::from_millis(100));
+    s.signal(libc::SIGTERM);
+    let reply = s.recv_json();
+    assert_eq!(
+        (reply["id"].clone(), reply["result"]["isError"].clone()),
+        (json!(1), json!(false)),
+        "{reply}"
+    );
+    assert_eq!(s.wait().code(), Some(143), "stderr:\n{}", s.stderr());
+    wait_until_dead(server);
 }
 
 #[test]

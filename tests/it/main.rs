@@ -4,6 +4,7 @@ mod audit;
 mod common;
 mod everything;
 mod faults;
+mod first_run;
 mod full_format;
 mod hostile;
 mod lifecycle;

@@ -1,0 +1,197 @@
+//! What a new user meets first: the server command with or without `--`,
+//! a policy that does not load shown by the client, and quiet logs.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const GENIEACS: &str = "examples/tools/genieacs.json";
+
+/// What the official TypeScript SDK's client sees when it starts `argv`.
+fn typescript_client(argv: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("node")
+        .current_dir(root().join("tests/npm"))
+        .arg("connect.mjs")
+        .args(argv)
+        .env("XDG_STATE_HOME", state_home("first-run-ts"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn policy_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = temp_dir(name).join("policy.json");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_server_command_may_come_without_a_double_dash() {
+    let policy = policy_file("no-dash", r#"{"version":"1","default":"allow"}"#);
+    let tools = root().join(GENIEACS);
+    let seen = typescript_client(&[
+        toolwarden_bin().as_os_str(),
+        "--policy".as_ref(),
+        policy.as_os_str(),
+        "--state=memory".as_ref(),
+        mock_server().as_os_str(),
+        "--tools".as_ref(),
+        tools.as_os_str(),
+    ]);
+    assert_eq!(seen, "CONNECTED 1");
+}
+
+#[test]
+fn a_policy_that_does_not_load_is_shown_by_the_client() {
+    let policy = policy_file(
+        "start-error-ts",
+        r#"{"version":"1","tools":{"t":{"limts":[]}}}"#,
+    );
+    let tools = root().join(GENIEACS);
+    let seen = typescript_client(&[
+        toolwarden_bin().as_os_str(),
+        "--policy".as_ref(),
+        policy.as_os_str(),
+        "--".as_ref(),
+        mock_server().as_os_str(),
+        "--tools".as_ref(),
+        tools.as_os_str(),
+    ]);
+    assert!(
+        seen.starts_with("ERROR MCP error -32000: toolwarden could not start: ")
+            && seen.contains("/tools/t/limts: unknown field `limts`"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn start_up_errors_answer_initialize_then_exit_2() {
+    let dir = temp_dir("start-error-raw");
+    let record = dir.join("record");
+    let bad_policy = policy_file("start-error-policy", r#"{"version":"2"}"#);
+    let good_policy = policy_file("start-error-good", r#"{"version":"1"}"#);
+    let cases: [(&std::path::Path, &[&str], &str); 3] = [
+        (&bad_policy, &[], "/version: version \"2\" is not supported"),
+        (&good_policy, &["--state", "ftp://nowhere"], "ftp://nowhere"),
+        (
+            &good_policy,
+            &["--audit", "/nonexistent-dir/audit.log"],
+            "/nonexistent-dir/audit.log",
+        ),
+    ];
+    for (policy, options, says) in cases {
+        let mut s = Session::start(
+            toolwarden()
+                .arg("--policy")
+                .arg(policy)
+                .args(options)
+                .arg("--")
+                .arg(mock_server())
+                .args(["--record", record.to_str().unwrap()]),
+        );
+        s.send(&initialize("2025-06-18").replace(r#""id":0"#, r#""id":"init-1""#));
+        let answer = s.recv_json();
+        assert_eq!(answer["id"], "init-1", "{answer}");
+        assert_eq!(answer["error"]["code"], -32000, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("toolwarden could not start: "),
+            "{message}"
+        );
+        assert!(message.contains(says), "{message}");
+        assert_eq!(s.wait().code(), Some(2));
+        assert!(s.stderr().contains(says), "{}", s.stderr());
+        assert!(!record.exists(), "the server was started");
+    }
+    // A client that sends nothing still sees exit code 2, and stderr.
+    let out = toolwarden()
+        .arg("--policy")
+        .arg(&bad_policy)
+        .arg(mock_server())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn by_default_only_refusals_and_problems_are_logged() {
+    let policy = policy_file(
+        "quiet",
+        r#"{"version":"1","tools":{"retry_task":{"arguments":{"type":"object","required":["task_id"]}}}}"#,
+    );
+    for (level, allowed_logged) in [(None, false), (Some("info"), true)] {
+        let mut cmd = toolwarden();
+        cmd.arg("--policy").arg(&policy).arg("--state=memory");
+        if let Some(level) = level {
+            cmd.args(["--log-level", level]);
+        }
+        cmd.arg("--")
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join(GENIEACS));
+        let mut s = Session::start(&mut cmd);
+        s.send(&initialize("2025-06-18"));
+        s.recv();
+        s.send(&call(1, "retry_task", r#"{"task_id":"t"}"#));
+        assert_eq!(decision(&s.recv_json()), None);
+        s.send(&call(2, "retry_task", "{}"));
+        let refused: Value = s.recv_json();
+        assert_eq!(decision(&refused).as_deref(), Some("invalid_arguments"));
+        assert_eq!(s.wait().code(), Some(0));
+        let stderr = s.stderr();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("refused")).count(),
+            1,
+            "{stderr}"
+        );
+        assert_eq!(stderr.contains("allowed"), allowed_logged, "{stderr}");
+        if level.is_none() {
+            assert_eq!(lines.len(), 1, "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn the_watchdog_has_a_name_of_its_own() {
+    let dir = temp_dir("watchdog-name");
+    let pid_file = dir.join("pid");
+    let mut s = Session::start(&mut guarded_mock(
+        r#"{"version":"1"}"#,
+        GENIEACS,
+        &["--pid-file", pid_file.to_str().unwrap()],
+    ));
+    let server = wait_for_pid(&pid_file);
+    let wanted = format!("toolwarden-watchdog\0{server}\0");
+    let named: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.contains("toolwarden"))
+        .collect();
+    assert!(named.contains(&wanted), "{named:?}");
+    // toolwarden's own command line is there once: no copy of it.
+    let bin = toolwarden_bin().display().to_string();
+    let own = named
+        .iter()
+        .filter(|c| c.starts_with(&bin) && c.contains(pid_file.to_str().unwrap()))
+        .count();
+    assert_eq!(own, 1, "{named:?}");
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+fn wait_for_pid(path: &std::path::Path) -> i32 {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse() {
+                return pid;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no pid in {}", path.display());
+}
