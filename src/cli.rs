@@ -46,6 +46,22 @@ pub enum Command {
     /// policy, written to stdout; anything it cannot convert faithfully
     /// stops it with the place and the reason.
     Import(ImportArgs),
+    /// Run a policy's test cases (calls and the decision each should get)
+    /// against a fresh in-memory state and a fake clock; exit 1 if any
+    /// fails.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The policy.
+    pub policy: PathBuf,
+    /// The cases: {"cases": [{"name", "tool", "arguments", "identity",
+    /// "repeat", "after", "expect"}]}.
+    pub cases: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

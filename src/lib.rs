@@ -23,10 +23,13 @@
 //!   that fails, said on stderr and to the client's `initialize`.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
 //! - [`import`]: `toolwarden import`, an Intercept YAML policy converted.
+//! - [`cases`]: `toolwarden test`, a policy's written-down calls and the
+//!   decisions they should get.
 
 pub mod approval;
 pub mod audit;
 pub mod blocking;
+pub mod cases;
 pub mod check;
 pub mod child;
 pub mod cli;

@@ -30,6 +30,7 @@ fn main() {
             state_command(&command)
         }
         Some(Command::Import(args)) => import(&args.file),
+        Some(Command::Test(args)) => test(&args),
         None => {
             init_logging(&cli.run.log_level);
             serve(&cli.run)
@@ -116,6 +117,37 @@ fn return_large_buffers() {
     }
 }
 
+/// `toolwarden test POLICY CASES`: 0 when every case passes, 1 when one
+/// fails, 2 for a policy or cases file that does not load.
+fn test(args: &toolwarden::cli::TestArgs) -> u8 {
+    let policy = match policy::load(&args.policy) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            return 2;
+        }
+    };
+    let file = std::fs::read_to_string(&args.cases)
+        .map_err(|e| e.to_string())
+        .and_then(|text| toolwarden::cases::read(&text));
+    let file = match file {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e}", args.cases.display());
+            return 2;
+        }
+    };
+    let report = toolwarden::cases::run(&policy, &file);
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&report).expect("a report serializes");
+        text.push('\n');
+        print_report(&text);
+    } else {
+        print_report(&report.text());
+    }
+    u8::from(report.failed > 0)
+}
+
 /// `toolwarden import FILE`: the converted policy on stdout, or why not
 /// on stderr and exit code 2.
 fn import(file: &std::path::Path) -> u8 {
@@ -142,7 +174,7 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
-/// `check` and `import` are commands for people, not a relay: their
+/// `check`, `import` and `test` are commands for people, not a relay: their
 /// report is their output. The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
 fn print_report(report: &str) {

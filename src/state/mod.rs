@@ -177,6 +177,12 @@ impl State {
         &self.spec
     }
 
+    /// Charges calls from now on to `identity`'s `grant` buckets (for
+    /// `toolwarden test`, whose cases name their caller).
+    pub fn set_identity(&mut self, identity: String) {
+        self.identity = identity;
+    }
+
     /// Takes `charge` from its buckets, all or none (`commit` false: only
     /// says whether it would be taken).
     pub fn take(

@@ -206,3 +206,83 @@ fn toolwarden_check_says_when_the_server_cannot_list() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_shipped_policy_passes_its_test_cases() {
+    let mut ran = 0;
+    for entry in std::fs::read_dir(root().join("policies/cases")).unwrap() {
+        let cases = entry.unwrap().path();
+        let policy = root().join("policies").join(cases.file_name().unwrap());
+        let out = toolwarden()
+            .arg("test")
+            .arg(&policy)
+            .arg(&cases)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {report}", cases.display());
+        assert!(report.ends_with(" passed, 0 failed\n"), "{report}");
+        ran += 1;
+    }
+    assert!(ran >= 5);
+}
+
+#[test]
+fn a_failing_test_case_is_shown_with_exit_code_1() {
+    let dir = temp_dir("cases-failing");
+    let cases = dir.join("cases.json");
+    std::fs::write(
+        &cases,
+        r#"{"cases":[
+            {"name":"ten pass","tool":"retry_deploy","arguments":{"server_token":"s"},"repeat":10,"expect":"allowed"},
+            {"name":"an eleventh, wrongly expected to pass","tool":"retry_deploy","arguments":{"server_token":"s"},"expect":"allowed"},
+            {"name":"unknown tools are refused","tool":"check_status","expect":"not_allowed"}]}"#,
+    )
+    .unwrap();
+    let policy = root().join("policies/fractera.json");
+    let out = toolwarden()
+        .arg("test")
+        .arg(&policy)
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(
+        report,
+        "ok    ten pass: allowed\n\
+         FAIL  an eleventh, wrongly expected to pass: expected allowed, got rate_limited\n      \
+         toolwarden: `retry_deploy` refused: rate limit retry_deploy_rate (10 per minute) reached; retry in 6 s\n\
+         ok    unknown tools are refused: not_allowed\n\
+         2 passed, 1 failed\n"
+    );
+    let out = toolwarden()
+        .arg("test")
+        .arg("--json")
+        .arg(&policy)
+        .arg(&cases)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["passed"].clone(), json["failed"].clone()),
+        (2.into(), 1.into())
+    );
+    assert_eq!(json["cases"][1]["got"], "rate_limited");
+    assert_eq!(json["cases"][1]["passed"], false);
+    // A cases file with a mistake: exit 2, with its place.
+    std::fs::write(
+        &cases,
+        r#"{"cases":[{"name":"x","tool":"t","expect":"alowed"}]}"#,
+    )
+    .unwrap();
+    let out = toolwarden()
+        .arg("test")
+        .arg(&policy)
+        .arg(&cases)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cases[0].expect: \"alowed\""));
+}
