@@ -56,6 +56,10 @@ pub struct AuditEvent {
     pub is_error: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// `false` under `--monitor`: the decision was written down, not
+    /// carried out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<bool>,
 }
 
 /// The fields every line carries.

@@ -154,6 +154,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", env = "TOOLWARDEN_STATE_NAMESPACE")]
     pub state_namespace: Option<String>,
 
+    /// Decide, log and audit every call ("enforced": false) but refuse
+    /// none: a dry run of a new policy. Counters are kept apart from the
+    /// enforcing ones (namespace POLICY-HASH-monitor).
+    #[arg(long)]
+    pub monitor: bool,
+
     /// How long a call held for approval waits for a person's answer.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
     pub approval_timeout: Duration,

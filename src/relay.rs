@@ -51,6 +51,9 @@ pub struct Settings {
     /// Unique to this session: approval prompts' ids start with it, so the
     /// server cannot produce one.
     pub session: String,
+    /// `--monitor`: every decision is made, logged and audited, and every
+    /// call relayed.
+    pub monitor: bool,
 }
 
 pub struct Relay {
@@ -295,19 +298,33 @@ impl Relay {
         let stateless = || is_stateless(params);
         if self.settings.audit.refuses_calls() {
             let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
-            return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
+            let facts = self.facts(&call);
+            return self.refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
         }
         match self.policy.check(&call) {
             Verdict::Allow(charge) => {
                 let facts = self.facts(&call);
                 if let Err(refusal) = self.charge(id, &call, &charge, facts.as_ref(), "allowed") {
-                    return self.refuse(id, &refusal, stateless(), facts.as_ref());
+                    return self
+                        .refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
                 }
                 info!(
                     tool = %loggable(&call.name),
                     id = %loggable(id.get()),
                     "allowed"
                 );
+                let started = self.started(&call);
+                self.forward_request(id, false, started, line, server)
+            }
+            // Monitoring: nobody is asked; the call is charged and
+            // relayed, and the log says a person would have been.
+            Verdict::Approve(charge) if self.settings.monitor => {
+                let facts = self.facts(&call);
+                let asked = "approval_requested";
+                if let Err(refusal) = self.charge(id, &call, &charge, facts.as_ref(), asked) {
+                    return self
+                        .refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
+                }
                 let started = self.started(&call);
                 self.forward_request(id, false, started, line, server)
             }
@@ -319,9 +336,31 @@ impl Relay {
                 self.hold(id, &call, stateless(), line)
             }
             Verdict::Refuse(refusal) => {
-                self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref())
+                let facts = self.facts(&call);
+                self.refuse_or_relay(id, &call, &refusal, stateless, facts, line, server)
             }
         }
+    }
+
+    /// A call the policy refuses: answered with the refusal, or, when
+    /// monitoring, written down as refused and relayed all the same.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_or_relay<W: Write>(
+        &self,
+        id: Raw<'_>,
+        call: &ToolCall,
+        refusal: &Refusal,
+        stateless: impl Fn() -> bool,
+        facts: Option<Facts>,
+        line: &[u8],
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        if !self.settings.monitor {
+            return self.refuse(id, refusal, stateless(), facts.as_ref());
+        }
+        self.record_refusal(id, refusal, facts.as_ref());
+        let started = self.started(call);
+        self.forward_request(id, false, started, line, server)
     }
 
     /// Takes a call's charge and writes down its `decision` (allowed, or
@@ -481,13 +520,25 @@ impl Relay {
         stateless: bool,
         facts: Option<&Facts>,
     ) -> io::Result<()> {
+        self.record_refusal(id, refusal, facts);
+        let result = refusal.to_result(stateless);
+        self.send_client(&jsonrpc::result_response(id, &result))
+    }
+
+    /// Logs and audits a refusal.
+    fn record_refusal(&self, id: Raw<'_>, refusal: &Refusal, facts: Option<&Facts>) {
         // Refusals show at the default level: they are what a user of a
         // policy wants to see; allowed calls are a line each at info.
+        let what = if self.settings.monitor {
+            "would be refused (monitor mode): relayed"
+        } else {
+            "refused"
+        };
         warn!(
             tool = %loggable(&refusal.tool),
             id = %loggable(id.get()),
             decision = refusal.decision(),
-            "refused"
+            "{what}"
         );
         if self.settings.audit.enabled() {
             let meta = refusal.meta();
@@ -508,8 +559,6 @@ impl Relay {
             };
             self.settings.audit.record(event);
         }
-        let result = refusal.to_result(stateless);
-        self.send_client(&jsonrpc::result_response(id, &result))
     }
 
     /// For the audit log's result event: the tool, and when the call left.
@@ -554,6 +603,7 @@ impl Relay {
             rule: self.policy.rule_for(tool).map(|r| r.pattern.clone()),
             arguments: facts.map(|f| f.redacted.value.clone()),
             args_hmac: facts.map(|f| f.hmac.clone()),
+            enforced: self.settings.monitor.then_some(false),
             ..Default::default()
         }
     }
@@ -657,7 +707,9 @@ impl Relay {
                 if let Some((tool, started)) = &request.call {
                     self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result));
                 }
-                let filtered = match (request.lists_tools, result) {
+                // Monitoring hides nothing: the agent sees what it would
+                // see without toolwarden.
+                let filtered = match (request.lists_tools && !self.settings.monitor, result) {
                     (true, Some(result)) => {
                         tools_list::filter(line, result, |name| self.policy.hides(name))
                     }

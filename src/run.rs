@@ -41,10 +41,15 @@ enum Ended {
 /// The state store `--state` names, for this policy's namespace.
 fn open_state(args: &RunArgs, policy: &Policy) -> anyhow::Result<State> {
     let spec = state::spec(args.store.state.as_deref())?;
-    let namespace = args
-        .state_namespace
-        .clone()
-        .unwrap_or_else(|| policy.fingerprint.clone());
+    // Monitoring keeps counters of its own: it never spends the budgets of
+    // the processes that enforce the same policy.
+    let namespace = args.state_namespace.clone().unwrap_or_else(|| {
+        if args.monitor {
+            format!("{}-monitor", policy.fingerprint)
+        } else {
+            policy.fingerprint.clone()
+        }
+    });
     State::open(spec, namespace, args.identity.clone())
 }
 
@@ -83,12 +88,16 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         }
     };
     info!(identity = %args.identity, session = %session_id, "session starts");
+    if args.monitor {
+        warn!("monitor mode: every call is decided, logged and relayed; nothing is refused");
+    }
     let settings = Settings {
         max_message: args.max_message_bytes,
         approval_timeout: args.approval_timeout,
         audit,
         state,
         session: session_id,
+        monitor: args.monitor,
     };
     // The pumps read and write with blocking calls, each on a thread of
     // its own (see blocking.rs); the rest stays on this event loop.

@@ -82,6 +82,7 @@ impl Harness {
         let settings = Settings {
             max_message,
             approval_timeout,
+            monitor: false,
             audit: Audit::off("test".into(), "default".into()),
             state: crate::state::State::open(
                 crate::state::Spec::Memory,

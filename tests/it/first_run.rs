@@ -195,3 +195,93 @@ fn wait_for_pid(path: &std::path::Path) -> i32 {
     }
     panic!("no pid in {}", path.display());
 }
+
+#[test]
+fn monitor_mode_decides_logs_and_audits_but_refuses_nothing() {
+    let dir = temp_dir("monitor");
+    let record = dir.join("record");
+    let audit = dir.join("audit.jsonl");
+    let policy = policy_file(
+        "monitor-policy",
+        r#"{"version":"1","default":"deny","tools":{
+            "retry_task":{"limits":[{"counter":"retries","window":"hour","max":1}],
+                          "arguments":{"type":"object","required":["task_id"]}}}}"#,
+    );
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--monitor")
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--")
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join(GENIEACS))
+            .args(["--record", record.to_str().unwrap()]),
+    );
+    s.send(&initialize("2025-06-18"));
+    s.recv();
+    for (id, args) in [
+        (1, r#"{"task_id":"a"}"#),
+        (2, r#"{"task_id":"b"}"#),
+        (3, "{}"),
+    ] {
+        s.send(&call(id, "retry_task", args));
+        assert_eq!(decision(&s.recv_json()), None, "call {id}");
+    }
+    s.send(&call(4, "reboot", "{}"));
+    assert_eq!(decision(&s.recv_json()), None);
+    assert_eq!(s.wait().code(), Some(0));
+    let reached: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|m: &Value| m["method"] == "tools/call")
+        .collect();
+    assert_eq!(reached.len(), 4);
+    let decisions: Vec<(String, Value)> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "decision")
+        .map(|e| {
+            (
+                e["decision"].as_str().unwrap().to_owned(),
+                e["enforced"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![
+            ("allowed".to_owned(), Value::Bool(false)),
+            ("rate_limited".to_owned(), Value::Bool(false)),
+            ("invalid_arguments".to_owned(), Value::Bool(false)),
+            ("not_allowed".to_owned(), Value::Bool(false)),
+        ]
+    );
+    let stderr = s.stderr();
+    assert!(stderr.contains("monitor mode"), "{stderr}");
+    // Nothing is hidden from tools/list either: Flowforge's policy allows
+    // one tool of 12.
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(root().join("policies/flowforge.json"))
+            .args(["--monitor", "--state=memory", "--"])
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/flowforge.json")),
+    );
+    s.send(r#"{"jsonrpc":"2.0","id":"list","method":"tools/list"}"#);
+    assert_eq!(tool_names(&s.recv_json()).len(), 12);
+    assert_eq!(s.wait().code(), Some(0));
+    assert_eq!(
+        stderr
+            .matches("would be refused (monitor mode): relayed")
+            .count(),
+        3,
+        "{stderr}"
+    );
+}
