@@ -46,6 +46,7 @@ pub fn run(args: &CheckArgs) -> (String, u8) {
         .and_then(|rt| rt.block_on(list_tools(&args.command)));
     match tools {
         Ok(tools) => {
+            let tools: Vec<String> = tools.into_iter().map(|t| t.name).collect();
             out.push_str(&compare(&policy, &tools));
             (out, 0)
         }
@@ -147,7 +148,7 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
 
 /// Starts the server, initializes a session, lists every page of tools,
 /// and stops the server.
-async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<String>> {
+pub async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<Tool>> {
     let (mut server, stdin, stdout) = Server::spawn(command).map_err(|e| anyhow!(e.message))?;
     let pipes = (|| -> std::io::Result<_> {
         Ok((
@@ -184,7 +185,7 @@ async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<String>> {
 fn list_over(
     mut to_server: LineWriter<Fd>,
     mut from_server: LineReader<Fd>,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<Tool>> {
     let init = json!({
         "jsonrpc": "2.0", "id": "check-init", "method": "initialize",
         "params": {
@@ -210,7 +211,7 @@ fn list_over(
         let result = answer_of(&mut from_server, &mut to_server, &id)?;
         let page: ToolsPage =
             serde_json::from_str(result.get()).context("the tools/list answer is malformed")?;
-        tools.extend(page.tools.into_iter().map(|t| t.name));
+        tools.extend(page.tools);
         match page.next_cursor {
             Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
             _ => break,
@@ -221,14 +222,18 @@ fn list_over(
 
 #[derive(Deserialize)]
 struct ToolsPage {
-    tools: Vec<NamedTool>,
+    tools: Vec<Tool>,
     #[serde(rename = "nextCursor")]
     next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct NamedTool {
-    name: String,
+/// A tool as the server lists it: its name, and the rest of its
+/// definition as sent.
+#[derive(Debug, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    #[serde(flatten)]
+    pub definition: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Reads until the answer to `id`; the server's own requests get a

@@ -50,6 +50,26 @@ pub enum Command {
     /// against a fresh in-memory state and a fake clock; exit 1 if any
     /// fails.
     Test(TestArgs),
+    /// Write a first policy for a server from the tools it lists: reads
+    /// allowed, destructive tools approved by a person, the rest limited,
+    /// every call checked against the server's own inputSchema.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write the policy here (never over an existing file) instead of to
+    /// stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The server command, after `--` or simply after the options.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@
 //!   that fails, said on stderr and to the client's `initialize`.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
 //! - [`import`]: `toolwarden import`, an Intercept YAML policy converted.
+//! - [`init`]: `toolwarden init`, a first policy written from a server's
+//!   tools.
 //! - [`cases`]: `toolwarden test`, a policy's written-down calls and the
 //!   decisions they should get.
 
@@ -35,6 +37,7 @@ pub mod child;
 pub mod cli;
 pub mod framing;
 pub mod import;
+pub mod init;
 pub mod json;
 pub mod jsonrpc;
 pub mod policy;

@@ -31,6 +31,10 @@ fn main() {
         }
         Some(Command::Import(args)) => import(&args.file),
         Some(Command::Test(args)) => test(&args),
+        Some(Command::Init(args)) => {
+            init_logging("warn");
+            init(&args)
+        }
         None => {
             init_logging(&cli.run.log_level);
             serve(&cli.run)
@@ -117,6 +121,54 @@ fn return_large_buffers() {
     }
 }
 
+/// `toolwarden init [--out FILE] CMD...`: 0 with the policy written, 1 when
+/// the server's tools cannot be listed, 2 when FILE cannot be written.
+fn init(args: &toolwarden::cli::InitArgs) -> u8 {
+    let tools = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(check::list_tools(&args.command)));
+    let tools = match tools {
+        Ok(tools) => tools,
+        Err(e) => {
+            eprintln!("toolwarden: cannot list the server's tools: {e:#}");
+            return 1;
+        }
+    };
+    let server: Vec<String> = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let text = toolwarden::init::policy_for(&tools, &server.join(" "));
+    let Some(out) = &args.out else {
+        print_report(&text);
+        return 0;
+    };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "toolwarden: wrote {} ({} tools); review it, then `toolwarden check {} -- {}`",
+                out.display(),
+                tools.len(),
+                out.display(),
+                server.join(" ")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e}", out.display());
+            2
+        }
+    }
+}
+
 /// `toolwarden test POLICY CASES`: 0 when every case passes, 1 when one
 /// fails, 2 for a policy or cases file that does not load.
 fn test(args: &toolwarden::cli::TestArgs) -> u8 {
@@ -174,7 +226,7 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
-/// `check`, `import` and `test` are commands for people, not a relay: their
+/// `check`, `import`, `init` and `test` are commands for people, not a relay: their
 /// report is their output. The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
 fn print_report(report: &str) {

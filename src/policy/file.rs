@@ -72,6 +72,11 @@ pub enum Action {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    /// Free text for the people who read the file: why the rule says what
+    /// it says.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub description: Option<String>,
     /// "allow" when missing.
     #[serde(default)]
     #[schemars(with = "Action")]

@@ -113,6 +113,11 @@ const KEYWORDS: &[(&str, Draft)] = &[
     ("$dynamicAnchor", Draft::D2020),
 ];
 
+/// OpenAPI's annotations, common in tool schemas generated from an OpenAPI
+/// document: they describe, and were never meant to check anything, so
+/// ignoring them loses nothing.
+const OPENAPI_ANNOTATIONS: &[&str] = &["example", "discriminator", "externalDocs", "xml"];
+
 /// Keywords whose value is a map of schemas.
 const SCHEMA_MAPS: &[&str] = &[
     "properties",
@@ -168,6 +173,7 @@ fn walk(schema: &Value, draft: Draft, at: &str, warnings: &mut Vec<LoadError>) {
             Some(_) => {}
             // `x-...` annotations are meant to be ignored.
             None if key.starts_with("x-") => {}
+            None if OPENAPI_ANNOTATIONS.contains(&key.as_str()) => {}
             None => warnings.push(LoadError {
                 at: here.clone(),
                 message: format!(

@@ -7,6 +7,7 @@ mod faults;
 mod first_run;
 mod full_format;
 mod hostile;
+mod init;
 mod lifecycle;
 mod policies;
 mod python_sdk;

@@ -1,0 +1,264 @@
+//! `toolwarden init [--out FILE] [--] CMD...`: a first policy for a server,
+//! written from the tools it lists. Default deny; tools that only read are
+//! allowed; destructive ones need a person's approval; the rest are allowed
+//! with a limit. Every rule checks the call's arguments against the
+//! server's own `inputSchema` and says in its `description` why it is what
+//! it is.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::check::Tool;
+use crate::policy::Policy;
+
+/// Words in a tool's name that mean it only reads.
+const READS: &[&str] = &[
+    "get", "list", "search", "read", "describe", "fetch", "find", "show", "view", "query",
+    "lookup", "inspect", "count", "status", "health", "stream", "download", "check", "browse",
+];
+
+/// Words that mean it destroys something.
+const DESTROYS: &[&str] = &[
+    "delete",
+    "remove",
+    "drop",
+    "destroy",
+    "purge",
+    "terminate",
+    "revoke",
+    "wipe",
+    "erase",
+    "kill",
+    "truncate",
+    "uninstall",
+    "reset",
+    "rm",
+];
+
+/// Calls a minute for tools that change something but destroy nothing.
+const WRITES_PER_MINUTE: u32 = 10;
+
+/// What init makes of one tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Reads,
+    Destroys,
+    Writes,
+}
+
+#[derive(Serialize)]
+struct OutPolicy {
+    version: &'static str,
+    description: String,
+    default: &'static str,
+    tools: BTreeMap<String, OutRule>,
+}
+
+#[derive(Serialize)]
+struct OutRule {
+    description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    limits: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<Value>,
+}
+
+/// The words of a tool name: `list-endpoints`, `getFileContents` and
+/// `flowforge_delete_run` are cut at punctuation and at a lower-to-upper
+/// case change, and lowered.
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut last_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            last_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && last_lower && !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        last_lower = c.is_lowercase() || c.is_ascii_digit();
+        word.extend(c.to_lowercase());
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// How a tool is classed, and why, in words for its rule's description.
+pub fn classify(tool: &Tool) -> (Kind, String) {
+    let hint = |key: &str| {
+        tool.definition
+            .get("annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_bool)
+    };
+    if hint("destructiveHint") == Some(true) {
+        return (Kind::Destroys, "annotations.destructiveHint is true".into());
+    }
+    if hint("readOnlyHint") == Some(true) {
+        return (Kind::Reads, "annotations.readOnlyHint is true".into());
+    }
+    let words = words(&tool.name);
+    if let Some(w) = words.iter().find(|w| DESTROYS.contains(&w.as_str())) {
+        return (Kind::Destroys, format!("its name says {w:?}"));
+    }
+    // A name that starts with a reading verb ("get_job_status"), or any
+    // reading word when none of it writes.
+    if let Some(w) = words.first().filter(|w| READS.contains(&w.as_str())) {
+        return (Kind::Reads, format!("its name says {w:?}"));
+    }
+    (
+        Kind::Writes,
+        "neither its annotations nor its name say it only reads".into(),
+    )
+}
+
+/// The policy for `tools`, as the text of a file; `server` names the
+/// command in its description.
+pub fn policy_for(tools: &[Tool], server: &str) -> String {
+    let mut rules = BTreeMap::new();
+    let (mut reads, mut destroys, mut writes) = (0, 0, 0);
+    for tool in tools {
+        let (kind, why) = classify(tool);
+        let schema = usable_schema(tool);
+        let checked = if schema.is_some() {
+            "; arguments checked against the server's inputSchema"
+        } else {
+            ""
+        };
+        let rule = match kind {
+            Kind::Reads => {
+                reads += 1;
+                OutRule {
+                    description: format!("Reads only ({why}): allowed{checked}."),
+                    action: None,
+                    limits: Vec::new(),
+                    arguments: schema,
+                }
+            }
+            Kind::Destroys => {
+                destroys += 1;
+                OutRule {
+                    description: format!(
+                        "Destructive ({why}): each call waits for a person's yes{checked}."
+                    ),
+                    action: Some("approve"),
+                    limits: Vec::new(),
+                    arguments: schema,
+                }
+            }
+            Kind::Writes => {
+                writes += 1;
+                OutRule {
+                    description: format!(
+                        "Changes something ({why}): allowed, {WRITES_PER_MINUTE} calls a minute{checked}."
+                    ),
+                    action: None,
+                    limits: vec![json!({
+                        "counter": tool.name,
+                        "window": "minute",
+                        "max": WRITES_PER_MINUTE,
+                        "scope": "grant"
+                    })],
+                    arguments: schema,
+                }
+            }
+        };
+        rules.insert(tool.name.clone(), rule);
+    }
+    let policy = OutPolicy {
+        version: "1",
+        description: format!(
+            "Written by toolwarden init from the {} tools of `{server}`: {reads} read and are \
+             allowed, {destroys} destroy and need a person's approval, {writes} change something \
+             and are limited; tools the server adds later are denied until a rule names them. \
+             Review it, then enforce it (or run it with --monitor first).",
+            tools.len()
+        ),
+        default: "deny",
+        tools: rules,
+    };
+    let mut text = serde_json::to_string_pretty(&policy).expect("a policy serializes");
+    text.push('\n');
+    text
+}
+
+/// The tool's `inputSchema`, when toolwarden can check calls against it:
+/// one that does not compile (a `$ref` to another document, say) is left
+/// out, and the rule's description says so.
+fn usable_schema(tool: &Tool) -> Option<Value> {
+    let schema = tool.definition.get("inputSchema")?;
+    let probe = json!({"version": "1", "tools": {"probe": {"arguments": schema}}});
+    Policy::from_json(&probe.to_string())
+        .ok()
+        .map(|_| schema.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str, annotations: Value) -> Tool {
+        let mut definition = serde_json::Map::new();
+        definition.insert("annotations".into(), annotations);
+        definition.insert("inputSchema".into(), json!({"type": "object"}));
+        Tool {
+            name: name.into(),
+            definition,
+        }
+    }
+
+    #[test]
+    fn tools_are_classed_by_annotations_then_by_name() {
+        for (name, annotations, kind) in [
+            ("list-endpoints", json!({}), Kind::Reads),
+            ("getFileContents", json!({}), Kind::Reads),
+            ("get_job_status", json!({}), Kind::Reads),
+            ("flowforge_delete_run", json!({}), Kind::Destroys),
+            ("purgeQueue", json!({}), Kind::Destroys),
+            ("get_and_delete", json!({}), Kind::Destroys),
+            ("create-pod", json!({}), Kind::Writes),
+            ("retry_deploy", json!({}), Kind::Writes),
+            ("echo", json!({"readOnlyHint": true}), Kind::Reads),
+            (
+                "get_thing",
+                json!({"destructiveHint": true}),
+                Kind::Destroys,
+            ),
+            ("delete_draft", json!({"readOnlyHint": true}), Kind::Reads),
+            ("undo", json!({"readOnlyHint": false}), Kind::Writes),
+        ] {
+            assert_eq!(classify(&tool(name, annotations)).0, kind, "{name}");
+        }
+        assert_eq!(words("getFileContents"), ["get", "file", "contents"]);
+        assert_eq!(words("list-endpoints_v2"), ["list", "endpoints", "v2"]);
+    }
+
+    #[test]
+    fn the_policy_loads_and_decides_as_its_descriptions_say() {
+        let tools = [
+            tool("list_things", json!({})),
+            tool("delete_thing", json!({})),
+            tool("make_thing", json!({})),
+        ];
+        let text = policy_for(&tools, "server");
+        let policy = Policy::from_json(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(policy.warnings.is_empty());
+        use crate::policy::Action;
+        assert_eq!(policy.action("list_things"), Action::Allow);
+        assert_eq!(policy.action("delete_thing"), Action::Approve);
+        assert_eq!(policy.action("make_thing"), Action::Allow);
+        assert_eq!(policy.action("new_tool"), Action::Deny);
+        assert!(text.contains("\"Destructive (its name says \\\"delete\\\"): each call waits"));
+    }
+}
