@@ -36,6 +36,8 @@ struct Options {
     /// Ignore SIGINT, SIGTERM and SIGHUP: a server that finishes what it
     /// was asked and leaves when its stdin closes.
     ignore_signals: bool,
+    /// Declare `capabilities.tools.listChanged` at initialize.
+    list_changed: bool,
     /// Exit code when stdin closes.
     exit_code: i32,
     /// Write a response to an id nobody sent, at start.
@@ -78,6 +80,7 @@ fn parse_args() -> Options {
             "--linger" => o.linger = true,
             "--ignore-term" => o.ignore_term = true,
             "--ignore-signals" => o.ignore_signals = true,
+            "--list-changed" => o.list_changed = true,
             "--exit-code" => {
                 o.exit_code = value()
                     .parse()
@@ -212,7 +215,7 @@ fn main() {
         let reply = match method {
             "initialize" => Ok(json!({
                 "protocolVersion": params["protocolVersion"].as_str().unwrap_or("2025-06-18"),
-                "capabilities": { "tools": { "listChanged": false } },
+                "capabilities": { "tools": { "listChanged": o.list_changed } },
                 "serverInfo": server_info,
             })),
             "ping" => Ok(json!({})),

@@ -26,10 +26,11 @@ const QUEUE: usize = 256;
 /// One audit line.
 #[derive(Debug, Default, Serialize)]
 pub struct AuditEvent {
-    /// "decision" or "result".
+    /// "decision", "result" or "policy_reloaded".
     pub event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub tool: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
@@ -60,6 +61,9 @@ pub struct AuditEvent {
     /// carried out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enforced: Option<bool>,
+    /// For `policy_reloaded`: the SHA-256 of the policy file now in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_sha256: Option<String>,
 }
 
 /// The fields every line carries.

@@ -19,6 +19,7 @@
 //! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
 //!   secrets out of it.
 //! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
+//! - [`reload`]: the policy file watched, and replaced between two calls.
 //! - [`run`]: ties them together for one session; [`startup`]: a start
 //!   that fails, said on stderr and to the client's `initialize`.
 //! - [`check`]: `toolwarden check`, a policy described without relaying.
@@ -43,6 +44,7 @@ pub mod jsonrpc;
 pub mod policy;
 pub mod redact;
 pub mod relay;
+pub mod reload;
 pub mod run;
 pub mod startup;
 pub mod state;

@@ -57,7 +57,9 @@ pub struct Settings {
 }
 
 pub struct Relay {
-    policy: Policy,
+    /// The policy now: a reload replaces it between two calls; a call
+    /// holds the one it was decided by (see [`Relay::policy`]).
+    policy: std::sync::RwLock<Arc<Policy>>,
     settings: Settings,
     state: Mutex<State>,
     to_client: Mutex<LineWriter<ClientOut>>,
@@ -81,14 +83,41 @@ struct State {
     /// Prompts may be sent only after `notifications/initialized`.
     initialized: bool,
     prompts: u64,
+    /// The server declared `capabilities.tools.listChanged` at initialize:
+    /// the client takes `notifications/tools/list_changed` from it.
+    server_lists_change: bool,
+    /// The tool names the server has listed, to tell whether a reloaded
+    /// policy hides another set of them; `None` once more than
+    /// [`MAX_KNOWN_TOOLS`] were seen (then any reload may have).
+    listed: Option<BTreeSet<String>>,
+    /// More names were listed than are kept.
+    listed_overflow: bool,
+}
+
+/// Tool names kept for reloads, at most (a name is at most a line).
+pub const MAX_KNOWN_TOOLS: usize = 10_000;
+
+/// What toolwarden does with the answer to a client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Initialize,
+    ToolsList,
+    Other,
 }
 
 struct ClientRequest {
     /// Kept to answer it ourselves if the server goes away.
     id: RawBuf,
-    lists_tools: bool,
+    asked: Asked,
     /// For a tools/call: the tool and when it was sent, for the audit log.
     call: Option<(String, Instant)>,
+}
+
+/// Whether an `initialize` result declares `capabilities.tools.listChanged`.
+fn declares_list_changed(result: Raw<'_>) -> bool {
+    result
+        .pointer("/capabilities/tools/listChanged")
+        .is_some_and(|v| v.get() == "true")
 }
 
 /// What the audit log keeps of a call's arguments.
@@ -100,13 +129,26 @@ struct Facts {
 impl Relay {
     pub fn new(policy: Policy, settings: Settings, client_out: ClientOut) -> Relay {
         Relay {
-            policy,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
             settings,
             state: Mutex::new(State::default()),
             to_client: Mutex::new(LineWriter::new(client_out)),
             runtime: tokio::runtime::Handle::current(),
             stopping: AtomicBool::new(false),
         }
+    }
+
+    /// The policy as it is now. A call keeps this one from its decision to
+    /// its charge, whatever a reload does in between.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts `policy` in place for the calls that come next; returns the
+    /// one it replaces.
+    pub fn replace_policy(&self, policy: Policy) -> Arc<Policy> {
+        let mut now = self.policy.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *now, Arc::new(policy))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -211,10 +253,15 @@ impl Relay {
             Message::Request {
                 id, method, params, ..
             } => {
-                if method == "initialize" {
-                    self.state().elicitation = approval::declared(params);
-                }
-                self.forward_request(id, method == "tools/list", None, line, server)
+                let asked = match method.as_ref() {
+                    "initialize" => {
+                        self.state().elicitation = approval::declared(params);
+                        Asked::Initialize
+                    }
+                    "tools/list" => Asked::ToolsList,
+                    _ => Asked::Other,
+                };
+                self.forward_request(id, asked, None, line, server)
             }
             Message::Notification {
                 method,
@@ -301,10 +348,12 @@ impl Relay {
             let facts = self.facts(&call);
             return self.refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
         }
-        match self.policy.check(&call) {
+        let policy = self.policy();
+        match policy.check(&call) {
             Verdict::Allow(charge) => {
                 let facts = self.facts(&call);
-                if let Err(refusal) = self.charge(id, &call, &charge, facts.as_ref(), "allowed") {
+                let charged = self.charge(&policy, id, &call, &charge, facts.as_ref(), "allowed");
+                if let Err(refusal) = charged {
                     return self
                         .refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
                 }
@@ -314,23 +363,25 @@ impl Relay {
                     "allowed"
                 );
                 let started = self.started(&call);
-                self.forward_request(id, false, started, line, server)
+                self.forward_request(id, Asked::Other, started, line, server)
             }
             // Monitoring: nobody is asked; the call is charged and
             // relayed, and the log says a person would have been.
             Verdict::Approve(charge) if self.settings.monitor => {
                 let facts = self.facts(&call);
                 let asked = "approval_requested";
-                if let Err(refusal) = self.charge(id, &call, &charge, facts.as_ref(), asked) {
+                if let Err(refusal) =
+                    self.charge(&policy, id, &call, &charge, facts.as_ref(), asked)
+                {
                     return self
                         .refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
                 }
                 let started = self.started(&call);
-                self.forward_request(id, false, started, line, server)
+                self.forward_request(id, Asked::Other, started, line, server)
             }
             Verdict::Approve(charge) => {
                 // Nobody is asked about a call its limits would refuse.
-                if let Err(refusal) = self.take(&call, &charge, false) {
+                if let Err(refusal) = self.take(&policy, &call, &charge, false) {
                     return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
                 }
                 self.hold(id, &call, stateless(), line)
@@ -360,7 +411,7 @@ impl Relay {
         }
         self.record_refusal(id, refusal, facts.as_ref());
         let started = self.started(call);
-        self.forward_request(id, false, started, line, server)
+        self.forward_request(id, Asked::Other, started, line, server)
     }
 
     /// Takes a call's charge and writes down its `decision` (allowed, or
@@ -369,6 +420,7 @@ impl Relay {
     /// taken, so that a call the log could not take costs nothing.
     fn charge(
         &self,
+        policy: &Policy,
         id: Raw<'_>,
         call: &ToolCall,
         charge: &Charge,
@@ -376,27 +428,33 @@ impl Relay {
         decision: &'static str,
     ) -> Result<(), Box<Refusal>> {
         if self.settings.audit.required() {
-            self.take(call, charge, false)?;
+            self.take(policy, call, charge, false)?;
             if !self.admitted(id, &call.name, decision, facts) {
                 return Err(Box::new(self.refusal(call, RefusalKind::AuditUnavailable)));
             }
             // Another process may take the last of a bucket in between:
             // then the call is refused after all, and that written too.
-            return self.take(call, charge, true);
+            return self.take(policy, call, charge, true);
         }
-        self.take(call, charge, true)?;
+        self.take(policy, call, charge, true)?;
         self.admitted(id, &call.name, decision, facts);
         Ok(())
     }
 
     /// Takes (`commit`) or only checks a charge from the state store.
-    fn take(&self, call: &ToolCall, charge: &Charge, commit: bool) -> Result<(), Box<Refusal>> {
-        let refusal = match self.settings.state.take(&self.policy, charge, commit) {
+    fn take(
+        &self,
+        policy: &Policy,
+        call: &ToolCall,
+        charge: &Charge,
+        commit: bool,
+    ) -> Result<(), Box<Refusal>> {
+        let refusal = match self.settings.state.take(policy, charge, commit) {
             Ok(crate::state::Outcome::Taken) => return Ok(()),
             Ok(crate::state::Outcome::Short {
                 counter,
                 retry_after,
-            }) => self.policy.rate_limited(&call.name, counter, retry_after),
+            }) => policy.rate_limited(&call.name, counter, retry_after),
             Err(unavailable) => self.refusal(
                 call,
                 RefusalKind::StateUnavailable {
@@ -477,7 +535,7 @@ impl Relay {
     fn forward_request<W: Write>(
         &self,
         id: Raw<'_>,
-        lists_tools: bool,
+        asked: Asked,
         call: Option<(String, Instant)>,
         line: &[u8],
         server: &mut LineWriter<W>,
@@ -490,11 +548,52 @@ impl Relay {
             IdKey::of(id),
             ClientRequest {
                 id: id.to_buf(),
-                lists_tools,
+                asked,
                 call,
             },
         );
         server.queue(line)
+    }
+
+    /// Keeps the names a `tools/list` page showed, up to
+    /// [`MAX_KNOWN_TOOLS`].
+    fn remember_listed(&self, names: Vec<String>) {
+        let mut state = self.state();
+        let listed = state.listed.get_or_insert_with(BTreeSet::new);
+        listed.extend(names);
+        if listed.len() > MAX_KNOWN_TOOLS {
+            state.listed = None;
+            state.listed_overflow = true;
+        }
+    }
+
+    /// Puts a reloaded policy in place. When it hides another set of the
+    /// tools the server listed, and the server said its list can change,
+    /// the client is told to list them again.
+    /// The audit log gets a `policy_reloaded` event with the file's hash.
+    pub fn reload(&self, policy: Policy, file_sha256: &str) -> io::Result<()> {
+        let old = self.replace_policy(policy);
+        self.settings.audit.record(AuditEvent {
+            event: "policy_reloaded",
+            policy_sha256: Some(file_sha256.to_owned()),
+            ..Default::default()
+        });
+        let new = self.policy();
+        let changed = {
+            let state = self.state();
+            if !state.server_lists_change || self.settings.monitor {
+                return Ok(());
+            }
+            match &state.listed {
+                Some(names) => names.iter().any(|n| old.hides(n) != new.hides(n)),
+                None => state.listed_overflow,
+            }
+        };
+        if changed {
+            info!("the reloaded policy hides other tools: notifications/tools/list_changed sent");
+            self.send_client(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#)?;
+        }
+        Ok(())
     }
 
     fn refuse_request(&self, id: Raw<'_>, why: &str) -> io::Result<()> {
@@ -504,7 +603,8 @@ impl Relay {
     }
 
     fn refusal(&self, call: &ToolCall, kind: RefusalKind) -> Refusal {
-        let rule = self.policy.rule_for(&call.name);
+        let policy = self.policy();
+        let rule = policy.rule_for(&call.name);
         Refusal {
             tool: call.name.to_string(),
             rule: rule.map(|r| r.pattern.clone()),
@@ -575,8 +675,8 @@ impl Relay {
     }
 
     fn facts_now(&self, call: &ToolCall) -> Facts {
-        let pointers = self
-            .policy
+        let policy = self.policy();
+        let pointers = policy
             .rule_for(&call.name)
             .map_or(&[][..], |r| &r.redact[..]);
         Facts {
@@ -600,7 +700,7 @@ impl Relay {
             id: Some(id.to_raw_value()),
             tool: tool.to_owned(),
             decision: Some(decision),
-            rule: self.policy.rule_for(tool).map(|r| r.pattern.clone()),
+            rule: self.policy().rule_for(tool).map(|r| r.pattern.clone()),
             arguments: facts.map(|f| f.redacted.value.clone()),
             args_hmac: facts.map(|f| f.hmac.clone()),
             enforced: self.settings.monitor.then_some(false),
@@ -707,11 +807,22 @@ impl Relay {
                 if let Some((tool, started)) = &request.call {
                     self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result));
                 }
-                // Monitoring hides nothing: the agent sees what it would
-                // see without toolwarden.
-                let filtered = match (request.lists_tools && !self.settings.monitor, result) {
-                    (true, Some(result)) => {
-                        tools_list::filter(line, result, |name| self.policy.hides(name))
+                let filtered = match (request.asked, result) {
+                    (Asked::Initialize, Some(result)) => {
+                        self.state().server_lists_change = declares_list_changed(result);
+                        None
+                    }
+                    // Monitoring hides nothing: the agent sees what it
+                    // would see without toolwarden.
+                    (Asked::ToolsList, Some(result)) if !self.settings.monitor => {
+                        let policy = self.policy();
+                        let mut names = Vec::new();
+                        let filtered = tools_list::filter(line, result, |name| {
+                            names.push(name.to_owned());
+                            policy.hides(name)
+                        });
+                        self.remember_listed(names);
+                        filtered
                     }
                     _ => None,
                 };

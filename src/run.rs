@@ -22,6 +22,7 @@ use crate::child::{self, Server, Stopped, Watchdog};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
 use crate::relay::{Relay, Settings};
+use crate::reload;
 use crate::startup;
 use crate::state::{self, State};
 
@@ -121,6 +122,18 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     };
     let server_in = blocking::ServerInput::new(server_in);
     let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out)));
+    let _watch = match args
+        .policy
+        .as_deref()
+        .map(|p| reload::start(p, Arc::clone(&relay)))
+    {
+        Some(Ok(watch)) => Some(watch),
+        Some(Err(e)) => {
+            warn!("the policy file cannot be watched, so changes to it need a restart: {e:#}");
+            None
+        }
+        None => None,
+    };
     let mut signals = Signals::new()?;
 
     let mut client_pump = blocking::spawn("client-pump", {

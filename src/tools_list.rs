@@ -12,7 +12,11 @@ use crate::json::Raw;
 /// `result` must be a slice of `line`, as the envelope parser hands it out.
 /// The tools are walked in place and the kept ones copied once: a huge page
 /// costs one copy of itself, however many tools it lists.
-pub fn filter(line: &[u8], result: Raw<'_>, hides: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+pub fn filter(
+    line: &[u8],
+    result: Raw<'_>,
+    mut hides: impl FnMut(&str) -> bool,
+) -> Option<Vec<u8>> {
     let tools_raw = result.member("tools")?;
     let start = offset_in(line, tools_raw.get())?;
     let end = start + tools_raw.get().len();

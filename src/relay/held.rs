@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{loggable, Relay};
+use super::{loggable, Asked, Relay};
 use crate::approval;
 use crate::framing::LineWriter;
 use crate::json::{Raw, RawBuf};
@@ -90,7 +90,7 @@ impl Relay {
         };
         let mode = self.state().elicitation;
         let reason = self
-            .policy
+            .policy()
             .rule_for(&call.name)
             .and_then(|r| r.reason.clone());
         let prompt = approval::prompt(
@@ -157,13 +157,21 @@ impl Relay {
         }
         // Limits are charged now, not when the call was held; the policy
         // says again what the call takes.
-        let charge = match self.policy.check(&call) {
+        let policy = self.policy();
+        let charge = match policy.check(&call) {
             Verdict::Approve(charge) | Verdict::Allow(charge) => charge,
             Verdict::Refuse(refusal) => {
                 return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref())
             }
         };
-        let approved = self.charge(held.id.raw(), &call, &charge, facts.as_ref(), "approved");
+        let approved = self.charge(
+            &policy,
+            held.id.raw(),
+            &call,
+            &charge,
+            facts.as_ref(),
+            "approved",
+        );
         if let Err(refusal) = approved {
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
@@ -174,7 +182,7 @@ impl Relay {
         );
         let started = self.started(&call);
         // The held call's id was kept out of use: it is free now.
-        self.forward_request(held.id.raw(), false, started, &held.line, server)
+        self.forward_request(held.id.raw(), Asked::Other, started, &held.line, server)
     }
 
     /// Nobody answered a prompt in time.

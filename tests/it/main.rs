@@ -11,6 +11,7 @@ mod init;
 mod lifecycle;
 mod policies;
 mod python_sdk;
+mod reload;
 mod seeds;
 mod state;
 mod stdio_kinds;

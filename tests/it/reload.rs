@@ -1,0 +1,168 @@
+//! Hot reload: a change to the policy file that loads is in force for the
+//! next call, with counters kept by name; one that does not load leaves
+//! the old policy and is logged once; a change to what is hidden tells a
+//! client whose server can change its list.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn retry_policy(max: u32) -> String {
+    format!(
+        r#"{{"version":"1","tools":{{"retry_task":{{"limits":[{{"counter":"retries","window":"hour","max":{max}}}]}}}}}}"#
+    )
+}
+
+/// Waits until the audit log has `n` `policy_reloaded` events.
+fn wait_for_reloads(audit: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events: Vec<Value> = std::fs::read_to_string(audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == "policy_reloaded")
+            .collect();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reload seen in {}",
+            audit.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Replaces the file as editors do: a new file renamed over the old one.
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_changed_policy_is_in_force_for_the_next_call_with_counters_kept() {
+    let dir = temp_dir("reload");
+    let policy = dir.join("policy.json");
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(&policy, retry_policy(2)).unwrap();
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--state=memory")
+            .arg("--")
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/genieacs.json")),
+    );
+    let mut id = 0;
+    let mut next = |s: &mut Session| {
+        id += 1;
+        s.send(&call(id, "retry_task", r#"{"task_id":"t"}"#));
+        decision(&s.recv_json())
+    };
+    assert_eq!(next(&mut s), None);
+    assert_eq!(next(&mut s), None);
+    assert_eq!(next(&mut s).as_deref(), Some("rate_limited"));
+
+    // A file that does not load, saved twice: logged once, old policy kept.
+    save(
+        &policy,
+        r#"{"version":"1","tools":{"retry_task":{"limts":[]}}}"#,
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    save(
+        &policy,
+        r#"{"version":"1","tools":{"retry_task":{"limts":[]}}}"#,
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(next(&mut s).as_deref(), Some("rate_limited"));
+
+    // A new rule is in force for the next call; the counter "retries"
+    // keeps the calls it took.
+    let changed = retry_policy(2).replace(r#""tools":{"#, r#""tools":{"reboot":{},"#);
+    std::fs::write(&policy, &changed).unwrap();
+    let reloads = wait_for_reloads(&audit, 1);
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(changed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(reloads[0]["policy_sha256"], sha.as_str());
+    assert_eq!(next(&mut s).as_deref(), Some("rate_limited"));
+    s.send(&call(99, "reboot", "{}"));
+    assert_eq!(decision(&s.recv_json()), None);
+    assert_eq!(s.wait().code(), Some(0));
+    let stderr = s.stderr();
+    assert_eq!(
+        stderr
+            .matches("the changed policy does not load, the one in force stays")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `limts`"), "{stderr}");
+}
+
+#[test]
+fn hiding_another_tool_tells_the_client_to_list_again() {
+    for list_changed in [true, false] {
+        let dir = temp_dir("reload-list");
+        let policy = dir.join("policy.json");
+        let audit = dir.join("audit.jsonl");
+        std::fs::write(&policy, r#"{"version":"1","default":"allow"}"#).unwrap();
+        let mut cmd = toolwarden();
+        cmd.arg("--policy")
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--state=memory")
+            .arg("--")
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/flowforge.json"));
+        if list_changed {
+            cmd.arg("--list-changed");
+        }
+        let mut s = Session::start(&mut cmd);
+        s.send(&initialize("2025-06-18"));
+        s.recv();
+        s.send(r#"{"jsonrpc":"2.0","id":"l1","method":"tools/list"}"#);
+        assert_eq!(tool_names(&s.recv_json()).len(), 12);
+        // The same hidden set (none): no notification.
+        save(
+            &policy,
+            r#"{"version":"1","default":"allow","description":"same"}"#,
+        );
+        wait_for_reloads(&audit, 1);
+        // Deleting is hidden now.
+        save(
+            &policy,
+            r#"{"version":"1","default":"allow","hide":["flowforge_delete_*"]}"#,
+        );
+        wait_for_reloads(&audit, 2);
+        s.send(r#"{"jsonrpc":"2.0","id":"l2","method":"tools/list"}"#);
+        let mut notified = 0;
+        let listed = loop {
+            let message = s.recv_json();
+            if message["method"] == "notifications/tools/list_changed" {
+                notified += 1;
+                continue;
+            }
+            break message;
+        };
+        assert_eq!(notified, usize::from(list_changed));
+        let names = tool_names(&listed);
+        assert_eq!(names.len(), 10, "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("flowforge_delete_")));
+        assert_eq!(s.wait().code(), Some(0));
+    }
+}
