@@ -54,6 +54,58 @@ pub enum Command {
     /// allowed, destructive tools approved by a person, the rest limited,
     /// every call checked against the server's own inputSchema.
     Init(InitArgs),
+    /// Put toolwarden in front of the stdio servers of an MCP client's
+    /// config file (all of them, or those named).
+    Wrap(WrapArgs),
+    /// Take toolwarden away from the servers `wrap` wrapped.
+    Unwrap(UnwrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WrapArgs {
+    /// The client whose config file to edit.
+    #[arg(value_enum)]
+    pub client: crate::wrap::Client,
+    /// The policy the servers run under (it must load).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    pub policy: PathBuf,
+    /// The servers to wrap, by their names in the file. Default: every
+    /// stdio server.
+    #[arg(value_name = "SERVER")]
+    pub servers: Vec<String>,
+    /// Run them with --monitor (decide and log, refuse nothing).
+    #[arg(long)]
+    pub monitor: bool,
+    /// Run them with --audit PATH.
+    #[arg(long, value_name = "PATH")]
+    pub audit: Option<PathBuf>,
+    #[command(flatten)]
+    pub file: ConfigFile,
+}
+
+#[derive(Debug, Args)]
+pub struct UnwrapArgs {
+    /// The client whose config file to edit.
+    #[arg(value_enum)]
+    pub client: crate::wrap::Client,
+    /// The servers to unwrap. Default: every wrapped one.
+    #[arg(value_name = "SERVER")]
+    pub servers: Vec<String>,
+    #[command(flatten)]
+    pub file: ConfigFile,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    /// The config file. Default: the client's own (Claude Desktop's
+    /// claude_desktop_config.json, ~/.claude.json, ~/.cursor/mcp.json,
+    /// .vscode/mcp.json, ~/.codeium/windsurf/mcp_config.json,
+    /// ~/.codex/config.toml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print the change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

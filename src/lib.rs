@@ -19,6 +19,8 @@
 //! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
 //!   secrets out of it.
 //! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
+//! - [`wrap`]: `toolwarden wrap`/`unwrap`, an MCP client's config file
+//!   edited to run its servers through toolwarden.
 //! - [`reload`]: the policy file watched, and replaced between two calls.
 //! - [`run`]: ties them together for one session; [`startup`]: a start
 //!   that fails, said on stderr and to the client's `initialize`.
@@ -49,3 +51,4 @@ pub mod run;
 pub mod startup;
 pub mod state;
 pub mod tools_list;
+pub mod wrap;

@@ -31,6 +31,22 @@ fn main() {
         }
         Some(Command::Import(args)) => import(&args.file),
         Some(Command::Test(args)) => test(&args),
+        Some(Command::Wrap(args)) => {
+            let change = wrap_change(&args);
+            match change {
+                Ok(change) => edit_config(args.client, &args.servers, &args.file, &change),
+                Err(e) => {
+                    eprintln!("toolwarden: {e:#}");
+                    2
+                }
+            }
+        }
+        Some(Command::Unwrap(args)) => edit_config(
+            args.client,
+            &args.servers,
+            &args.file,
+            &toolwarden::wrap::Change::Unwrap,
+        ),
         Some(Command::Init(args)) => {
             init_logging("warn");
             init(&args)
@@ -169,6 +185,70 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
     }
 }
 
+/// What `wrap` puts in front: this binary and the policy, by absolute
+/// paths, once the policy is known to load.
+fn wrap_change(args: &toolwarden::cli::WrapArgs) -> anyhow::Result<toolwarden::wrap::Change> {
+    policy::load(&args.policy)?;
+    let policy = std::fs::canonicalize(&args.policy)?;
+    let toolwarden = std::env::current_exe()?.canonicalize()?;
+    let mut options = Vec::new();
+    if args.monitor {
+        options.push("--monitor".to_owned());
+    }
+    if let Some(audit) = &args.audit {
+        options.push("--audit".to_owned());
+        options.push(std::path::absolute(audit)?.to_string_lossy().into_owned());
+    }
+    Ok(toolwarden::wrap::Change::Wrap {
+        toolwarden: toolwarden.to_string_lossy().into_owned(),
+        policy: policy.to_string_lossy().into_owned(),
+        options,
+    })
+}
+
+/// `wrap` and `unwrap`: 0 done (or nothing to do), 2 for a file that
+/// cannot be read, parsed or written.
+fn edit_config(
+    client: toolwarden::wrap::Client,
+    servers: &[String],
+    file: &toolwarden::cli::ConfigFile,
+    change: &toolwarden::wrap::Change,
+) -> u8 {
+    let result = (|| -> anyhow::Result<()> {
+        let path = match &file.config {
+            Some(path) => path.clone(),
+            None => client.default_config()?,
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let (new, report) = toolwarden::wrap::edit(client, &text, servers, change)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        print_report(&toolwarden::wrap::report(&report, file.dry_run));
+        match new {
+            None => print_report(&format!("{}: nothing to change\n", path.display())),
+            Some(_) if file.dry_run => {
+                print_report(&format!("{}: not written (--dry-run)\n", path.display()))
+            }
+            Some(new) => {
+                let backup = toolwarden::wrap::write_with_backup(&path, &new)?;
+                print_report(&format!(
+                    "{}: written; the previous file is kept as {}\n",
+                    path.display(),
+                    backup.display()
+                ));
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            2
+        }
+    }
+}
+
 /// `toolwarden test POLICY CASES`: 0 when every case passes, 1 when one
 /// fails, 2 for a policy or cases file that does not load.
 fn test(args: &toolwarden::cli::TestArgs) -> u8 {
@@ -226,7 +306,7 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
-/// `check`, `import`, `init` and `test` are commands for people, not a relay: their
+/// `check`, `import`, `init`, `test` and `wrap` are commands for people, not a relay: their
 /// report is their output. The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
 fn print_report(report: &str) {

@@ -15,3 +15,4 @@ mod reload;
 mod seeds;
 mod state;
 mod stdio_kinds;
+mod wrap;

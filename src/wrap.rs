@@ -1,0 +1,447 @@
+//! `toolwarden wrap CLIENT --policy FILE [SERVER...]` and `toolwarden
+//! unwrap CLIENT [SERVER...]`: put toolwarden in front of the stdio servers
+//! of an MCP client's config file, and take it away again.
+//!
+//! A wrapped server's command is toolwarden (absolute path) and its
+//! arguments are `--policy POLICY -- ORIGINAL-COMMAND ORIGINAL-ARGS...`, so
+//! unwrapping reads the original back from the arguments. Everything else
+//! in the file stays as it was: JSON files are edited by splicing the two
+//! values in place (every other byte is kept), Codex's TOML through
+//! `toml_edit` (comments and layout kept). A file that does not parse is
+//! never touched; a changed file is written whole (a new file renamed over
+//! the old one) after a copy of the old one is kept beside it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+use crate::json::{self, Raw};
+
+/// The clients toolwarden knows the config files of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    ClaudeDesktop,
+    ClaudeCode,
+    Cursor,
+    Vscode,
+    Windsurf,
+    Codex,
+}
+
+impl Client {
+    /// The config file the client reads by default.
+    pub fn default_config(self) -> anyhow::Result<PathBuf> {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("HOME is not set: name the file with --config"))?;
+        Ok(match self {
+            Client::ClaudeDesktop if cfg!(target_os = "macos") => {
+                home.join("Library/Application Support/Claude/claude_desktop_config.json")
+            }
+            Client::ClaudeDesktop => std::env::var_os("XDG_CONFIG_HOME")
+                .map_or_else(|| home.join(".config"), PathBuf::from)
+                .join("Claude/claude_desktop_config.json"),
+            // The user's servers; a project's `.mcp.json` is named with
+            // --config.
+            Client::ClaudeCode => home.join(".claude.json"),
+            Client::Cursor => home.join(".cursor/mcp.json"),
+            // The workspace's file, from the workspace's directory.
+            Client::Vscode => PathBuf::from(".vscode/mcp.json"),
+            Client::Windsurf => home.join(".codeium/windsurf/mcp_config.json"),
+            Client::Codex => std::env::var_os("CODEX_HOME")
+                .map_or_else(|| home.join(".codex"), PathBuf::from)
+                .join("config.toml"),
+        })
+    }
+
+    /// The key that holds the servers, for the JSON formats.
+    fn servers_key(self) -> &'static str {
+        match self {
+            Client::Vscode => "servers",
+            _ => "mcpServers",
+        }
+    }
+}
+
+/// One server's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    pub command: String,
+    pub args: Vec<String>,
+}
+
+impl CommandLine {
+    fn shown(&self) -> String {
+        std::iter::once(&self.command)
+            .chain(&self.args)
+            .map(|a| {
+                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                    format!("{a:?}")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What to do to each server.
+pub enum Change {
+    /// Put toolwarden with this policy (absolute paths), and these other
+    /// options of its own, in front.
+    Wrap {
+        toolwarden: String,
+        policy: String,
+        options: Vec<String>,
+    },
+    Unwrap,
+}
+
+/// What happened to one server, for the report.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Done {
+    Changed { from: CommandLine, to: CommandLine },
+    Unchanged(&'static str),
+    Skipped(String),
+}
+
+/// Whether `line` runs toolwarden in front of a server, and if so the
+/// server's own command line (what follows `--`).
+fn wrapped_server(line: &CommandLine, toolwarden: Option<&str>) -> Option<CommandLine> {
+    let is_toolwarden = toolwarden == Some(line.command.as_str())
+        || Path::new(&line.command).file_name() == Some("toolwarden".as_ref());
+    if !is_toolwarden {
+        return None;
+    }
+    let dash = line.args.iter().position(|a| a == "--")?;
+    let (command, args) = line.args[dash + 1..].split_first()?;
+    Some(CommandLine {
+        command: command.clone(),
+        args: args.to_vec(),
+    })
+}
+
+/// The new command line of one server, or why it stays.
+fn change_of(line: &CommandLine, change: &Change) -> Result<CommandLine, Done> {
+    match change {
+        Change::Wrap {
+            toolwarden,
+            policy,
+            options,
+        } => {
+            let server = match wrapped_server(line, Some(toolwarden)) {
+                Some(server) => server,
+                None => line.clone(),
+            };
+            let mut args = vec!["--policy".to_owned(), policy.clone()];
+            args.extend(options.iter().cloned());
+            args.push("--".to_owned());
+            args.push(server.command);
+            args.extend(server.args);
+            let to = CommandLine {
+                command: toolwarden.clone(),
+                args,
+            };
+            if &to == line {
+                Err(Done::Unchanged(
+                    "already wrapped with this policy and options",
+                ))
+            } else {
+                Ok(to)
+            }
+        }
+        Change::Unwrap => {
+            wrapped_server(line, None).ok_or(Done::Unchanged("not wrapped by toolwarden"))
+        }
+    }
+}
+
+/// Applies `change` to the servers `names` (all when empty) of `client`'s
+/// config `text`: the new text (None when nothing changed) and what
+/// happened to each server, by name.
+pub fn edit(
+    client: Client,
+    text: &str,
+    names: &[String],
+    change: &Change,
+) -> anyhow::Result<(Option<String>, Vec<(String, Done)>)> {
+    match client {
+        Client::Codex => edit_toml(text, names, change),
+        _ => edit_json(text, client.servers_key(), names, change),
+    }
+}
+
+fn check_names<'a>(
+    names: &[String],
+    found: impl Iterator<Item = &'a str> + Clone,
+) -> anyhow::Result<()> {
+    for name in names {
+        if !found.clone().any(|f| f == name) {
+            let all: Vec<&str> = found.clone().collect();
+            bail!(
+                "no server {name:?} in the file (it has: {})",
+                all.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn edit_json(
+    text: &str,
+    key: &str,
+    names: &[String],
+    change: &Change,
+) -> anyhow::Result<(Option<String>, Vec<(String, Done)>)> {
+    json::validate(text.as_bytes(), json::Check::Strict).map_err(|e| {
+        let (line, column) = e.line_column(text);
+        anyhow!(
+            "line {line}, column {column}: {} (the file is left as it is)",
+            e.message()
+        )
+    })?;
+    let root = Raw::parse(text)?;
+    let servers = root
+        .member(key)
+        .filter(|s| s.is_object())
+        .ok_or_else(|| anyhow!("no \"{key}\" object in the file"))?;
+    let entries: Vec<(String, Raw<'_>)> = servers
+        .members()
+        .map(|(name, raw)| (name.into_owned(), raw))
+        .collect();
+    check_names(names, entries.iter().map(|(n, _)| n.as_str()))?;
+    // Splices, as (start, end, replacement), applied back to front.
+    let mut splices: Vec<(usize, usize, String)> = Vec::new();
+    let mut report = Vec::new();
+    for (name, entry) in &entries {
+        if !names.is_empty() && !names.contains(name) {
+            continue;
+        }
+        let value: Value = serde_json::from_str(entry.get())?;
+        let command = value.get("command").and_then(Value::as_str);
+        let Some(command) = command else {
+            let why = if value.get("url").is_some() || value.get("serverUrl").is_some() {
+                "a remote server (url): wrap it through a stdio bridge such as `npx mcp-remote URL`"
+            } else {
+                "no \"command\""
+            };
+            report.push((name.clone(), Done::Skipped(why.into())));
+            continue;
+        };
+        let args = match value.get("args") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|a| a.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| anyhow!("{name}: \"args\" holds something that is not a string"))?,
+            Some(_) => bail!("{name}: \"args\" is not a list"),
+        };
+        let line = CommandLine {
+            command: command.to_owned(),
+            args,
+        };
+        let to = match change_of(&line, change) {
+            Ok(to) => to,
+            Err(done) => {
+                report.push((name.clone(), done));
+                continue;
+            }
+        };
+        let command_raw = entry.member("command").expect("read above");
+        splices.push(span(text, command_raw, serde_json::to_string(&to.command)?));
+        let args_text = json_list(&to.args);
+        match entry.member("args") {
+            // Unwrapping a server that had no arguments before it was
+            // wrapped takes the key away again.
+            Some(raw) if to.args.is_empty() => {
+                splices.push(member_removal(text, *entry, raw)?);
+            }
+            Some(raw) => splices.push(span(text, raw, args_text)),
+            None if to.args.is_empty() => {}
+            None => {
+                let (_, end, _) = span(text, command_raw, String::new());
+                splices.push((end, end, format!(", \"args\": {args_text}")));
+            }
+        }
+        report.push((name.clone(), Done::Changed { from: line, to }));
+    }
+    if splices.is_empty() {
+        return Ok((None, report));
+    }
+    splices.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+    let mut out = text.to_owned();
+    for (start, end, with) in splices {
+        out.replace_range(start..end, &with);
+    }
+    Ok((Some(out), report))
+}
+
+/// `["a", "b"]`: strings as JSON, separated as people write them, so that
+/// unwrapping gives back the line a person wrote.
+fn json_list(items: &[String]) -> String {
+    let items: Vec<String> = items
+        .iter()
+        .map(|i| serde_json::to_string(i).expect("a string serializes"))
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Where `part` (a slice of `text`) is, and what replaces it.
+fn span(text: &str, part: Raw<'_>, with: String) -> (usize, usize, String) {
+    let start = part.get().as_ptr() as usize - text.as_ptr() as usize;
+    (start, start + part.get().len(), with)
+}
+
+/// The splice that removes the member whose value is `value` from the
+/// object `object`: from the comma before it (or after it, for the first
+/// member) through the value.
+fn member_removal(
+    text: &str,
+    object: Raw<'_>,
+    value: Raw<'_>,
+) -> anyhow::Result<(usize, usize, String)> {
+    let (value_start, value_end, _) = span(text, value, String::new());
+    let (object_start, _, _) = span(text, object, String::new());
+    let before = &text[object_start..value_start];
+    // The key's opening quote: the last `"` before the colon before the
+    // value, skipping the key itself.
+    let colon = before
+        .rfind(':')
+        .ok_or_else(|| anyhow!("malformed member"))?;
+    let key_end = before[..colon]
+        .rfind('"')
+        .ok_or_else(|| anyhow!("malformed member"))?;
+    let key_start = before[..key_end]
+        .rfind('"')
+        .ok_or_else(|| anyhow!("malformed member"))?;
+    let key_start = object_start + key_start;
+    match text[object_start..key_start].rfind(',') {
+        Some(comma) => Ok((object_start + comma, value_end, String::new())),
+        None => {
+            // The first member: take the comma after it instead.
+            let rest = &text[value_end..];
+            let comma = rest
+                .find(|c: char| !c.is_whitespace())
+                .filter(|&i| rest[i..].starts_with(','))
+                .map_or(value_end, |i| value_end + i + 1);
+            Ok((key_start, comma, String::new()))
+        }
+    }
+}
+
+fn edit_toml(
+    text: &str,
+    names: &[String],
+    change: &Change,
+) -> anyhow::Result<(Option<String>, Vec<(String, Done)>)> {
+    use toml_edit::{Array, DocumentMut, Item, Value as TomlValue};
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| anyhow!("{e} (the file is left as it is)"))?;
+    let servers = doc
+        .get_mut("mcp_servers")
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| anyhow!("no [mcp_servers] table in the file"))?;
+    let found: Vec<String> = servers.iter().map(|(k, _)| k.to_owned()).collect();
+    check_names(names, found.iter().map(String::as_str))?;
+    let mut report = Vec::new();
+    let mut changed = false;
+    for name in found {
+        if !names.is_empty() && !names.contains(&name) {
+            continue;
+        }
+        let entry = servers
+            .get_mut(&name)
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| anyhow!("[mcp_servers.{name}] is not a table"))?;
+        let Some(command) = entry.get("command").and_then(Item::as_str) else {
+            let why = if entry.contains_key("url") {
+                "a remote server (url): wrap it through a stdio bridge such as `npx mcp-remote URL`"
+            } else {
+                "no command"
+            };
+            report.push((name, Done::Skipped(why.into())));
+            continue;
+        };
+        let args = match entry.get("args") {
+            None => Vec::new(),
+            Some(item) => item
+                .as_array()
+                .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+                .ok_or_else(|| anyhow!("[mcp_servers.{name}] args is not a list of strings"))?,
+        };
+        let line = CommandLine {
+            command: command.to_owned(),
+            args,
+        };
+        let to = match change_of(&line, change) {
+            Ok(to) => to,
+            Err(done) => {
+                report.push((name, done));
+                continue;
+            }
+        };
+        entry.insert("command", Item::Value(TomlValue::from(to.command.as_str())));
+        if to.args.is_empty() {
+            entry.remove("args");
+        } else {
+            let array: Array = to.args.iter().map(String::as_str).collect();
+            entry.insert("args", Item::Value(TomlValue::Array(array)));
+        }
+        changed = true;
+        report.push((name, Done::Changed { from: line, to }));
+    }
+    Ok((changed.then(|| doc.to_string()), report))
+}
+
+/// The report, a line per server.
+pub fn report(report: &[(String, Done)], dry_run: bool) -> String {
+    let mut out = String::new();
+    for (name, done) in report {
+        let line = match done {
+            Done::Changed { from, to } => format!(
+                "{name}: {}{}\n    now: {}\n",
+                from.shown(),
+                if dry_run {
+                    " (dry run: would become)"
+                } else {
+                    ""
+                },
+                to.shown()
+            ),
+            Done::Unchanged(why) => format!("{name}: unchanged, {why}\n"),
+            Done::Skipped(why) => format!("{name}: skipped, {why}\n"),
+        };
+        out.push_str(&line);
+    }
+    out
+}
+
+/// Writes `text` to `path` through a new file renamed over it, with the
+/// old file's permissions, after a copy of the old file is kept beside it;
+/// returns the copy's path.
+pub fn write_with_backup(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(format!(".toolwarden-{stamp}.bak"));
+    let backup = PathBuf::from(backup);
+    std::fs::copy(path, &backup)
+        .with_context(|| format!("cannot keep a copy as {}", backup.display()))?;
+    let mut tmp: OsString = path.as_os_str().to_owned();
+    tmp.push(".toolwarden-tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let permissions = std::fs::metadata(path)?.permissions();
+    std::fs::set_permissions(&tmp, permissions)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(backup)
+}
+
+#[cfg(test)]
+mod tests;

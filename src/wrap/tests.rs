@@ -1,0 +1,202 @@
+//! Wrapping and unwrapping each client's format: every other byte kept,
+//! idempotent, and unwrapped back to what was there.
+
+use super::*;
+
+const CLAUDE: &str = r#"{
+  "globalShortcut": "Ctrl+Space",
+  "mcpServers": {
+    "runpod": {
+      "command": "npx",
+      "args": ["-y", "@runpod/mcp-server@4.0.0"],
+      "env": { "RUNPOD_API_KEY": "rp_secret" }
+    },
+    "fractera": { "url": "https://mcp.fractera.example/sse" },
+    "clock": {"command": "/usr/local/bin/clock-mcp", "disabled": false}
+  }
+}
+"#;
+
+fn wrap_with(policy: &str) -> Change {
+    Change::Wrap {
+        toolwarden: "/opt/bin/toolwarden".into(),
+        policy: policy.into(),
+        options: Vec::new(),
+    }
+}
+
+#[test]
+fn claude_desktop_wraps_every_stdio_server_and_unwraps_byte_for_byte() {
+    let (text, done) = edit(
+        Client::ClaudeDesktop,
+        CLAUDE,
+        &[],
+        &wrap_with("/p/runpod.json"),
+    )
+    .unwrap();
+    let text = text.unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let runpod = &value["mcpServers"]["runpod"];
+    assert_eq!(runpod["command"], "/opt/bin/toolwarden");
+    assert_eq!(
+        runpod["args"],
+        serde_json::json!([
+            "--policy",
+            "/p/runpod.json",
+            "--",
+            "npx",
+            "-y",
+            "@runpod/mcp-server@4.0.0"
+        ])
+    );
+    assert_eq!(runpod["env"]["RUNPOD_API_KEY"], "rp_secret");
+    let clock = &value["mcpServers"]["clock"];
+    assert_eq!(
+        clock["args"],
+        serde_json::json!([
+            "--policy",
+            "/p/runpod.json",
+            "--",
+            "/usr/local/bin/clock-mcp"
+        ])
+    );
+    assert_eq!(clock["disabled"], false);
+    assert!(text.starts_with("{\n  \"globalShortcut\": \"Ctrl+Space\",\n  \"mcpServers\": {\n    \"runpod\": {\n      \"command\": \"/opt/bin/toolwarden\",\n      \"args\": [\"--policy\""), "{text}");
+    assert!(text.contains(r#""fractera": { "url": "https://mcp.fractera.example/sse" },"#));
+    assert!(
+        matches!(&done[1], (n, Done::Skipped(why)) if n == "fractera" && why.contains("mcp-remote"))
+    );
+
+    // Idempotent.
+    let (again, done) = edit(
+        Client::ClaudeDesktop,
+        &text,
+        &[],
+        &wrap_with("/p/runpod.json"),
+    )
+    .unwrap();
+    assert_eq!(again, None);
+    assert!(matches!(
+        done[0].1,
+        Done::Unchanged("already wrapped with this policy and options")
+    ));
+    // Another policy replaces the first, without wrapping twice.
+    let (other, _) = edit(
+        Client::ClaudeDesktop,
+        &text,
+        &["runpod".into()],
+        &wrap_with("/p/strict.json"),
+    )
+    .unwrap();
+    let other: Value = serde_json::from_str(&other.unwrap()).unwrap();
+    assert_eq!(
+        other["mcpServers"]["runpod"]["args"],
+        serde_json::json!([
+            "--policy",
+            "/p/strict.json",
+            "--",
+            "npx",
+            "-y",
+            "@runpod/mcp-server@4.0.0"
+        ])
+    );
+
+    // Options of toolwarden's own go before `--`, and unwrap skips them.
+    let monitored = Change::Wrap {
+        toolwarden: "/opt/bin/toolwarden".into(),
+        policy: "/p/runpod.json".into(),
+        options: vec![
+            "--monitor".into(),
+            "--audit".into(),
+            "/var/log/tw.jsonl".into(),
+        ],
+    };
+    let (with_options, _) =
+        edit(Client::ClaudeDesktop, &text, &["runpod".into()], &monitored).unwrap();
+    let with_options = with_options.unwrap();
+    assert!(with_options.contains(r#""args": ["--policy", "/p/runpod.json", "--monitor", "--audit", "/var/log/tw.jsonl", "--", "npx""#), "{with_options}");
+    let (back, _) = edit(Client::ClaudeDesktop, &with_options, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), CLAUDE);
+    let (back, _) = edit(Client::ClaudeDesktop, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), CLAUDE);
+    let (nothing, done) = edit(Client::ClaudeDesktop, CLAUDE, &[], &Change::Unwrap).unwrap();
+    assert_eq!(nothing, None);
+    assert!(matches!(
+        done[0].1,
+        Done::Unchanged("not wrapped by toolwarden")
+    ));
+}
+
+#[test]
+fn named_servers_only_and_mistakes_refused() {
+    let (text, done) = edit(
+        Client::Cursor,
+        CLAUDE,
+        &["clock".into()],
+        &wrap_with("/p.json"),
+    )
+    .unwrap();
+    assert_eq!(done.len(), 1);
+    let value: Value = serde_json::from_str(&text.unwrap()).unwrap();
+    assert_eq!(value["mcpServers"]["runpod"]["command"], "npx");
+    let e = edit(
+        Client::Cursor,
+        CLAUDE,
+        &["nope".into()],
+        &wrap_with("/p.json"),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(r#"no server "nope" in the file (it has: runpod, fractera, clock)"#),
+        "{e}"
+    );
+    for bad in [
+        "{\"mcpServers\": {} // a comment\n}",
+        "{\"mcpServers\": {}, \"mcpServers\": {}}",
+        "[]",
+    ] {
+        assert!(
+            edit(Client::Cursor, bad, &[], &wrap_with("/p.json")).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn vscode_keeps_its_servers_under_servers() {
+    let vscode = r#"{"servers": {"rp": {"type": "stdio", "command": "npx", "args": ["-y", "x"]}}, "inputs": []}"#;
+    let (text, _) = edit(Client::Vscode, vscode, &[], &wrap_with("/p.json")).unwrap();
+    let text = text.unwrap();
+    assert!(text.contains(r#""type": "stdio", "command": "/opt/bin/toolwarden", "args": ["--policy", "/p.json", "--", "npx", "-y", "x"]"#), "{text}");
+    let (back, _) = edit(Client::Vscode, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), vscode);
+    assert!(edit(Client::Vscode, CLAUDE, &[], &wrap_with("/p.json")).is_err());
+}
+
+#[test]
+fn codex_toml_keeps_its_comments_and_unwraps_exactly() {
+    let codex = r#"model = "o4"
+
+# The servers this machine runs.
+[mcp_servers.runpod]
+command = "npx"
+args = ["-y", "@runpod/mcp-server@4.0.0"]
+env = { RUNPOD_API_KEY = "rp_secret" }
+
+[mcp_servers.clock]
+command = "clock-mcp"
+
+[mcp_servers.remote]
+url = "https://example.com/mcp"
+"#;
+    let (text, done) = edit(Client::Codex, codex, &[], &wrap_with("/p/runpod.json")).unwrap();
+    let text = text.unwrap();
+    assert!(text.contains("# The servers this machine runs.\n[mcp_servers.runpod]\ncommand = \"/opt/bin/toolwarden\"\nargs = [\"--policy\", \"/p/runpod.json\", \"--\", \"npx\", \"-y\", \"@runpod/mcp-server@4.0.0\"]\nenv = { RUNPOD_API_KEY = \"rp_secret\" }\n"), "{text}");
+    assert!(matches!(&done[2], (n, Done::Skipped(_)) if n == "remote"));
+    let (again, _) = edit(Client::Codex, &text, &[], &wrap_with("/p/runpod.json")).unwrap();
+    assert_eq!(again, None);
+    let (back, _) = edit(Client::Codex, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), codex);
+    assert!(edit(Client::Codex, "[mcp_servers\n", &[], &wrap_with("/p.json")).is_err());
+}
