@@ -100,6 +100,10 @@ pub enum Change {
     Unwrap,
 }
 
+/// The new text of a config file (`None`: nothing changed), and what
+/// happened to each server, by name.
+pub type Edited = (Option<String>, Vec<(String, Done)>);
+
 /// What happened to one server, for the report.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Done {
@@ -167,7 +171,7 @@ pub fn edit(
     text: &str,
     names: &[String],
     change: &Change,
-) -> anyhow::Result<(Option<String>, Vec<(String, Done)>)> {
+) -> anyhow::Result<Edited> {
     match client {
         Client::Codex => edit_toml(text, names, change),
         _ => edit_json(text, client.servers_key(), names, change),
@@ -190,12 +194,7 @@ fn check_names<'a>(
     Ok(())
 }
 
-fn edit_json(
-    text: &str,
-    key: &str,
-    names: &[String],
-    change: &Change,
-) -> anyhow::Result<(Option<String>, Vec<(String, Done)>)> {
+fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
     json::validate(text.as_bytes(), json::Check::Strict).map_err(|e| {
         let (line, column) = e.line_column(text);
         anyhow!(
@@ -333,11 +332,7 @@ fn member_removal(
     }
 }
 
-fn edit_toml(
-    text: &str,
-    names: &[String],
-    change: &Change,
-) -> anyhow::Result<(Option<String>, Vec<(String, Done)>)> {
+fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
     use toml_edit::{Array, DocumentMut, Item, Value as TomlValue};
     let mut doc: DocumentMut = text
         .parse()

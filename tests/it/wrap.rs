@@ -66,7 +66,7 @@ fn a_wrapped_claude_desktop_config_starts_a_working_session() {
             "--config".as_ref(),
             config.as_os_str(),
         ];
-        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         run(&args)
     };
     // --dry-run prints the change and writes nothing.
