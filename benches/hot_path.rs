@@ -156,7 +156,7 @@ fn filtering(c: &mut Criterion) {
                 else {
                     unreachable!()
                 };
-                tools_list::filter(line.as_bytes(), result, |name| policy.hides(name)).unwrap()
+                tools_list::filter(line.as_bytes(), result, |name, _| policy.hides(name)).unwrap()
             })
         },
     );

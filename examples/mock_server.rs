@@ -38,6 +38,12 @@ struct Options {
     ignore_signals: bool,
     /// Declare `capabilities.tools.listChanged` at initialize.
     list_changed: bool,
+    /// Tool descriptions replaced at start: a server that changed a tool
+    /// since it was reviewed.
+    describe: Vec<(String, String)>,
+    /// When this tool is called, the server adds a tool, `added_tool`, and
+    /// says so with `notifications/tools/list_changed`.
+    add_tool_on: Option<String>,
     /// Exit code when stdin closes.
     exit_code: i32,
     /// Write a response to an id nobody sent, at start.
@@ -81,6 +87,14 @@ fn parse_args() -> Options {
             "--ignore-term" => o.ignore_term = true,
             "--ignore-signals" => o.ignore_signals = true,
             "--list-changed" => o.list_changed = true,
+            "--describe" => {
+                let v = value();
+                let (tool, text) = v
+                    .split_once('=')
+                    .unwrap_or_else(|| die("--describe takes TOOL=TEXT"));
+                o.describe.push((tool.to_owned(), text.to_owned()));
+            }
+            "--add-tool-on" => o.add_tool_on = Some(value()),
             "--exit-code" => {
                 o.exit_code = value()
                     .parse()
@@ -122,7 +136,12 @@ fn main() {
         }
         None => json!({ "tools": [] }),
     };
-    let tools = spec["tools"].as_array().cloned().unwrap_or_default();
+    let mut tools = spec["tools"].as_array().cloned().unwrap_or_default();
+    for (name, text) in &o.describe {
+        for tool in tools.iter_mut().filter(|t| t["name"] == name.as_str()) {
+            tool["description"] = json!(text);
+        }
+    }
     let server_info = spec
         .get("server")
         .cloned()
@@ -229,7 +248,22 @@ fn main() {
                 if o.slow_ms > 0 {
                     std::thread::sleep(Duration::from_millis(o.slow_ms));
                 }
-                Ok(call(&tools, name, &params["arguments"]))
+                let result = call(&tools, name, &params["arguments"]);
+                if o.add_tool_on.as_deref() == Some(name)
+                    && !tools.iter().any(|t| t["name"] == "added_tool")
+                {
+                    tools.push(json!({
+                        "name": "added_tool",
+                        "description": "A tool the server added after it started.",
+                        "inputSchema": {"type": "object"}
+                    }));
+                    let note =
+                        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                    if writeln!(out, "{note}").and_then(|_| out.flush()).is_err() {
+                        break;
+                    }
+                }
+                Ok(result)
             }
             _ => Err(json!({ "code": -32601, "message": format!("method not found: {method}") })),
         };

@@ -26,7 +26,8 @@ const QUEUE: usize = 256;
 /// One audit line.
 #[derive(Debug, Default, Serialize)]
 pub struct AuditEvent {
-    /// "decision", "result" or "policy_reloaded".
+    /// "session_start", "decision", "result", "policy_reloaded" or
+    /// "session_end".
     pub event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Box<RawValue>>,
@@ -64,6 +65,13 @@ pub struct AuditEvent {
     /// For `policy_reloaded`: the SHA-256 of the policy file now in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_sha256: Option<String>,
+    /// For `session_start`: random, so that no two chains start alike and
+    /// a session's first line cannot be forged ahead of time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// For `session_end`: how many lines the session wrote before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
 }
 
 /// The fields every line carries.
@@ -82,6 +90,8 @@ enum Message {
     Line(Vec<u8>, Option<SyncSender<bool>>),
     /// Answered once every line sent before it is written.
     Flush(SyncSender<()>),
+    /// Answered with the number of lines written so far.
+    Count(SyncSender<u64>),
 }
 
 /// Where events go, if anywhere.
@@ -132,14 +142,42 @@ impl Audit {
             .name("audit".into())
             .spawn(move || write_events(target, rx, writing))
             .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
-        Ok(Audit {
+        let audit = Audit {
             sink: Some(tx),
             writable,
             required,
             session,
             identity,
             key: args_key(),
-        })
+        };
+        // The session's chain starts here (see `write_events`).
+        let mut nonce = [0u8; 16];
+        let _ = random(&mut nonce);
+        audit.record(AuditEvent {
+            event: "session_start",
+            nonce: Some(hex(&nonce)),
+            ..Default::default()
+        });
+        Ok(audit)
+    }
+
+    /// Writes the session's last line, then waits until everything is
+    /// written.
+    pub fn end(&self) {
+        if self.sink.is_some() {
+            let (done, count) = sync_channel(1);
+            if let Some(sink) = &self.sink {
+                if sink.send(Message::Count(done)).is_ok() {
+                    let lines = count.recv().unwrap_or(0);
+                    self.record(AuditEvent {
+                        event: "session_end",
+                        lines: Some(lines),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        self.flush();
     }
 
     /// What the log writes as `args_hmac`: the same arguments give the same
@@ -240,7 +278,14 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// The writer: lines in the order they were recorded, each chained to the
+/// one before it. Every line of a session after its first
+/// (`session_start`) carries `"prev"`, the SHA-256 of the session's line
+/// before it as written (without its newline), so that `toolwarden audit
+/// verify` finds a line changed, removed, inserted or moved.
 fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<AtomicBool>) {
+    let mut prev: Option<String> = None;
+    let mut written = 0u64;
     while let Ok(message) = events.recv() {
         let (line, ack) = match message {
             Message::Line(line, ack) => (line, ack),
@@ -248,7 +293,12 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
                 let _ = done.send(());
                 continue;
             }
+            Message::Count(answer) => {
+                let _ = answer.send(written);
+                continue;
+            }
         };
+        let line = chained(&line, prev.as_deref());
         let result = match &mut target {
             Target::Stderr => {
                 use std::io::Write;
@@ -263,6 +313,10 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
         }
         match result {
             Ok(()) => {
+                // A line that was not written is not in the chain: the
+                // file stays verifiable, and the loss is logged below.
+                prev = Some(line_hash(&line));
+                written += 1;
                 if !writable.swap(true, Ordering::AcqRel) {
                     info!("the audit log can be written again");
                 }
@@ -274,6 +328,27 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
             }
         }
     }
+}
+
+/// `line` (a JSON object and a newline) with `"prev"` as its first member.
+fn chained(line: &[u8], prev: Option<&str>) -> Vec<u8> {
+    let Some(prev) = prev else {
+        return line.to_vec();
+    };
+    let mut out = Vec::with_capacity(line.len() + 80);
+    out.extend_from_slice(b"{\"prev\":\"");
+    out.extend_from_slice(prev.as_bytes());
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(&line[1..]);
+    out
+}
+
+/// The hash a line's successor carries: SHA-256 of the line without its
+/// newline, in hex.
+pub fn line_hash(line: &[u8]) -> String {
+    use sha2::Digest;
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    hex(&sha2::Sha256::digest(line))
 }
 
 /// Appends one line; after a failure, the file is opened again on the next
@@ -396,3 +471,5 @@ fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
         Err(e) => Err(e),
     }
 }
+
+pub mod verify;

@@ -59,6 +59,46 @@ pub enum Command {
     Wrap(WrapArgs),
     /// Take toolwarden away from the servers `wrap` wrapped.
     Unwrap(UnwrapArgs),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Pin a server's tool definitions (--out), show what changed since
+    /// (--diff), or take the changes in (--update).
+    Pin(PinArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["out", "diff", "update"])))]
+pub struct PinArgs {
+    /// Write a new pin file (never over an existing one).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Show, tool by tool, what changed since FILE was written; exit 1 if
+    /// anything did.
+    #[arg(long, value_name = "FILE")]
+    pub diff: Option<PathBuf>,
+    /// Rewrite FILE with the server's tools as they are now.
+    #[arg(long, value_name = "FILE")]
+    pub update: Option<PathBuf>,
+    /// The server command, after `--` or simply after the options.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chains of audit logs (several files: rotated ones,
+    /// oldest first) and name the first line changed, removed, inserted or
+    /// moved; exit 1 if there is one.
+    Verify {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +154,9 @@ pub struct InitArgs {
     /// stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also write a pin file of the same tools (see `toolwarden pin`).
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<PathBuf>,
     /// The server command, after `--` or simply after the options.
     #[arg(
         value_name = "CMD",
@@ -225,6 +268,16 @@ pub struct RunArgs {
     /// file on two machines shares its budgets.
     #[arg(long, value_name = "NAME", env = "TOOLWARDEN_STATE_NAMESPACE")]
     pub state_namespace: Option<String>,
+
+    /// A pin file (`toolwarden pin --out`): tools whose definitions differ
+    /// from their pins, or that it does not know, are withheld from
+    /// tools/list and their calls refused.
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<PathBuf>,
+
+    /// Read the policy once: changes to the file need a restart.
+    #[arg(long)]
+    pub no_reload: bool,
 
     /// Decide, log and audit every call ("enforced": false) but refuse
     /// none: a dry run of a new policy. Counters are kept apart from the

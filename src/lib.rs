@@ -19,6 +19,7 @@
 //! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
 //!   secrets out of it.
 //! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
+//! - [`pin`]: pinned tool definitions, checked on every `tools/list`.
 //! - [`wrap`]: `toolwarden wrap`/`unwrap`, an MCP client's config file
 //!   edited to run its servers through toolwarden.
 //! - [`reload`]: the policy file watched, and replaced between two calls.
@@ -43,6 +44,7 @@ pub mod import;
 pub mod init;
 pub mod json;
 pub mod jsonrpc;
+pub mod pin;
 pub mod policy;
 pub mod redact;
 pub mod relay;

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use toolwarden::cli::{Cli, Command, StateCommand};
+use toolwarden::cli::{AuditCommand, Cli, Command, StateCommand};
 use toolwarden::{check, child, policy, run, state};
 
 fn main() {
@@ -40,6 +40,11 @@ fn main() {
                     2
                 }
             }
+        }
+        Some(Command::Audit(AuditCommand::Verify { files })) => audit_verify(&files),
+        Some(Command::Pin(args)) => {
+            init_logging("warn");
+            pin(&args)
         }
         Some(Command::Unwrap(args)) => edit_config(
             args.client,
@@ -140,41 +145,44 @@ fn return_large_buffers() {
 /// `toolwarden init [--out FILE] CMD...`: 0 with the policy written, 1 when
 /// the server's tools cannot be listed, 2 when FILE cannot be written.
 fn init(args: &toolwarden::cli::InitArgs) -> u8 {
-    let tools = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(check::list_tools(&args.command)));
-    let tools = match tools {
-        Ok(tools) => tools,
-        Err(e) => {
-            eprintln!("toolwarden: cannot list the server's tools: {e:#}");
-            return 1;
-        }
+    let (tools, server) = match server_tools(&args.command) {
+        Ok(listed) => listed,
+        Err(code) => return code,
     };
-    let server: Vec<String> = args
-        .command
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let text = toolwarden::init::policy_for(&tools, &server.join(" "));
+    // Neither file is written when one of them exists.
+    for path in [&args.out, &args.pin].into_iter().flatten() {
+        if path.exists() {
+            eprintln!(
+                "toolwarden: {}: exists; init never writes over a file",
+                path.display()
+            );
+            return 2;
+        }
+    }
+    if let Some(pin) = &args.pin {
+        if let Err(e) = write_new(pin, &toolwarden::pin::lock_file(&tools, &server)) {
+            eprintln!("toolwarden: {}: {e}", pin.display());
+            return 2;
+        }
+        eprintln!(
+            "toolwarden: pinned {} tools in {}",
+            tools.len(),
+            pin.display()
+        );
+    }
+    let text = toolwarden::init::policy_for(&tools, &server);
     let Some(out) = &args.out else {
         print_report(&text);
         return 0;
     };
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
-    match written {
+    match write_new(out, &text) {
         Ok(()) => {
             eprintln!(
                 "toolwarden: wrote {} ({} tools); review it, then `toolwarden check {} -- {}`",
                 out.display(),
                 tools.len(),
                 out.display(),
-                server.join(" ")
+                server
             );
             0
         }
@@ -183,6 +191,137 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
             2
         }
     }
+}
+
+/// The server's tools, listed once, and its command line in words.
+fn server_tools(command: &[std::ffi::OsString]) -> Result<(Vec<check::Tool>, String), u8> {
+    let tools = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(check::list_tools(command)));
+    let server: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match tools {
+        Ok(tools) => Ok((tools, server.join(" "))),
+        Err(e) => {
+            eprintln!("toolwarden: cannot list the server's tools: {e:#}");
+            Err(1)
+        }
+    }
+}
+
+/// Writes `text` to a new file at `path`, never over an existing one.
+fn write_new(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+}
+
+/// `toolwarden pin --out|--diff|--update FILE CMD...`.
+fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
+    use toolwarden::pin;
+    let (tools, server) = match server_tools(&args.command) {
+        Ok(listed) => listed,
+        Err(code) => return code,
+    };
+    if let Some(out) = &args.out {
+        return match write_new(out, &pin::lock_file(&tools, &server)) {
+            Ok(()) => {
+                eprintln!(
+                    "toolwarden: pinned {} tools in {}",
+                    tools.len(),
+                    out.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("toolwarden: {}: {e}", out.display());
+                2
+            }
+        };
+    }
+    let path = args
+        .diff
+        .as_ref()
+        .or(args.update.as_ref())
+        .expect("clap requires one");
+    let lock = match std::fs::read_to_string(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|text| pin::parse(&text))
+    {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e:#}", path.display());
+            return 2;
+        }
+    };
+    let diff = pin::diff(&lock, &tools);
+    if args.diff.is_some() {
+        if diff.is_empty() {
+            print_report(&format!("{}: every tool matches its pin\n", path.display()));
+            return 0;
+        }
+        print_report(&diff);
+        return 1;
+    }
+    print_report(&diff);
+    let text = pin::lock_file(&tools, &server);
+    match toolwarden::wrap::write_with_backup(path, &text) {
+        Ok(backup) => {
+            print_report(&format!(
+                "{}: updated; the previous file is kept as {}\n",
+                path.display(),
+                backup.display()
+            ));
+            0
+        }
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            2
+        }
+    }
+}
+
+/// `toolwarden audit verify FILE...`: 0 every chain holds, 1 one is
+/// broken, 2 a file cannot be read.
+fn audit_verify(files: &[std::path::PathBuf]) -> u8 {
+    let mut read = Vec::new();
+    for file in files {
+        match std::fs::read(file) {
+            Ok(content) => read.push((file.display().to_string(), content)),
+            Err(e) => {
+                eprintln!("toolwarden: {}: {e}", file.display());
+                return 2;
+            }
+        }
+    }
+    let report = toolwarden::audit::verify::verify(&read);
+    let mut out = String::new();
+    for session in &report.unfinished {
+        out.push_str(&format!(
+            "note: session {session} has no end line: still running, ended by a crash, or its end was cut off\n"
+        ));
+    }
+    let code = match &report.broken {
+        None => {
+            out.push_str(&format!(
+                "ok: {} lines, {} sessions, every chain holds\n",
+                report.lines, report.sessions
+            ));
+            0
+        }
+        Some(broken) => {
+            out.push_str(&format!("broken: {broken}\n"));
+            1
+        }
+    };
+    print_report(&out);
+    code
 }
 
 /// What `wrap` puts in front: this binary and the policy, by absolute
@@ -306,7 +445,7 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
-/// `check`, `import`, `init`, `test` and `wrap` are commands for people, not a relay: their
+/// `check`, `import`, `init`, `pin`, `test`, `wrap` and `audit` are commands for people, not a relay: their
 /// report is their output. The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
 fn print_report(report: &str) {

@@ -26,6 +26,7 @@ use crate::audit::{Audit, AuditEvent};
 use crate::framing::{Frame, LineReader, LineWriter, Source};
 use crate::json::{Raw, RawBuf};
 use crate::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
+use crate::pin;
 use crate::policy::{Charge, Policy, Refusal, RefusalKind, ToolCall, Verdict};
 use crate::redact::{self, loggable};
 use crate::tools_list;
@@ -54,6 +55,8 @@ pub struct Settings {
     /// `--monitor`: every decision is made, logged and audited, and every
     /// call relayed.
     pub monitor: bool,
+    /// `--pin`: tools whose definitions must match their pins.
+    pub pins: Option<pin::Pins>,
 }
 
 pub struct Relay {
@@ -92,6 +95,8 @@ struct State {
     listed: Option<BTreeSet<String>>,
     /// More names were listed than are kept.
     listed_overflow: bool,
+    /// With `--pin`: what the pins said of each tool listed so far.
+    pinned: HashMap<String, pin::Status>,
 }
 
 /// Tool names kept for reloads, at most (a name is at most a line).
@@ -343,6 +348,11 @@ impl Relay {
         }
         // Needed only when toolwarden answers the call itself.
         let stateless = || is_stateless(params);
+        if let Some(kind) = self.pin_refusal(&call.name) {
+            let refusal = self.refusal(&call, kind);
+            let facts = self.facts(&call);
+            return self.refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
+        }
         if self.settings.audit.refuses_calls() {
             let refusal = self.refusal(&call, RefusalKind::AuditUnavailable);
             let facts = self.facts(&call);
@@ -390,6 +400,26 @@ impl Relay {
                 let facts = self.facts(&call);
                 self.refuse_or_relay(id, &call, &refusal, stateless, facts, line, server)
             }
+        }
+    }
+
+    /// With `--pin`, why a call of `tool` is refused: its definition changed
+    /// since it was pinned, it is not pinned, or no `tools/list` of this
+    /// session has shown it yet (it is never assumed good).
+    fn pin_refusal(&self, tool: &str) -> Option<RefusalKind> {
+        let pins = self.settings.pins.as_ref()?;
+        let review = pins.review_command();
+        match self.state().pinned.get(tool) {
+            Some(pin::Status::Matches) => None,
+            Some(pin::Status::Changed) => Some(RefusalKind::ToolChanged { review }),
+            Some(pin::Status::Unpinned) => Some(RefusalKind::ToolUnpinned {
+                review,
+                listed: true,
+            }),
+            None => Some(RefusalKind::ToolUnpinned {
+                review,
+                listed: false,
+            }),
         }
     }
 
@@ -556,14 +586,40 @@ impl Relay {
     }
 
     /// Keeps the names a `tools/list` page showed, up to
-    /// [`MAX_KNOWN_TOOLS`].
-    fn remember_listed(&self, names: Vec<String>) {
+    /// [`MAX_KNOWN_TOOLS`], and what the pins said of each.
+    fn remember_listed(&self, seen: Vec<(String, Option<pin::Status>)>) {
         let mut state = self.state();
-        let listed = state.listed.get_or_insert_with(BTreeSet::new);
-        listed.extend(names);
-        if listed.len() > MAX_KNOWN_TOOLS {
-            state.listed = None;
-            state.listed_overflow = true;
+        let mut news = Vec::new();
+        for (name, status) in seen {
+            if let Some(status) = status {
+                let known =
+                    state.pinned.len() < MAX_KNOWN_TOOLS || state.pinned.contains_key(&name);
+                if known && state.pinned.insert(name.clone(), status) != Some(status) {
+                    news.push((name.clone(), status));
+                }
+            }
+            if !state.listed_overflow {
+                let listed = state.listed.get_or_insert_with(BTreeSet::new);
+                listed.insert(name);
+                if listed.len() > MAX_KNOWN_TOOLS {
+                    state.listed = None;
+                    state.listed_overflow = true;
+                }
+            }
+        }
+        drop(state);
+        let review = self.settings.pins.as_ref().map(pin::Pins::review_command);
+        for (name, status) in news {
+            let what = match status {
+                pin::Status::Matches => continue,
+                pin::Status::Changed => "changed since it was pinned",
+                pin::Status::Unpinned => "is not pinned",
+            };
+            warn!(
+                tool = %loggable(&name),
+                "the tool {what}: withheld from the client and refused; review it with `{}`",
+                review.as_deref().unwrap_or_default()
+            );
         }
     }
 
@@ -573,27 +629,29 @@ impl Relay {
     /// The audit log gets a `policy_reloaded` event with the file's hash.
     pub fn reload(&self, policy: Policy, file_sha256: &str) -> io::Result<()> {
         let old = self.replace_policy(policy);
+        let new = self.policy();
+        let changed = {
+            let state = self.state();
+            let listed = match &state.listed {
+                Some(names) => names.iter().any(|n| old.hides(n) != new.hides(n)),
+                None => state.listed_overflow,
+            };
+            state.server_lists_change && !self.settings.monitor && listed
+        };
+        // The client hears of it before the audit log does, so that a
+        // reader of the log knows the client was told.
+        let told = if changed {
+            info!("the reloaded policy hides other tools: notifications/tools/list_changed sent");
+            self.send_client(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#)
+        } else {
+            Ok(())
+        };
         self.settings.audit.record(AuditEvent {
             event: "policy_reloaded",
             policy_sha256: Some(file_sha256.to_owned()),
             ..Default::default()
         });
-        let new = self.policy();
-        let changed = {
-            let state = self.state();
-            if !state.server_lists_change || self.settings.monitor {
-                return Ok(());
-            }
-            match &state.listed {
-                Some(names) => names.iter().any(|n| old.hides(n) != new.hides(n)),
-                None => state.listed_overflow,
-            }
-        };
-        if changed {
-            info!("the reloaded policy hides other tools: notifications/tools/list_changed sent");
-            self.send_client(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#)?;
-        }
-        Ok(())
+        told
     }
 
     fn refuse_request(&self, id: Raw<'_>, why: &str) -> io::Result<()> {
@@ -812,16 +870,19 @@ impl Relay {
                         self.state().server_lists_change = declares_list_changed(result);
                         None
                     }
-                    // Monitoring hides nothing: the agent sees what it
-                    // would see without toolwarden.
-                    (Asked::ToolsList, Some(result)) if !self.settings.monitor => {
+                    (Asked::ToolsList, Some(result)) => {
                         let policy = self.policy();
-                        let mut names = Vec::new();
-                        let filtered = tools_list::filter(line, result, |name| {
-                            names.push(name.to_owned());
-                            policy.hides(name)
+                        let pins = self.settings.pins.as_ref();
+                        let mut seen = Vec::new();
+                        let filtered = tools_list::filter(line, result, |name, tool| {
+                            let status = pins.map(|p| p.check(name, tool.get()));
+                            seen.push((name.to_owned(), status));
+                            let withheld = status.is_some_and(|s| s != pin::Status::Matches);
+                            // Monitoring hides nothing: the agent sees what
+                            // it would see without toolwarden.
+                            !self.settings.monitor && (policy.hides(name) || withheld)
                         });
-                        self.remember_listed(names);
+                        self.remember_listed(seen);
                         filtered
                     }
                     _ => None,
@@ -939,7 +1000,7 @@ impl Relay {
 
     /// Flushes the audit log and what is left for the client.
     pub fn finish(&self) -> io::Result<()> {
-        self.settings.audit.flush();
+        self.settings.audit.end();
         self.client_writer().flush()
     }
 }

@@ -70,6 +70,13 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         },
         None => Audit::off(session_id.clone(), args.identity.clone()),
     };
+    let pins = match &args.pin {
+        Some(path) => match crate::pin::Pins::load(path) {
+            Ok(pins) => Some(pins),
+            Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
+        },
+        None => None,
+    };
     // A store that cannot be opened stops toolwarden before the server
     // starts, as a bad policy does.
     let state = match open_state(args, &policy) {
@@ -99,6 +106,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         state,
         session: session_id,
         monitor: args.monitor,
+        pins,
     };
     // The pumps read and write with blocking calls, each on a thread of
     // its own (see blocking.rs); the rest stays on this event loop.
@@ -122,11 +130,9 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     };
     let server_in = blocking::ServerInput::new(server_in);
     let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out)));
-    let _watch = match args
-        .policy
-        .as_deref()
-        .map(|p| reload::start(p, Arc::clone(&relay)))
-    {
+    // Hot reload, unless --no-reload.
+    let watched = args.policy.as_deref().filter(|_| !args.no_reload);
+    let _watch = match watched.map(|p| reload::start(p, Arc::clone(&relay))) {
         Some(Ok(watch)) => Some(watch),
         Some(Err(e)) => {
             warn!("the policy file cannot be watched, so changes to it need a restart: {e:#}");

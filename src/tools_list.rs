@@ -6,7 +6,8 @@
 
 use crate::json::Raw;
 
-/// Returns the line with the tools `hides` picks taken out of
+/// Returns the line with the tools `hides` picks (by name, and the
+/// tool's JSON) taken out of
 /// `result.tools`, or `None` when nothing is hidden (forward as is).
 ///
 /// `result` must be a slice of `line`, as the envelope parser hands it out.
@@ -15,7 +16,7 @@ use crate::json::Raw;
 pub fn filter(
     line: &[u8],
     result: Raw<'_>,
-    mut hides: impl FnMut(&str) -> bool,
+    mut hides: impl FnMut(&str, Raw<'_>) -> bool,
 ) -> Option<Vec<u8>> {
     let tools_raw = result.member("tools")?;
     let start = offset_in(line, tools_raw.get())?;
@@ -26,7 +27,7 @@ pub fn filter(
         let name = tool.member("name").and_then(Raw::as_str);
         // A tool without a readable name cannot be matched by a rule: it
         // stays, and a call to it meets the policy like any other.
-        let hidden = name.is_some_and(|n| hides(&n));
+        let hidden = name.is_some_and(|n| hides(&n, tool));
         if hidden && out.is_none() {
             // The first hidden tool: the page is rewritten from here on,
             // starting with the tools before it.
@@ -78,7 +79,7 @@ mod tests {
         else {
             panic!("not a response")
         };
-        filter(line.as_bytes(), result, |n| hidden.contains(&n))
+        filter(line.as_bytes(), result, |n, _| hidden.contains(&n))
             .map(|b| String::from_utf8(b).unwrap())
     }
 

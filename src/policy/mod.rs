@@ -169,6 +169,11 @@ pub enum RefusalKind {
     AuditUnavailable,
     /// The state store that keeps the call's counters cannot be reached.
     StateUnavailable { retry_after: Duration },
+    /// `--pin`: the server's definition of the tool is not the pinned one.
+    ToolChanged { review: String },
+    /// `--pin`: the pin file does not know the tool (`listed`), or no
+    /// `tools/list` of this session has shown it yet.
+    ToolUnpinned { review: String, listed: bool },
 }
 
 /// Schema errors kept for one call: enough to fix the call, while an array
@@ -633,6 +638,8 @@ impl Refusal {
             RefusalKind::ApprovalUnavailable { .. } => "approval_unavailable",
             RefusalKind::AuditUnavailable => "audit_unavailable",
             RefusalKind::StateUnavailable { .. } => "state_unavailable",
+            RefusalKind::ToolChanged { .. } => "tool_changed",
+            RefusalKind::ToolUnpinned { .. } => "tool_unpinned",
         }
     }
 
@@ -707,6 +714,22 @@ impl Refusal {
                 "toolwarden cannot reach the state store that counts this call's limits; retry in {} s",
                 retry_after_ms(*retry_after).div_ceil(1000)
             ),
+            RefusalKind::ToolChanged { review } => format!(
+                "the server changed this tool's definition since it was pinned; it is withheld \
+                 until a person reviews the change (`{review}`) and updates the pin"
+            ),
+            RefusalKind::ToolUnpinned {
+                review,
+                listed: true,
+            } => format!(
+                "this tool is not in the pin file; it is withheld until a person reviews it \
+                 (`{review}`) and pins it"
+            ),
+            RefusalKind::ToolUnpinned { listed: false, .. } => {
+                "toolwarden has not checked this tool's definition against the pin file yet: \
+                 list the tools (tools/list) first"
+                    .to_owned()
+            }
         };
         match &self.reason {
             Some(reason) => format!(

@@ -83,6 +83,7 @@ impl Harness {
             max_message,
             approval_timeout,
             monitor: false,
+            pins: None,
             audit: Audit::off("test".into(), "default".into()),
             state: crate::state::State::open(
                 crate::state::Spec::Memory,

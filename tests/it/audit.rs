@@ -42,6 +42,8 @@ fn events(path: &std::path::Path) -> Vec<Value> {
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        // The chain's start and end lines (see audit_verify_... below).
+        .filter(|e: &Value| !matches!(e["event"].as_str(), Some("session_start" | "session_end")))
         .collect()
 }
 
@@ -330,4 +332,78 @@ fn secrets_stay_out_in_every_encoding_and_usual_spelling() {
         !stderr.lines().any(|l| l.starts_with("FORGED")),
         "a tool name forged a log line:\n{stderr}"
     );
+}
+
+#[test]
+fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
+    let dir = temp_dir("audit-chain");
+    let audit = dir.join("audit.jsonl");
+    // Two sessions append to one file.
+    for _ in 0..2 {
+        let mut s = Session::start(&mut guarded_mock_with(
+            "policies/genieacs.json",
+            "examples/tools/genieacs.json",
+            &["--audit".as_ref(), audit.as_os_str()],
+            &[],
+        ));
+        s.send(&initialize("2025-06-18"));
+        s.recv();
+        for id in 1..=3 {
+            s.send(&call(
+                id,
+                "retry_task",
+                r#"{"task_id":"5f1a2b3c4d5e6f7a8b9c0d1e"}"#,
+            ));
+            s.recv();
+        }
+        s.send(&call(4, "reboot", "{}"));
+        s.recv();
+        assert_eq!(s.wait().code(), Some(0));
+    }
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Per session: start, 4 decisions, 3 results, end.
+    assert_eq!(lines.len(), 18, "{text}");
+    let verify = |content: &str| {
+        let file = dir.join("checked.jsonl");
+        std::fs::write(&file, content).unwrap();
+        let out = toolwarden()
+            .args(["audit", "verify"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = verify(&text);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 18 lines, 2 sessions, every chain holds\n")
+    );
+    let joined = |lines: &[String]| lines.join("\n") + "\n";
+    let owned: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+
+    let mut edited = owned.clone();
+    edited[3] = edited[3].replace("\"allowed\"", "\"denied\"");
+    assert_ne!(edited[3], owned[3]);
+    let (code, out) = verify(&joined(&edited));
+    assert_eq!(code, 1);
+    assert!(out.contains("checked.jsonl:4: changed"), "{out}");
+
+    let mut deleted = owned.clone();
+    deleted.remove(5);
+    let (code, out) = verify(&joined(&deleted));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("checked.jsonl:5: changed, or a line after it was removed"),
+        "{out}"
+    );
+
+    let mut swapped = owned.clone();
+    swapped.swap(2, 3);
+    let (code, out) = verify(&joined(&swapped));
+    assert_eq!(code, 1);
+    assert!(out.contains("checked.jsonl:3: out of order"), "{out}");
 }

@@ -42,8 +42,15 @@ fn init_writes_a_policy_that_check_accepts_without_a_warning() {
     for (name, server) in servers() {
         let dir = temp_dir(&format!("init-{name}"));
         let policy = dir.join("policy.json");
+        let pins = dir.join("policy.pin.json");
         let out = with_server(
-            &["init".as_ref(), "--out".as_ref(), policy.as_os_str()],
+            &[
+                "init".as_ref(),
+                "--out".as_ref(),
+                policy.as_os_str(),
+                "--pin".as_ref(),
+                pins.as_os_str(),
+            ],
             &server,
         );
         assert_eq!(
@@ -72,6 +79,24 @@ fn init_writes_a_policy_that_check_accepts_without_a_warning() {
         assert!(
             report.contains(" 0 denied, 0 hidden from tools/list"),
             "{name}: {report}"
+        );
+        // The pin file takes every tool, and nothing has changed since.
+        let lock: Value = serde_json::from_str(&std::fs::read_to_string(&pins).unwrap()).unwrap();
+        assert_eq!(lock["tools"].as_object().unwrap().len(), rules.len());
+        let diff = with_server(
+            &[
+                "pin".as_ref(),
+                "--diff".as_ref(),
+                pins.as_os_str(),
+                "--".as_ref(),
+            ],
+            &server,
+        );
+        assert_eq!(
+            diff.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&diff.stdout)
         );
         // init never writes over a file.
         let again = with_server(

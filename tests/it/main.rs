@@ -9,6 +9,7 @@ mod full_format;
 mod hostile;
 mod init;
 mod lifecycle;
+mod pin;
 mod policies;
 mod python_sdk;
 mod reload;

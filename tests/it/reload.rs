@@ -166,3 +166,27 @@ fn hiding_another_tool_tells_the_client_to_list_again() {
         assert_eq!(s.wait().code(), Some(0));
     }
 }
+
+#[test]
+fn no_reload_reads_the_policy_once() {
+    let dir = temp_dir("no-reload");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, r#"{"version":"1"}"#).unwrap();
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--no-reload", "--state=memory", "--"])
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/genieacs.json")),
+    );
+    s.send(&call(1, "retry_task", r#"{"task_id":"t"}"#));
+    assert_eq!(decision(&s.recv_json()).as_deref(), Some("not_allowed"));
+    save(&policy, r#"{"version":"1","default":"allow"}"#);
+    // Reloads take effect within a fraction of this.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.send(&call(2, "retry_task", r#"{"task_id":"t"}"#));
+    assert_eq!(decision(&s.recv_json()).as_deref(), Some("not_allowed"));
+    assert_eq!(s.wait().code(), Some(0));
+}
