@@ -190,7 +190,7 @@ impl Watchdog {
         };
         // Everything the child needs is made before the fork: after it,
         // only async-signal-safe calls.
-        let exec = WatchdogExec::new(group);
+        let title = WatchdogTitle::new(group);
         // SAFETY: the child only makes async-signal-safe calls (see
         // `watch`) and never returns into Rust code.
         match unsafe { libc::fork() } {
@@ -198,7 +198,7 @@ impl Watchdog {
             0 => {
                 use std::os::fd::AsRawFd;
                 // SAFETY: in the forked child, before anything else.
-                unsafe { watch(read.as_raw_fd(), group, &exec) }
+                unsafe { watch(read.as_raw_fd(), group, &title) }
             }
             _ => {
                 drop(read);
@@ -216,47 +216,56 @@ impl Watchdog {
     }
 }
 
-/// The name the watchdog runs under, so that `ps` shows it as what it is
-/// rather than as a second toolwarden with the same arguments.
+/// The name the watchdog shows in `ps`, rather than a second toolwarden
+/// with the same arguments.
 pub const WATCHDOG_NAME: &str = "toolwarden-watchdog";
 
-/// The watchdog's command line, `toolwarden-watchdog GROUP`, run from
-/// toolwarden's own binary.
-struct WatchdogExec {
-    path: std::ffi::CString,
-    args: [std::ffi::CString; 2],
+/// The watchdog's command line, `toolwarden-watchdog GROUP`, made before
+/// the fork: it is written over the process's own command line (what
+/// `/proc/PID/cmdline` reads, as setproctitle does), so no exec is needed
+/// and nothing is allocated after the fork.
+struct WatchdogTitle {
+    /// Where the command line is in memory, from `/proc/self/stat`.
+    area: Option<(usize, usize)>,
+    text: Vec<u8>,
+    name: std::ffi::CString,
 }
 
-impl WatchdogExec {
-    fn new(group: i32) -> WatchdogExec {
-        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-        WatchdogExec {
-            path: c("/proc/self/exe"),
-            args: [c(WATCHDOG_NAME), c(&group.to_string())],
+impl WatchdogTitle {
+    fn new(group: i32) -> WatchdogTitle {
+        WatchdogTitle {
+            area: argument_area(),
+            text: format!("{WATCHDOG_NAME}\0{group}\0").into_bytes(),
+            name: std::ffi::CString::new(WATCHDOG_NAME).expect("no NUL"),
         }
     }
 }
 
-/// The watchdog's start, in the forked child: it leaves toolwarden's
-/// group and descriptors, then runs as `toolwarden-watchdog GROUP` (see
-/// [`watchdog_main`]), or, if that cannot be run, watches from here.
+/// `arg_start` and `arg_end` of this process (proc(5), fields 48 and 49).
+fn argument_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count after its `)`.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let start: usize = fields.get(48 - 3)?.parse().ok()?;
+    let end: usize = fields.get(49 - 3)?.parse().ok()?;
+    (start != 0 && end > start).then_some((start, end))
+}
+
+/// The watchdog's whole life, in the forked child.
 ///
 /// # Safety
 /// Only async-signal-safe calls: this runs in a fork of a process that may
 /// have other threads.
-unsafe fn watch(read: i32, group: i32, exec: &WatchdogExec) -> ! {
+unsafe fn watch(read: i32, group: i32, title: &WatchdogTitle) -> ! {
     libc::signal(libc::SIGINT, libc::SIG_IGN);
     libc::signal(libc::SIGTERM, libc::SIG_IGN);
     libc::signal(libc::SIGHUP, libc::SIG_IGN);
     // Out of toolwarden's group: a Ctrl-C to the terminal does not reach it.
     libc::setpgid(0, 0);
     // Hold no other descriptor: a copy of the server's stdin or of the
-    // client's stdout would keep those pipes from ever closing. The pipe
-    // becomes descriptor 3, kept across exec.
+    // client's stdout would keep those pipes from ever closing.
     if read != 3 {
         libc::dup2(read, 3);
-    } else {
-        libc::fcntl(3, libc::F_SETFD, 0);
     }
     if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
         for fd in 4..4096 {
@@ -265,26 +274,15 @@ unsafe fn watch(read: i32, group: i32, exec: &WatchdogExec) -> ! {
     }
     libc::close(0);
     libc::close(1);
-    let argv = [
-        exec.args[0].as_ptr(),
-        exec.args[1].as_ptr(),
-        std::ptr::null(),
-    ];
-    let envp = [std::ptr::null()];
-    libc::execve(exec.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    wait_and_kill(group)
-}
-
-/// `toolwarden-watchdog GROUP`: the watchdog after exec.
-pub fn watchdog_main(group: &str) -> ! {
-    let name = std::ffi::CString::new(WATCHDOG_NAME).expect("no NUL");
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string (cut to 15 bytes).
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
-    match group.parse::<i32>() {
-        // SAFETY: a process of its own, single-threaded.
-        Ok(group) if group > 1 => unsafe { wait_and_kill(group) },
-        _ => std::process::exit(2),
+    libc::prctl(libc::PR_SET_NAME, title.name.as_ptr());
+    if let Some((start, end)) = title.area {
+        // The command line's own bytes, in this process's copy of the
+        // memory: the new one, then zeros to the end.
+        let len = title.text.len().min(end - start);
+        std::ptr::copy_nonoverlapping(title.text.as_ptr(), start as *mut u8, len);
+        std::ptr::write_bytes((start + len) as *mut u8, 0, end - start - len);
     }
+    wait_and_kill(group)
 }
 
 /// Waits on descriptor 3 and kills `group` when toolwarden is gone.

@@ -7,16 +7,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use toolwarden::cli::{AuditCommand, Cli, Command, StateCommand};
-use toolwarden::{check, child, policy, run, state};
+use toolwarden::{check, policy, run, state};
 
 fn main() {
-    // The watchdog of a server's process group runs from this binary under
-    // a name of its own (child.rs).
-    let mut args = std::env::args_os();
-    if args.next().as_deref() == Some(std::ffi::OsStr::new(child::WATCHDOG_NAME)) {
-        let group = args.next().unwrap_or_default();
-        child::watchdog_main(&group.to_string_lossy());
-    }
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Check(args)) => {

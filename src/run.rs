@@ -131,15 +131,11 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     let server_in = blocking::ServerInput::new(server_in);
     let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out)));
     // Hot reload, unless --no-reload.
-    let watched = args.policy.as_deref().filter(|_| !args.no_reload);
-    let _watch = match watched.map(|p| reload::start(p, Arc::clone(&relay))) {
-        Some(Ok(watch)) => Some(watch),
-        Some(Err(e)) => {
-            warn!("the policy file cannot be watched, so changes to it need a restart: {e:#}");
-            None
+    if let Some(path) = args.policy.as_deref().filter(|_| !args.no_reload) {
+        if let Err(e) = reload::start(path, Arc::clone(&relay)) {
+            warn!("the policy file cannot be watched, so changes to it need a restart: {e}");
         }
-        None => None,
-    };
+    }
     let mut signals = Signals::new()?;
 
     let mut client_pump = blocking::spawn("client-pump", {

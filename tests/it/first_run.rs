@@ -166,11 +166,12 @@ fn the_watchdog_has_a_name_of_its_own() {
         &["--pid-file", pid_file.to_str().unwrap()],
     ));
     let server = wait_for_pid(&pid_file);
-    let wanted = format!("toolwarden-watchdog\0{server}\0");
+    // Written over its own command line: the rest of it is zeros.
+    let wanted = format!("toolwarden-watchdog\0{server}");
     let named: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .map(|c| String::from_utf8_lossy(&c).trim_end_matches('\0').to_owned())
         .filter(|c| c.contains("toolwarden"))
         .collect();
     assert!(named.contains(&wanted), "{named:?}");
