@@ -171,7 +171,11 @@ fn the_watchdog_has_a_name_of_its_own() {
     let named: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).trim_end_matches('\0').to_owned())
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .trim_end_matches('\0')
+                .to_owned()
+        })
         .filter(|c| c.contains("toolwarden"))
         .collect();
     assert!(named.contains(&wanted), "{named:?}");
