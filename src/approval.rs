@@ -8,6 +8,25 @@ use serde_json::json;
 use crate::json::Raw;
 use crate::redact::Redacted;
 
+/// Every approval prompt's id starts with this. The rest is 128 random
+/// bits, so nobody can send a request under the id of a prompt to come,
+/// and a request from the server whose id starts with it is never relayed
+/// (see [`is_ours`]): an answer with such an id is toolwarden's alone.
+pub const PROMPT_PREFIX: &str = "toolwarden-approval-";
+
+/// A fresh prompt id nobody can predict; `None` when the system has no
+/// randomness to give (then nobody is asked: a guessable id would let the
+/// server's own question pass for the prompt).
+pub fn prompt_id() -> Option<String> {
+    crate::audit::unguessable_id().map(|random| format!("{PROMPT_PREFIX}{random}"))
+}
+
+/// Whether a request id is in the prompts' id space (compared decoded:
+/// `"toolwarden\u002dapproval-1"` is in it too).
+pub fn is_ours(id: Raw<'_>) -> bool {
+    id.as_str().is_some_and(|s| s.starts_with(PROMPT_PREFIX))
+}
+
 /// What the client said at `initialize` about asking its user.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Elicitation {

@@ -380,6 +380,13 @@ pub fn random_id() -> String {
     hex(&bytes)
 }
 
+/// 128 random bits as hex, or `None` when the system gives none: for ids
+/// that must not be guessed, which have no fallback.
+pub fn unguessable_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    random(&mut bytes).ok().map(|()| hex(&bytes))
+}
+
 fn random(bytes: &mut [u8]) -> io::Result<()> {
     std::fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, bytes))
 }

@@ -49,9 +49,6 @@ pub struct Settings {
     pub audit: Audit,
     /// Where the counters are.
     pub state: crate::state::State,
-    /// Unique to this session: approval prompts' ids start with it, so the
-    /// server cannot produce one.
-    pub session: String,
     /// `--monitor`: every decision is made, logged and audited, and every
     /// call relayed.
     pub monitor: bool,
@@ -85,7 +82,6 @@ struct State {
     elicitation: approval::Elicitation,
     /// Prompts may be sent only after `notifications/initialized`.
     initialized: bool,
-    prompts: u64,
     /// The server declared `capabilities.tools.listChanged` at initialize:
     /// the client takes `notifications/tools/list_changed` from it.
     server_lists_change: bool,
@@ -841,6 +837,17 @@ impl Relay {
         };
         match message {
             Message::Request { id, .. } => {
+                if approval::is_ours(id) {
+                    // A request under a prompt's id would have the person's
+                    // answer to it taken as the answer to toolwarden's
+                    // prompt: never relayed, and left unanswered (the
+                    // server pump does not write to the server).
+                    warn!(
+                        id = %loggable(id.get()),
+                        "dropped a request from the server under an id reserved for toolwarden's approval prompts"
+                    );
+                    return Ok(());
+                }
                 self.state().server.insert(IdKey::of(id));
                 self.queue_client(line)
             }

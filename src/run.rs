@@ -104,7 +104,6 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         approval_timeout: args.approval_timeout,
         audit,
         state,
-        session: session_id,
         monitor: args.monitor,
         pins,
     };

@@ -152,14 +152,34 @@ impl Condition {
 
     /// Tests the condition against a call's arguments (`None`: the call
     /// has none, which is the same as `{}`).
+    ///
+    /// A value the operator cannot compare fails closed (`Untestable`):
+    /// servers coerce (`"true"` to `true`, a JSON string to the object it
+    /// spells), so a policy that took such a value as simply "not equal"
+    /// would be weaker than the server's reading of it.
     pub fn eval(&self, arguments: Option<Raw<'_>>) -> Truth {
         let mut here = arguments;
+        let mut walked = String::new();
         for key in &self.keys {
             // Through objects only, as PolicyLayer resolves paths: a
-            // segment never indexes an array.
-            here = here
-                .filter(|raw| raw.is_object())
-                .and_then(|raw| raw.member(key));
+            // segment never indexes an array. A null parent is an absent
+            // one; any other value where an object belongs cannot be
+            // walked, and may well be one to the server (a JSON string).
+            here = match here {
+                None => None,
+                Some(raw) if raw.is_object() => raw.member(key),
+                Some(raw) if raw.get() == "null" => None,
+                Some(raw) => {
+                    return Truth::Untestable(format!(
+                        "{} at {} is {}, where an object belongs",
+                        shorten(raw.get(), 64),
+                        if walked.is_empty() { "/" } else { &walked },
+                        kind_of_text(raw.get())
+                    ))
+                }
+            };
+            walked.push('/');
+            walked.push_str(&token(key));
         }
         // `exists` asks whether the argument is there and not null; every
         // other operator is false on a missing argument.
@@ -183,11 +203,15 @@ impl Condition {
                 what
             ))
         };
+        let answer = |compared: Option<bool>, what: &str| match compared {
+            Some(yes) => holds(yes),
+            None => untestable(what),
+        };
         match &self.test {
-            Test::Eq(v) => holds(same(&actual, v)),
-            Test::Neq(v) => holds(!same(&actual, v)),
-            Test::In(list) => holds(list.iter().any(|v| same(&actual, v))),
-            Test::NotIn(list) => holds(!list.iter().any(|v| same(&actual, v))),
+            Test::Eq(v) => answer(compare(&actual, v), &format!("`eq` {v}")),
+            Test::Neq(v) => answer(compare(&actual, v).map(|same| !same), &format!("`neq` {v}")),
+            Test::In(list) => answer(any_same(list.iter(), &actual), "`in`"),
+            Test::NotIn(list) => answer(any_same(list.iter(), &actual).map(|any| !any), "`not_in`"),
             Test::Order(op, bound) => match actual.as_f64() {
                 Some(n) => holds(match op {
                     Op::Lt => n < *bound,
@@ -203,8 +227,10 @@ impl Condition {
             },
             Test::Contains(v) => match (&actual, v) {
                 (Value::String(s), Value::String(part)) => holds(s.contains(part.as_str())),
-                (Value::Array(items), v) => holds(items.iter().any(|item| same(item, v))),
-                _ => untestable(&format!("`contains` {}", v)),
+                (Value::Array(items), v) => {
+                    answer(any_same(items.iter(), v), &format!("`contains` {v}"))
+                }
+                _ => untestable(&format!("`contains` {v}")),
             },
             Test::Exists(_) => unreachable!("answered above"),
         }
@@ -221,23 +247,76 @@ fn holds(yes: bool) -> Truth {
 
 /// JSON equality with numbers compared by value: `1e3`, `1000` and
 /// `1000.0` are the same. Strings compare code point by code point, with
-/// no Unicode normalization.
-fn same(a: &Value, b: &Value) -> bool {
+/// no Unicode normalization. `None` when the two cannot be compared: they
+/// are of different JSON types (`"true"` and `true`, `1` and `true`, a list
+/// and a string), here or anywhere inside, unless a difference that no
+/// coercion could undo (another length, other keys, another string)
+/// settles it.
+fn compare(a: &Value, b: &Value) -> Option<bool> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
-            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            Some(match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
                 (Some(x), Some(y), _, _) => x == y,
                 (_, _, Some(x), Some(y)) => x == y,
                 _ => x.as_f64() == y.as_f64(),
-            }
+            })
         }
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+            if x.len() != y.len() {
+                return Some(false);
+            }
+            all_same(x.iter().zip(y).map(|(a, b)| compare(a, b)))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| same(a, b)))
+            if x.len() != y.len() || x.keys().any(|k| !y.contains_key(k)) {
+                return Some(false);
+            }
+            all_same(x.iter().map(|(k, a)| compare(a, &y[k])))
         }
-        _ => a == b,
+        (Value::Null, Value::Null) => Some(true),
+        (Value::Bool(x), Value::Bool(y)) => Some(x == y),
+        (Value::String(x), Value::String(y)) => Some(x == y),
+        _ => None,
+    }
+}
+
+/// Whether every pair is the same: no as soon as one is not, else unknown
+/// when one cannot be compared.
+fn all_same(pairs: impl Iterator<Item = Option<bool>>) -> Option<bool> {
+    let mut known = true;
+    for pair in pairs {
+        match pair {
+            Some(false) => return Some(false),
+            None => known = false,
+            Some(true) => {}
+        }
+    }
+    known.then_some(true)
+}
+
+/// Whether any of `items` is the same as `v`: yes as soon as one is, else
+/// unknown when one cannot be compared with it.
+fn any_same<'a>(items: impl Iterator<Item = &'a Value>, v: &Value) -> Option<bool> {
+    let mut known = true;
+    for item in items {
+        match compare(item, v) {
+            Some(true) => return Some(true),
+            None => known = false,
+            Some(false) => {}
+        }
+    }
+    known.then_some(false)
+}
+
+/// [`kind_of`] read from a value's text (its first byte says it).
+fn kind_of_text(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'[') => "a list",
+        Some(b'{') => "an object",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
     }
 }
 

@@ -475,10 +475,11 @@ impl Rule {
 }
 
 /// How a rule's `require` and `deny_if` refuse a call, if they do, and the
-/// entry that refused it (for its `on_deny`). A `require` entry that does
-/// not hold, or a condition that cannot test its argument (a string
-/// compared with `gt`), refuses the call as `invalid_arguments`; a
-/// `deny_if` entry that holds refuses it as `denied`.
+/// entry that refused it (for its `on_deny`). A condition that cannot test
+/// its argument (a string compared with `gt`, `"true"` with `eq true`)
+/// fails closed: a `require` entry that does not hold, or holds only
+/// untested, refuses the call as `invalid_arguments`; a `deny_if` entry
+/// that holds, or could, refuses it as `denied`.
 fn conditions_refuse<'r>(
     rule: &'r Rule,
     arguments: Option<Raw<'_>>,
@@ -509,9 +510,11 @@ fn conditions_refuse<'r>(
                 return Some((RefusalKind::Denied { condition }, group));
             }
             (Truth::Fails, _) => {}
-            (Truth::Untestable(why), Some(c)) => {
-                let message = format!("{why}; the policy refuses calls when {}", group.describe());
-                return Some((invalid(c, message), group));
+            (Truth::Untestable(why), Some(_)) => {
+                // Fails closed: a value the condition cannot compare
+                // may be one the server reads as matching it.
+                let condition = Some(format!("{} ({why})", group.describe()));
+                return Some((RefusalKind::Denied { condition }, group));
             }
             (Truth::Untestable(_), None) => unreachable!("a group fails at one of its conditions"),
         }

@@ -783,15 +783,18 @@ mod full_format {
             decide(&p, "create_charge", Some(r#"{"currency":"usd"}"#)),
             Ok("allow")
         );
-        // An amount sent as a string is neither over nor under: refused.
+        // An amount sent as a string may be one to the server: the
+        // `deny_if` fails closed and refuses it.
         let r = refusal(
             &p,
             "create_charge",
             Some(r#"{"amount":"20000","currency":"usd"}"#),
         );
-        assert_eq!(r.decision(), "invalid_arguments");
+        assert_eq!(r.decision(), "denied");
         assert!(
-            r.text().contains(r#"/amount: "20000" is a string, which `gt` cannot test; the policy refuses calls when /amount > 10000"#),
+            r.text().contains(
+                r#"because /amount > 10000 ("20000" is a string, which `gt` cannot test)"#
+            ),
             "{}",
             r.text()
         );

@@ -64,7 +64,7 @@ impl Relay {
             self.refuse(id, &refusal, stateless, Some(&facts))
         };
         let prompt_id = {
-            let mut state = self.state();
+            let state = self.state();
             let usable = state.elicitation != approval::Elicitation::Unsupported
                 && state.initialized
                 && !stateless;
@@ -76,11 +76,8 @@ impl Relay {
             {
                 Some(None)
             } else {
-                state.prompts += 1;
-                Some(Some(format!(
-                    "toolwarden-approval-{}-{}",
-                    self.settings.session, state.prompts
-                )))
+                // No id nobody can guess: nobody is asked.
+                Some(approval::prompt_id())
             }
         };
         let prompt_id = match prompt_id {

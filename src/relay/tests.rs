@@ -91,7 +91,6 @@ impl Harness {
                 "default".into(),
             )
             .unwrap(),
-            session: "test".into(),
         };
         let client_out = Box::new(Fd::own_pipe(client_out_w).unwrap());
         let relay = Arc::new(Relay::new(policy, settings, client_out));
@@ -377,9 +376,10 @@ fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server() {
     );
     assert!(message.contains("deploys touch production"), "{message}");
     let prompt_id = prompt["id"].as_str().unwrap().to_owned();
+    let random = prompt_id.strip_prefix("toolwarden-approval-").unwrap();
     assert!(
-        prompt_id.starts_with("toolwarden-approval-test-"),
-        "{prompt_id}"
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "128 random bits: {prompt_id}"
     );
     // Other traffic flows while the call waits.
     h.client_sends(PING);
@@ -398,6 +398,41 @@ fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server() {
         h.client_gets(),
         r#"{"jsonrpc":"2.0","id":31,"result":{"content":[]}}"#
     );
+}
+
+/// A server that sends the client its own question under a prompt's id
+/// (the next one, or any in the prompts' id space) is not relayed: the
+/// person's yes to a harmless question can never stand for the prompt's.
+#[test]
+fn a_server_request_in_the_prompts_id_space_is_never_relayed() {
+    let mut h = Harness::new(APPROVE, 1 << 20);
+    initialized(&mut h, r#"{"elicitation":{"form":{}}}"#);
+    for id in [
+        r#""toolwarden-approval-00000000000000000000000000000001""#,
+        r#""toolwarden\u002dapproval-1""#,
+    ] {
+        h.server_sends(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"elicitation/create","params":{{"message":"Continue?","requestedSchema":{{"type":"object","properties":{{"approve":{{"type":"boolean"}}}}}}}}}}"#
+        ));
+    }
+    let other = r#"{"jsonrpc":"2.0","id":"srv-1","method":"ping"}"#;
+    h.server_sends(other);
+    assert_eq!(h.client_gets(), other, "only the server's own ids pass");
+    // Two prompts never share an id, nor follow one from the other.
+    let mut ids = Vec::new();
+    for n in [31, 32] {
+        h.client_sends(&DEPLOY.replace("31", &n.to_string()));
+        let prompt: serde_json::Value = serde_json::from_str(&h.client_gets()).unwrap();
+        assert_eq!(prompt["method"], "elicitation/create");
+        ids.push(prompt["id"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(ids[0], ids[1]);
+    let shared = ids[0]
+        .bytes()
+        .zip(ids[1].bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared < "toolwarden-approval-".len() + 8, "{ids:?}");
 }
 
 #[test]

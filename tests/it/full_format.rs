@@ -3,6 +3,7 @@
 //! Intercept, and conditions that stop the load.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -117,7 +118,7 @@ fn the_examples_users_paste_decide_as_policylayer_documents() {
             Some("denied"),
             Some("invalid_arguments"),
             None,
-            Some("invalid_arguments")
+            Some("denied")
         ]
     );
     assert!(
@@ -554,5 +555,100 @@ fn an_intercept_policy_that_cannot_be_carried_over_fails_at_its_place() {
     assert!(
         stderr.contains("bad.yaml: /tools/t/rules/0/conditions/0/op: \"gt\" on a counter"),
         "{stderr}"
+    );
+}
+
+/// Values a Python SDK server coerces (`"true"` and `1` to `true`, a JSON
+/// string to the object it spells, a one-element list kept as a list)
+/// meet conditions that fail closed: none of them reaches the server,
+/// which would have run each as the policy forbids.
+#[test]
+fn conditions_fail_closed_on_values_the_server_would_coerce() {
+    let python = root().join("tests/python/.venv/bin/python");
+    assert!(python.exists(), "run tests/setup");
+    let server = root().join("tests/python/coercing_server.py");
+    let calls = [
+        ("deploy", r#"{"force":"true"}"#),
+        ("deploy", r#"{"force":1}"#),
+        ("create_pod", r#"{"body":"{\"gpu\":{\"count\":8}}"}"#),
+        ("set_region", r#"{"region":["eu"]}"#),
+    ];
+    let run = |guarded: bool, record: &Path| {
+        let mut cmd = if guarded {
+            let policy = temp_dir("coerce-policy").join("policy.json");
+            std::fs::write(
+                &policy,
+                r#"{"version": "1", "default": "deny", "tools": {
+  "deploy": {"deny_if": [{"conditions": [{"path": "args.force", "op": "eq", "value": true}],
+                          "on_deny": "no forced deploys"}]},
+  "create_pod": {"deny_if": [{"conditions": [{"path": "args.body.gpu.count", "op": "gt", "value": 2}]}]},
+  "set_region": {"require": [{"path": "args.region", "op": "in", "value": ["eu", "us"]}]}}}"#,
+            )
+            .unwrap();
+            let mut cmd = toolwarden();
+            cmd.arg("--policy")
+                .arg(policy)
+                .args(["--state", "memory", "--"]);
+            cmd.arg(&python);
+            cmd
+        } else {
+            Command::new(&python)
+        };
+        cmd.arg(&server).env("RECORD", record);
+        let mut s = Session::start(&mut cmd);
+        s.send(&initialize("2025-06-18"));
+        s.recv_json();
+        s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        let mut answers = decide(&mut s, &calls);
+        // A call the policy allows reaches the server, coerced or not.
+        answers.extend(decide(&mut s, &[("deploy", r#"{"force":false}"#)]));
+        s.close_stdin();
+        s.wait();
+        let recorded: Vec<Value> = std::fs::read_to_string(record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (answers, recorded)
+    };
+    let dir = temp_dir("coerce");
+    // The bare server runs every one of them as the policy forbids.
+    let (_, bare) = run(false, &dir.join("bare"));
+    assert_eq!(
+        bare,
+        vec![
+            json!({"tool": "deploy", "arguments": {"force": true}}),
+            json!({"tool": "deploy", "arguments": {"force": true}}),
+            json!({"tool": "create_pod", "arguments": {"gpu": {"count": 8}}}),
+            json!({"tool": "deploy", "arguments": {"force": false}}),
+        ],
+        "the SDK no longer coerces as this test assumes"
+    );
+    let (answers, guarded) = run(true, &dir.join("guarded"));
+    let decisions: Vec<Option<&str>> = answers.iter().map(|(d, _)| d.as_deref()).collect();
+    assert_eq!(
+        decisions,
+        vec![
+            Some("denied"),
+            Some("denied"),
+            Some("denied"),
+            Some("invalid_arguments"),
+            None
+        ],
+        "{answers:?}"
+    );
+    assert!(
+        answers[0].1.contains(r#"because /force == true ("true" is a string, which `eq` true cannot test). Reason: no forced deploys"#),
+        "{answers:?}"
+    );
+    assert!(
+        answers[2]
+            .1
+            .contains("at /body is a string, where an object belongs"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        guarded,
+        vec![json!({"tool": "deploy", "arguments": {"force": false}})]
     );
 }
