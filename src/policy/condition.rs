@@ -17,9 +17,44 @@ pub const PATTERN_SIZE_LIMIT: usize = 10 << 20;
 /// The most memory the lazy DFA of one pattern may take while matching.
 pub const PATTERN_DFA_SIZE_LIMIT: usize = 2 << 20;
 /// Steps a schema `pattern` may backtrack before its match is given up
-/// (schemas are ECMA-262 regexes, matched by a backtracking engine).
-/// Condition regexes are matched in linear time and need none.
-pub const PATTERN_BACKTRACK_LIMIT: usize = 1_000_000;
+/// (schemas are ECMA-262 regexes: a pattern with lookaround or a
+/// backreference is matched by a backtracking engine; any other in linear
+/// time). Condition regexes are matched in linear time and need none.
+pub const PATTERN_BACKTRACK_LIMIT: usize = 100_000;
+/// Backtracking steps one call may cost at most: a schema with a pattern
+/// that backtracks checks at most this many / [`PATTERN_BACKTRACK_LIMIT`]
+/// strings and keys in a call (more, and the call is refused unchecked),
+/// so that no call holds the session up for long, pings included.
+pub const PATTERN_CALL_BUDGET: usize = 10_000_000;
+/// Strings and keys a call may hold for a schema with a pattern that
+/// backtracks.
+pub const MAX_BACKTRACKED_STRINGS: usize = PATTERN_CALL_BUDGET / PATTERN_BACKTRACK_LIMIT;
+
+/// Whether a JSON Schema holds a `pattern` (or a `patternProperties`
+/// key) that the linear-time engine cannot match, so that it backtracks:
+/// lookaround and backreferences. One the `regex` crate does not compile
+/// counts as backtracking, whatever the reason.
+pub fn backtracks(schema: &Value) -> bool {
+    let linear = |p: &str| {
+        regex::RegexBuilder::new(p)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+            .is_ok()
+    };
+    match schema {
+        Value::Object(members) => members
+            .iter()
+            .any(|(key, value)| match (key.as_str(), value) {
+                ("pattern", Value::String(p)) => !linear(p),
+                ("patternProperties", Value::Object(patterns)) => {
+                    patterns.keys().any(|p| !linear(p)) || patterns.values().any(backtracks)
+                }
+                _ => backtracks(value),
+            }),
+        Value::Array(items) => items.iter().any(backtracks),
+        _ => false,
+    }
+}
 
 /// A compiled condition.
 #[derive(Debug)]

@@ -282,6 +282,7 @@ fn compile_rule(
         hide: spec.hide,
         redact: spec.redact.clone(),
         limits,
+        backtracks: spec.arguments.as_ref().is_some_and(condition::backtracks),
         schema,
     })
 }

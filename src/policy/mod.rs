@@ -65,6 +65,9 @@ pub struct Rule {
     /// and the rule's own, each once. Worked out at load time.
     counters: Vec<usize>,
     schema: Option<jsonschema::Validator>,
+    /// The schema has a pattern that backtracks: a call may hold at most
+    /// [`condition::MAX_BACKTRACKED_STRINGS`] strings and keys.
+    backtracks: bool,
 }
 
 /// What the policy needs to know of a `tools/call`.
@@ -613,6 +616,17 @@ fn schema_errors(
         Some(Err(e)) => return one(format!("the arguments cannot be read: {e}")),
         None => json!({}),
     };
+    if rule.backtracks {
+        let strings = strings_and_keys(&value);
+        if strings > condition::MAX_BACKTRACKED_STRINGS {
+            return one(format!(
+                "the arguments hold {strings} strings and keys, more than the {} toolwarden \
+                 checks against this schema's backtracking patterns (lookaround or \
+                 backreferences); send them in smaller calls",
+                condition::MAX_BACKTRACKED_STRINGS
+            ));
+        }
+    }
     let kept = |e: jsonschema::ValidationError| SchemaError {
         pointer: shorten(e.instance_path().as_str(), MAX_ERROR_TEXT),
         message: shorten(&e.to_string(), MAX_ERROR_TEXT),
@@ -627,6 +641,19 @@ fn schema_errors(
     let errors: Vec<SchemaError> = all.by_ref().take(MAX_SCHEMA_ERRORS).map(kept).collect();
     let more = all.count();
     (!errors.is_empty()).then_some((errors, Some(more)))
+}
+
+/// How many strings and object keys a value holds: what a schema's
+/// patterns may be matched against.
+fn strings_and_keys(value: &Value) -> usize {
+    match value {
+        Value::String(_) => 1,
+        Value::Array(items) => items.iter().map(strings_and_keys).sum(),
+        Value::Object(members) => {
+            members.len() + members.values().map(strings_and_keys).sum::<usize>()
+        }
+        _ => 0,
+    }
 }
 
 impl Refusal {

@@ -949,3 +949,51 @@ mod full_format {
         assert_eq!(e.at, "/all_tools/limit");
     }
 }
+
+/// A schema pattern that backtracks (a backreference, lookaround) is
+/// matched against a bounded number of strings per call, so that one call
+/// cannot hold the session for seconds; linear patterns have no such bound.
+#[test]
+fn backtracking_patterns_bound_the_work_of_one_call() {
+    let with = |pattern: &str| {
+        policy(&format!(
+            r#"{{"version":"1","default":"allow","tools":{{"t":{{"arguments":{{"type":"object",
+              "properties":{{"l":{{"type":"array","items":{{"type":"string","pattern":{}}}}}}}}}}}}}}}"#,
+            serde_json::Value::from(pattern)
+        ))
+        .0
+    };
+    let call = |n: usize| {
+        let s = format!("\"{}c\"", "a".repeat(30));
+        format!(r#"{{"l":[{}]}}"#, vec![s; n].join(","))
+    };
+    let max = condition::MAX_BACKTRACKED_STRINGS;
+    // One key (`l`) and `max - 1` strings are checked: each exhausts its
+    // own backtracking limit and is an error of its own.
+    let backref = with(r"^(a|a)+\1$");
+    let r = refusal(&backref, "t", Some(&call(max - 1)));
+    let RefusalKind::InvalidArguments { errors, .. } = &r.kind else {
+        panic!("{r:?}")
+    };
+    assert_eq!(errors[0].pointer, "/l/0", "{errors:?}");
+    let r = refusal(&backref, "t", Some(&call(max)));
+    assert!(
+        r.text().contains(&format!(
+            "the arguments hold {} strings and keys, more than the {max}",
+            max + 1
+        )),
+        "{}",
+        r.text()
+    );
+    for pattern in [r"^(?=a)(a+)+$", r"(?<!b)c"] {
+        let r = refusal(&with(pattern), "t", Some(&call(max)));
+        assert!(
+            r.text().contains("backtracking patterns"),
+            "{pattern}: {}",
+            r.text()
+        );
+    }
+    // A pattern the linear engine matches checks any number of strings.
+    let linear = with(r"^(a+)+c$");
+    assert_eq!(decide(&linear, "t", Some(&call(10 * max))), Ok("allow"));
+}
