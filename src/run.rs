@@ -168,8 +168,10 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     debug!(?ended, "relaying ends");
     // A signal to toolwarden goes to the server's process group at once,
     // as init shims do: the server stops as fast as it would alone.
+    let mut first_signal = None;
     if let Ended::Signal(signal) = ended {
         child::signal_group(group, signal);
+        first_signal = Some(signal);
     }
     // Stop reading the client, and close the server's stdin: its end of
     // input is the first step of the stop. (A client pump blocked in a read
@@ -199,10 +201,20 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
                     // pump's thread is left behind, and ends with toolwarden.
                     break;
                 }
-                signal = signals.recv() => {
-                    warn!(signal, "second signal while stopping: SIGKILL to the server");
-                    child::signal_group(group, libc::SIGKILL);
-                }
+                signal = signals.recv() => match first_signal {
+                    // The stop began with the end of input (the SDKs close
+                    // stdin, wait, then send SIGTERM): this is the first
+                    // signal, passed on as itself.
+                    None => {
+                        info!(signal, "signal while stopping: passed on to the server");
+                        child::signal_group(group, signal);
+                        first_signal = Some(signal);
+                    }
+                    Some(_) => {
+                        warn!(signal, "second signal while stopping: SIGKILL to the server");
+                        child::signal_group(group, libc::SIGKILL);
+                    }
+                },
             }
             if outcome.is_some() && server_done {
                 break;
@@ -210,6 +222,11 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         }
         outcome.expect("the loop ends only after the server stopped")
     };
+    // A signal that came with the end of input, as the server stopped, is
+    // a signal all the same: the exit status says so whichever was first.
+    if first_signal.is_none() {
+        first_signal = pending_signal(&mut signals).await;
+    }
     let status = exit_status.unwrap_or(status);
     if let Some(watchdog) = watchdog {
         watchdog.disarm();
@@ -225,13 +242,24 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     }
     let _ = relay.finish();
 
-    Ok(match ended {
-        Ended::Signal(signal) => 128 + signal as u8,
+    Ok(match (first_signal, ended) {
+        (Some(signal), _) => 128 + signal as u8,
         // The client left and the server needed a signal to follow: that
         // is the stop working, not the server failing.
-        Ended::ClientClosed if stopped != Stopped::ByItself => 0,
+        (None, Ended::ClientClosed) if stopped != Stopped::ByItself => 0,
         _ => child::exit_code(status),
     })
+}
+
+/// A signal already delivered but not yet read, if there is one.
+async fn pending_signal(signals: &mut Signals) -> Option<i32> {
+    // Lets the runtime's driver read what the signal handler wrote.
+    tokio::task::yield_now().await;
+    tokio::select! {
+        biased;
+        signal = signals.recv() => Some(signal),
+        () = std::future::ready(()) => None,
+    }
 }
 
 /// Logs how a pump ended, if it ended badly.

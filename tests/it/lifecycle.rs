@@ -351,3 +351,134 @@ fn a_grandchild_server_dies_with_toolwarden_even_on_sigkill() {
     s.signal(libc::SIGKILL);
     wait_until_dead(server);
 }
+
+/// toolwarden around a server that lingers 30 s after the end of its
+/// input, with the stop's timeouts longer still: only a signal ends it
+/// quickly.
+fn lingering(dir: &std::path::Path, mock_args: &[&str]) -> (Session, i32) {
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, ALLOW_ALL).unwrap();
+    let pid_file = dir.join("pid");
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .args([
+                "--log-level",
+                "info",
+                "--close-timeout",
+                "30s",
+                "--term-timeout",
+                "30s",
+                "--",
+            ])
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join(GENIEACS))
+            .args(["--linger", "--pid-file"])
+            .arg(&pid_file)
+            .args(mock_args),
+    );
+    s.send(&initialize("2025-06-18"));
+    s.recv();
+    let server = wait_for_file(&pid_file).parse().unwrap();
+    (s, server)
+}
+
+/// The SDKs' stop (close stdin, wait, then SIGTERM) sends one signal: the
+/// server gets that SIGTERM, not a SIGKILL, and toolwarden exits 143. So
+/// does a signal that comes together with the end of input, in either
+/// order.
+#[test]
+fn a_signal_during_the_stop_by_end_of_input_is_the_first_signal() {
+    for (pause, order) in [(500, "eof first"), (0, "eof first"), (0, "signal first")] {
+        let dir = temp_dir(&format!("signal-in-stop-{pause}-{}", order.len()));
+        let (mut s, server) = lingering(&dir, &[]);
+        if order == "signal first" {
+            s.signal(libc::SIGTERM);
+            s.close_stdin();
+        } else {
+            s.close_stdin();
+            std::thread::sleep(Duration::from_millis(pause));
+            s.signal(libc::SIGTERM);
+        }
+        let code = s.wait().code();
+        let stderr = s.stderr();
+        assert_eq!(code, Some(143), "{order} after {pause} ms:\n{stderr}");
+        assert!(
+            stderr.contains("server stopped status=signal 15"),
+            "{order} after {pause} ms: the server got the SIGTERM:\n{stderr}"
+        );
+        assert!(!stderr.contains("second signal"), "{stderr}");
+        wait_until_dead(server);
+    }
+    // Only a second signal escalates, and the first one sets the status.
+    let dir = temp_dir("signal-in-stop-twice");
+    let (mut s, server) = lingering(&dir, &["--ignore-signals"]);
+    s.close_stdin();
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGINT);
+    assert_eq!(s.wait().code(), Some(143), "{}", s.stderr());
+    assert!(
+        s.stderr().contains("second signal while stopping: SIGKILL"),
+        "{}",
+        s.stderr()
+    );
+    assert!(
+        s.stderr().contains("server stopped status=signal 9"),
+        "{}",
+        s.stderr()
+    );
+    wait_until_dead(server);
+}
+
+/// The TypeScript SDK's own close of a server that lingers after the end
+/// of its input: the SIGTERM it sends after 2 s reaches the server.
+#[test]
+fn the_typescript_sdks_close_stops_the_server_with_its_sigterm() {
+    let dir = temp_dir("sdk-close");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, ALLOW_ALL).unwrap();
+    let log = dir.join("stderr.log");
+    let pid_file = dir.join("pid");
+    // The SDK drops the server's stderr: a shell keeps it, and `exec`
+    // keeps the pid the SDK signals.
+    let script = format!(
+        "exec '{}' --policy '{}' --log-level info --close-timeout 30s --term-timeout 30s -- '{}' --tools '{}' --linger --pid-file '{}' 2>>'{}'",
+        toolwarden_bin().display(),
+        policy.display(),
+        mock_server().display(),
+        root().join(GENIEACS).display(),
+        pid_file.display(),
+        log.display()
+    );
+    let out = std::process::Command::new("node")
+        .current_dir(root().join("tests/npm"))
+        .env("XDG_STATE_HOME", state_home("sdk-close"))
+        .args(["connect.mjs", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("CONNECTED"), "{stdout}");
+    let server: i32 = wait_for_file(&pid_file).parse().unwrap();
+    wait_until_dead(server);
+    let deadline = Instant::now() + PATIENCE;
+    let stderr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("server stopped") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        stderr.contains("signal while stopping: passed on to the server"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("server stopped status=signal 15"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SIGKILL"), "{stderr}");
+}
