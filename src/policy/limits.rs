@@ -71,7 +71,8 @@ pub enum Wait {
 }
 
 /// One GCRA step: a call of `cost` units at `now` on a bucket whose TAT is
-/// `tat` (`None`, or a TAT not after `now`: a full bucket). Returns the
+/// `tat` (`None`, or a TAT not after `now`: a full bucket; one more than a
+/// window ahead: an empty one). Returns the
 /// bucket's new TAT, or how long until the call would fit. Times in
 /// microseconds since the UNIX epoch; governor decides.
 pub fn step(
@@ -86,7 +87,11 @@ pub fn step(
         .allow_burst(burst);
     // Governor counts from when its limiter starts: here, `now`. A TAT at
     // or before `now` is a full bucket, as is none.
-    let ahead_ns = tat.map_or(0, |t| t.saturating_sub(now).saturating_mul(1000));
+    let ahead_ns = tat.map_or(0, |t| {
+        clamp(period_us, burst, t, now)
+            .saturating_sub(now)
+            .saturating_mul(1000)
+    });
     let slot = AtomicU64::new(ahead_ns);
     let at = At(Duration::from_micros(now));
     let limiter =
@@ -99,6 +104,16 @@ pub fn step(
         }
         Ok(Ok(())) => Ok(now + slot.load(Ordering::Acquire) / 1000),
     }
+}
+
+/// A stored TAT as [`step`] reads it: no charge puts a TAT more than a
+/// window (period × burst) ahead of `now`, so one further ahead was written
+/// by a clock that ran fast (or will be: a clock set back). It counts as
+/// one window ahead, an empty bucket, and the store keeps it so (even when
+/// the call is refused): the bucket then refills as usual, and no clock
+/// jump locks it for longer than its window.
+pub fn clamp(period_us: u64, burst: NonZeroU32, tat: u64, now: u64) -> u64 {
+    tat.min(now.saturating_add(period_us.saturating_mul(u64::from(burst.get()))))
 }
 
 /// The clock of one step: it is always `now`.
@@ -183,5 +198,22 @@ mod tests {
         assert_eq!(got[1], Err(Wait::For(10 * 864 * SECOND)));
         assert_eq!(got[2], Ok(()));
         assert_eq!(got[3], Err(Wait::Never));
+    }
+
+    #[test]
+    fn a_tat_from_the_future_counts_as_one_window_ahead() {
+        let (period, now) = (12 * SECOND, 1_800_000_000 * SECOND);
+        let years_ahead = Some(now + 300_000_000 * SECOND);
+        assert_eq!(
+            step(period, n(5), years_ahead, now, n(1)),
+            Err(Wait::For(12 * SECOND))
+        );
+        // The store keeps the clamped TAT: one period later, a call fits.
+        let kept = clamp(period, n(5), years_ahead.unwrap(), now);
+        assert_eq!(kept, now + 60 * SECOND);
+        assert_eq!(
+            step(period, n(5), Some(kept), now + 12 * SECOND, n(1)),
+            Ok(now + 72 * SECOND)
+        );
     }
 }

@@ -366,6 +366,24 @@ fn longer(a: Wait, b: Wait) -> bool {
     }
 }
 
+/// Clamps the TATs that a fast clock left too far ahead
+/// (`policy::clamp`); the buckets whose TAT it changed, which a charge
+/// writes back even when it is refused, so that they refill from now on.
+fn clamp(buckets: &[Bucket], tats: &mut [Option<u64>], now: u64) -> Vec<usize> {
+    let mut changed = Vec::new();
+    for (i, (b, tat)) in buckets.iter().zip(tats.iter_mut()).enumerate() {
+        let burst = std::num::NonZeroU32::new(b.burst).expect("max is positive");
+        if let Some(t) = tat {
+            let kept = crate::policy::clamp(b.period_us, burst, *t, now);
+            if kept != *t {
+                *t = kept;
+                changed.push(i);
+            }
+        }
+    }
+    changed
+}
+
 /// Runs every bucket's GCRA step at `now` on `tats`: the new TATs, or the
 /// bucket with the longest wait. Shared by the backends that decide in
 /// this process.

@@ -39,6 +39,7 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local next = {}
+local clamped = {}
 local worst, worst_wait = -1, -2
 for i = 1, #KEYS do
   local period = tonumber(ARGV[3 * i])
@@ -49,6 +50,12 @@ for i = 1, #KEYS do
   if stored then
     local t = tonumber(string.match(stored, '^(%d+)'))
     if t and t > now then tat = t end
+  end
+  -- A TAT more than a window ahead came from a clock that ran fast: an
+  -- empty bucket, kept so even when the call is refused (policy::clamp).
+  if tat > now + period * burst then
+    tat = now + period * burst
+    clamped[i] = tat
   end
   local tau = period * (burst - 1)
   local extra = period * (cost - 1)
@@ -67,6 +74,11 @@ for i = 1, #KEYS do
   end
 end
 if worst >= 0 then
+  if ARGV[2] == '1' then
+    for i, tat in pairs(clamped) do
+      redis.call('SET', KEYS[i], string.format('%d %d %d', tat, ARGV[3 * i], ARGV[3 * i + 1]), 'PX', math.ceil((tat - now) / 1000))
+    end
+  end
   return {worst, worst_wait}
 end
 if ARGV[2] == '1' then

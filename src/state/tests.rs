@@ -258,3 +258,41 @@ fn specs_parse() {
         "redis://[credentials]@host:6379"
     );
 }
+
+/// One call made while the clock read 2036 must not lock a 5-per-minute
+/// counter for years once the clock is right again: every backend treats
+/// a stored time more than a window ahead as one window ahead.
+#[test]
+fn a_clock_from_the_future_locks_a_budget_for_one_window_at_most() {
+    let policy = Policy::from_json(
+        r#"{"version": "1", "tools": {"t": {"limits": [
+            {"counter": "five", "window": "minute", "max": 5, "scope": "global"}]}}}"#,
+    )
+    .unwrap();
+    let call = ToolCall {
+        name: "t".into(),
+        arguments: None,
+    };
+    let Verdict::Allow(charge) = policy.check(&call) else {
+        panic!()
+    };
+    let now = 1_800_000_000_000_000u64;
+    let in_2036 = 2_100_000_000_000_000u64;
+    let run = |state: &State| {
+        let at = |t| state.take_at(&policy, &charge, true, Some(t)).unwrap();
+        vec![at(in_2036), at(now), at(now + 12_000_000)]
+    };
+    let want = vec![
+        Outcome::Taken,
+        // As if the bucket had just been emptied: one period to wait.
+        Outcome::Short {
+            counter: 0,
+            retry_after: Duration::from_secs(12),
+        },
+        Outcome::Taken,
+    ];
+    assert_eq!(run(&open(Spec::Memory)), want, "memory");
+    assert_eq!(run(&open(Spec::Sqlite(temp_db("future")))), want, "SQLite");
+    let redis = RedisServer::start("future");
+    assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");
+}
