@@ -946,3 +946,42 @@ mod full_format {
         assert_eq!(e.at, "/all_tools/limit");
     }
 }
+
+/// A `per` value longer than any cut-off is still keyed by its meaning:
+/// the same long string spelt five ways (escapes, key order, spaces) is
+/// one bucket, and another string is another.
+#[test]
+fn a_long_per_value_is_keyed_by_its_canonical_json() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{
+            "t":{"limits":[{"counter":"c","window":"hour","max":1,"per":"/v"}]}}}"#,
+    );
+    let long = "é\"x".repeat(2000);
+    let spellings = [
+        serde_json::to_string(&long).unwrap(),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace('é', "\\u00e9"),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace('é', "\\u00E9"),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace('x', "\\u0078"),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace("\\\"", "\\u0022"),
+    ];
+    assert!(spellings.iter().all(|s| s.len() > 4096));
+    let args: Vec<String> = spellings
+        .iter()
+        .map(|s| format!(r#"{{"v":{{"b":[1, {s}],"a":null}}}}"#))
+        .collect();
+    assert_eq!(decide(&p, "t", Some(&args[0])), Ok("allow"));
+    for a in &args[1..] {
+        assert_eq!(decide(&p, "t", Some(a)), Err("rate_limited".into()));
+    }
+    let other = serde_json::to_string(&format!("{long}!")).unwrap();
+    let other = format!(r#"{{"v":{{"a":null,"b":[1,{other}]}}}}"#);
+    assert_eq!(decide(&p, "t", Some(&other)), Ok("allow"));
+}
