@@ -258,7 +258,7 @@ mod tests {
         assert_eq!((r.passed, r.failed), (0, 2));
         let text = r.text();
         assert!(
-            text.contains("FAIL  three pass (call 3): expected allowed, got rate_limited\n      toolwarden: `retry` refused: rate limit retry[0] (2 per minute) reached; retry in 30 s\n"),
+            text.contains("FAIL  three pass (call 3): expected allowed, got rate_limited\n      toolwarden: `retry` refused: rate limit retry (2 per minute) reached; retry in 30 s\n"),
             "{text}"
         );
         assert!(

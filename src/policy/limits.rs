@@ -35,9 +35,35 @@ pub struct Counter {
     /// Shown to the agent when this counter refuses a call, instead of the
     /// rule's reason.
     pub on_deny: Option<String>,
+    /// What its budget is, as a hash (see [`Counter::definition`]): part of
+    /// every bucket's key.
+    pub definition: String,
 }
 
 impl Counter {
+    /// The first 16 hex digits of the SHA-256 of what the counter counts:
+    /// its name (and whether the name was given or derived), window, max,
+    /// scope, `per` and `cost`. A bucket's key carries it, so an edit of
+    /// the policy elsewhere (a description, a rule, spaces) keeps the
+    /// budget, and an edit of the counter itself starts it afresh instead
+    /// of reading buckets counted under other terms. `on_deny` is only
+    /// text and stays out.
+    pub fn definition(&self, named: bool) -> String {
+        let window = (self.window.seconds, self.window.to_string());
+        let what = serde_json::json!([
+            if named { "named" } else { "private" },
+            self.name,
+            window,
+            self.max.get(),
+            self.scope.to_string(),
+            self.per,
+            self.cost,
+        ]);
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(what.to_string().as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// `window / max`, in whole microseconds (at least one).
     pub fn period_us(&self) -> u64 {
         (self.window.seconds * 1_000_000 / u64::from(self.max.get())).max(1)

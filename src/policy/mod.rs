@@ -43,8 +43,9 @@ pub struct Policy {
     counters: Vec<Counter>,
     /// What loads but checks less than it seems (see `lint`).
     pub warnings: Vec<LoadError>,
-    /// The first 16 hex digits of the file's SHA-256: the state store's
-    /// default namespace, the same for the same file on every machine.
+    /// The first 16 hex digits of the file's SHA-256: which text was
+    /// loaded (a reload compares it). Not part of any counter's key: an
+    /// edit that leaves a counter alone keeps its budget.
     pub fingerprint: String,
 }
 

@@ -317,7 +317,7 @@ fn unnamed_limits_are_private_to_their_rule() {
     assert_eq!(decide(&p, "a", None), Ok("allow"));
     assert_eq!(decide(&p, "b", None), Ok("allow"));
     let r = refusal(&p, "a", None);
-    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "a[0]"));
+    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "a"));
 }
 
 #[test]

@@ -177,6 +177,12 @@ impl State {
         &self.spec
     }
 
+    /// What keeps this policy's counters apart from other policies' in a
+    /// shared store (`--state-namespace`, or the policy file's name).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Charges calls from now on to `identity`'s `grant` buckets (for
     /// `toolwarden test`, whose cases name their caller).
     pub fn set_identity(&mut self, identity: String) {
@@ -287,7 +293,8 @@ impl State {
         let now = now_us();
         let mut out = format!("{} ({} buckets)\n", self.spec, buckets.len());
         for (key, tat, period, burst) in buckets {
-            let Ok([namespace, counter, scope, per]) = serde_json::from_str::<[String; 4]>(&key)
+            // Keys of another layout (an older toolwarden's) are not shown.
+            let Ok([namespace, counter, _, scope, per]) = serde_json::from_str::<[String; 5]>(&key)
             else {
                 continue;
             };
@@ -306,7 +313,7 @@ impl State {
     /// in every namespace; how many.
     pub fn reset(&self, counter: &str, identity: Option<&str>) -> Result<usize, StoreError> {
         let doomed = |key: &str| {
-            serde_json::from_str::<[String; 4]>(key).is_ok_and(|[_, c, scope, _]| {
+            serde_json::from_str::<[String; 5]>(key).is_ok_and(|[_, c, _, scope, _]| {
                 c == counter && identity.is_none_or(|id| scope == format!("grant:{id}"))
             })
         };
@@ -336,8 +343,9 @@ impl State {
         Unavailable { retry_after }
     }
 
-    /// The bucket's key: namespace, counter, scope key, `per` values, as a
-    /// JSON array (so no part can run into the next).
+    /// The bucket's key: namespace, counter, the counter's definition (a
+    /// hash: see `Counter::definition`), scope key, `per` values, as a JSON
+    /// array (so no part can run into the next).
     fn key(&self, policy: &Policy, counter: usize, bucket: &str) -> String {
         let c = &policy.counters()[counter];
         let scope = match c.scope {
@@ -345,7 +353,7 @@ impl State {
             Scope::Global => "global".to_owned(),
             Scope::Session => "session".to_owned(),
         };
-        serde_json::to_string(&[self.namespace.as_str(), &c.name, &scope, bucket])
+        serde_json::to_string(&[&self.namespace, &c.name, &c.definition, &scope, bucket])
             .expect("strings serialize")
     }
 }

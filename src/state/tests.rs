@@ -296,3 +296,34 @@ fn a_clock_from_the_future_locks_a_budget_for_one_window_at_most() {
     let redis = RedisServer::start("future");
     assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");
 }
+
+/// An unnamed limit's budget follows the limit, not its place in the list:
+/// a limit added in front of it, or the file rewritten, leaves it spent.
+#[test]
+fn an_unnamed_limit_keeps_its_budget_when_another_is_added_before_it() {
+    let before = r#"{"version": "1", "tools": {"t": {"limits": [
+        {"window": "day", "max": 1, "scope": "global"}]}}}"#;
+    let after = r#"{"version": "1", "description": "now with a burst cap",
+      "tools": {"t": {"limits": [
+        {"window": "second", "max": 100, "scope": "global"},
+        {"window": "day", "max": 1, "scope": "global"}]}}}"#;
+    let state = open(Spec::Memory);
+    let now = 1_800_000_000_000_000u64;
+    let take = |text: &str, at: u64| {
+        let policy = Policy::from_json(text).unwrap();
+        let call = ToolCall {
+            name: "t".into(),
+            arguments: None,
+        };
+        let Verdict::Allow(charge) = policy.check(&call) else {
+            panic!()
+        };
+        let outcome = state.take_at(&policy, &charge, true, Some(at)).unwrap();
+        match outcome {
+            Outcome::Taken => Ok(()),
+            Outcome::Short { counter, .. } => Err(policy.counters()[counter].terms()),
+        }
+    };
+    assert_eq!(take(before, now), Ok(()));
+    assert_eq!(take(after, now + 1_000_000), Err("1 per day".to_owned()));
+}
