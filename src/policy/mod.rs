@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 pub use condition::{Condition, Group, Truth};
 pub use file::{json_schema, Action, ConditionSpec, DefaultAction, Op, PolicyFile, Scope, Window};
 pub use glob::Glob;
-pub use limits::{clamp, step, Counter, Wait};
+pub use limits::{clamp, step, Counter, Rate, Wait};
 pub use load::{load, LoadError};
 
 use crate::json::Raw;

@@ -140,7 +140,7 @@ fn the_seed_policy_means_what_it_says() {
         RefusalKind::RateLimited {
             counter: "retry_deploy_rate".into(),
             max: 10,
-            window: Window { seconds: 60 },
+            window: Window::rolling(60),
             retry_after: Duration::from_secs(6),
         }
     );
@@ -984,4 +984,42 @@ fn a_long_per_value_is_keyed_by_its_canonical_json() {
     let other = serde_json::to_string(&format!("{long}!")).unwrap();
     let other = format!(r#"{{"v":{{"a":null,"b":[1,{other}]}}}}"#);
     assert_eq!(decide(&p, "t", Some(&other)), Ok("allow"));
+}
+
+/// `{"fixed": UNIT}` loads, says "per UTC day" in `check` and in the
+/// refusal, and anything else in it is refused at its place.
+#[test]
+fn fixed_windows_load_and_speak_of_utc() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{"pay":{"limits":[
+            {"counter":"spend","window":{"fixed":"day"},"max":10000,"cost":"/amount"}]}}}"#,
+    );
+    let s = p.summary();
+    assert!(
+        s.contains("spend: 10000 per UTC day, each call taking /amount units, counted afresh at each UTC day"),
+        "{s}"
+    );
+    assert_eq!(decide(&p, "pay", Some(r#"{"amount":10000}"#)), Ok("allow"));
+    let r = refusal(&p, "pay", Some(r#"{"amount":1}"#));
+    assert!(
+        r.text()
+            .contains("rate limit spend (10000 per UTC day) reached"),
+        "{}",
+        r.text()
+    );
+    for (window, says) in [
+        (r#"{"fixed":"week"}"#, "invalid value"),
+        (r#"{"fixed":"day","at":"08:00"}"#, "unknown field `at`"),
+        (r#"{"rolling":"day"}"#, "unknown field `rolling`"),
+        ("{}", "missing field `fixed`"),
+    ] {
+        let e = load_error(&format!(
+            r#"{{"version":"1","tools":{{"t":{{"limits":[{{"window":{window},"max":1}}]}}}}}}"#
+        ));
+        assert!(
+            e.at.starts_with("/tools/t/limits/0/window"),
+            "{window}: {e}"
+        );
+        assert!(e.message.contains(says), "{window}: {e}");
+    }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::policy::{Charge, Policy, Scope, Wait};
+use crate::policy::{Charge, Policy, Rate, Scope, Wait};
 
 pub use memory::Memory;
 
@@ -24,8 +24,7 @@ pub use memory::Memory;
 pub struct Bucket {
     /// Unique across namespaces, counters, scope keys and `per` values.
     pub key: String,
-    pub period_us: u64,
-    pub burst: u32,
+    pub rate: Rate,
     pub cost: u32,
 }
 
@@ -224,8 +223,7 @@ impl State {
             part.debits.push(i);
             part.buckets.push(Bucket {
                 key: self.key(policy, debit.counter, &debit.bucket),
-                period_us: counter.period_us(),
-                burst: counter.max.get(),
+                rate: counter.rate(),
                 cost: debit.cost.get(),
             });
         }
@@ -380,9 +378,8 @@ fn longer(a: Wait, b: Wait) -> bool {
 fn clamp(buckets: &[Bucket], tats: &mut [Option<u64>], now: u64) -> Vec<usize> {
     let mut changed = Vec::new();
     for (i, (b, tat)) in buckets.iter().zip(tats.iter_mut()).enumerate() {
-        let burst = std::num::NonZeroU32::new(b.burst).expect("max is positive");
         if let Some(t) = tat {
-            let kept = crate::policy::clamp(b.period_us, burst, *t, now);
+            let kept = crate::policy::clamp(b.rate, *t, now);
             if kept != *t {
                 *t = kept;
                 changed.push(i);
@@ -399,9 +396,8 @@ fn decide(buckets: &[Bucket], tats: &[Option<u64>], now: u64) -> Result<Vec<u64>
     let mut next = Vec::with_capacity(buckets.len());
     let mut worst: Option<(usize, Wait)> = None;
     for (i, (b, &tat)) in buckets.iter().zip(tats).enumerate() {
-        let burst = std::num::NonZeroU32::new(b.burst).expect("max is positive");
         let cost = std::num::NonZeroU32::new(b.cost).expect("a debit takes a unit");
-        match crate::policy::step(b.period_us, burst, tat, now, cost) {
+        match crate::policy::step(b.rate, tat, now, cost) {
             Ok(tat) => next.push(tat),
             Err(wait) => {
                 if worst.is_none_or(|(_, w)| longer(wait, w)) {

@@ -120,7 +120,12 @@ impl Sqlite {
             for (i, tat) in written {
                 let b = &buckets[i];
                 write
-                    .execute(params![b.key, tat as i64, b.period_us as i64, b.burst])
+                    .execute(params![
+                        b.key,
+                        tat as i64,
+                        b.rate.period_us as i64,
+                        b.rate.burst.get()
+                    ])
                     .map_err(failed)?;
             }
         }
