@@ -249,6 +249,25 @@ mod tests {
         assert!(r.text().ends_with("8 passed, 0 failed\n"));
     }
 
+    /// The cases' clock starts at 08:00 UTC: a fixed day is full until
+    /// midnight, 16 hours on, and counted afresh after it.
+    #[test]
+    fn fixed_windows_reset_at_the_utc_boundary_on_the_cases_clock() {
+        let policy = Policy::from_json(
+            r#"{"version":"1","tools":{"t":{"limits":[{"window":{"fixed":"day"},"max":2}]}}}"#,
+        )
+        .unwrap();
+        let file = read(
+            r#"{"cases":[
+            {"name":"two pass","tool":"t","repeat":2,"expect":"allowed"},
+            {"name":"none until midnight","after":"15h 59m","tool":"t","expect":"rate_limited"},
+            {"name":"two after it","after":"1m","tool":"t","repeat":2,"expect":"allowed"}]}"#,
+        )
+        .unwrap();
+        let r = run(&policy, &file);
+        assert_eq!((r.passed, r.failed), (3, 0), "{}", r.text());
+    }
+
     #[test]
     fn a_failing_case_says_which_call_and_why() {
         let r = report(
@@ -258,7 +277,7 @@ mod tests {
         assert_eq!((r.passed, r.failed), (0, 2));
         let text = r.text();
         assert!(
-            text.contains("FAIL  three pass (call 3): expected allowed, got rate_limited\n      toolwarden: `retry` refused: rate limit retry[0] (2 per minute) reached; retry in 30 s\n"),
+            text.contains("FAIL  three pass (call 3): expected allowed, got rate_limited\n      toolwarden: `retry` refused: rate limit retry (2 per minute) reached; retry in 30 s\n"),
             "{text}"
         );
         assert!(

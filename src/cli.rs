@@ -264,8 +264,9 @@ pub struct RunArgs {
     pub store: StoreArgs,
 
     /// Keeps this policy's counters apart from other policies' in a shared
-    /// store. Default: derived from the policy file's contents, so the same
-    /// file on two machines shares its budgets.
+    /// store. Default: the policy file's name without its extension
+    /// (`runpod` for runpod.json), so the same policy on two machines
+    /// shares its budgets, and an edit keeps every counter it leaves alone.
     #[arg(long, value_name = "NAME", env = "TOOLWARDEN_STATE_NAMESPACE")]
     pub state_namespace: Option<String>,
 
@@ -281,7 +282,7 @@ pub struct RunArgs {
 
     /// Decide, log and audit every call ("enforced": false) but refuse
     /// none: a dry run of a new policy. Counters are kept apart from the
-    /// enforcing ones (namespace POLICY-HASH-monitor).
+    /// enforcing ones (namespace NAME-monitor, NAME the namespace).
     #[arg(long)]
     pub monitor: bool,
 

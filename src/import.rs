@@ -12,9 +12,10 @@
 //! - the `"*"` tool: its limits apply to every call (top-level `limits`),
 //!   its conditions are added to every rule.
 //!
-//! Intercept's counters reset at the start of each UTC minute, hour or day;
-//! toolwarden's refill continuously (GCRA). The output's `description`
-//! says so.
+//! Intercept's counters reset at the start of each UTC minute, hour or
+//! day: they become fixed windows (`{"fixed": "day"}`), which count the
+//! same way, never limits that refill continuously (GCRA), which would let
+//! up to twice as many calls through in one UTC day.
 
 use std::collections::BTreeMap;
 
@@ -125,7 +126,8 @@ struct OutCondition {
 #[derive(Debug, Serialize)]
 struct OutLimit {
     counter: String,
-    window: String,
+    /// `{"fixed": "day"}`: Intercept's windows are UTC calendar windows.
+    window: Value,
     max: u64,
     scope: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,10 +254,10 @@ fn convert(p: InterceptPolicy, source: &str) -> Result<OutPolicy, ImportError> {
     }
 
     let mut description = format!(
-        "Imported from the Intercept policy {source} by toolwarden import. Intercept's counters \
-         reset at the start of each UTC minute, hour or day; these refill continuously (GCRA): \
-         `max` at once, then one more every window / max. A call the server answers with an \
-         error still counts here (Intercept gives it back)."
+        "Imported from the Intercept policy {source} by toolwarden import. Its counters count \
+         in fixed UTC windows, as Intercept's do: `max` in each UTC minute, hour or day, afresh \
+         at its start. A call the server answers with an error still counts here (Intercept \
+         gives it back)."
     );
     if let Some(text) = p.description.filter(|d| !d.is_empty()) {
         description = format!("{text}. {description}");
@@ -310,7 +312,7 @@ fn convert_tool(
             claim(&mut counters, &counter, &at)?;
             limits.push(OutLimit {
                 counter,
-                window: window.to_owned(),
+                window: serde_json::json!({ "fixed": window }),
                 max: count,
                 scope: "global",
                 cost: None,
@@ -552,7 +554,7 @@ fn convert_state(
     };
     Ok(OutLimit {
         counter,
-        window: state.window.clone(),
+        window: serde_json::json!({ "fixed": state.window }),
         max,
         scope: "global",
         cost,

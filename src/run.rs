@@ -40,18 +40,29 @@ enum Ended {
 }
 
 /// The state store `--state` names, for this policy's namespace.
-fn open_state(args: &RunArgs, policy: &Policy) -> anyhow::Result<State> {
+fn open_state(args: &RunArgs) -> anyhow::Result<State> {
     let spec = state::spec(args.store.state.as_deref())?;
-    // Monitoring keeps counters of its own: it never spends the budgets of
-    // the processes that enforce the same policy.
-    let namespace = args.state_namespace.clone().unwrap_or_else(|| {
-        if args.monitor {
-            format!("{}-monitor", policy.fingerprint)
-        } else {
-            policy.fingerprint.clone()
-        }
+    State::open(spec, namespace(args), args.identity.clone())
+}
+
+/// `--state-namespace`, or the policy file's name without its extension:
+/// the same for the same policy on every machine and after every edit (a
+/// counter's own definition is in its key: see `Counter::definition`),
+/// and apart for policies of different names. Monitoring always counts in
+/// a namespace of its own (NAME-monitor), so it never spends the budgets
+/// of the processes that enforce the same policy.
+fn namespace(args: &RunArgs) -> String {
+    let name = args.state_namespace.clone().unwrap_or_else(|| {
+        args.policy
+            .as_deref()
+            .and_then(|p| p.file_stem())
+            .map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned())
     });
-    State::open(spec, namespace, args.identity.clone())
+    if args.monitor {
+        format!("{name}-monitor")
+    } else {
+        name
+    }
 }
 
 /// Runs one session; returns toolwarden's exit code.
@@ -79,7 +90,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     };
     // A store that cannot be opened stops toolwarden before the server
     // starts, as a bad policy does.
-    let state = match open_state(args, &policy) {
+    let state = match open_state(args) {
         Ok(state) => state,
         Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
     };

@@ -65,7 +65,7 @@ tools:
     assert_eq!(out["hide"], json!(["delete_repository", "list_webhooks"]));
     assert_eq!(
         out["limits"],
-        json!([{"counter": "_global._rate_minute", "window": "minute", "max": 60,
+        json!([{"counter": "_global._rate_minute", "window": {"fixed": "minute"}, "max": 60,
                 "scope": "global", "on_deny": "slow down"}])
     );
     let no_prod = json!({"conditions": [{"path": "args.env", "op": "neq", "value": "prod"}],
@@ -79,7 +79,7 @@ tools:
                  "on_deny": "Denied by rule \"repo allowlist\""},
                 no_prod
             ],
-            "limits": [{"counter": "create_issue._rate_hour", "window": "hour", "max": 5,
+            "limits": [{"counter": "create_issue._rate_hour", "window": {"fixed": "hour"}, "max": 5,
                         "scope": "global",
                         "on_deny": "Rate limit of 5 per hour reached. Try again later."}]
         })
@@ -94,10 +94,10 @@ tools:
             ],
             "limits": [
                 // lt 1000: at most 999 in all, each call adding its amount.
-                {"counter": "create_charge.spend", "window": "day", "max": 999,
+                {"counter": "create_charge.spend", "window": {"fixed": "day"}, "max": 999,
                  "scope": "global", "cost": "/payment/amount", "on_deny": "Denied by rule \"cap\""},
                 // lte 12, 5 a call: two calls.
-                {"counter": "create_charge.weighted", "window": "minute", "max": 2,
+                {"counter": "create_charge.weighted", "window": {"fixed": "minute"}, "max": 2,
                  "scope": "global", "on_deny": "weighted"}
             ]
         })
@@ -111,10 +111,7 @@ tools:
     assert!(out["tools"].get("*").is_none());
     let description = out["description"].as_str().unwrap();
     assert!(description.contains("test.yaml"), "{description}");
-    assert!(
-        description.contains("refill continuously (GCRA)"),
-        "{description}"
-    );
+    assert!(description.contains("fixed UTC windows"), "{description}");
 }
 
 #[test]
@@ -222,4 +219,35 @@ fn an_alias_bomb_is_refused_before_it_expands() {
         e.message.contains("alias") || e.message.contains("budget"),
         "{e}"
     );
+}
+
+/// `rate_limit: 10/day` lets 10 calls through in each UTC day, as
+/// Intercept does: not 10 at once and then one more every 2.4 hours.
+#[test]
+fn intercept_windows_count_per_utc_day_after_import() {
+    let out = converted("version: '1'\ntools: {t: {rules: [{name: r, rate_limit: 10/day}]}}\n");
+    let policy = Policy::from_json(&out.to_string()).unwrap();
+    let state =
+        crate::state::State::open(crate::state::Spec::Memory, "test".into(), "default".into())
+            .unwrap();
+    let call = crate::policy::ToolCall {
+        name: "t".into(),
+        arguments: None,
+    };
+    let crate::policy::Verdict::Allow(charge) = policy.check(&call) else {
+        panic!()
+    };
+    // 2027-01-15T00:00:00Z, then a call every 10 minutes for two days.
+    let midnight = 1_800_000_000_000_000 - 8 * 3_600_000_000;
+    let mut passed = [0; 2];
+    for i in 0..2 * 144 {
+        let now = midnight + i * 600_000_000;
+        let taken = state.take_at(&policy, &charge, true, Some(now)).unwrap();
+        if taken == crate::state::Outcome::Taken {
+            passed[(i / 144) as usize] += 1;
+        }
+    }
+    assert_eq!(passed, [10, 10]);
+    let summary = policy.summary();
+    assert!(summary.contains("10 per UTC day"), "{summary}");
 }

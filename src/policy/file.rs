@@ -213,7 +213,8 @@ struct RequiredCondition {
     on_deny: Option<String>,
 }
 
-/// `max` calls per `window`, as a bucket that refills continuously.
+/// `max` calls per `window`: a bucket that refills continuously, or, for
+/// a fixed window, `max` in each.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
@@ -281,20 +282,41 @@ impl fmt::Display for Scope {
 }
 
 /// A window length in whole seconds, written as "second", "minute",
-/// "hour", "day" or a number of seconds.
+/// "hour", "day" or a number of seconds; or, as `{"fixed": "day"}`, a
+/// fixed window: one of the UTC seconds, minutes, hours or days that
+/// start at the UNIX epoch, each counted afresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub seconds: u64,
+    /// Counted afresh at each boundary instead of refilling continuously.
+    pub fixed: bool,
 }
+
+impl Window {
+    /// A window that refills continuously.
+    pub const fn rolling(seconds: u64) -> Window {
+        Window {
+            seconds,
+            fixed: false,
+        }
+    }
+}
+
+/// The named windows.
+const UNITS: [(&str, u64); 4] = [
+    ("second", 1),
+    ("minute", 60),
+    ("hour", 3600),
+    ("day", 86400),
+];
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.seconds {
-            1 => f.write_str("second"),
-            60 => f.write_str("minute"),
-            3600 => f.write_str("hour"),
-            86400 => f.write_str("day"),
-            n => write!(f, "{n} seconds"),
+        let unit = UNITS.iter().find(|(_, s)| *s == self.seconds);
+        match (unit, self.fixed) {
+            (Some((name, _)), false) => f.write_str(name),
+            (Some((name, _)), true) => write!(f, "UTC {name}"),
+            (None, _) => write!(f, "{} seconds", self.seconds),
         }
     }
 }
@@ -302,27 +324,24 @@ impl fmt::Display for Window {
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct WindowVisitor;
-        impl Visitor<'_> for WindowVisitor {
+        impl<'de> Visitor<'de> for WindowVisitor {
             type Value = Window;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "\"second\", \"minute\", \"hour\", \"day\" or a whole number of seconds",
+                    "\"second\", \"minute\", \"hour\", \"day\", a whole number of seconds, \
+                     or {\"fixed\": \"second\" | \"minute\" | \"hour\" | \"day\"}",
                 )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
-                let seconds = match v {
-                    "second" => 1,
-                    "minute" => 60,
-                    "hour" => 3600,
-                    "day" => 86400,
-                    _ => return Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-                };
-                Ok(Window { seconds })
+                match UNITS.iter().find(|(name, _)| *name == v) {
+                    Some(&(_, seconds)) => Ok(Window::rolling(seconds)),
+                    None => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Window, E> {
                 // Up to a year: enough for any budget, and far from overflow.
                 if (1..=366 * 86400).contains(&v) {
-                    Ok(Window { seconds: v })
+                    Ok(Window::rolling(v))
                 } else {
                     Err(E::invalid_value(
                         de::Unexpected::Unsigned(v),
@@ -336,6 +355,27 @@ impl<'de> Deserialize<'de> for Window {
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Window, E> {
                 Err(E::invalid_value(de::Unexpected::Float(v), &self))
             }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Window, A::Error> {
+                let unit = &"\"second\", \"minute\", \"hour\" or \"day\" (UTC)";
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::missing_field("fixed"));
+                };
+                if key != "fixed" {
+                    return Err(de::Error::unknown_field(&key, &["fixed"]));
+                }
+                let name: String = map.next_value()?;
+                let &(_, seconds) = UNITS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| de::Error::invalid_value(de::Unexpected::Str(&name), unit))?;
+                if let Some(key) = map.next_key::<String>()? {
+                    return Err(de::Error::unknown_field(&key, &["fixed"]));
+                }
+                Ok(Window {
+                    seconds,
+                    fixed: true,
+                })
+            }
         }
         d.deserialize_any(WindowVisitor)
     }
@@ -347,10 +387,16 @@ impl JsonSchema for Window {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A window: \"second\", \"minute\", \"hour\", \"day\", or a whole number of seconds.",
+            "description": "A window: \"second\", \"minute\", \"hour\", \"day\", or a whole number of seconds, refilling continuously; or {\"fixed\": UNIT}, the UTC seconds, minutes, hours or days from the UNIX epoch, each counted afresh.",
             "oneOf": [
                 { "enum": ["second", "minute", "hour", "day"] },
-                { "type": "integer", "minimum": 1, "maximum": 31622400 }
+                { "type": "integer", "minimum": 1, "maximum": 31622400 },
+                {
+                    "type": "object",
+                    "properties": { "fixed": { "enum": ["second", "minute", "hour", "day"] } },
+                    "required": ["fixed"],
+                    "additionalProperties": false
+                }
             ]
         })
     }

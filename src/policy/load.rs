@@ -115,20 +115,14 @@ impl Policy {
             .limits
             .iter()
             .enumerate()
-            .map(|(i, spec)| (spec, format!("/limits/{i}"), format!("limits[{i}]")));
+            .map(|(i, spec)| (spec, format!("/limits/{i}")));
         let all_tools = file
             .all_tools
             .iter()
             .flat_map(|a| a.limits.iter().enumerate());
-        let all_tools = all_tools.map(|(i, spec)| {
-            (
-                spec,
-                format!("/all_tools/limits/{i}"),
-                format!("all_tools.limits[{i}]"),
-            )
-        });
-        for (spec, at, name) in top.chain(all_tools) {
-            let counter = counters.add(spec, &at, || name.clone())?;
+        let all_tools = all_tools.map(|(i, spec)| (spec, format!("/all_tools/limits/{i}")));
+        for (spec, at) in top.chain(all_tools) {
+            let counter = counters.add(spec, &at, || "limits".to_owned())?;
             // A counter named twice is charged once.
             if !global_limits.contains(&counter) {
                 global_limits.push(counter);
@@ -209,9 +203,7 @@ fn compile_rule(
 ) -> Result<Rule, LoadError> {
     let mut limits = Vec::new();
     for (i, limit) in spec.limits.iter().enumerate() {
-        let counter = counters.add(limit, &format!("{at}/limits/{i}"), || {
-            format!("{pattern}[{i}]")
-        })?;
+        let counter = counters.add(limit, &format!("{at}/limits/{i}"), || pattern.to_owned())?;
         if !limits.contains(&counter) {
             limits.push(counter);
         }
@@ -368,11 +360,16 @@ fn check_ties(globs: &[(Glob, usize)]) -> Result<(), LoadError> {
 }
 
 /// The counters of a policy: one per counter name, one per unnamed limit.
+/// An unnamed limit's counter is named after its rule's pattern (`limits`
+/// at the top), not after its place in a list, so that adding or moving a
+/// limit leaves the others' budgets alone; two alike in one rule are one.
 #[derive(Default)]
 struct Counters {
     list: Vec<Counter>,
     /// Name → (index, where it was first defined).
     named: HashMap<String, (usize, String)>,
+    /// (Derived name, definition) → (index, where it was first defined).
+    private: HashMap<(String, String), (usize, String)>,
 }
 
 impl Counters {
@@ -405,7 +402,7 @@ impl Counters {
         if let Some(cost) = &spec.cost {
             check_pointer(cost, &format!("{at}/cost"))?;
         }
-        let counter = Counter {
+        let mut counter = Counter {
             name: spec.counter.clone().unwrap_or_else(&private_name),
             window: spec.window,
             max: spec.max,
@@ -413,10 +410,28 @@ impl Counters {
             per,
             cost: spec.cost.clone(),
             on_deny: spec.on_deny.clone(),
+            definition: String::new(),
         };
+        counter.definition = counter.definition(spec.counter.is_some());
         let Some(name) = &spec.counter else {
+            let id = (counter.name.clone(), counter.definition.clone());
+            if let Some((index, first)) = self.private.get(&id) {
+                // The same budget twice would be one bucket charged twice.
+                if self.list[*index].on_deny != counter.on_deny {
+                    return Err(error(
+                        at,
+                        format!(
+                            "this limit is the one at {first} with another on_deny; \
+                             give it once, or name a counter for each"
+                        ),
+                    ));
+                }
+                return Ok(*index);
+            }
             self.list.push(counter);
-            return Ok(self.list.len() - 1);
+            let index = self.list.len() - 1;
+            self.private.insert(id, (index, at.to_owned()));
+            return Ok(index);
         };
         if let Some((index, first)) = self.named.get(name) {
             let c = &self.list[*index];

@@ -3,6 +3,7 @@
 //! clock): an allowed call comes with the [`Charge`] it would take, which
 //! the state store (`crate::state`) then takes all or none.
 
+mod canonical;
 mod condition;
 mod file;
 mod glob;
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 pub use condition::{Condition, Group, Truth};
 pub use file::{json_schema, Action, ConditionSpec, DefaultAction, Op, PolicyFile, Scope, Window};
 pub use glob::Glob;
-pub use limits::{step, Counter, Wait};
+pub use limits::{clamp, step, Counter, Rate, Wait};
 pub use load::{load, LoadError};
 
 use crate::json::Raw;
@@ -42,8 +43,9 @@ pub struct Policy {
     counters: Vec<Counter>,
     /// What loads but checks less than it seems (see `lint`).
     pub warnings: Vec<LoadError>,
-    /// The first 16 hex digits of the file's SHA-256: the state store's
-    /// default namespace, the same for the same file on every machine.
+    /// The first 16 hex digits of the file's SHA-256: which text was
+    /// loaded (a reload compares it). Not part of any counter's key: an
+    /// edit that leaves a counter alone keeps its budget.
     pub fingerprint: String,
 }
 
@@ -566,25 +568,10 @@ fn cost_at(
 }
 
 /// One `per` value as part of a bucket's name: canonical JSON (so that
-/// `{"a": 1}` and `{"a":1}` share a bucket), a long one by its hash, and
-/// "absent" for a missing one.
+/// `{"a": 1}` and `{"a":1}` share a bucket, however long), a long one by
+/// its hash, and "absent" for a missing one.
 fn bucket_part(value: Option<Raw<'_>>) -> String {
-    let Some(value) = value else {
-        return "absent".into();
-    };
-    let text = value.get();
-    let canonical = if text.len() <= 4096 {
-        serde_json::from_str::<Value>(text).map_or_else(|_| text.to_owned(), |v| v.to_string())
-    } else {
-        text.to_owned()
-    };
-    if canonical.len() <= 64 {
-        return canonical;
-    }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(canonical.as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    value.map_or_else(|| "absent".into(), canonical::bucket_name)
 }
 
 /// The schema errors of a call's arguments (the first

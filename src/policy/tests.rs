@@ -140,7 +140,7 @@ fn the_seed_policy_means_what_it_says() {
         RefusalKind::RateLimited {
             counter: "retry_deploy_rate".into(),
             max: 10,
-            window: Window { seconds: 60 },
+            window: Window::rolling(60),
             retry_after: Duration::from_secs(6),
         }
     );
@@ -317,7 +317,7 @@ fn unnamed_limits_are_private_to_their_rule() {
     assert_eq!(decide(&p, "a", None), Ok("allow"));
     assert_eq!(decide(&p, "b", None), Ok("allow"));
     let r = refusal(&p, "a", None);
-    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "a[0]"));
+    assert!(matches!(r.kind, RefusalKind::RateLimited { ref counter, .. } if counter == "a"));
 }
 
 #[test]
@@ -996,4 +996,81 @@ fn backtracking_patterns_bound_the_work_of_one_call() {
     // A pattern the linear engine matches checks any number of strings.
     let linear = with(r"^(a+)+c$");
     assert_eq!(decide(&linear, "t", Some(&call(10 * max))), Ok("allow"));
+}
+
+/// A `per` value longer than any cut-off is still keyed by its meaning:
+/// the same long string spelt five ways (escapes, key order, spaces) is
+/// one bucket, and another string is another.
+#[test]
+fn a_long_per_value_is_keyed_by_its_canonical_json() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{
+            "t":{"limits":[{"counter":"c","window":"hour","max":1,"per":"/v"}]}}}"#,
+    );
+    let long = "é\"x".repeat(2000);
+    let spellings = [
+        serde_json::to_string(&long).unwrap(),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace('é', "\\u00e9"),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace('é', "\\u00E9"),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace('x', "\\u0078"),
+        serde_json::to_string(&long)
+            .unwrap()
+            .replace("\\\"", "\\u0022"),
+    ];
+    assert!(spellings.iter().all(|s| s.len() > 4096));
+    let args: Vec<String> = spellings
+        .iter()
+        .map(|s| format!(r#"{{"v":{{"b":[1, {s}],"a":null}}}}"#))
+        .collect();
+    assert_eq!(decide(&p, "t", Some(&args[0])), Ok("allow"));
+    for a in &args[1..] {
+        assert_eq!(decide(&p, "t", Some(a)), Err("rate_limited".into()));
+    }
+    let other = serde_json::to_string(&format!("{long}!")).unwrap();
+    let other = format!(r#"{{"v":{{"a":null,"b":[1,{other}]}}}}"#);
+    assert_eq!(decide(&p, "t", Some(&other)), Ok("allow"));
+}
+
+/// `{"fixed": UNIT}` loads, says "per UTC day" in `check` and in the
+/// refusal, and anything else in it is refused at its place.
+#[test]
+fn fixed_windows_load_and_speak_of_utc() {
+    let (p, _) = policy(
+        r#"{"version":"1","tools":{"pay":{"limits":[
+            {"counter":"spend","window":{"fixed":"day"},"max":10000,"cost":"/amount"}]}}}"#,
+    );
+    let s = p.summary();
+    assert!(
+        s.contains("spend: 10000 per UTC day, each call taking /amount units, counted afresh at each UTC day"),
+        "{s}"
+    );
+    assert_eq!(decide(&p, "pay", Some(r#"{"amount":10000}"#)), Ok("allow"));
+    let r = refusal(&p, "pay", Some(r#"{"amount":1}"#));
+    assert!(
+        r.text()
+            .contains("rate limit spend (10000 per UTC day) reached"),
+        "{}",
+        r.text()
+    );
+    for (window, says) in [
+        (r#"{"fixed":"week"}"#, "invalid value"),
+        (r#"{"fixed":"day","at":"08:00"}"#, "unknown field `at`"),
+        (r#"{"rolling":"day"}"#, "unknown field `rolling`"),
+        ("{}", "missing field `fixed`"),
+    ] {
+        let e = load_error(&format!(
+            r#"{{"version":"1","tools":{{"t":{{"limits":[{{"window":{window},"max":1}}]}}}}}}"#
+        ));
+        assert!(
+            e.at.starts_with("/tools/t/limits/0/window"),
+            "{window}: {e}"
+        );
+        assert!(e.message.contains(says), "{window}: {e}");
+    }
 }

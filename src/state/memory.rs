@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{decide, Bucket, Taken};
+use super::{clamp, decide, Bucket, Taken};
 
 /// Buckets by key, each its TAT.
 #[derive(Default)]
@@ -25,11 +25,23 @@ impl Memory {
             return Ok(());
         }
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let tats: Vec<Option<u64>> = buckets
+        let mut tats: Vec<Option<u64>> = buckets
             .iter()
             .map(|b| all.tats.get(&b.key).copied())
             .collect();
-        let next = decide(buckets, &tats, now)?;
+        let clamped = clamp(buckets, &mut tats, now);
+        let next = match decide(buckets, &tats, now) {
+            Ok(next) => next,
+            Err(short) => {
+                if commit {
+                    for i in clamped {
+                        all.tats
+                            .insert(buckets[i].key.clone(), tats[i].expect("clamped"));
+                    }
+                }
+                return Err(short);
+            }
+        };
         if commit {
             for (b, tat) in buckets.iter().zip(next) {
                 all.tats.insert(b.key.clone(), tat);

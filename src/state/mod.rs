@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::policy::{Charge, Policy, Scope, Wait};
+use crate::policy::{Charge, Policy, Rate, Scope, Wait};
 
 pub use memory::Memory;
 
@@ -24,8 +24,7 @@ pub use memory::Memory;
 pub struct Bucket {
     /// Unique across namespaces, counters, scope keys and `per` values.
     pub key: String,
-    pub period_us: u64,
-    pub burst: u32,
+    pub rate: Rate,
     pub cost: u32,
 }
 
@@ -177,6 +176,12 @@ impl State {
         &self.spec
     }
 
+    /// What keeps this policy's counters apart from other policies' in a
+    /// shared store (`--state-namespace`, or the policy file's name).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Charges calls from now on to `identity`'s `grant` buckets (for
     /// `toolwarden test`, whose cases name their caller).
     pub fn set_identity(&mut self, identity: String) {
@@ -218,8 +223,7 @@ impl State {
             part.debits.push(i);
             part.buckets.push(Bucket {
                 key: self.key(policy, debit.counter, &debit.bucket),
-                period_us: counter.period_us(),
-                burst: counter.max.get(),
+                rate: counter.rate(),
                 cost: debit.cost.get(),
             });
         }
@@ -287,7 +291,8 @@ impl State {
         let now = now_us();
         let mut out = format!("{} ({} buckets)\n", self.spec, buckets.len());
         for (key, tat, period, burst) in buckets {
-            let Ok([namespace, counter, scope, per]) = serde_json::from_str::<[String; 4]>(&key)
+            // Keys of another layout (an older toolwarden's) are not shown.
+            let Ok([namespace, counter, _, scope, per]) = serde_json::from_str::<[String; 5]>(&key)
             else {
                 continue;
             };
@@ -306,7 +311,7 @@ impl State {
     /// in every namespace; how many.
     pub fn reset(&self, counter: &str, identity: Option<&str>) -> Result<usize, StoreError> {
         let doomed = |key: &str| {
-            serde_json::from_str::<[String; 4]>(key).is_ok_and(|[_, c, scope, _]| {
+            serde_json::from_str::<[String; 5]>(key).is_ok_and(|[_, c, _, scope, _]| {
                 c == counter && identity.is_none_or(|id| scope == format!("grant:{id}"))
             })
         };
@@ -336,8 +341,9 @@ impl State {
         Unavailable { retry_after }
     }
 
-    /// The bucket's key: namespace, counter, scope key, `per` values, as a
-    /// JSON array (so no part can run into the next).
+    /// The bucket's key: namespace, counter, the counter's definition (a
+    /// hash: see `Counter::definition`), scope key, `per` values, as a JSON
+    /// array (so no part can run into the next).
     fn key(&self, policy: &Policy, counter: usize, bucket: &str) -> String {
         let c = &policy.counters()[counter];
         let scope = match c.scope {
@@ -345,7 +351,7 @@ impl State {
             Scope::Global => "global".to_owned(),
             Scope::Session => "session".to_owned(),
         };
-        serde_json::to_string(&[self.namespace.as_str(), &c.name, &scope, bucket])
+        serde_json::to_string(&[&self.namespace, &c.name, &c.definition, &scope, bucket])
             .expect("strings serialize")
     }
 }
@@ -366,6 +372,23 @@ fn longer(a: Wait, b: Wait) -> bool {
     }
 }
 
+/// Clamps the TATs that a fast clock left too far ahead
+/// (`policy::clamp`); the buckets whose TAT it changed, which a charge
+/// writes back even when it is refused, so that they refill from now on.
+fn clamp(buckets: &[Bucket], tats: &mut [Option<u64>], now: u64) -> Vec<usize> {
+    let mut changed = Vec::new();
+    for (i, (b, tat)) in buckets.iter().zip(tats.iter_mut()).enumerate() {
+        if let Some(t) = tat {
+            let kept = crate::policy::clamp(b.rate, *t, now);
+            if kept != *t {
+                *t = kept;
+                changed.push(i);
+            }
+        }
+    }
+    changed
+}
+
 /// Runs every bucket's GCRA step at `now` on `tats`: the new TATs, or the
 /// bucket with the longest wait. Shared by the backends that decide in
 /// this process.
@@ -373,9 +396,8 @@ fn decide(buckets: &[Bucket], tats: &[Option<u64>], now: u64) -> Result<Vec<u64>
     let mut next = Vec::with_capacity(buckets.len());
     let mut worst: Option<(usize, Wait)> = None;
     for (i, (b, &tat)) in buckets.iter().zip(tats).enumerate() {
-        let burst = std::num::NonZeroU32::new(b.burst).expect("max is positive");
         let cost = std::num::NonZeroU32::new(b.cost).expect("a debit takes a unit");
-        match crate::policy::step(b.period_us, burst, tat, now, cost) {
+        match crate::policy::step(b.rate, tat, now, cost) {
             Ok(tat) => next.push(tat),
             Err(wait) => {
                 if worst.is_none_or(|(_, w)| longer(wait, w)) {

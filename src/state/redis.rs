@@ -25,8 +25,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// governor's GCRA (see `policy::limits::step`) on every bucket, in
-/// microseconds. KEYS: the buckets. ARGV: now (empty: the server's TIME),
-/// 1 to write, then period, burst and cost of each bucket. A bucket's value
+/// microseconds, or a fixed window's count (`fixed_step` there). KEYS: the
+/// buckets. ARGV: now (empty: the server's TIME), 1 to write, then period,
+/// burst, cost and fixed window (0: none) of each bucket. A bucket's value
 /// is "TAT PERIOD BURST". Returns {-1} when taken, else {index, wait},
 /// wait -1 for never. Lua numbers are doubles: exact for whole numbers up
 /// to 2^53, about the year 2255 in microseconds.
@@ -39,42 +40,75 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local next = {}
+local clamped = {}
 local worst, worst_wait = -1, -2
 for i = 1, #KEYS do
-  local period = tonumber(ARGV[3 * i])
-  local burst = tonumber(ARGV[3 * i + 1])
-  local cost = tonumber(ARGV[3 * i + 2])
+  local period = tonumber(ARGV[4 * i - 1])
+  local burst = tonumber(ARGV[4 * i])
+  local cost = tonumber(ARGV[4 * i + 1])
+  local fixed = tonumber(ARGV[4 * i + 2])
   local stored = redis.call('GET', KEYS[i])
   local tat = now
   if stored then
     local t = tonumber(string.match(stored, '^(%d+)'))
     if t and t > now then tat = t end
   end
-  local tau = period * (burst - 1)
-  local extra = period * (cost - 1)
+  -- A number too far ahead came from a clock that ran fast: counted as
+  -- the most a charge can store, and kept so even when the call is
+  -- refused (policy::clamp).
+  local stop = 0
+  local most = now + period * burst
+  if fixed > 0 then
+    stop = now - now % fixed + fixed
+    most = stop + period * burst
+  end
+  if tat > most then
+    tat = most
+    clamped[i] = tat
+  end
   local wait
-  if extra > tau then
-    wait = -1
-  elseif now < tat + extra - tau then
-    wait = tat + extra - tau - now
+  if fixed > 0 then
+    -- Units used in this window: the number past its end, in periods
+    -- (whole multiples: exact in doubles).
+    local used = 0
+    if tat > stop then used = math.floor((tat - stop) / period) end
+    if cost > burst then
+      wait = -1
+    elseif used + cost > burst then
+      wait = stop - now
+    else
+      next[i] = stop + (used + cost) * period
+    end
+  else
+    local tau = period * (burst - 1)
+    local extra = period * (cost - 1)
+    if extra > tau then
+      wait = -1
+    elseif now < tat + extra - tau then
+      wait = tat + extra - tau - now
+    else
+      next[i] = tat + period + extra
+    end
   end
   if wait then
     if worst_wait ~= -1 and (wait == -1 or wait > worst_wait) then
       worst, worst_wait = i - 1, wait
     end
-  else
-    next[i] = tat + period + extra
   end
 end
+local function keep(i, value)
+  local ms = math.ceil((value - now) / 1000)
+  if ms < 1 then ms = 1 end
+  redis.call('SET', KEYS[i], string.format('%d %d %d', value, ARGV[4 * i - 1], ARGV[4 * i]), 'PX', ms)
+end
 if worst >= 0 then
+  if ARGV[2] == '1' then
+    for i, value in pairs(clamped) do keep(i, value) end
+  end
   return {worst, worst_wait}
 end
 if ARGV[2] == '1' then
-  for i = 1, #KEYS do
-    local ms = math.ceil((next[i] - now) / 1000)
-    if ms < 1 then ms = 1 end
-    redis.call('SET', KEYS[i], string.format('%d %d %d', next[i], ARGV[3 * i], ARGV[3 * i + 1]), 'PX', ms)
-  end
+  for i = 1, #KEYS do keep(i, next[i]) end
 end
 return {-1}
 "#;
@@ -159,7 +193,11 @@ impl Redis {
         invocation.arg(if commit { "1" } else { "0" });
         for b in buckets {
             invocation.key(format!("toolwarden:{}", b.key));
-            invocation.arg(b.period_us).arg(b.burst).arg(b.cost);
+            invocation
+                .arg(b.rate.period_us)
+                .arg(b.rate.burst.get())
+                .arg(b.cost)
+                .arg(b.rate.fixed_us.unwrap_or(0));
         }
         let connection = link.connection.as_mut().expect("connected above");
         match invocation.invoke::<Vec<i64>>(connection) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{decide, Bucket, StoreError, Taken};
+use super::{clamp, decide, Bucket, StoreError, Taken};
 
 /// How long a charge waits for another process's transaction. A charge
 /// takes microseconds, so only a stuck lock waits this long; the client's
@@ -99,30 +99,45 @@ impl Sqlite {
                 tats.push(tat.map(|t| t as u64));
             }
         }
-        let next = match decide(buckets, &tats, now) {
-            Ok(next) => next,
-            Err(short) => return Ok(Err(short)),
+        let clamped = clamp(buckets, &mut tats, now);
+        let (written, short): (Vec<(usize, u64)>, _) = match decide(buckets, &tats, now) {
+            Ok(next) => (next.into_iter().enumerate().collect(), None),
+            Err(short) => {
+                let kept = clamped.into_iter().map(|i| (i, tats[i].expect("clamped")));
+                (kept.collect(), Some(short))
+            }
         };
-        if commit {
-            {
-                let mut write = tx
-                    .prepare_cached(
-                        "INSERT INTO buckets (key, tat, period, burst) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (key) DO UPDATE SET tat = ?2, period = ?3, burst = ?4",
-                    )
+        if !commit {
+            return Ok(short.map_or(Ok(()), Err));
+        }
+        {
+            let mut write = tx
+                .prepare_cached(
+                    "INSERT INTO buckets (key, tat, period, burst) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (key) DO UPDATE SET tat = ?2, period = ?3, burst = ?4",
+                )
+                .map_err(failed)?;
+            for (i, tat) in written {
+                let b = &buckets[i];
+                write
+                    .execute(params![
+                        b.key,
+                        tat as i64,
+                        b.rate.period_us as i64,
+                        b.rate.burst.get()
+                    ])
                     .map_err(failed)?;
-                for (b, tat) in buckets.iter().zip(next) {
-                    write
-                        .execute(params![b.key, tat as i64, b.period_us as i64, b.burst])
-                        .map_err(failed)?;
-                }
             }
-            *charges += 1;
-            if *charges % SWEEP_EVERY == 0 {
-                // A bucket that has refilled is the same as none.
-                tx.execute("DELETE FROM buckets WHERE tat <= ?1", params![now as i64])
-                    .map_err(failed)?;
-            }
+        }
+        if let Some(short) = short {
+            tx.commit().map_err(failed)?;
+            return Ok(Err(short));
+        }
+        *charges += 1;
+        if *charges % SWEEP_EVERY == 0 {
+            // A bucket that has refilled is the same as none.
+            tx.execute("DELETE FROM buckets WHERE tat <= ?1", params![now as i64])
+                .map_err(failed)?;
         }
         tx.commit().map_err(failed)?;
         Ok(Ok(()))

@@ -258,3 +258,147 @@ fn specs_parse() {
         "redis://[credentials]@host:6379"
     );
 }
+
+/// One call made while the clock read 2036 must not lock a 5-per-minute
+/// counter for years once the clock is right again: every backend treats
+/// a stored time more than a window ahead as one window ahead.
+#[test]
+fn a_clock_from_the_future_locks_a_budget_for_one_window_at_most() {
+    let policy = Policy::from_json(
+        r#"{"version": "1", "tools": {"t": {"limits": [
+            {"counter": "five", "window": "minute", "max": 5, "scope": "global"}]}}}"#,
+    )
+    .unwrap();
+    let call = ToolCall {
+        name: "t".into(),
+        arguments: None,
+    };
+    let Verdict::Allow(charge) = policy.check(&call) else {
+        panic!()
+    };
+    let now = 1_800_000_000_000_000u64;
+    let in_2036 = 2_100_000_000_000_000u64;
+    let run = |state: &State| {
+        let at = |t| state.take_at(&policy, &charge, true, Some(t)).unwrap();
+        vec![at(in_2036), at(now), at(now + 12_000_000)]
+    };
+    let want = vec![
+        Outcome::Taken,
+        // As if the bucket had just been emptied: one period to wait.
+        Outcome::Short {
+            counter: 0,
+            retry_after: Duration::from_secs(12),
+        },
+        Outcome::Taken,
+    ];
+    assert_eq!(run(&open(Spec::Memory)), want, "memory");
+    assert_eq!(run(&open(Spec::Sqlite(temp_db("future")))), want, "SQLite");
+    let redis = RedisServer::start("future");
+    assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");
+}
+
+/// An unnamed limit's budget follows the limit, not its place in the list:
+/// a limit added in front of it, or the file rewritten, leaves it spent.
+#[test]
+fn an_unnamed_limit_keeps_its_budget_when_another_is_added_before_it() {
+    let before = r#"{"version": "1", "tools": {"t": {"limits": [
+        {"window": "day", "max": 1, "scope": "global"}]}}}"#;
+    let after = r#"{"version": "1", "description": "now with a burst cap",
+      "tools": {"t": {"limits": [
+        {"window": "second", "max": 100, "scope": "global"},
+        {"window": "day", "max": 1, "scope": "global"}]}}}"#;
+    let state = open(Spec::Memory);
+    let now = 1_800_000_000_000_000u64;
+    let take = |text: &str, at: u64| {
+        let policy = Policy::from_json(text).unwrap();
+        let call = ToolCall {
+            name: "t".into(),
+            arguments: None,
+        };
+        let Verdict::Allow(charge) = policy.check(&call) else {
+            panic!()
+        };
+        let outcome = state.take_at(&policy, &charge, true, Some(at)).unwrap();
+        match outcome {
+            Outcome::Taken => Ok(()),
+            Outcome::Short { counter, .. } => Err(policy.counters()[counter].terms()),
+        }
+    };
+    assert_eq!(take(before, now), Ok(()));
+    assert_eq!(take(after, now + 1_000_000), Err("1 per day".to_owned()));
+}
+
+/// Fixed windows decide alike everywhere too: `max` in each UTC window,
+/// the time to the boundary as the hint, afresh after it, and a number
+/// from a clock years ahead locks a window until its boundary only.
+#[test]
+fn every_backend_counts_fixed_windows_the_same() {
+    let policy = Policy::from_json(
+        r#"{"version": "1", "tools": {
+          "daily": {"limits": [{"counter": "daily", "window": {"fixed": "day"}, "max": 3, "scope": "global"}]},
+          "spend": {"limits": [{"counter": "spend", "window": {"fixed": "hour"}, "max": 100, "cost": "/amount"}]}}}"#,
+    )
+    .unwrap();
+    // 2027-01-15T08:00:00Z, then seconds from it.
+    let start = 1_800_000_000_000_000u64;
+    let hour = 3_600_000_000u64;
+    let script: &[(u64, &str, &str)] = &[
+        (0, "daily", "{}"),
+        (1, "daily", "{}"),
+        (2, "daily", "{}"),
+        (3, "daily", "{}"),
+        (16 * 3600, "daily", "{}"),
+        (16 * 3600, "spend", r#"{"amount":60}"#),
+        (16 * 3600 + 1800, "spend", r#"{"amount":50}"#),
+        (17 * 3600, "spend", r#"{"amount":50}"#),
+        // A call while the clock read 2036, then back at 2027-01-16T09:30Z.
+        (300_000_000, "spend", r#"{"amount":1}"#),
+        (17 * 3600 + 1800, "spend", r#"{"amount":1}"#),
+        (18 * 3600, "spend", r#"{"amount":100}"#),
+    ];
+    let run = |state: &State| -> Vec<Result<(), (String, u64)>> {
+        script
+            .iter()
+            .map(|&(at, tool, args)| {
+                let call = ToolCall {
+                    name: tool.into(),
+                    arguments: Some(Raw::parse(args).unwrap()),
+                };
+                let Verdict::Allow(charge) = policy.check(&call) else {
+                    panic!()
+                };
+                let now = Some(start + at * 1_000_000);
+                match state.take_at(&policy, &charge, true, now).unwrap() {
+                    Outcome::Taken => Ok(()),
+                    Outcome::Short {
+                        counter,
+                        retry_after,
+                    } => Err((
+                        policy.counters()[counter].name.clone(),
+                        retry_after.as_micros() as u64,
+                    )),
+                }
+            })
+            .collect()
+    };
+    let want = vec![
+        Ok(()),
+        Ok(()),
+        Ok(()),
+        // Until midnight UTC.
+        Err(("daily".into(), 16 * hour - 3_000_000)),
+        Ok(()),
+        Ok(()),
+        // 60 of 100 this hour: 50 waits for the next one.
+        Err(("spend".into(), hour / 2)),
+        Ok(()),
+        Ok(()),
+        // The hour that 2036's call filled ends at 10:00.
+        Err(("spend".into(), hour / 2)),
+        Ok(()),
+    ];
+    assert_eq!(run(&open(Spec::Memory)), want, "memory");
+    assert_eq!(run(&open(Spec::Sqlite(temp_db("fixed")))), want, "SQLite");
+    let redis = RedisServer::start("fixed");
+    assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");
+}

@@ -467,3 +467,82 @@ fn an_sqlite_store_locked_too_long_fails_closed_and_recovers() {
     assert_eq!(stderr.matches("cannot be used").count(), 1, "{stderr}");
     assert!(stderr.contains("can be used again"), "{stderr}");
 }
+
+/// toolwarden with the policy at `policy` around the GenieACS mock, its
+/// counters in `state`; the decisions of `calls` calls of retry_task
+/// (None: relayed).
+fn retries(policy: &Path, state: &str, options: &[&str], calls: u64) -> Vec<Option<String>> {
+    let mut cmd = toolwarden();
+    cmd.arg("--policy")
+        .arg(policy)
+        .args(["--state", state])
+        .args(options)
+        .arg("--")
+        .arg(mock_server())
+        .arg("--tools")
+        .arg(root().join("examples/tools/genieacs.json"));
+    let mut s = Session::start(&mut cmd);
+    let got = (1..=calls)
+        .map(|id| {
+            s.send(&call(id, "retry_task", r#"{"task_id":"t"}"#));
+            decision(&s.recv_json())
+        })
+        .collect();
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0), "{}", s.stderr());
+    got
+}
+
+const TWO_A_DAY: &str = r#"{"version": "1", "description": "two a day",
+  "tools": {"retry_task": {"limits": [{"counter": "cap", "window": "day", "max": 2, "scope": "global"}]}}}"#;
+
+/// A 2-per-day cap stays spent when only the description and the layout
+/// of the file change (and when a rule is added), in a new process; a
+/// change of the counter itself starts it afresh.
+#[test]
+fn an_edit_that_leaves_a_counter_alone_keeps_its_budget() {
+    let dir = temp_dir("state-edit");
+    let state = format!("sqlite:{}", dir.join("state.db").display());
+    let policy = dir.join("cap.json");
+    std::fs::write(&policy, TWO_A_DAY).unwrap();
+    let limited = Some("rate_limited".to_owned());
+    assert_eq!(retries(&policy, &state, &[], 2), vec![None, None]);
+    let edited = TWO_A_DAY
+        .replace("two a day", "at most two retries a day")
+        .replace(
+            r#""tools": {"#,
+            "\n  \"tools\": {\n    \"other\": {},\n    ",
+        );
+    std::fs::write(&policy, &edited).unwrap();
+    assert_eq!(retries(&policy, &state, &[], 1), vec![limited.clone()]);
+    std::fs::write(&policy, edited.replace(r#""max": 2"#, r#""max": 3"#)).unwrap();
+    assert_eq!(
+        retries(&policy, &state, &[], 4),
+        vec![None, None, None, limited]
+    );
+}
+
+/// `--monitor` counts apart from the enforcing runs of the same policy,
+/// with the default namespace and with one given.
+#[test]
+fn monitoring_never_spends_the_real_budget() {
+    let dir = temp_dir("state-monitor");
+    let state = format!("sqlite:{}", dir.join("state.db").display());
+    let policy = dir.join("cap.json");
+    std::fs::write(&policy, TWO_A_DAY).unwrap();
+    let limited = Some("rate_limited".to_owned());
+    for options in [&[][..], &["--state-namespace", "team"][..]] {
+        let monitor = [options, &["--monitor"]].concat();
+        // Monitoring relays every call, the third one too.
+        assert_eq!(
+            retries(&policy, &state, &monitor, 3),
+            vec![None, None, None],
+            "{options:?}"
+        );
+        assert_eq!(
+            retries(&policy, &state, options, 3),
+            vec![None, None, limited.clone()],
+            "{options:?}"
+        );
+    }
+}
