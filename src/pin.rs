@@ -13,6 +13,7 @@
 //! valid JSON text under the client-side rules).
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -88,7 +89,8 @@ pub enum Status {
 pub struct Pins {
     /// The lock file, as named on the command line.
     pub path: String,
-    /// The server command, as it may be shown.
+    /// This session's server command, as it may be shown: what to review
+    /// a change with.
     pub server: String,
     hashes: BTreeMap<String, String>,
     /// The hashes of the entries warned about as unreadable.
@@ -96,17 +98,18 @@ pub struct Pins {
 }
 
 impl Pins {
-    pub fn load(path: &Path) -> anyhow::Result<Pins> {
+    /// The pins in the file at `path`, for the session running `server`.
+    pub fn load(path: &Path, server: &[OsString]) -> anyhow::Result<Pins> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read the pin file: {e}", path.display()))?;
-        Pins::from_text(&path.display().to_string(), &text)
+        let server: Vec<_> = server.iter().map(|w| w.to_string_lossy()).collect();
+        Pins::from_text(&path.display().to_string(), &text, redact::command(&server))
     }
 
-    /// The pins of a lock file's text; `path` names it in messages.
-    pub fn from_text(path: &str, text: &str) -> anyhow::Result<Pins> {
+    /// The pins of a lock file's text; `path` names it in messages,
+    /// `server` is the command as shown.
+    pub fn from_text(path: &str, text: &str, server: String) -> anyhow::Result<Pins> {
         let lock = parse(text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-        // An old pin file may hold a command with its secrets.
-        let server = redact::command(&lock.server.split_whitespace().collect::<Vec<_>>());
         if lock.version != VERSION {
             anyhow::bail!(
                 "{path}: a version {} pin file leaves out part of each tool (_meta, icons, \
@@ -326,7 +329,7 @@ mod tests {
     }
 
     fn pins(tools: &[Tool]) -> Pins {
-        Pins::from_text("p.json", &lock_file(tools, "server")).unwrap()
+        Pins::from_text("p.json", &lock_file(tools, "server"), "server".into()).unwrap()
     }
 
     #[test]
@@ -386,11 +389,14 @@ mod tests {
     #[test]
     fn a_version_1_file_is_read_for_an_update_but_not_checked_against() {
         let old = json!({"name": "t", "description": "d"});
-        let v1 = json!({"version": "1", "server": "srv --api-key abc123",
+        let v1 = json!({"version": "1", "server": "srv",
                         "tools": {"t": {"sha256": digest(&old), "definition": old}}})
         .to_string();
         assert_eq!(parse(&v1).unwrap().version, "1");
-        let e = Pins::from_text("p.json", &v1).unwrap_err().to_string();
+        let server = redact::command(&["srv", "--api-key", "abc123"]);
+        let e = Pins::from_text("p.json", &v1, server)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("version 1"), "{e}");
         assert!(
             e.contains("`toolwarden pin --update p.json -- srv --api-key [redacted]`"),
