@@ -156,7 +156,10 @@ fn filtering(c: &mut Criterion) {
                 else {
                     unreachable!()
                 };
-                tools_list::filter(line.as_bytes(), result, |name, _| policy.hides(name)).unwrap()
+                tools_list::filter(line.as_bytes(), result, |name, _| {
+                    name.is_some_and(|n| policy.hides(n))
+                })
+                .unwrap()
             })
         },
     );

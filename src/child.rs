@@ -69,7 +69,7 @@ impl Server {
             });
         }
         let mut child = cmd.spawn().map_err(|e| {
-            let name = program.to_string_lossy();
+            let name = crate::redact::command(&[program.to_string_lossy()]);
             let (why, exit_code) = match e.kind() {
                 io::ErrorKind::NotFound => ("not found".to_owned(), 127),
                 io::ErrorKind::PermissionDenied => ("permission denied".to_owned(), 126),

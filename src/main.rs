@@ -186,7 +186,8 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
     }
 }
 
-/// The server's tools, listed once, and its command line in words.
+/// The server's tools, listed once, and its command line as it may be
+/// shown and stored (its secrets redacted).
 fn server_tools(command: &[std::ffi::OsString]) -> Result<(Vec<check::Tool>, String), u8> {
     let tools = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -198,7 +199,7 @@ fn server_tools(command: &[std::ffi::OsString]) -> Result<(Vec<check::Tool>, Str
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match tools {
-        Ok(tools) => Ok((tools, server.join(" "))),
+        Ok(tools) => Ok((tools, toolwarden::redact::command(&server))),
         Err(e) => {
             eprintln!("toolwarden: cannot list the server's tools: {e:#}");
             Err(1)
@@ -255,11 +256,22 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
     };
     let diff = pin::diff(&lock, &tools);
     if args.diff.is_some() {
-        if diff.is_empty() {
+        // An old file that matches still needs rewriting before --pin
+        // takes it.
+        let old = (lock.version != pin::VERSION).then(|| {
+            format!(
+                "{}: a version {} pin file; `toolwarden pin --update` rewrites it as version {}\n",
+                path.display(),
+                lock.version,
+                pin::VERSION
+            )
+        });
+        if diff.is_empty() && old.is_none() {
             print_report(&format!("{}: every tool matches its pin\n", path.display()));
             return 0;
         }
         print_report(&diff);
+        print_report(old.as_deref().unwrap_or_default());
         return 1;
     }
     print_report(&diff);

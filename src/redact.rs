@@ -1,5 +1,6 @@
 //! Keeping secrets out of what toolwarden writes down: the audit log, its
-//! own logs, and the approval prompt a person reads. The server always gets
+//! own logs, the approval prompt a person reads, and the server's command
+//! line wherever it is shown or stored ([`command`]). The server always gets
 //! the real arguments; only toolwarden's copies are redacted.
 //!
 //! A value is redacted when any of these says so:
@@ -158,6 +159,51 @@ pub fn loggable(text: &str) -> String {
 /// Whether a string value looks like a credential.
 pub fn looks_like_credential(text: &str) -> bool {
     !secret_spans(text).is_empty()
+}
+
+/// A command line as toolwarden shows or stores it (the pin file, the
+/// policy `init` writes, refusal texts, logs): the value of an option whose
+/// name looks secret (`--api-key X`, `--token=X`) and every credential
+/// shape the audit log hides (`sk_live_...`, `https://u:pw@host`,
+/// `API_KEY=x`) replaced by [`REDACTED`]. The one place a command is made
+/// fit to show: pin files go to git, and the server's command line is
+/// where people put their keys. A word with spaces, quotes or control
+/// characters is quoted, so the result stays one line.
+pub fn command<S: AsRef<str>>(words: &[S]) -> String {
+    let mut shown = Vec::with_capacity(words.len());
+    // The previous word was an option such as `--api-key`, with no `=`.
+    let mut value_is_secret = false;
+    for word in words.iter().map(AsRef::as_ref) {
+        let text = if std::mem::take(&mut value_is_secret) && !word.starts_with('-') {
+            REDACTED.to_owned()
+        } else {
+            value_is_secret = word.starts_with('-')
+                && !word.contains('=')
+                && key_is_secret(word.trim_start_matches('-'));
+            hide_secrets(word)
+        };
+        if text.is_empty()
+            || text.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
+        {
+            shown.push(format!("{text:?}"));
+        } else {
+            shown.push(text);
+        }
+    }
+    shown.join(" ")
+}
+
+/// `text` with the parts that look like credentials replaced.
+fn hide_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for (start, end) in secret_spans(text) {
+        out.push_str(&text[from..start]);
+        out.push_str(REDACTED);
+        from = end;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 /// Whether an object key (or a header's name) names a secret.
@@ -742,6 +788,45 @@ mod tests {
         let script = r.value["script"].as_str().unwrap();
         assert!(script.starts_with(&"b".repeat(VIEW_STRING)));
         assert!(script.ends_with("more bytes]"), "{script}");
+    }
+
+    #[test]
+    fn a_command_shows_no_credential_by_name_or_by_shape() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["npx", "srv", "--api-key", "sk_live_0123456789abcdefXYZ"],
+                "npx srv --api-key [redacted]",
+            ),
+            (
+                &["srv", "--password", "hunter2"],
+                "srv --password [redacted]",
+            ),
+            (
+                &["srv", "--token=abc123", "-v"],
+                "srv --token=[redacted] -v",
+            ),
+            (&["srv", "--api-key=abc123"], "srv --api-key=[redacted]"),
+            (&["srv", "sk_live_0123456789abcdefXYZ"], "srv [redacted]"),
+            (
+                &["srv", "ghp_0123456789abcdefghijABCDEFGHIJ012345"],
+                "srv [redacted]",
+            ),
+            (
+                &["env", "API_KEY=abc123", "LOG_LEVEL=debug", "srv"],
+                "env API_KEY=[redacted] LOG_LEVEL=debug srv",
+            ),
+            (
+                &["srv", "https://deploy:hunter2@git.example/r"],
+                "srv https://deploy:[redacted]@git.example/r",
+            ),
+            // An option that takes no value leaves the next option alone.
+            (&["srv", "--auth", "--verbose"], "srv --auth --verbose"),
+            (&["srv", "--port", "8080", "a b"], "srv --port 8080 \"a b\""),
+            (&["srv", "line\nforged"], "srv \"line\\nforged\""),
+        ];
+        for (words, shown) in cases {
+            assert_eq!(command(words), *shown, "{words:?}");
+        }
     }
 
     #[test]

@@ -883,11 +883,14 @@ impl Relay {
                         let mut seen = Vec::new();
                         let filtered = tools_list::filter(line, result, |name, tool| {
                             let status = pins.map(|p| p.check(name, tool.get()));
-                            seen.push((name.to_owned(), status));
+                            if let Some(name) = name {
+                                seen.push((name.to_owned(), status));
+                            }
                             let withheld = status.is_some_and(|s| s != pin::Status::Matches);
+                            let hidden = name.is_some_and(|n| policy.hides(n));
                             // Monitoring hides nothing: the agent sees what
                             // it would see without toolwarden.
-                            !self.settings.monitor && (policy.hides(name) || withheld)
+                            !self.settings.monitor && (hidden || withheld)
                         });
                         self.remember_listed(seen);
                         filtered

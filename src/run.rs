@@ -82,7 +82,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         None => Audit::off(session_id.clone(), args.identity.clone()),
     };
     let pins = match &args.pin {
-        Some(path) => match crate::pin::Pins::load(path) {
+        Some(path) => match crate::pin::Pins::load(path, &args.command) {
             Ok(pins) => Some(pins),
             Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
         },

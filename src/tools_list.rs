@@ -6,9 +6,9 @@
 
 use crate::json::Raw;
 
-/// Returns the line with the tools `hides` picks (by name, and the
-/// tool's JSON) taken out of
-/// `result.tools`, or `None` when nothing is hidden (forward as is).
+/// Returns the line with the tools `hides` picks (by name, when it is a
+/// string, and the tool's JSON) taken out of `result.tools`, or `None`
+/// when nothing is hidden (forward as is).
 ///
 /// `result` must be a slice of `line`, as the envelope parser hands it out.
 /// The tools are walked in place and the kept ones copied once: a huge page
@@ -16,7 +16,7 @@ use crate::json::Raw;
 pub fn filter(
     line: &[u8],
     result: Raw<'_>,
-    mut hides: impl FnMut(&str, Raw<'_>) -> bool,
+    mut hides: impl FnMut(Option<&str>, Raw<'_>) -> bool,
 ) -> Option<Vec<u8>> {
     let tools_raw = result.member("tools")?;
     let start = offset_in(line, tools_raw.get())?;
@@ -24,10 +24,10 @@ pub fn filter(
     let mut out: Option<Vec<u8>> = None;
     let mut kept = 0usize;
     for (i, tool) in tools_raw.items().enumerate() {
+        // A tool without a readable name (not a string, a lone surrogate)
+        // cannot be matched by a rule, but `--pin` withholds it.
         let name = tool.member("name").and_then(Raw::as_str);
-        // A tool without a readable name cannot be matched by a rule: it
-        // stays, and a call to it meets the policy like any other.
-        let hidden = name.is_some_and(|n| hides(&n, tool));
+        let hidden = hides(name.as_deref(), tool);
         if hidden && out.is_none() {
             // The first hidden tool: the page is rewritten from here on,
             // starting with the tools before it.
@@ -79,8 +79,10 @@ mod tests {
         else {
             panic!("not a response")
         };
-        filter(line.as_bytes(), result, |n, _| hidden.contains(&n))
-            .map(|b| String::from_utf8(b).unwrap())
+        filter(line.as_bytes(), result, |n, _| {
+            n.is_some_and(|n| hidden.contains(&n))
+        })
+        .map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]
