@@ -243,10 +243,14 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
         .as_ref()
         .or(args.update.as_ref())
         .expect("clap requires one");
-    let lock = match std::fs::read_to_string(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|text| pin::parse(&text))
-    {
+    let read = match std::fs::read_to_string(path) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e:#}", path.display());
+            return 2;
+        }
+    };
+    let lock = match pin::parse(&read) {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("toolwarden: {}: {e:#}", path.display());
@@ -264,7 +268,7 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
     }
     print_report(&diff);
     let text = pin::lock_file(&tools, &server);
-    match toolwarden::wrap::write_with_backup(path, &text) {
+    match toolwarden::wrap::write_with_backup(path, &read, &text) {
         Ok(backup) => {
             print_report(&format!(
                 "{}: updated; the previous file is kept as {}\n",
@@ -362,7 +366,7 @@ fn edit_config(
                 print_report(&format!("{}: not written (--dry-run)\n", path.display()))
             }
             Some(new) => {
-                let backup = toolwarden::wrap::write_with_backup(&path, &new)?;
+                let backup = toolwarden::wrap::write_with_backup(&path, &text, &new)?;
                 print_report(&format!(
                     "{}: written; the previous file is kept as {}\n",
                     path.display(),

@@ -9,9 +9,11 @@
 //! values in place (every other byte is kept), Codex's TOML through
 //! `toml_edit` (comments and layout kept). A file that does not parse is
 //! never touched; a changed file is written whole (a new file renamed over
-//! the old one) after a copy of the old one is kept beside it.
+//! the old one) after a copy of the old one is kept beside it (see
+//! [`write_with_backup`] for links, modes and a client writing meanwhile).
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
@@ -416,26 +418,113 @@ pub fn report(report: &[(String, Done)], dry_run: bool) -> String {
     out
 }
 
-/// Writes `text` to `path` through a new file renamed over it, with the
-/// old file's permissions, after a copy of the old file is kept beside it;
-/// returns the copy's path.
-pub fn write_with_backup(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
+/// Writes `text` to the config file at `path`, which held `read` when it
+/// was read, after a copy of it is kept beside it; returns the copy's path.
+///
+/// A link stays a link: its target is edited (dotfile managers keep
+/// configs as links). The new text goes to a file of a fresh name created
+/// beside the target, never through a link planted there, with the
+/// target's mode from the start (a 0600 config holding secrets is never
+/// readable by others), and is renamed over the target. A file that no
+/// longer holds `read` (its client wrote it meanwhile) is left alone.
+pub fn write_with_backup(path: &Path, read: &str, text: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let target =
+        std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
+    let mode = std::fs::metadata(&target)
+        .with_context(|| format!("cannot read {}", target.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let tmp = sibling(
+        &target,
+        &format!(".toolwarden-{}.tmp", crate::audit::random_id()),
+    );
+    let written = create_exclusive(&tmp, mode).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow!("cannot write {}: {e}", tmp.display()));
+    }
+    let backup = match keep_copy(path, read, mode) {
+        Ok(backup) => backup,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    // The client may have written the file since it was read: renaming
+    // now would throw its change away.
+    if std::fs::read(&target).ok().as_deref() != Some(read.as_bytes()) {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&backup);
+        bail!(
+            "{} changed while toolwarden was editing it (is its client running and writing it?); nothing written, run the command again",
+            path.display()
+        );
+    }
+    std::fs::rename(&tmp, &target).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot replace {}", target.display())
+    })?;
+    Ok(backup)
+}
+
+/// `path` with `suffix` appended to its name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name: OsString = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A new file at `path`, never one that exists and never through a link,
+/// created with (at most) `mode` and then given exactly `mode`.
+fn create_exclusive(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(mode)
+        .open(path)?;
+    // The umask may have taken bits away; it never adds any.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Keeps `read` beside `path` as `PATH.toolwarden-STAMP.bak`; a second
+/// copy within the same second gets `-2`, `-3`..., never the first's name.
+fn keep_copy(path: &Path, read: &str, mode: u32) -> anyhow::Result<PathBuf> {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
-    let mut backup = path.as_os_str().to_owned();
-    backup.push(format!(".toolwarden-{stamp}.bak"));
-    let backup = PathBuf::from(backup);
-    std::fs::copy(path, &backup)
-        .with_context(|| format!("cannot keep a copy as {}", backup.display()))?;
-    let mut tmp: OsString = path.as_os_str().to_owned();
-    tmp.push(".toolwarden-tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let permissions = std::fs::metadata(path)?.permissions();
-    std::fs::set_permissions(&tmp, permissions)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(backup)
+    for n in 1..1000 {
+        let count = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let backup = sibling(path, &format!(".toolwarden-{stamp}{count}.bak"));
+        match create_exclusive(&backup, mode) {
+            Ok(mut file) => {
+                return file
+                    .write_all(read.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map(|()| backup.clone())
+                    .with_context(|| format!("cannot keep a copy as {}", backup.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow!("cannot keep a copy as {}: {e}", backup.display()));
+            }
+        }
+    }
+    bail!(
+        "cannot keep a copy of {}: too many copies this second",
+        path.display()
+    )
 }
 
 #[cfg(test)]

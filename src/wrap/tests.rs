@@ -200,3 +200,76 @@ url = "https://example.com/mcp"
     assert_eq!(back.unwrap(), codex);
     assert!(edit(Client::Codex, "[mcp_servers\n", &[], &wrap_with("/p.json")).is_err());
 }
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tw-wrap-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_file_its_client_wrote_meanwhile_is_left_alone() {
+    let dir = scratch("meanwhile");
+    let config = dir.join("mcp.json");
+    std::fs::write(&config, "written by the client since").unwrap();
+    let e = write_with_backup(&config, "as read", "wrapped").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("changed while toolwarden was editing it"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "written by the client since"
+    );
+    // No temporary file left, no copy kept.
+    assert_eq!(names(&dir), ["mcp.json"]);
+}
+
+#[test]
+fn copies_kept_within_one_second_never_overwrite_each_other() {
+    let dir = scratch("same-second");
+    let config = dir.join("mcp.json");
+    std::fs::write(&config, "0").unwrap();
+    // Three writes take milliseconds: two at least fall in one second.
+    let backups: Vec<PathBuf> = ["0", "1", "2"]
+        .iter()
+        .map(|was| {
+            let next = (was.parse::<u8>().unwrap() + 1).to_string();
+            write_with_backup(&config, was, &next).unwrap()
+        })
+        .collect();
+    for (backup, was) in backups.iter().zip(["0", "1", "2"]) {
+        assert_eq!(std::fs::read_to_string(backup).unwrap(), was);
+    }
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "3");
+    assert_eq!(names(&dir).len(), 4, "{:?}", names(&dir));
+}
+
+#[test]
+fn a_new_file_is_created_with_the_mode_given_and_never_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("create");
+    let file = dir.join("new");
+    let created = create_exclusive(&file, 0o600).unwrap();
+    // Before anything is written to it.
+    assert_eq!(
+        created.metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(create_exclusive(&file, 0o600).is_err(), "an existing file");
+    let victim = dir.join("victim");
+    std::os::unix::fs::symlink(&victim, dir.join("planted")).unwrap();
+    assert!(create_exclusive(&dir.join("planted"), 0o600).is_err());
+    assert!(!victim.exists());
+}
