@@ -335,10 +335,22 @@ fn wrap_change(args: &toolwarden::cli::WrapArgs) -> anyhow::Result<toolwarden::w
         options.push("--audit".to_owned());
         options.push(std::path::absolute(audit)?.to_string_lossy().into_owned());
     }
+    if args.audit_required {
+        options.push("--audit-required".to_owned());
+    }
+    if let Some(pin) = &args.pin {
+        toolwarden::pin::Pins::load(pin)?;
+        options.push("--pin".to_owned());
+        options.push(std::fs::canonicalize(pin)?.to_string_lossy().into_owned());
+    }
+    if args.no_reload {
+        options.push("--no-reload".to_owned());
+    }
     Ok(toolwarden::wrap::Change::Wrap {
         toolwarden: toolwarden.to_string_lossy().into_owned(),
         policy: policy.to_string_lossy().into_owned(),
         options,
+        replace_options: args.replace_options,
     })
 }
 

@@ -76,28 +76,36 @@ pub struct CommandLine {
 
 impl CommandLine {
     fn shown(&self) -> String {
-        std::iter::once(&self.command)
-            .chain(&self.args)
-            .map(|a| {
-                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                    format!("{a:?}")
-                } else {
-                    a.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        shown(std::iter::once(&self.command).chain(&self.args))
     }
+}
+
+/// Words as a shell line, quoted where a person would need it.
+fn shown<'a>(words: impl IntoIterator<Item = &'a String>) -> String {
+    words
+        .into_iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What to do to each server.
 pub enum Change {
     /// Put toolwarden with this policy (absolute paths), and these other
-    /// options of its own, in front.
+    /// options of its own, in front. A server wrapped already keeps the
+    /// options of its own that `options` does not give, unless
+    /// `replace_options`.
     Wrap {
         toolwarden: String,
         policy: String,
         options: Vec<String>,
+        replace_options: bool,
     },
     Unwrap,
 }
@@ -109,9 +117,14 @@ pub type Edited = (Option<String>, Vec<(String, Done)>);
 /// What happened to one server, for the report.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Done {
-    Changed { from: CommandLine, to: CommandLine },
+    Changed {
+        from: CommandLine,
+        to: CommandLine,
+    },
     Unchanged(&'static str),
     Skipped(String),
+    /// Options of the existing wrapping kept (reported before the change).
+    Kept(Vec<String>),
 }
 
 /// Whether `line` runs toolwarden in front of a server, and if so the
@@ -130,20 +143,85 @@ fn wrapped_server(line: &CommandLine, toolwarden: Option<&str>) -> Option<Comman
     })
 }
 
-/// The new command line of one server, or why it stays.
-fn change_of(line: &CommandLine, change: &Change) -> Result<CommandLine, Done> {
+/// toolwarden's options that take a value (the rest are flags), so that
+/// an existing wrapping's arguments can be read back as options.
+const VALUED: [&str; 11] = [
+    "--policy",
+    "--identity",
+    "--log-level",
+    "--max-message-bytes",
+    "--close-timeout",
+    "--term-timeout",
+    "--audit",
+    "--state",
+    "--state-namespace",
+    "--pin",
+    "--approval-timeout",
+];
+
+/// toolwarden's own arguments (those before `--`) as options, each with
+/// its value: `[["--pin", "/p"], ["--no-reload"], ["--identity=me"]]`.
+fn options_of(args: &[String]) -> Vec<Vec<String>> {
+    let mut options: Vec<Vec<String>> = Vec::new();
+    let mut args = args.iter().take_while(|a| *a != "--");
+    while let Some(arg) = args.next() {
+        let mut option = vec![arg.clone()];
+        let name = if arg == "-p" { "--policy" } else { arg };
+        if VALUED.contains(&name) {
+            option.extend(args.next().cloned());
+        }
+        options.push(option);
+    }
+    options
+}
+
+/// An option's name: `--pin` for `--pin`, `--pin=/p` and `-p` alike.
+fn option_name(option: &[String]) -> &str {
+    match option[0].as_str() {
+        "-p" => "--policy",
+        arg => arg.split_once('=').map_or(arg, |(name, _)| name),
+    }
+}
+
+/// The new command line of one server, or why it stays; `kept` gets the
+/// options of an existing wrapping that are kept.
+fn change_of(
+    line: &CommandLine,
+    change: &Change,
+    kept: &mut Vec<String>,
+) -> Result<CommandLine, Done> {
     match change {
         Change::Wrap {
             toolwarden,
             policy,
             options,
+            replace_options,
         } => {
-            let server = match wrapped_server(line, Some(toolwarden)) {
-                Some(server) => server,
-                None => line.clone(),
+            let (server, existing) = match wrapped_server(line, Some(toolwarden)) {
+                Some(server) => (server, options_of(&line.args)),
+                None => (line.clone(), Vec::new()),
             };
+            let mut given = options_of(options);
+            // The existing options in their places, each replaced by the
+            // given one of its name; then the given ones left.
+            let mut merged: Vec<Vec<String>> = Vec::new();
+            for option in existing {
+                let name = option_name(&option);
+                if name == "--policy" {
+                    continue;
+                }
+                match given.iter().position(|g| option_name(g) == name) {
+                    Some(at) => merged.push(given.remove(at)),
+                    None if *replace_options => {}
+                    None => {
+                        kept.extend(option.iter().cloned());
+                        merged.push(option);
+                    }
+                }
+            }
+            merged.extend(given);
             let mut args = vec!["--policy".to_owned(), policy.clone()];
-            args.extend(options.iter().cloned());
+            args.extend(merged.into_iter().flatten());
             args.push("--".to_owned());
             args.push(server.command);
             args.extend(server.args);
@@ -245,7 +323,12 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
             command: command.to_owned(),
             args,
         };
-        let to = match change_of(&line, change) {
+        let mut kept = Vec::new();
+        let outcome = change_of(&line, change, &mut kept);
+        if !kept.is_empty() {
+            report.push((name.clone(), Done::Kept(kept)));
+        }
+        let to = match outcome {
             Ok(to) => to,
             Err(done) => {
                 report.push((name.clone(), done));
@@ -375,7 +458,12 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
             command: command.to_owned(),
             args,
         };
-        let to = match change_of(&line, change) {
+        let mut kept = Vec::new();
+        let outcome = change_of(&line, change, &mut kept);
+        if !kept.is_empty() {
+            report.push((name.clone(), Done::Kept(kept)));
+        }
+        let to = match outcome {
             Ok(to) => to,
             Err(done) => {
                 report.push((name, done));
@@ -412,6 +500,10 @@ pub fn report(report: &[(String, Done)], dry_run: bool) -> String {
             ),
             Done::Unchanged(why) => format!("{name}: unchanged, {why}\n"),
             Done::Skipped(why) => format!("{name}: skipped, {why}\n"),
+            Done::Kept(options) => format!(
+                "{name}: keeps the options it was wrapped with: {} (--replace-options drops them)\n",
+                shown(options)
+            ),
         };
         out.push_str(&line);
     }

@@ -22,6 +22,7 @@ fn wrap_with(policy: &str) -> Change {
         toolwarden: "/opt/bin/toolwarden".into(),
         policy: policy.into(),
         options: Vec::new(),
+        replace_options: false,
     }
 }
 
@@ -110,6 +111,7 @@ fn claude_desktop_wraps_every_stdio_server_and_unwraps_byte_for_byte() {
             "--audit".into(),
             "/var/log/tw.jsonl".into(),
         ],
+        replace_options: false,
     };
     let (with_options, _) =
         edit(Client::ClaudeDesktop, &text, &["runpod".into()], &monitored).unwrap();
@@ -272,4 +274,74 @@ fn a_new_file_is_created_with_the_mode_given_and_never_through_a_link() {
     std::os::unix::fs::symlink(&victim, dir.join("planted")).unwrap();
     assert!(create_exclusive(&dir.join("planted"), 0o600).is_err());
     assert!(!victim.exists());
+}
+
+#[test]
+fn rewrapping_keeps_the_options_of_the_existing_wrapping_unless_replaced() {
+    let wrapped = r#"{"mcpServers": {"x": {"command": "/opt/bin/toolwarden", "args": ["--policy", "/p/a.json", "--no-reload", "--pin", "/p/pins.json", "--identity=me", "--", "npx", "x"]}}}"#;
+    let wrap = |options: &[&str], replace_options| Change::Wrap {
+        toolwarden: "/opt/bin/toolwarden".into(),
+        policy: "/p/b.json".into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+        replace_options,
+    };
+    let args = |text: Option<String>| {
+        let value: Value = serde_json::from_str(&text.unwrap()).unwrap();
+        value["mcpServers"]["x"]["args"].clone()
+    };
+    let (text, done) = edit(
+        Client::Cursor,
+        wrapped,
+        &[],
+        &wrap(&["--audit", "/l"], false),
+    )
+    .unwrap();
+    assert_eq!(
+        args(text),
+        serde_json::json!([
+            "--policy",
+            "/p/b.json",
+            "--no-reload",
+            "--pin",
+            "/p/pins.json",
+            "--identity=me",
+            "--audit",
+            "/l",
+            "--",
+            "npx",
+            "x"
+        ])
+    );
+    assert_eq!(
+        report(&done, false).lines().next().unwrap(),
+        "x: keeps the options it was wrapped with: --no-reload --pin /p/pins.json --identity=me (--replace-options drops them)"
+    );
+    // An option given replaces the kept one of its name, in its place.
+    let (text, _) = edit(
+        Client::Cursor,
+        wrapped,
+        &[],
+        &wrap(&["--pin", "/p/new.json"], false),
+    )
+    .unwrap();
+    assert_eq!(
+        args(text),
+        serde_json::json!([
+            "--policy",
+            "/p/b.json",
+            "--no-reload",
+            "--pin",
+            "/p/new.json",
+            "--identity=me",
+            "--",
+            "npx",
+            "x"
+        ])
+    );
+    let (text, done) = edit(Client::Cursor, wrapped, &[], &wrap(&["--monitor"], true)).unwrap();
+    assert_eq!(
+        args(text),
+        serde_json::json!(["--policy", "/p/b.json", "--monitor", "--", "npx", "x"])
+    );
+    assert!(!done.iter().any(|(_, d)| matches!(d, Done::Kept(_))));
 }

@@ -326,3 +326,83 @@ fn a_symlinked_config_stays_a_link_and_no_planted_link_is_followed() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), original);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 }
+
+#[test]
+fn wrap_carries_no_reload_pin_and_audit_required_and_a_rewrap_keeps_them() {
+    let dir = temp_dir("wrap-options");
+    let (config, _) = claude_config(&dir);
+    let policy = root().join("policies/genieacs.json");
+    let pins = dir.join("pins.json");
+    let out = toolwarden()
+        .args(["pin", "--out"])
+        .arg(&pins)
+        .arg("--")
+        .arg(mock_server())
+        .arg("--tools")
+        .arg(root().join("examples/tools/genieacs.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let audit = dir.join("audit.jsonl");
+    let wrap = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "wrap".as_ref(),
+            "claude-desktop".as_ref(),
+            "--policy".as_ref(),
+            policy.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let options = |config: &Path| -> Vec<String> {
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+        value["mcpServers"]["genieacs"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .take_while(|a| a != "--")
+            .skip(2)
+            .collect()
+    };
+    let (code, _, err) = wrap(&[
+        "--no-reload".as_ref(),
+        "--pin".as_ref(),
+        pins.as_os_str(),
+        "--audit".as_ref(),
+        audit.as_os_str(),
+        "--audit-required".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let pins_path = pins.canonicalize().unwrap().to_str().unwrap().to_owned();
+    let audit_path = audit.to_str().unwrap().to_owned();
+    let carried = [
+        "--audit",
+        &audit_path,
+        "--audit-required",
+        "--pin",
+        &pins_path,
+        "--no-reload",
+    ];
+    assert_eq!(options(&config), carried);
+    // Wrapped again without them (another policy, say): kept, and said.
+    let (code, out, err) = wrap(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("genieacs: keeps the options it was wrapped with: --audit ")
+            && out.contains("--no-reload (--replace-options drops them)"),
+        "{out}"
+    );
+    assert_eq!(options(&config), carried);
+    // Told otherwise, they go.
+    let (code, _, err) = wrap(&["--replace-options".as_ref(), "--monitor".as_ref()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(options(&config), ["--monitor"]);
+    // A pin file that does not load is refused before anything is written.
+    std::fs::write(&pins, "not pins").unwrap();
+    let (code, _, _) = wrap(&["--pin".as_ref(), pins.as_os_str()]);
+    assert_eq!(code, 2);
+    assert_eq!(options(&config), ["--monitor"]);
+}
