@@ -119,6 +119,22 @@ pub struct WrapArgs {
     /// Run them with --audit PATH.
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
+    /// Run them with --audit-required (no call while the log cannot be
+    /// written).
+    #[arg(long, requires = "audit")]
+    pub audit_required: bool,
+    /// Run them with --pin FILE (the file must load).
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<PathBuf>,
+    /// Run them with --no-reload: the policy is read once, so an agent
+    /// that can write the policy file cannot loosen it mid-session.
+    #[arg(long)]
+    pub no_reload: bool,
+    /// A server wrapped already keeps the toolwarden options these
+    /// arguments do not give (--no-reload, --pin, ...); with this, it
+    /// gets only these.
+    #[arg(long)]
+    pub replace_options: bool,
     #[command(flatten)]
     pub file: ConfigFile,
 }

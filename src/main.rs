@@ -244,10 +244,14 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
         .as_ref()
         .or(args.update.as_ref())
         .expect("clap requires one");
-    let lock = match std::fs::read_to_string(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|text| pin::parse(&text))
-    {
+    let read = match std::fs::read_to_string(path) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e:#}", path.display());
+            return 2;
+        }
+    };
+    let lock = match pin::parse(&read) {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("toolwarden: {}: {e:#}", path.display());
@@ -276,7 +280,7 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
     }
     print_report(&diff);
     let text = pin::lock_file(&tools, &server);
-    match toolwarden::wrap::write_with_backup(path, &text) {
+    match toolwarden::wrap::write_with_backup(path, &read, &text) {
         Ok(backup) => {
             print_report(&format!(
                 "{}: updated; the previous file is kept as {}\n",
@@ -343,10 +347,22 @@ fn wrap_change(args: &toolwarden::cli::WrapArgs) -> anyhow::Result<toolwarden::w
         options.push("--audit".to_owned());
         options.push(std::path::absolute(audit)?.to_string_lossy().into_owned());
     }
+    if args.audit_required {
+        options.push("--audit-required".to_owned());
+    }
+    if let Some(pin) = &args.pin {
+        toolwarden::pin::Pins::load(pin, &[])?;
+        options.push("--pin".to_owned());
+        options.push(std::fs::canonicalize(pin)?.to_string_lossy().into_owned());
+    }
+    if args.no_reload {
+        options.push("--no-reload".to_owned());
+    }
     Ok(toolwarden::wrap::Change::Wrap {
         toolwarden: toolwarden.to_string_lossy().into_owned(),
         policy: policy.to_string_lossy().into_owned(),
         options,
+        replace_options: args.replace_options,
     })
 }
 
@@ -374,7 +390,7 @@ fn edit_config(
                 print_report(&format!("{}: not written (--dry-run)\n", path.display()))
             }
             Some(new) => {
-                let backup = toolwarden::wrap::write_with_backup(&path, &new)?;
+                let backup = toolwarden::wrap::write_with_backup(&path, &text, &new)?;
                 print_report(&format!(
                     "{}: written; the previous file is kept as {}\n",
                     path.display(),

@@ -3,10 +3,15 @@
 //! not load leaves the old policy in force and is logged once.
 //!
 //! The file's directory is watched rather than the file, since editors
-//! save by writing a new file and renaming it over the old one. Events
-//! come in bursts (truncate, write, rename): the file is read once they
-//! have been quiet for [`QUIET`].
+//! save by writing a new file and renaming it over the old one. A policy
+//! path that is a symlink (dotfile managers keep files so) is followed:
+//! the directory of every link on the way and of the file it ends at is
+//! watched, so both a change to the file and a link pointed elsewhere are
+//! seen. Events come in bursts (truncate, write, rename): the file is read
+//! once they have been quiet for [`QUIET`]. Only a regular file is read,
+//! and no more of it than a policy may hold (`policy::read_file`).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use notify::{RecursiveMode, Watcher};
 use sha2::Digest;
 use tracing::{info, warn};
 
-use crate::policy::Policy;
+use crate::policy::{self, Policy};
 use crate::relay::Relay;
 
 /// How long the file's events must pause before it is read.
@@ -42,29 +47,28 @@ pub fn start(path: &Path, relay: Arc<Relay>) -> std::io::Result<()> {
 }
 
 fn watch(path: &Path, relay: &Relay) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let name = path.file_name().map(|n| n.to_owned());
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let ours = event
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_owned()) == name);
-            if ours && !event.kind.is_access() {
-                let _ = tx.send(());
+            if !event.kind.is_access() {
+                let _ = tx.send(event.paths);
             }
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let mut chain = links(path);
+    let mut watched = HashSet::new();
+    // The link's own directory must be watched; the others are followed
+    // as well as they can be (a target's directory may come later).
+    let first = parent(&chain[0]);
+    watcher.watch(&first, RecursiveMode::NonRecursive)?;
+    watched.insert(first);
+    watch_chain(&mut watcher, &chain, &mut watched);
     // The session loaded the file its fingerprint names (the first 16 hex
     // digits of its SHA-256); a change since then is taken in now.
     let loaded = relay.policy().fingerprint.clone();
     let mut current = String::new();
     let mut last_error = None;
-    if let Ok(bytes) = std::fs::read(path) {
+    if let Ok(bytes) = policy::read_file(path) {
         let now = sha256_hex(&bytes);
         if now.starts_with(&loaded) {
             current = now;
@@ -72,22 +76,85 @@ fn watch(path: &Path, relay: &Relay) -> anyhow::Result<()> {
             reload_once(path, relay, &mut current, &mut last_error);
         }
     }
-    while rx.recv().is_ok() {
-        while rx.recv_timeout(QUIET).is_ok() {}
+    while let Ok(paths) = rx.recv() {
+        let mut ours = paths.iter().any(|p| chain.contains(p));
+        while let Ok(paths) = rx.recv_timeout(QUIET) {
+            ours |= paths.iter().any(|p| chain.contains(p));
+        }
+        if !ours {
+            continue;
+        }
+        // A link may point elsewhere now: follow it there.
+        chain = links(path);
+        watch_chain(&mut watcher, &chain, &mut watched);
         reload_once(path, relay, &mut current, &mut last_error);
     }
     drop(watcher);
     Ok(())
 }
 
+/// The most links followed, as the kernel's own limit (`ELOOP`).
+const MAX_LINKS: usize = 40;
+
+/// `path`, every link it leads through, and the file it ends at, each
+/// with its directory resolved (as the watcher names what it sees).
+fn links(path: &Path) -> Vec<PathBuf> {
+    let mut chain = vec![resolved_dir(path)];
+    while chain.len() <= MAX_LINKS {
+        let last = chain.last().expect("never empty");
+        let Ok(target) = std::fs::read_link(last) else {
+            break;
+        };
+        let next = resolved_dir(&parent(last).join(target));
+        if chain.contains(&next) {
+            break;
+        }
+        chain.push(next);
+    }
+    chain
+}
+
+/// `path` with its directory's links and `..` resolved, its own name kept.
+fn resolved_dir(path: &Path) -> PathBuf {
+    let dir = parent(path);
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+}
+
+/// Watches the directories of `chain` not watched yet.
+fn watch_chain(watcher: &mut impl Watcher, chain: &[PathBuf], watched: &mut HashSet<PathBuf>) {
+    for dir in chain.iter().map(|p| parent(p)) {
+        if !watched.contains(&dir) && watcher.watch(&dir, RecursiveMode::NonRecursive).is_ok() {
+            watched.insert(dir);
+        }
+    }
+}
+
 /// Reads the file and, when it changed and loads, puts it in place.
 /// `current` is the hash of the file in force; `last_error` the last
 /// reason a change did not load (logged once).
 fn reload_once(path: &Path, relay: &Relay, current: &mut String, last_error: &mut Option<String>) {
-    let Ok(bytes) = std::fs::read(path) else {
+    let bytes = match policy::read_file(path) {
+        Ok(bytes) => bytes,
         // Gone for a moment (saved by rename), or for good: the policy in
         // force stays either way.
-        return;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            let e = format!("cannot be read: {e}");
+            if last_error.as_ref() != Some(&e) {
+                warn!("{}: {e}; the policy in force stays", path.display());
+                *last_error = Some(e);
+            }
+            return;
+        }
     };
     let hash = sha256_hex(&bytes);
     if hash == *current {

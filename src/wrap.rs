@@ -9,9 +9,11 @@
 //! values in place (every other byte is kept), Codex's TOML through
 //! `toml_edit` (comments and layout kept). A file that does not parse is
 //! never touched; a changed file is written whole (a new file renamed over
-//! the old one) after a copy of the old one is kept beside it.
+//! the old one) after a copy of the old one is kept beside it (see
+//! [`write_with_backup`] for links, modes and a client writing meanwhile).
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
@@ -74,28 +76,36 @@ pub struct CommandLine {
 
 impl CommandLine {
     fn shown(&self) -> String {
-        std::iter::once(&self.command)
-            .chain(&self.args)
-            .map(|a| {
-                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                    format!("{a:?}")
-                } else {
-                    a.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        shown(std::iter::once(&self.command).chain(&self.args))
     }
+}
+
+/// Words as a shell line, quoted where a person would need it.
+fn shown<'a>(words: impl IntoIterator<Item = &'a String>) -> String {
+    words
+        .into_iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What to do to each server.
 pub enum Change {
     /// Put toolwarden with this policy (absolute paths), and these other
-    /// options of its own, in front.
+    /// options of its own, in front. A server wrapped already keeps the
+    /// options of its own that `options` does not give, unless
+    /// `replace_options`.
     Wrap {
         toolwarden: String,
         policy: String,
         options: Vec<String>,
+        replace_options: bool,
     },
     Unwrap,
 }
@@ -107,9 +117,14 @@ pub type Edited = (Option<String>, Vec<(String, Done)>);
 /// What happened to one server, for the report.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Done {
-    Changed { from: CommandLine, to: CommandLine },
+    Changed {
+        from: CommandLine,
+        to: CommandLine,
+    },
     Unchanged(&'static str),
     Skipped(String),
+    /// Options of the existing wrapping kept (reported before the change).
+    Kept(Vec<String>),
 }
 
 /// Whether `line` runs toolwarden in front of a server, and if so the
@@ -128,20 +143,85 @@ fn wrapped_server(line: &CommandLine, toolwarden: Option<&str>) -> Option<Comman
     })
 }
 
-/// The new command line of one server, or why it stays.
-fn change_of(line: &CommandLine, change: &Change) -> Result<CommandLine, Done> {
+/// toolwarden's options that take a value (the rest are flags), so that
+/// an existing wrapping's arguments can be read back as options.
+const VALUED: [&str; 11] = [
+    "--policy",
+    "--identity",
+    "--log-level",
+    "--max-message-bytes",
+    "--close-timeout",
+    "--term-timeout",
+    "--audit",
+    "--state",
+    "--state-namespace",
+    "--pin",
+    "--approval-timeout",
+];
+
+/// toolwarden's own arguments (those before `--`) as options, each with
+/// its value: `[["--pin", "/p"], ["--no-reload"], ["--identity=me"]]`.
+fn options_of(args: &[String]) -> Vec<Vec<String>> {
+    let mut options: Vec<Vec<String>> = Vec::new();
+    let mut args = args.iter().take_while(|a| *a != "--");
+    while let Some(arg) = args.next() {
+        let mut option = vec![arg.clone()];
+        let name = if arg == "-p" { "--policy" } else { arg };
+        if VALUED.contains(&name) {
+            option.extend(args.next().cloned());
+        }
+        options.push(option);
+    }
+    options
+}
+
+/// An option's name: `--pin` for `--pin`, `--pin=/p` and `-p` alike.
+fn option_name(option: &[String]) -> &str {
+    match option[0].as_str() {
+        "-p" => "--policy",
+        arg => arg.split_once('=').map_or(arg, |(name, _)| name),
+    }
+}
+
+/// The new command line of one server, or why it stays; `kept` gets the
+/// options of an existing wrapping that are kept.
+fn change_of(
+    line: &CommandLine,
+    change: &Change,
+    kept: &mut Vec<String>,
+) -> Result<CommandLine, Done> {
     match change {
         Change::Wrap {
             toolwarden,
             policy,
             options,
+            replace_options,
         } => {
-            let server = match wrapped_server(line, Some(toolwarden)) {
-                Some(server) => server,
-                None => line.clone(),
+            let (server, existing) = match wrapped_server(line, Some(toolwarden)) {
+                Some(server) => (server, options_of(&line.args)),
+                None => (line.clone(), Vec::new()),
             };
+            let mut given = options_of(options);
+            // The existing options in their places, each replaced by the
+            // given one of its name; then the given ones left.
+            let mut merged: Vec<Vec<String>> = Vec::new();
+            for option in existing {
+                let name = option_name(&option);
+                if name == "--policy" {
+                    continue;
+                }
+                match given.iter().position(|g| option_name(g) == name) {
+                    Some(at) => merged.push(given.remove(at)),
+                    None if *replace_options => {}
+                    None => {
+                        kept.extend(option.iter().cloned());
+                        merged.push(option);
+                    }
+                }
+            }
+            merged.extend(given);
             let mut args = vec!["--policy".to_owned(), policy.clone()];
-            args.extend(options.iter().cloned());
+            args.extend(merged.into_iter().flatten());
             args.push("--".to_owned());
             args.push(server.command);
             args.extend(server.args);
@@ -243,7 +323,12 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
             command: command.to_owned(),
             args,
         };
-        let to = match change_of(&line, change) {
+        let mut kept = Vec::new();
+        let outcome = change_of(&line, change, &mut kept);
+        if !kept.is_empty() {
+            report.push((name.clone(), Done::Kept(kept)));
+        }
+        let to = match outcome {
             Ok(to) => to,
             Err(done) => {
                 report.push((name.clone(), done));
@@ -373,7 +458,12 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
             command: command.to_owned(),
             args,
         };
-        let to = match change_of(&line, change) {
+        let mut kept = Vec::new();
+        let outcome = change_of(&line, change, &mut kept);
+        if !kept.is_empty() {
+            report.push((name.clone(), Done::Kept(kept)));
+        }
+        let to = match outcome {
             Ok(to) => to,
             Err(done) => {
                 report.push((name, done));
@@ -410,32 +500,123 @@ pub fn report(report: &[(String, Done)], dry_run: bool) -> String {
             ),
             Done::Unchanged(why) => format!("{name}: unchanged, {why}\n"),
             Done::Skipped(why) => format!("{name}: skipped, {why}\n"),
+            Done::Kept(options) => format!(
+                "{name}: keeps the options it was wrapped with: {} (--replace-options drops them)\n",
+                shown(options)
+            ),
         };
         out.push_str(&line);
     }
     out
 }
 
-/// Writes `text` to `path` through a new file renamed over it, with the
-/// old file's permissions, after a copy of the old file is kept beside it;
-/// returns the copy's path.
-pub fn write_with_backup(path: &Path, text: &str) -> anyhow::Result<PathBuf> {
+/// Writes `text` to the config file at `path`, which held `read` when it
+/// was read, after a copy of it is kept beside it; returns the copy's path.
+///
+/// A link stays a link: its target is edited (dotfile managers keep
+/// configs as links). The new text goes to a file of a fresh name created
+/// beside the target, never through a link planted there, with the
+/// target's mode from the start (a 0600 config holding secrets is never
+/// readable by others), and is renamed over the target. A file that no
+/// longer holds `read` (its client wrote it meanwhile) is left alone.
+pub fn write_with_backup(path: &Path, read: &str, text: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let target =
+        std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
+    let mode = std::fs::metadata(&target)
+        .with_context(|| format!("cannot read {}", target.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let tmp = sibling(
+        &target,
+        &format!(".toolwarden-{}.tmp", crate::audit::random_id()),
+    );
+    let written = create_exclusive(&tmp, mode).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow!("cannot write {}: {e}", tmp.display()));
+    }
+    let backup = match keep_copy(path, read, mode) {
+        Ok(backup) => backup,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    // The client may have written the file since it was read: renaming
+    // now would throw its change away.
+    if std::fs::read(&target).ok().as_deref() != Some(read.as_bytes()) {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&backup);
+        bail!(
+            "{} changed while toolwarden was editing it (is its client running and writing it?); nothing written, run the command again",
+            path.display()
+        );
+    }
+    std::fs::rename(&tmp, &target).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot replace {}", target.display())
+    })?;
+    Ok(backup)
+}
+
+/// `path` with `suffix` appended to its name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name: OsString = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A new file at `path`, never one that exists and never through a link,
+/// created with (at most) `mode` and then given exactly `mode`.
+fn create_exclusive(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(mode)
+        .open(path)?;
+    // The umask may have taken bits away; it never adds any.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Keeps `read` beside `path` as `PATH.toolwarden-STAMP.bak`; a second
+/// copy within the same second gets `-2`, `-3`..., never the first's name.
+fn keep_copy(path: &Path, read: &str, mode: u32) -> anyhow::Result<PathBuf> {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
-    let mut backup = path.as_os_str().to_owned();
-    backup.push(format!(".toolwarden-{stamp}.bak"));
-    let backup = PathBuf::from(backup);
-    std::fs::copy(path, &backup)
-        .with_context(|| format!("cannot keep a copy as {}", backup.display()))?;
-    let mut tmp: OsString = path.as_os_str().to_owned();
-    tmp.push(".toolwarden-tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let permissions = std::fs::metadata(path)?.permissions();
-    std::fs::set_permissions(&tmp, permissions)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(backup)
+    for n in 1..1000 {
+        let count = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let backup = sibling(path, &format!(".toolwarden-{stamp}{count}.bak"));
+        match create_exclusive(&backup, mode) {
+            Ok(mut file) => {
+                return file
+                    .write_all(read.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map(|()| backup.clone())
+                    .with_context(|| format!("cannot keep a copy as {}", backup.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow!("cannot keep a copy as {}: {e}", backup.display()));
+            }
+        }
+    }
+    bail!(
+        "cannot keep a copy of {}: too many copies this second",
+        path.display()
+    )
 }
 
 #[cfg(test)]

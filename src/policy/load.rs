@@ -46,11 +46,54 @@ fn error(at: impl Into<String>, message: impl Into<String>) -> LoadError {
     }
 }
 
+/// The largest policy file read: far beyond any real policy, and a bound
+/// on what a path pointed at something endless (`/dev/zero`) can take.
+pub const MAX_POLICY_BYTES: u64 = 16 << 20;
+
 /// Reads and compiles the policy at `path`.
 pub fn load(path: &Path) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the policy", path.display()))?;
+    let bytes =
+        read_file(path).with_context(|| format!("{}: cannot read the policy", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the policy: {e}", path.display()))?;
     Policy::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The bytes of the policy file at `path` (through any links): a regular
+/// file of at most [`MAX_POLICY_BYTES`], or an error. Opened without
+/// blocking, so that a FIFO cannot hold the reader up, and checked again
+/// once open (the path may have been swapped since the first look).
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let regular = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(std::io::Error::other(
+                "not a regular file (a policy is read from a file only)",
+            ));
+        }
+        if meta.len() > MAX_POLICY_BYTES {
+            return Err(too_large());
+        }
+        Ok(())
+    };
+    regular(&std::fs::metadata(path)?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    regular(&file.metadata()?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes)?;
+    // A file that grew since it was looked at is still cut at the bound.
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn too_large() -> std::io::Error {
+    std::io::Error::other(format!("larger than {} MiB", MAX_POLICY_BYTES >> 20))
 }
 
 /// One JSON pointer token: `~` and `/` escaped as RFC 6901 says.

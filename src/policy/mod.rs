@@ -23,7 +23,7 @@ pub use condition::{Condition, Group, Truth};
 pub use file::{json_schema, Action, ConditionSpec, DefaultAction, Op, PolicyFile, Scope, Window};
 pub use glob::Glob;
 pub use limits::{clamp, step, Counter, Rate, Wait};
-pub use load::{load, LoadError};
+pub use load::{load, read_file, LoadError, MAX_POLICY_BYTES};
 
 use crate::json::Raw;
 use crate::jsonrpc::ToolFields;

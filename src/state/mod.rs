@@ -63,7 +63,15 @@ impl Spec {
             || text.starts_with("redis+unix://")
             || text.starts_with("unix://")
         {
-            ::redis::Client::open(text).map_err(|e| format!("{text:?} is not a Redis URL: {e}"))?;
+            // The redis crate's own text names parts of the URL too (a bad
+            // protocol's value), so it is shown redacted as well.
+            ::redis::Client::open(text).map_err(|e| {
+                format!(
+                    "{:?} is not a Redis URL: {}",
+                    redacted_url(text),
+                    scrubbed(&e.to_string(), text)
+                )
+            })?;
             return Ok(Spec::Redis(text.to_owned()));
         }
         let path = text.strip_prefix("sqlite:").unwrap_or(text);
@@ -93,14 +101,66 @@ impl std::fmt::Display for Spec {
     }
 }
 
-/// A Redis URL without its password, for messages.
-fn redacted_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://[credentials]{}", &url[..scheme], &url[at..])
+/// A Redis URL without its password in any of its forms, for messages:
+/// the userinfo (`user:pass@`) and every query parameter but the harmless
+/// `db` and `protocol` (`?pass=` and `?password=` carry a password, and a
+/// mistyped name may too). A URL that cannot be read unambiguously (an
+/// `@` after a `?` or `#`: a password's character or a query's) shows
+/// only its scheme.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[a Redis URL]".to_owned();
+    };
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((before, _)) if before.contains(['?', '#']) => {
+            return format!("{scheme}://[redacted]");
         }
-        _ => url.to_owned(),
+        Some((_, after)) => ("[credentials]@", after),
+        None => ("", rest),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, "insecure")) => (rest, "#insecure"),
+        Some((rest, _)) => (rest, "#[redacted]"),
+        None => (rest, ""),
+    };
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    let key = pair.split('=').next().unwrap_or_default();
+                    if ["db", "protocol"].contains(&key) {
+                        pair
+                    } else {
+                        "[redacted]"
+                    }
+                })
+                .collect();
+            (location, format!("?{}", pairs.join("&")))
+        }
+        None => (rest, String::new()),
+    };
+    format!("{scheme}://{credentials}{location}{query}{fragment}")
+}
+
+/// `message` with every part of `url` that [`redacted_url`] hides (the
+/// whole URL, its userinfo, its query's values) replaced.
+pub(crate) fn scrubbed(message: &str, url: &str) -> String {
+    let mut out = message.replace(url, &redacted_url(url));
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let userinfo = rest.rsplit_once('@').map(|(userinfo, _)| userinfo);
+    let values = rest
+        .split(['?', '&', '#'])
+        .skip(1)
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| !["db", "protocol"].contains(key))
+        .map(|(_, value)| value);
+    for secret in userinfo.into_iter().chain(values) {
+        for part in secret.split(':').filter(|p| p.len() >= 3) {
+            out = out.replace(part, "[redacted]");
+        }
     }
+    out
 }
 
 /// The store `--state` names (`None`: the default SQLite database).

@@ -115,6 +115,8 @@ return {-1}
 
 pub struct Redis {
     client: redis::Client,
+    /// For scrubbing the crate's errors, which may name parts of it.
+    url: String,
     script: redis::Script,
     link: Mutex<Link>,
 }
@@ -133,10 +135,16 @@ impl Redis {
         // `rediss://` speaks TLS through rustls, which needs its crypto
         // chosen once per process (an error only says it was already).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("{}: not a Redis URL: {e}", super::redacted_url(url)))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a Redis URL: {}",
+                super::redacted_url(url),
+                super::scrubbed(&e.to_string(), url)
+            )
+        })?;
         Ok(Redis {
             client,
+            url: url.to_owned(),
             script: redis::Script::new(SCRIPT),
             link: Mutex::new(Link {
                 connection: None,
@@ -213,6 +221,7 @@ impl Redis {
 
     /// Drops the connection and waits a backoff before the next try.
     fn failed(&self, link: &mut Link, e: redis::RedisError) -> StoreError {
+        let e = super::scrubbed(&e.to_string(), &self.url);
         if !link.warned {
             tracing::warn!(
                 "the Redis state store cannot be reached ({e}); calls with limits are refused until it can"
@@ -222,7 +231,12 @@ impl Redis {
         link.connection = None;
         link.next_try = Instant::now() + link.backoff;
         link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
-        StoreError(e.to_string())
+        StoreError(e)
+    }
+
+    /// The crate's error, scrubbed of the URL's secrets.
+    fn error(&self, e: &redis::RedisError) -> StoreError {
+        StoreError(super::scrubbed(&e.to_string(), &self.url))
     }
 
     /// Every bucket: key (without the prefix), TAT, period and burst.
@@ -230,7 +244,7 @@ impl Redis {
         let mut connection = self
             .client
             .get_connection_with_timeout(TIMEOUT)
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| self.error(&e))?;
         // SCAN, not KEYS: a shared server is not held up for long.
         let mut keys = Vec::new();
         let mut cursor = 0u64;
@@ -242,7 +256,7 @@ impl Redis {
                 .arg("COUNT")
                 .arg(1000)
                 .query(&mut connection)
-                .map_err(|e| StoreError(e.to_string()))?;
+                .map_err(|e| self.error(&e))?;
             keys.extend(batch);
             if next == 0 {
                 break;
@@ -254,7 +268,7 @@ impl Redis {
             let value: Option<String> = redis::cmd("GET")
                 .arg(&key)
                 .query(&mut connection)
-                .map_err(|e| StoreError(e.to_string()))?;
+                .map_err(|e| self.error(&e))?;
             let Some(value) = value else { continue };
             let parts: Vec<u64> = value.split(' ').filter_map(|p| p.parse().ok()).collect();
             if let [tat, period, burst] = parts[..] {
@@ -271,14 +285,14 @@ impl Redis {
         let mut connection = self
             .client
             .get_connection_with_timeout(TIMEOUT)
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| self.error(&e))?;
         let mut removed = 0;
         for (key, ..) in self.buckets()? {
             if doomed(&key) {
                 let _: i64 = redis::cmd("DEL")
                     .arg(format!("toolwarden:{key}"))
                     .query(&mut connection)
-                    .map_err(|e| StoreError(e.to_string()))?;
+                    .map_err(|e| self.error(&e))?;
                 removed += 1;
             }
         }

@@ -402,3 +402,50 @@ fn every_backend_counts_fixed_windows_the_same() {
     let redis = RedisServer::start("fixed");
     assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");
 }
+
+#[test]
+fn a_redis_url_is_shown_without_its_password_in_any_form() {
+    for (url, shown) in [
+        (
+            "redis://:hunter2@host:6379/2",
+            "redis://[credentials]@host:6379/2",
+        ),
+        (
+            "rediss://u:p%40ss@host#insecure",
+            "rediss://[credentials]@host#insecure",
+        ),
+        (
+            "redis+unix:///run/r.sock?db=2&pass=hunter2&protocol=3",
+            "redis+unix:///run/r.sock?db=2&[redacted]&protocol=3",
+        ),
+        (
+            "unix:///run/r.sock?password=hunter2",
+            "unix:///run/r.sock?[redacted]",
+        ),
+        (
+            "redis+unix:///run/r.sock?pas=hunter2",
+            "redis+unix:///run/r.sock?[redacted]",
+        ),
+        (
+            "redis+unix:///run/r.sock?pass=a@hunter2",
+            "redis+unix://[redacted]",
+        ),
+        ("redis://:pa?ss@host", "redis://[redacted]"),
+        ("redis://host#hunter2", "redis://host#[redacted]"),
+    ] {
+        assert_eq!(Spec::Redis(url.into()).to_string(), shown, "{url}");
+    }
+    let e = Spec::parse("redis+unix:///r.sock?user=admin&pass=hunter2&protocol=9").unwrap_err();
+    assert!(
+        e.contains("is not a Redis URL: Invalid protocol version"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2") && !e.contains("admin"), "{e}");
+    assert_eq!(
+        scrubbed(
+            "no user admin with hunter2 at redis://admin:hunter2@h",
+            "redis://admin:hunter2@h"
+        ),
+        "no user [redacted] with [redacted] at redis://[credentials]@h"
+    );
+}

@@ -22,6 +22,7 @@ fn wrap_with(policy: &str) -> Change {
         toolwarden: "/opt/bin/toolwarden".into(),
         policy: policy.into(),
         options: Vec::new(),
+        replace_options: false,
     }
 }
 
@@ -110,6 +111,7 @@ fn claude_desktop_wraps_every_stdio_server_and_unwraps_byte_for_byte() {
             "--audit".into(),
             "/var/log/tw.jsonl".into(),
         ],
+        replace_options: false,
     };
     let (with_options, _) =
         edit(Client::ClaudeDesktop, &text, &["runpod".into()], &monitored).unwrap();
@@ -199,4 +201,147 @@ url = "https://example.com/mcp"
     let (back, _) = edit(Client::Codex, &text, &[], &Change::Unwrap).unwrap();
     assert_eq!(back.unwrap(), codex);
     assert!(edit(Client::Codex, "[mcp_servers\n", &[], &wrap_with("/p.json")).is_err());
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tw-wrap-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_file_its_client_wrote_meanwhile_is_left_alone() {
+    let dir = scratch("meanwhile");
+    let config = dir.join("mcp.json");
+    std::fs::write(&config, "written by the client since").unwrap();
+    let e = write_with_backup(&config, "as read", "wrapped").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("changed while toolwarden was editing it"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "written by the client since"
+    );
+    // No temporary file left, no copy kept.
+    assert_eq!(names(&dir), ["mcp.json"]);
+}
+
+#[test]
+fn copies_kept_within_one_second_never_overwrite_each_other() {
+    let dir = scratch("same-second");
+    let config = dir.join("mcp.json");
+    std::fs::write(&config, "0").unwrap();
+    // Three writes take milliseconds: two at least fall in one second.
+    let backups: Vec<PathBuf> = ["0", "1", "2"]
+        .iter()
+        .map(|was| {
+            let next = (was.parse::<u8>().unwrap() + 1).to_string();
+            write_with_backup(&config, was, &next).unwrap()
+        })
+        .collect();
+    for (backup, was) in backups.iter().zip(["0", "1", "2"]) {
+        assert_eq!(std::fs::read_to_string(backup).unwrap(), was);
+    }
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "3");
+    assert_eq!(names(&dir).len(), 4, "{:?}", names(&dir));
+}
+
+#[test]
+fn a_new_file_is_created_with_the_mode_given_and_never_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("create");
+    let file = dir.join("new");
+    let created = create_exclusive(&file, 0o600).unwrap();
+    // Before anything is written to it.
+    assert_eq!(
+        created.metadata().unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(create_exclusive(&file, 0o600).is_err(), "an existing file");
+    let victim = dir.join("victim");
+    std::os::unix::fs::symlink(&victim, dir.join("planted")).unwrap();
+    assert!(create_exclusive(&dir.join("planted"), 0o600).is_err());
+    assert!(!victim.exists());
+}
+
+#[test]
+fn rewrapping_keeps_the_options_of_the_existing_wrapping_unless_replaced() {
+    let wrapped = r#"{"mcpServers": {"x": {"command": "/opt/bin/toolwarden", "args": ["--policy", "/p/a.json", "--no-reload", "--pin", "/p/pins.json", "--identity=me", "--", "npx", "x"]}}}"#;
+    let wrap = |options: &[&str], replace_options| Change::Wrap {
+        toolwarden: "/opt/bin/toolwarden".into(),
+        policy: "/p/b.json".into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+        replace_options,
+    };
+    let args = |text: Option<String>| {
+        let value: Value = serde_json::from_str(&text.unwrap()).unwrap();
+        value["mcpServers"]["x"]["args"].clone()
+    };
+    let (text, done) = edit(
+        Client::Cursor,
+        wrapped,
+        &[],
+        &wrap(&["--audit", "/l"], false),
+    )
+    .unwrap();
+    assert_eq!(
+        args(text),
+        serde_json::json!([
+            "--policy",
+            "/p/b.json",
+            "--no-reload",
+            "--pin",
+            "/p/pins.json",
+            "--identity=me",
+            "--audit",
+            "/l",
+            "--",
+            "npx",
+            "x"
+        ])
+    );
+    assert_eq!(
+        report(&done, false).lines().next().unwrap(),
+        "x: keeps the options it was wrapped with: --no-reload --pin /p/pins.json --identity=me (--replace-options drops them)"
+    );
+    // An option given replaces the kept one of its name, in its place.
+    let (text, _) = edit(
+        Client::Cursor,
+        wrapped,
+        &[],
+        &wrap(&["--pin", "/p/new.json"], false),
+    )
+    .unwrap();
+    assert_eq!(
+        args(text),
+        serde_json::json!([
+            "--policy",
+            "/p/b.json",
+            "--no-reload",
+            "--pin",
+            "/p/new.json",
+            "--identity=me",
+            "--",
+            "npx",
+            "x"
+        ])
+    );
+    let (text, done) = edit(Client::Cursor, wrapped, &[], &wrap(&["--monitor"], true)).unwrap();
+    assert_eq!(
+        args(text),
+        serde_json::json!(["--policy", "/p/b.json", "--monitor", "--", "npx", "x"])
+    );
+    assert!(!done.iter().any(|(_, d)| matches!(d, Done::Kept(_))));
 }

@@ -290,3 +290,37 @@ fn monitor_mode_decides_logs_and_audits_but_refuses_nothing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_mistyped_redis_url_never_shows_its_password() {
+    let policy = policy_file("start-error-redis", r#"{"version":"1"}"#);
+    for url in [
+        // The query's password of a socket URL, with a bad protocol.
+        "redis+unix:///run/redis.sock?pass=hunter2&protocol=4",
+        "unix:///run/redis.sock?db=x&password=hunter2",
+        // The userinfo's, with a bad database.
+        "redis://admin:hunter2@cache.internal:6379/nine",
+        // An `@` inside the query's password.
+        "redis+unix:///run/redis.sock?protocol=9&pass=hun@ter2",
+    ] {
+        let mut s = Session::start(
+            toolwarden()
+                .arg("--policy")
+                .arg(&policy)
+                .args(["--state", url, "--"])
+                .arg(mock_server()),
+        );
+        s.send(&initialize("2025-06-18"));
+        let answer = s.recv_json();
+        let message = answer["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("is not a Redis URL"), "{message}");
+        assert_eq!(s.wait().code(), Some(2));
+        let stderr = s.stderr();
+        assert!(stderr.contains("is not a Redis URL"), "{stderr}");
+        for seen in [&message, &stderr] {
+            for secret in ["hunter2", "ter2", "hun"] {
+                assert!(!seen.contains(secret), "{url}: {seen}");
+            }
+        }
+    }
+}

@@ -190,3 +190,124 @@ fn no_reload_reads_the_policy_once() {
     assert_eq!(decision(&s.recv_json()).as_deref(), Some("not_allowed"));
     assert_eq!(s.wait().code(), Some(0));
 }
+
+/// Points the symlink `link` at `target` as `ln -sfn` does, in one step:
+/// a new link renamed over the old one.
+fn point(link: &Path, target: &Path) {
+    let new = link.with_extension("new-link");
+    let _ = std::fs::remove_file(&new);
+    std::os::unix::fs::symlink(target, &new).unwrap();
+    std::fs::rename(&new, link).unwrap();
+}
+
+fn guarded(policy: &Path, audit: &Path) -> Session {
+    Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(policy)
+            .arg("--audit")
+            .arg(audit)
+            .arg("--state=memory")
+            .arg("--")
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/genieacs.json")),
+    )
+}
+
+const DENY: &str = r#"{"version":"1"}"#;
+const ALLOW: &str = r#"{"version":"1","default":"allow"}"#;
+
+#[test]
+fn a_policy_reached_through_a_symlink_reloads_when_its_target_changes() {
+    let dir = temp_dir("reload-link");
+    for sub in ["dotfiles", "other", "config"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let (first, second) = (dir.join("dotfiles/policy.json"), dir.join("other/p.json"));
+    std::fs::write(&first, DENY).unwrap();
+    std::fs::write(&second, DENY).unwrap();
+    // A relative link in a directory of its own, as dotfile managers make.
+    let link = dir.join("config/policy.json");
+    std::os::unix::fs::symlink("../dotfiles/policy.json", &link).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let mut s = guarded(&link, &audit);
+    let mut id = 0;
+    let mut next = |s: &mut Session| {
+        id += 1;
+        s.send(&call(id, "retry_task", r#"{"task_id":"t"}"#));
+        decision(&s.recv_json())
+    };
+    assert_eq!(next(&mut s).as_deref(), Some("not_allowed"));
+    // The target saved by its editor, away from the link's directory.
+    save(&first, ALLOW);
+    wait_for_reloads(&audit, 1);
+    assert_eq!(next(&mut s), None);
+    // The link pointed at another file: that file is in force...
+    point(&link, &second);
+    wait_for_reloads(&audit, 2);
+    assert_eq!(next(&mut s).as_deref(), Some("not_allowed"));
+    // ...and its own changes are seen, the old target's no longer count.
+    std::fs::write(&second, ALLOW).unwrap();
+    wait_for_reloads(&audit, 3);
+    assert_eq!(next(&mut s), None);
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn only_a_regular_file_of_bounded_size_is_read_as_a_policy() {
+    let dir = temp_dir("reload-kinds");
+    let fifo = dir.join("fifo");
+    let made = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0);
+    let big = dir.join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    // At start: refused at once (a FIFO blocked the start for good).
+    for (policy, says) in [
+        (fifo.as_path(), "not a regular file"),
+        (Path::new("/dev/zero"), "not a regular file"),
+        (big.as_path(), "larger than 16 MiB"),
+    ] {
+        let mut s = guarded(policy, &dir.join("start.jsonl"));
+        assert_eq!(s.wait().code(), Some(2), "{}", policy.display());
+        assert!(s.stderr().contains(says), "{}", s.stderr());
+    }
+
+    // On reload: refused with a warning, the policy in force kept, and the
+    // reload still working afterwards.
+    let (allow, deny) = (dir.join("allow.json"), dir.join("deny.json"));
+    std::fs::write(&allow, ALLOW).unwrap();
+    std::fs::write(&deny, DENY).unwrap();
+    let link = dir.join("policy.json");
+    std::os::unix::fs::symlink(&deny, &link).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let mut s = guarded(&link, &audit);
+    s.send(&call(1, "retry_task", r#"{"task_id":"t"}"#));
+    assert_eq!(decision(&s.recv_json()).as_deref(), Some("not_allowed"));
+    point(&link, &fifo);
+    std::thread::sleep(Duration::from_millis(600));
+    s.send(&call(2, "retry_task", r#"{"task_id":"t"}"#));
+    assert_eq!(decision(&s.recv_json()).as_deref(), Some("not_allowed"));
+    point(&link, &allow);
+    wait_for_reloads(&audit, 1);
+    point(&link, Path::new("/dev/zero"));
+    std::thread::sleep(Duration::from_millis(600));
+    s.send(&call(3, "retry_task", r#"{"task_id":"t"}"#));
+    assert_eq!(decision(&s.recv_json()), None);
+    assert!(rss_kib(s.child.id()) < 200 * 1024, "memory grew");
+    point(&link, &deny);
+    wait_for_reloads(&audit, 2);
+    assert_eq!(s.wait().code(), Some(0));
+    let stderr = s.stderr();
+    assert_eq!(
+        stderr
+            .matches("cannot be read: not a regular file (a policy is read from a file only); the policy in force stays")
+            .count(),
+        2,
+        "{stderr}"
+    );
+}

@@ -258,3 +258,151 @@ fn codex_and_the_default_config_paths() {
         json
     );
 }
+
+#[test]
+fn a_symlinked_config_stays_a_link_and_no_planted_link_is_followed() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = temp_dir("wrap-links");
+    let (dotfiles, config_dir) = (dir.join("dotfiles"), dir.join("config"));
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let (_, original) = claude_config(&dotfiles);
+    let target = dotfiles.join("claude_desktop_config.json");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The config as a dotfile manager keeps it: a link into its repository.
+    let config = config_dir.join("claude_desktop_config.json");
+    symlink("../dotfiles/claude_desktop_config.json", &config).unwrap();
+    // A repository that ships links where toolwarden writes: its temporary
+    // files, and the copies it keeps, for the seconds to come.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let mut planted = vec![
+        dotfiles.join("claude_desktop_config.json.toolwarden-tmp"),
+        config_dir.join("claude_desktop_config.json.toolwarden-tmp"),
+    ];
+    let now = std::time::SystemTime::now();
+    for s in 0..10 {
+        let stamp = humantime::format_rfc3339_seconds(now + std::time::Duration::from_secs(s))
+            .to_string()
+            .replace(':', "");
+        planted.push(config_dir.join(format!("claude_desktop_config.json.toolwarden-{stamp}.bak")));
+    }
+    for link in &planted {
+        symlink(&victim, link).unwrap();
+    }
+    let policy = root().join("policies/genieacs.json");
+    let (code, out, err) = run(&[
+        "wrap".as_ref(),
+        "claude-desktop".as_ref(),
+        "--policy".as_ref(),
+        policy.as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&config).unwrap().is_symlink());
+    let wrapped = std::fs::read_to_string(&target).unwrap();
+    assert!(wrapped.contains("toolwarden"), "{wrapped}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&target), 0o600);
+    // The copy kept is a file of its own, as private as the config.
+    let backup = out
+        .split("the previous file is kept as ")
+        .nth(1)
+        .map(|rest| PathBuf::from(rest.trim_end()))
+        .unwrap();
+    assert!(!std::fs::symlink_metadata(&backup).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+    assert_eq!(mode(&backup), 0o600);
+    let (code, _, err) = run(&[
+        "unwrap".as_ref(),
+        "claude-desktop".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::symlink_metadata(&config).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+#[test]
+fn wrap_carries_no_reload_pin_and_audit_required_and_a_rewrap_keeps_them() {
+    let dir = temp_dir("wrap-options");
+    let (config, _) = claude_config(&dir);
+    let policy = root().join("policies/genieacs.json");
+    let pins = dir.join("pins.json");
+    let out = toolwarden()
+        .args(["pin", "--out"])
+        .arg(&pins)
+        .arg("--")
+        .arg(mock_server())
+        .arg("--tools")
+        .arg(root().join("examples/tools/genieacs.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let audit = dir.join("audit.jsonl");
+    let wrap = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "wrap".as_ref(),
+            "claude-desktop".as_ref(),
+            "--policy".as_ref(),
+            policy.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let options = |config: &Path| -> Vec<String> {
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+        value["mcpServers"]["genieacs"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .take_while(|a| a != "--")
+            .skip(2)
+            .collect()
+    };
+    let (code, _, err) = wrap(&[
+        "--no-reload".as_ref(),
+        "--pin".as_ref(),
+        pins.as_os_str(),
+        "--audit".as_ref(),
+        audit.as_os_str(),
+        "--audit-required".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let pins_path = pins.canonicalize().unwrap().to_str().unwrap().to_owned();
+    let audit_path = audit.to_str().unwrap().to_owned();
+    let carried = [
+        "--audit",
+        &audit_path,
+        "--audit-required",
+        "--pin",
+        &pins_path,
+        "--no-reload",
+    ];
+    assert_eq!(options(&config), carried);
+    // Wrapped again without them (another policy, say): kept, and said.
+    let (code, out, err) = wrap(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("genieacs: keeps the options it was wrapped with: --audit ")
+            && out.contains("--no-reload (--replace-options drops them)"),
+        "{out}"
+    );
+    assert_eq!(options(&config), carried);
+    // Told otherwise, they go.
+    let (code, _, err) = wrap(&["--replace-options".as_ref(), "--monitor".as_ref()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(options(&config), ["--monitor"]);
+    // A pin file that does not load is refused before anything is written.
+    std::fs::write(&pins, "not pins").unwrap();
+    let (code, _, _) = wrap(&["--pin".as_ref(), pins.as_os_str()]);
+    assert_eq!(code, 2);
+    assert_eq!(options(&config), ["--monitor"]);
+}
