@@ -286,6 +286,8 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
 fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<AtomicBool>) {
     let mut prev: Option<String> = None;
     let mut written = 0u64;
+    // A piece of a line that failed may be left at the end (see `append`).
+    let mut torn = false;
     while let Ok(message) = events.recv() {
         let (line, ack) = match message {
             Message::Line(line, ack) => (line, ack),
@@ -300,13 +302,9 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
         };
         let line = chained(&line, prev.as_deref());
         let result = match &mut target {
-            Target::Stderr => {
-                use std::io::Write;
-                // Locked for the line, so a log message cannot cut into it.
-                let mut stderr = io::stderr().lock();
-                stderr.write_all(&line).and_then(|()| stderr.flush())
-            }
-            Target::File(path, file) => write_to_file(path, file, &line),
+            // Locked for the line, so a log message cannot cut into it.
+            Target::Stderr => append(&mut io::stderr().lock(), &line, &mut torn),
+            Target::File(path, file) => write_to_file(path, file, &line, &mut torn),
         };
         if let Some(ack) = ack {
             let _ = ack.send(result.is_ok());
@@ -353,14 +351,91 @@ pub fn line_hash(line: &[u8]) -> String {
 
 /// Appends one line; after a failure, the file is opened again on the next
 /// event, so a log that was moved or whose disk filled up recovers.
-fn write_to_file(path: &Path, file: &mut Option<std::fs::File>, line: &[u8]) -> io::Result<()> {
-    use std::io::Write;
+fn write_to_file(
+    path: &Path,
+    file: &mut Option<std::fs::File>,
+    line: &[u8],
+    torn: &mut bool,
+) -> io::Result<()> {
     if file.is_none() {
         *file = Some(open_file(path)?);
     }
-    let result = file.as_mut().expect("opened above").write_all(line);
+    let result = append(file.as_mut().expect("opened above"), line, torn);
     if result.is_err() {
         *file = None;
+    }
+    result
+}
+
+/// What audit lines are appended to: the file, stderr, or in tests a
+/// writer that fails on purpose.
+trait Append: io::Write {
+    /// The length so far, where it is known: then a line that fails
+    /// halfway can be cut back off.
+    fn len(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn truncate(&mut self, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+impl Append for std::fs::File {
+    fn len(&mut self) -> Option<u64> {
+        self.metadata().ok().map(|m| m.len())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+impl Append for io::StderrLock<'_> {}
+
+/// Writes `line` whole, or leaves no piece of it behind: a write that fails
+/// halfway (a full disk takes what fits) would leave half a line for the
+/// next one to be glued to, and the two would be one line that is neither.
+/// The piece is cut off again when the file still ends with it (another
+/// process appending to the same file may have written after it: then it
+/// stays); where it stays, `torn` is set and the next line starts with a
+/// newline, so that only the torn line is lost.
+fn append(out: &mut impl Append, line: &[u8], torn: &mut bool) -> io::Result<()> {
+    let start = out.len();
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    if *torn {
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(line);
+    let mut done = 0;
+    let mut result = Ok(());
+    while done < bytes.len() {
+        match out.write(&bytes[done..]) {
+            Ok(0) => {
+                result = Err(io::ErrorKind::WriteZero.into());
+                break;
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let result = result.and_then(|()| out.flush());
+    match &result {
+        Ok(()) => *torn = false,
+        Err(_) if done > 0 => {
+            let cut = match start {
+                Some(start) if out.len() == Some(start + done as u64) => {
+                    out.truncate(start).is_ok()
+                }
+                _ => false,
+            };
+            *torn |= !cut;
+        }
+        Err(_) => {}
     }
     result
 }
@@ -473,3 +548,86 @@ fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
 }
 
 pub mod verify;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A disk that fills up once: the write that reaches `fail_at` bytes
+    /// takes what fits and then fails, as write(2) does; the writes after
+    /// it succeed.
+    struct FailsOnce {
+        data: Vec<u8>,
+        fail_at: Option<usize>,
+        /// Whether it can be cut back, as a file can and stderr cannot.
+        cuttable: bool,
+    }
+
+    impl io::Write for FailsOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let Some(at) = self.fail_at else {
+                self.data.extend_from_slice(buf);
+                return Ok(buf.len());
+            };
+            if self.data.len() >= at {
+                self.fail_at = None;
+                return Err(io::Error::other("no space left on device"));
+            }
+            let n = buf.len().min(at - self.data.len());
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Append for FailsOnce {
+        fn len(&mut self) -> Option<u64> {
+            self.cuttable.then_some(self.data.len() as u64)
+        }
+
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    const LINES: [&[u8]; 3] = [
+        b"{\"event\":\"session_start\"}\n",
+        b"{\"event\":\"decision\",\"tool\":\"retry_deploy\"}\n",
+        b"{\"event\":\"result\"}\n",
+    ];
+
+    /// Writes the three lines; the second fails 10 bytes in.
+    fn write_three(cuttable: bool) -> Vec<u8> {
+        let mut out = FailsOnce {
+            data: Vec::new(),
+            fail_at: Some(LINES[0].len() + 10),
+            cuttable,
+        };
+        let mut torn = false;
+        let results: Vec<bool> = LINES
+            .iter()
+            .map(|line| append(&mut out, line, &mut torn).is_ok())
+            .collect();
+        assert_eq!(results, [true, false, true]);
+        out.data
+    }
+
+    #[test]
+    fn a_line_that_fails_halfway_is_cut_back_before_the_next() {
+        assert_eq!(write_three(true), [LINES[0], LINES[2]].concat());
+    }
+
+    #[test]
+    fn a_piece_that_cannot_be_cut_back_is_ended_before_the_next_line() {
+        let written = write_three(false);
+        let lines: Vec<&[u8]> = written.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 4, "{}", String::from_utf8_lossy(&written));
+        assert_eq!(lines[0], &LINES[0][..LINES[0].len() - 1]);
+        assert_eq!(lines[1], &LINES[1][..10]);
+        assert_eq!(lines[2], &LINES[2][..LINES[2].len() - 1]);
+    }
+}
