@@ -300,18 +300,26 @@ fn audit_verify(files: &[std::path::PathBuf]) -> u8 {
             "note: session {session} has no end line: still running, ended by a crash, or its end was cut off\n"
         ));
     }
-    let code = match &report.broken {
-        None => {
-            out.push_str(&format!(
-                "ok: {} lines, {} sessions, every chain holds\n",
-                report.lines, report.sessions
-            ));
-            0
-        }
-        Some(broken) => {
-            out.push_str(&format!("broken: {broken}\n"));
-            1
-        }
+    // Each break is named; past the first few, a damaged file would
+    // drown the ones that matter.
+    const SHOWN: usize = 20;
+    for broken in report.broken.iter().take(SHOWN) {
+        out.push_str(&format!("broken: {broken}\n"));
+    }
+    if report.broken.len() > SHOWN {
+        out.push_str(&format!(
+            "broken: and {} more\n",
+            report.broken.len() - SHOWN
+        ));
+    }
+    let code = if report.broken.is_empty() {
+        out.push_str(&format!(
+            "ok: {} lines, {} sessions, every chain holds\n",
+            report.lines, report.sessions
+        ));
+        0
+    } else {
+        1
     };
     print_report(&out);
     code

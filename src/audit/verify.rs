@@ -36,8 +36,9 @@ impl std::fmt::Display for Place {
 pub struct Report {
     pub lines: usize,
     pub sessions: usize,
-    /// The first break in a chain, in words; `None`: every chain holds.
-    pub broken: Option<String>,
+    /// Every break in a chain and every damaged line, in words, in the
+    /// order of the log; empty: every chain holds.
+    pub broken: Vec<String>,
     /// Sessions without a `session_end` line: cut off, or still running,
     /// or ended by a crash.
     pub unfinished: Vec<String>,
@@ -57,104 +58,145 @@ struct Chain {
     last: (String, Place),
     count: u64,
     ended: bool,
+    /// A break was reported: the chain goes on from the line after it, and
+    /// its count no longer adds up.
+    broken: bool,
 }
 
-/// Verifies `files` (name and content), in order.
+/// A line of the log: where it is, its bytes, its hash.
+struct Line<'a> {
+    place: Place,
+    bytes: &'a [u8],
+    hash: String,
+}
+
+/// Verifies `files` (name and content), in order. It does not stop at the
+/// first break: a damaged line is reported and the lines after it are
+/// checked, each session's chain going on from the line where it broke.
 pub fn verify(files: &[(String, Vec<u8>)]) -> Report {
-    // Every line's hash, to tell a moved or inserted line from a changed
-    // one.
-    let mut all: Vec<(Place, &[u8], String)> = Vec::new();
+    let mut all: Vec<Line> = Vec::new();
     for (name, content) in files {
-        for (i, line) in content.split(|&b| b == b'\n').enumerate() {
-            if line.is_empty() {
+        for (i, bytes) in content.split(|&b| b == b'\n').enumerate() {
+            if bytes.is_empty() {
                 continue;
             }
-            let place = Place {
-                file: name.clone(),
-                line: i + 1,
-            };
-            all.push((place, line, line_hash(line)));
+            all.push(Line {
+                place: Place {
+                    file: name.clone(),
+                    line: i + 1,
+                },
+                bytes,
+                hash: String::new(),
+            });
         }
     }
-    let index: HashMap<&str, usize> = all
-        .iter()
-        .enumerate()
-        .map(|(i, (_, _, hash))| (hash.as_str(), i))
-        .collect();
-    let mut chains: HashMap<String, Chain> = HashMap::new();
     let mut report = Report {
         lines: all.len(),
         sessions: 0,
-        broken: None,
+        broken: Vec::new(),
         unfinished: Vec::new(),
     };
-    for (at, (place, line, hash)) in all.iter().enumerate() {
-        let Ok(fields) = serde_json::from_slice::<Fields>(line) else {
-            report.broken = Some(format!("{place}: not an audit event"));
-            return report;
+    // Each line's event; a damaged line is reported here, and what can
+    // be read of it is kept.
+    let mut events = Vec::with_capacity(all.len());
+    for line in &mut all {
+        let (bytes, fields) = match read(line.bytes) {
+            Some(read) => read,
+            None => {
+                report.broken.push(format!(
+                    "{}: not a whole audit line (a write cut short, or an edit)",
+                    line.place
+                ));
+                events.push(None);
+                continue;
+            }
         };
+        if bytes.len() < line.bytes.len() {
+            report.broken.push(format!(
+                "{}: not a whole audit line (a write cut short, or an edit): the line glued to its end is checked",
+                line.place
+            ));
+        }
+        line.bytes = bytes;
+        line.hash = line_hash(bytes);
+        events.push(Some(fields));
+    }
+    // Every line's hash, to tell a moved or inserted line from a changed
+    // one.
+    let index: HashMap<&str, usize> = all
+        .iter()
+        .enumerate()
+        .map(|(i, line)| (line.hash.as_str(), i))
+        .collect();
+    let mut chains: HashMap<String, Chain> = HashMap::new();
+    for (at, (line, fields)) in all.iter().zip(events).enumerate() {
+        let Some(fields) = fields else { continue };
+        let place = &line.place;
         let Some(session) = fields.session else {
-            report.broken = Some(format!("{place}: an event without a session"));
-            return report;
+            report
+                .broken
+                .push(format!("{place}: an event without a session"));
+            continue;
         };
-        let here = (hash.clone(), place.clone());
+        let here = (line.hash.clone(), place.clone());
+        let start = |last, broken| Chain {
+            last,
+            count: 1,
+            ended: false,
+            broken,
+        };
         if fields.event.as_deref() == Some("session_start") {
-            if fields.prev.is_some() || chains.contains_key(&session) {
-                report.broken = Some(format!(
+            let again = fields.prev.is_some() || chains.contains_key(&session);
+            if again {
+                report.broken.push(format!(
                     "{place}: a second start of session {session}: the line was inserted or changed"
                 ));
-                return report;
+            } else {
+                report.sessions += 1;
             }
-            chains.insert(
-                session,
-                Chain {
-                    last: here,
-                    count: 1,
-                    ended: false,
-                },
-            );
-            report.sessions += 1;
+            // The session is checked on from here.
+            chains.insert(session, start(here, again));
             continue;
         }
         let Some(chain) = chains.get_mut(&session) else {
-            report.broken = Some(format!(
+            report.broken.push(format!(
                 "{place}: session {session} has no start line before it: its start was removed, \
                  or this line was inserted"
             ));
-            return report;
+            chains.insert(session, start(here, true));
+            continue;
         };
         let (expected, before) = &chain.last;
         if fields.prev.as_deref() != Some(expected.as_str()) {
             let found = fields.prev.as_deref().and_then(|p| index.get(p).copied());
-            report.broken = Some(match found {
+            report.broken.push(match found {
                 Some(j) if j > at => format!(
                     "{place}: out of order: it follows {} in the log as written (lines moved or swapped)",
-                    all[j].0
+                    all[j].place
                 ),
-                Some(j) if all[j].0 != *before => format!(
+                Some(j) if all[j].place != *before => format!(
                     "{before}: inserted, or moved here: {place} follows {} in the log as written",
-                    all[j].0
+                    all[j].place
                 ),
                 _ => format!(
                     "{before}: changed, or a line after it was removed: {place} does not follow it"
                 ),
             });
-            return report;
+            chain.broken = true;
         }
         if chain.ended {
-            report.broken = Some(format!(
+            report.broken.push(format!(
                 "{place}: a line after the end of session {session}: inserted"
             ));
-            return report;
+            chain.broken = true;
         }
         if fields.event.as_deref() == Some("session_end") {
-            if fields.lines != Some(chain.count) {
-                report.broken = Some(format!(
+            if !chain.broken && fields.lines != Some(chain.count) {
+                report.broken.push(format!(
                     "{place}: session {session} wrote {} lines before its end, {} are here: lines were removed or inserted",
                     fields.lines.unwrap_or(0),
                     chain.count
                 ));
-                return report;
             }
             chain.ended = true;
         }
@@ -169,6 +211,25 @@ pub fn verify(files: &[(String, Vec<u8>)]) -> Report {
     unfinished.sort();
     report.unfinished = unfinished;
     report
+}
+
+/// A line's event, or the event glued to the end of a piece of a line (a
+/// write cut short by an older toolwarden left half a line for the next
+/// one to follow): the bytes that were read, and their fields.
+fn read(line: &[u8]) -> Option<(&[u8], Fields)> {
+    let parse = |bytes: &[u8]| {
+        serde_json::from_slice::<Fields>(bytes)
+            .ok()
+            .filter(|f| f.session.is_some())
+    };
+    if let Ok(fields) = serde_json::from_slice::<Fields>(line) {
+        return Some((line, fields));
+    }
+    // Every line toolwarden writes starts with one of these.
+    let starts = [&b"{\"prev\":\""[..], &b"{\"ts\":\""[..]];
+    (1..line.len())
+        .filter(|&i| starts.iter().any(|s| line[i..].starts_with(s)))
+        .find_map(|i| parse(&line[i..]).map(|fields| (&line[i..], fields)))
 }
 
 #[cfg(test)]
@@ -199,6 +260,27 @@ mod tests {
         lines
     }
 
+    /// Lines of session `session` as the writer makes them after `last`,
+    /// the last one a session_end.
+    fn log_after(last: &[u8], session: &str, events: &[&str]) -> Vec<Vec<u8>> {
+        let mut prev = line_hash(last);
+        let mut lines = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let raw = format!(
+                r#"{{"ts":"2026-11-28T00:00:1{i}Z","session":"{session}","event":"{event}"}}"#
+            ) + "\n";
+            let line = super::super::chained(raw.as_bytes(), Some(&prev));
+            prev = line_hash(&line);
+            lines.push(line);
+        }
+        let raw = format!(
+            r#"{{"ts":"2026-11-28T00:00:19Z","session":"{session}","event":"session_end","lines":{}}}"#,
+            2 + events.len()
+        ) + "\n";
+        lines.push(super::super::chained(raw.as_bytes(), Some(&prev)));
+        lines
+    }
+
     fn check(lines: &[Vec<u8>]) -> Report {
         verify(&[("audit.jsonl".into(), lines.concat())])
     }
@@ -212,7 +294,7 @@ mod tests {
         lines.insert(4, b[1].clone());
         lines.push(b[2].clone());
         let r = check(&lines);
-        assert_eq!(r.broken, None);
+        assert_eq!(r.broken, Vec::<String>::new());
         assert_eq!((r.lines, r.sessions), (8, 2));
         assert!(r.unfinished.is_empty());
     }
@@ -227,32 +309,32 @@ mod tests {
             .replace("result", "decision")
             .into_bytes();
         assert_eq!(
-            check(&edited).broken.unwrap(),
+            check(&edited).broken[0],
             "audit.jsonl:3: changed, or a line after it was removed: audit.jsonl:4 does not follow it"
         );
         // Line 3 deleted.
         let mut deleted = good.clone();
         deleted.remove(2);
         assert_eq!(
-            check(&deleted).broken.unwrap(),
+            check(&deleted).broken[0],
             "audit.jsonl:2: changed, or a line after it was removed: audit.jsonl:3 does not follow it"
         );
         // Lines 3 and 4 swapped.
         let mut swapped = good.clone();
         swapped.swap(2, 3);
         assert_eq!(
-            check(&swapped).broken.unwrap(),
+            check(&swapped).broken[0],
             "audit.jsonl:3: out of order: it follows audit.jsonl:4 in the log as written (lines moved or swapped)"
         );
         // A copy of line 2 inserted after it.
         let mut inserted = good.clone();
         inserted.insert(2, good[1].clone());
-        assert!(check(&inserted).broken.is_some());
+        assert!(!check(&inserted).broken.is_empty());
         // The end cut off.
         let mut cut = good.clone();
         cut.truncate(4);
         let r = check(&cut);
-        assert_eq!(r.broken, None);
+        assert_eq!(r.broken, Vec::<String>::new());
         assert_eq!(r.unfinished, vec!["a (last line audit.jsonl:4)".to_owned()]);
     }
 
@@ -263,8 +345,44 @@ mod tests {
             ("audit.jsonl.1".to_owned(), lines[..3].concat()),
             ("audit.jsonl".to_owned(), lines[3..].concat()),
         ];
-        assert_eq!(verify(&files).broken, None);
+        assert!(verify(&files).broken.is_empty());
         let reversed = [files[1].clone(), files[0].clone()];
-        assert!(verify(&reversed).broken.is_some());
+        assert!(!verify(&reversed).broken.is_empty());
+    }
+
+    #[test]
+    fn a_damaged_line_is_named_and_the_lines_after_it_are_checked() {
+        let good = log("a", &["decision", "result", "decision", "result"]);
+        let piece = &good[2][..20];
+        // An older writer: line 3 cut short by a full disk, and line 4
+        // (chained to line 2, as line 3 was never written) glued to it.
+        let mut lines = good.clone();
+        lines[2] = piece.to_vec();
+        let written_after = log_after(&good[1], "a", &["result", "decision", "result"]);
+        lines.truncate(2);
+        lines.push([piece, &written_after[0]].concat());
+        lines.extend(written_after[1..].iter().cloned());
+        let r = check(&lines);
+        assert_eq!(
+            r.broken,
+            ["audit.jsonl:3: not a whole audit line (a write cut short, or an edit): the line glued to its end is checked"]
+        );
+        // Today's writer: the piece left alone on its line. An edit after it
+        // is still found.
+        let mut lines = good.clone();
+        lines.insert(2, [piece, b"\n"].concat());
+        lines[4] = String::from_utf8(lines[4].clone())
+            .unwrap()
+            .replace("decision", "result")
+            .into_bytes();
+        let r = check(&lines);
+        assert_eq!(
+            r.broken,
+            [
+                "audit.jsonl:3: not a whole audit line (a write cut short, or an edit)",
+                "audit.jsonl:5: changed, or a line after it was removed: audit.jsonl:6 does not follow it",
+            ]
+        );
+        assert!(r.unfinished.is_empty());
     }
 }

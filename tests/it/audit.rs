@@ -334,11 +334,10 @@ fn secrets_stay_out_in_every_encoding_and_usual_spelling() {
     );
 }
 
-#[test]
-fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
-    let dir = temp_dir("audit-chain");
+/// A real log: two sessions appended to one file, each with 4 decisions
+/// and 3 results.
+fn two_sessions(dir: &std::path::Path) -> String {
     let audit = dir.join("audit.jsonl");
-    // Two sessions append to one file.
     for _ in 0..2 {
         let mut s = Session::start(&mut guarded_mock_with(
             "policies/genieacs.json",
@@ -360,23 +359,33 @@ fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
         s.recv();
         assert_eq!(s.wait().code(), Some(0));
     }
-    let text = std::fs::read_to_string(&audit).unwrap();
+    std::fs::read_to_string(&audit).unwrap()
+}
+
+/// `toolwarden audit verify` on `content`, as `checked.jsonl`: its exit
+/// code and its output.
+fn verify_in(dir: &std::path::Path, content: &str) -> (i32, String) {
+    let file = dir.join("checked.jsonl");
+    std::fs::write(&file, content).unwrap();
+    let out = toolwarden()
+        .args(["audit", "verify"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
+    let dir = temp_dir("audit-chain");
+    let text = two_sessions(&dir);
     let lines: Vec<&str> = text.lines().collect();
     // Per session: start, 4 decisions, 3 results, end.
     assert_eq!(lines.len(), 18, "{text}");
-    let verify = |content: &str| {
-        let file = dir.join("checked.jsonl");
-        std::fs::write(&file, content).unwrap();
-        let out = toolwarden()
-            .args(["audit", "verify"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let verify = |content: &str| verify_in(&dir, content);
     let (code, out) = verify(&text);
     assert_eq!(
         (code, out.as_str()),
@@ -406,4 +415,44 @@ fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
     let (code, out) = verify(&joined(&swapped));
     assert_eq!(code, 1);
     assert!(out.contains("checked.jsonl:3: out of order"), "{out}");
+}
+
+#[test]
+fn audit_verify_names_a_half_written_line_and_checks_the_lines_after_it() {
+    let dir = temp_dir("audit-torn");
+    let text = two_sessions(&dir);
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let joined = |lines: &[String]| lines.join("\n") + "\n";
+    // What a write that failed 40 bytes into a line leaves: the line is
+    // not in the chain, so the session's next line chains to the one
+    // before it.
+    let piece = lines[3][..40].to_owned();
+
+    // An older toolwarden glued the next line to the piece.
+    let mut glued = lines.clone();
+    glued[3] = format!("{piece}{}", glued[3]);
+    let (code, out) = verify_in(&dir, &joined(&glued));
+    assert_eq!(code, 1, "{out}");
+    let broken: Vec<&str> = out.lines().filter(|l| l.starts_with("broken:")).collect();
+    assert_eq!(broken.len(), 1, "{out}");
+    assert!(
+        broken[0].ends_with("checked.jsonl:4: not a whole audit line (a write cut short, or an edit): the line glued to its end is checked"),
+        "{out}"
+    );
+
+    // The piece alone on its line, as stderr gets it today; an edit far
+    // after it is still found.
+    let mut torn = lines.clone();
+    torn.insert(3, piece);
+    torn[13] = torn[13].replacen("\"ts\":\"2", "\"ts\":\"1", 1);
+    let (code, out) = verify_in(&dir, &joined(&torn));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("checked.jsonl:4: not a whole audit line"),
+        "{out}"
+    );
+    assert!(
+        out.contains("checked.jsonl:14: changed, or a line after it was removed"),
+        "{out}"
+    );
 }
