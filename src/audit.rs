@@ -72,6 +72,15 @@ pub struct AuditEvent {
     /// For `session_end`: how many lines the session wrote before it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<u64>,
+    /// For `session_start`: how the session's lines are chained,
+    /// `hmac-sha256` (absent in logs from before the chain was keyed:
+    /// plain SHA-256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<&'static str>,
+    /// For `session_start`: which audit key chains it (`key_id`), so that
+    /// verify can tell a session under another key from a forged one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The fields every line carries.
@@ -135,12 +144,15 @@ impl Audit {
             })?;
             Target::File(path.to_owned(), Some(file))
         };
+        let key = args_key();
+        let chain = ChainKey::of(&key);
+        let anchor = chain.anchor(&session);
         let (tx, rx) = sync_channel(QUEUE);
         let writable = Arc::new(AtomicBool::new(true));
         let writing = writable.clone();
         std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || write_events(target, rx, writing))
+            .spawn(move || write_events(target, rx, writing, chain, anchor))
             .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
         let audit = Audit {
             sink: Some(tx),
@@ -148,7 +160,7 @@ impl Audit {
             required,
             session,
             identity,
-            key: args_key(),
+            key,
         };
         // The session's chain starts here (see `write_events`).
         let mut nonce = [0u8; 16];
@@ -156,6 +168,8 @@ impl Audit {
         audit.record(AuditEvent {
             event: "session_start",
             nonce: Some(hex(&nonce)),
+            chain: Some(CHAIN),
+            key: Some(key_id(&key)),
             ..Default::default()
         });
         Ok(audit)
@@ -185,11 +199,7 @@ impl Audit {
     /// toolwarden's state) a redacted PIN cannot be found by trying every
     /// PIN, as it could from a plain hash.
     pub fn fingerprint(&self, arguments: &[u8]) -> String {
-        use hmac::{KeyInit, Mac};
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
-            .expect("HMAC takes a key of any length");
-        mac.update(arguments);
-        hex(&mac.finalize().into_bytes())
+        hex(&hmac(&self.key, arguments))
     }
 
     pub fn enabled(&self) -> bool {
@@ -279,12 +289,19 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// The writer: lines in the order they were recorded, each chained to the
-/// one before it. Every line of a session after its first
-/// (`session_start`) carries `"prev"`, the SHA-256 of the session's line
-/// before it as written (without its newline), so that `toolwarden audit
-/// verify` finds a line changed, removed, inserted or moved.
-fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<AtomicBool>) {
-    let mut prev: Option<String> = None;
+/// one before it. Every line of a session carries `"prev"`: the first
+/// (`session_start`) the session's anchor, each after it the MAC of the
+/// session's line before it as written (without its newline), so that
+/// `toolwarden audit verify` finds a line changed, removed, inserted or
+/// moved, and only a holder of the key can write a chain that verifies.
+fn write_events(
+    mut target: Target,
+    events: Receiver<Message>,
+    writable: Arc<AtomicBool>,
+    chain: ChainKey,
+    anchor: String,
+) {
+    let mut prev = Some(anchor);
     let mut written = 0u64;
     // A piece of a line that failed may be left at the end (see `append`).
     let mut torn = false;
@@ -313,7 +330,7 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
             Ok(()) => {
                 // A line that was not written is not in the chain: the
                 // file stays verifiable, and the loss is logged below.
-                prev = Some(line_hash(&line));
+                prev = Some(chain.mac(&line));
                 written += 1;
                 if !writable.swap(true, Ordering::AcqRel) {
                     info!("the audit log can be written again");
@@ -341,12 +358,57 @@ fn chained(line: &[u8], prev: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// The hash a line's successor carries: SHA-256 of the line without its
-/// newline, in hex.
+/// What a session's `session_start` says of its chain.
+pub const CHAIN: &str = "hmac-sha256";
+
+/// The hash a line's successor carries in a log from before the chain was
+/// keyed: SHA-256 of the line without its newline, in hex.
 pub fn line_hash(line: &[u8]) -> String {
     use sha2::Digest;
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     hex(&sha2::Sha256::digest(line))
+}
+
+/// The chain's key, derived from the audit key. Not the audit key itself:
+/// `args_hmac` is the audit key's MAC of whatever arguments the client
+/// sends, and arguments written as the text of a line would hand out that
+/// line's MAC, letting whoever drives the agent and reads the log extend
+/// a chain. No argument text is the label below (it is not JSON).
+#[derive(Clone)]
+pub struct ChainKey([u8; 32]);
+
+impl ChainKey {
+    pub fn of(audit_key: &[u8; 32]) -> ChainKey {
+        ChainKey(hmac(audit_key, b"toolwarden audit chain"))
+    }
+
+    /// What a line's successor carries: the MAC of the line without its
+    /// newline, in hex.
+    pub fn mac(&self, line: &[u8]) -> String {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        hex(&hmac(&self.0, line))
+    }
+
+    /// The `prev` of a session's first line: bound to the session's id, so
+    /// that no start line can be made without the key, nor moved to
+    /// another session. (A line is a JSON object, never a session id.)
+    pub fn anchor(&self, session: &str) -> String {
+        self.mac(session.as_bytes())
+    }
+}
+
+/// Names an audit key without giving it away: the first 8 bytes of its MAC
+/// of a fixed label, in hex.
+pub fn key_id(audit_key: &[u8; 32]) -> String {
+    hex(&hmac(audit_key, b"toolwarden audit key id")[..8])
+}
+
+fn hmac(key: &[u8], bytes: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(bytes);
+    mac.finalize().into_bytes().into()
 }
 
 /// Appends one line; after a failure, the file is opened again on the next
@@ -481,13 +543,16 @@ pub fn state_dir() -> Option<PathBuf> {
 /// cannot be read or created, a key for this session alone, with a warning:
 /// `args_hmac` then matches only within the session.
 fn args_key() -> [u8; 32] {
-    let from_file = state_dir()
+    let from_file = key_path()
         .ok_or_else(|| io::Error::other("neither XDG_STATE_HOME nor HOME is set"))
-        .and_then(|dir| read_or_create_key(&dir.join("audit.key")));
+        .and_then(|path| read_or_create_key(&path));
     match from_file {
         Ok(key) => key,
         Err(e) => {
-            warn!("cannot keep the audit key ({e}); args_hmac holds within this session only");
+            warn!(
+                "cannot keep the audit key ({e}); args_hmac holds within this session only, \
+                 and audit verify cannot check its chain"
+            );
             let mut key = [0u8; 32];
             if random(&mut key).is_err() {
                 key[..16].copy_from_slice(random_id().as_bytes());
@@ -497,25 +562,33 @@ fn args_key() -> [u8; 32] {
     }
 }
 
+/// An audit key file: 64 hex digits.
+pub fn read_key(path: &Path) -> io::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(io::Error::other(format!(
+            "{} is not 64 hex digits",
+            path.display()
+        )));
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+            .map_err(|_| io::Error::other(format!("{} is not hex", path.display())))?;
+    }
+    Ok(key)
+}
+
+/// Where the machine's audit key is: `audit.key` in the state directory.
+pub fn key_path() -> Option<PathBuf> {
+    Some(state_dir()?.join("audit.key"))
+}
+
 fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::DirBuilderExt;
-    let read = |path: &Path| -> io::Result<[u8; 32]> {
-        let text = std::fs::read_to_string(path)?;
-        let text = text.trim();
-        let mut key = [0u8; 32];
-        if text.len() != 64 {
-            return Err(io::Error::other(format!(
-                "{} is not 64 hex digits",
-                path.display()
-            )));
-        }
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .map_err(|_| io::Error::other(format!("{} is not hex", path.display())))?;
-        }
-        Ok(key)
-    };
+    let read = read_key;
     match read(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         other => return other,
