@@ -540,3 +540,52 @@ fn audit_verify_checks_a_log_from_another_machine_with_its_key() {
         (0, "ok: 18 lines, 2 sessions, every chain holds\n")
     );
 }
+
+#[test]
+fn with_the_audit_log_on_stderr_the_server_cannot_write_a_record() {
+    let dir = temp_dir("audit-stderr");
+    let forged = unkeyed_session("f0f0f0f0f0f0f0f0");
+    let mut mock_args: Vec<&str> = forged.lines().flat_map(|l| ["--stderr", l]).collect();
+    mock_args.extend(["--stderr", "mock: ready"]);
+    let run = |audit: &[&std::ffi::OsStr]| {
+        let mut s = Session::start(
+            guarded_mock_with(
+                "policies/genieacs.json",
+                "examples/tools/genieacs.json",
+                audit,
+                &mock_args,
+            )
+            .env("XDG_STATE_HOME", dir.join("state")),
+        );
+        s.send(&initialize("2025-06-18"));
+        s.recv();
+        s.send(&call(1, "reboot", "{}"));
+        s.recv();
+        assert_eq!(s.wait().code(), Some(0));
+        s.stderr()
+    };
+    let stderr = run(&["--audit".as_ref(), "-".as_ref()]);
+    // The records are the lines that are JSON objects: only toolwarden's.
+    let records: String = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (code, out) = verify_in(&dir, &records);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 3 lines, 1 sessions, every chain holds\n"),
+        "{stderr}"
+    );
+    for line in forged.lines().chain(["mock: ready"]) {
+        assert!(
+            stderr.lines().any(|l| l == format!("[server] {line}")),
+            "{line} is not labelled:\n{stderr}"
+        );
+    }
+    // With the audit log elsewhere, the server's stderr passes as it is.
+    let audit = dir.join("audit.jsonl");
+    let stderr = run(&["--audit".as_ref(), audit.as_os_str()]);
+    assert!(stderr.lines().any(|l| l == "mock: ready"), "{stderr}");
+    assert!(!stderr.contains("[server]"), "{stderr}");
+}
