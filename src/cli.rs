@@ -255,8 +255,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub term_timeout: Duration,
 
-    /// Write an audit log here (JSON Lines, appended; `-` for stderr). The
-    /// file is created readable by its owner only.
+    /// Write an audit log here (JSON Lines, appended; `-` for stderr, where
+    /// the server's stderr lines then start with `[server] `). The file is
+    /// created readable by its owner only.
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
 
