@@ -57,6 +57,9 @@ struct Options {
     answer_with: Option<(String, String)>,
     /// Never answer this method.
     ignore: Option<String>,
+    /// Write these lines to stderr at start (a server's logs, or lines made
+    /// to look like toolwarden's).
+    stderr: Vec<String>,
 }
 
 fn parse_args() -> Options {
@@ -70,6 +73,7 @@ fn parse_args() -> Options {
         match arg.as_str() {
             "--tools" => o.tools = Some(value()),
             "--banner" => o.banner = true,
+            "--stderr" => o.stderr.push(value()),
             "--crash-on" => o.crash_on = Some(value()),
             "--slow-ms" => {
                 o.slow_ms = value()
@@ -167,6 +171,9 @@ fn main() {
                 libc::signal(signal, libc::SIG_IGN);
             }
         }
+    }
+    for line in &o.stderr {
+        eprintln!("{line}");
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -72,6 +72,15 @@ pub struct AuditEvent {
     /// For `session_end`: how many lines the session wrote before it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<u64>,
+    /// For `session_start`: how the session's lines are chained,
+    /// `hmac-sha256` (absent in logs from before the chain was keyed:
+    /// plain SHA-256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<&'static str>,
+    /// For `session_start`: which audit key chains it (`key_id`), so that
+    /// verify can tell a session under another key from a forged one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The fields every line carries.
@@ -135,12 +144,15 @@ impl Audit {
             })?;
             Target::File(path.to_owned(), Some(file))
         };
+        let key = args_key();
+        let chain = ChainKey::of(&key);
+        let anchor = chain.anchor(&session);
         let (tx, rx) = sync_channel(QUEUE);
         let writable = Arc::new(AtomicBool::new(true));
         let writing = writable.clone();
         std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || write_events(target, rx, writing))
+            .spawn(move || write_events(target, rx, writing, chain, anchor))
             .map_err(|e| anyhow::anyhow!("cannot start the audit log's writer: {e}"))?;
         let audit = Audit {
             sink: Some(tx),
@@ -148,7 +160,7 @@ impl Audit {
             required,
             session,
             identity,
-            key: args_key(),
+            key,
         };
         // The session's chain starts here (see `write_events`).
         let mut nonce = [0u8; 16];
@@ -156,6 +168,8 @@ impl Audit {
         audit.record(AuditEvent {
             event: "session_start",
             nonce: Some(hex(&nonce)),
+            chain: Some(CHAIN),
+            key: Some(key_id(&key)),
             ..Default::default()
         });
         Ok(audit)
@@ -185,11 +199,7 @@ impl Audit {
     /// toolwarden's state) a redacted PIN cannot be found by trying every
     /// PIN, as it could from a plain hash.
     pub fn fingerprint(&self, arguments: &[u8]) -> String {
-        use hmac::{KeyInit, Mac};
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key)
-            .expect("HMAC takes a key of any length");
-        mac.update(arguments);
-        hex(&mac.finalize().into_bytes())
+        hex(&hmac(&self.key, arguments))
     }
 
     pub fn enabled(&self) -> bool {
@@ -279,13 +289,22 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// The writer: lines in the order they were recorded, each chained to the
-/// one before it. Every line of a session after its first
-/// (`session_start`) carries `"prev"`, the SHA-256 of the session's line
-/// before it as written (without its newline), so that `toolwarden audit
-/// verify` finds a line changed, removed, inserted or moved.
-fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<AtomicBool>) {
-    let mut prev: Option<String> = None;
+/// one before it. Every line of a session carries `"prev"`: the first
+/// (`session_start`) the session's anchor, each after it the MAC of the
+/// session's line before it as written (without its newline), so that
+/// `toolwarden audit verify` finds a line changed, removed, inserted or
+/// moved, and only a holder of the key can write a chain that verifies.
+fn write_events(
+    mut target: Target,
+    events: Receiver<Message>,
+    writable: Arc<AtomicBool>,
+    chain: ChainKey,
+    anchor: String,
+) {
+    let mut prev = Some(anchor);
     let mut written = 0u64;
+    // A piece of a line that failed may be left at the end (see `append`).
+    let mut torn = false;
     while let Ok(message) = events.recv() {
         let (line, ack) = match message {
             Message::Line(line, ack) => (line, ack),
@@ -300,13 +319,9 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
         };
         let line = chained(&line, prev.as_deref());
         let result = match &mut target {
-            Target::Stderr => {
-                use std::io::Write;
-                // Locked for the line, so a log message cannot cut into it.
-                let mut stderr = io::stderr().lock();
-                stderr.write_all(&line).and_then(|()| stderr.flush())
-            }
-            Target::File(path, file) => write_to_file(path, file, &line),
+            // Locked for the line, so a log message cannot cut into it.
+            Target::Stderr => append(&mut io::stderr().lock(), &line, &mut torn),
+            Target::File(path, file) => write_to_file(path, file, &line, &mut torn),
         };
         if let Some(ack) = ack {
             let _ = ack.send(result.is_ok());
@@ -315,7 +330,7 @@ fn write_events(mut target: Target, events: Receiver<Message>, writable: Arc<Ato
             Ok(()) => {
                 // A line that was not written is not in the chain: the
                 // file stays verifiable, and the loss is logged below.
-                prev = Some(line_hash(&line));
+                prev = Some(chain.mac(&line));
                 written += 1;
                 if !writable.swap(true, Ordering::AcqRel) {
                     info!("the audit log can be written again");
@@ -343,24 +358,146 @@ fn chained(line: &[u8], prev: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// The hash a line's successor carries: SHA-256 of the line without its
-/// newline, in hex.
+/// What a session's `session_start` says of its chain.
+pub const CHAIN: &str = "hmac-sha256";
+
+/// The hash a line's successor carries in a log from before the chain was
+/// keyed: SHA-256 of the line without its newline, in hex.
 pub fn line_hash(line: &[u8]) -> String {
     use sha2::Digest;
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     hex(&sha2::Sha256::digest(line))
 }
 
+/// The chain's key, derived from the audit key. Not the audit key itself:
+/// `args_hmac` is the audit key's MAC of whatever arguments the client
+/// sends, and arguments written as the text of a line would hand out that
+/// line's MAC, letting whoever drives the agent and reads the log extend
+/// a chain. No argument text is the label below (it is not JSON).
+#[derive(Clone)]
+pub struct ChainKey([u8; 32]);
+
+impl ChainKey {
+    pub fn of(audit_key: &[u8; 32]) -> ChainKey {
+        ChainKey(hmac(audit_key, b"toolwarden audit chain"))
+    }
+
+    /// What a line's successor carries: the MAC of the line without its
+    /// newline, in hex.
+    pub fn mac(&self, line: &[u8]) -> String {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        hex(&hmac(&self.0, line))
+    }
+
+    /// The `prev` of a session's first line: bound to the session's id, so
+    /// that no start line can be made without the key, nor moved to
+    /// another session. (A line is a JSON object, never a session id.)
+    pub fn anchor(&self, session: &str) -> String {
+        self.mac(session.as_bytes())
+    }
+}
+
+/// Names an audit key without giving it away: the first 8 bytes of its MAC
+/// of a fixed label, in hex.
+pub fn key_id(audit_key: &[u8; 32]) -> String {
+    hex(&hmac(audit_key, b"toolwarden audit key id")[..8])
+}
+
+fn hmac(key: &[u8], bytes: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(bytes);
+    mac.finalize().into_bytes().into()
+}
+
 /// Appends one line; after a failure, the file is opened again on the next
 /// event, so a log that was moved or whose disk filled up recovers.
-fn write_to_file(path: &Path, file: &mut Option<std::fs::File>, line: &[u8]) -> io::Result<()> {
-    use std::io::Write;
+fn write_to_file(
+    path: &Path,
+    file: &mut Option<std::fs::File>,
+    line: &[u8],
+    torn: &mut bool,
+) -> io::Result<()> {
     if file.is_none() {
         *file = Some(open_file(path)?);
     }
-    let result = file.as_mut().expect("opened above").write_all(line);
+    let result = append(file.as_mut().expect("opened above"), line, torn);
     if result.is_err() {
         *file = None;
+    }
+    result
+}
+
+/// What audit lines are appended to: the file, stderr, or in tests a
+/// writer that fails on purpose.
+trait Append: io::Write {
+    /// The length so far, where it is known: then a line that fails
+    /// halfway can be cut back off.
+    fn len(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn truncate(&mut self, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+impl Append for std::fs::File {
+    fn len(&mut self) -> Option<u64> {
+        self.metadata().ok().map(|m| m.len())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+impl Append for io::StderrLock<'_> {}
+
+/// Writes `line` whole, or leaves no piece of it behind: a write that fails
+/// halfway (a full disk takes what fits) would leave half a line for the
+/// next one to be glued to, and the two would be one line that is neither.
+/// The piece is cut off again when the file still ends with it (another
+/// process appending to the same file may have written after it: then it
+/// stays); where it stays, `torn` is set and the next line starts with a
+/// newline, so that only the torn line is lost.
+fn append(out: &mut impl Append, line: &[u8], torn: &mut bool) -> io::Result<()> {
+    let start = out.len();
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    if *torn {
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(line);
+    let mut done = 0;
+    let mut result = Ok(());
+    while done < bytes.len() {
+        match out.write(&bytes[done..]) {
+            Ok(0) => {
+                result = Err(io::ErrorKind::WriteZero.into());
+                break;
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let result = result.and_then(|()| out.flush());
+    match &result {
+        Ok(()) => *torn = false,
+        Err(_) if done > 0 => {
+            let cut = match start {
+                Some(start) if out.len() == Some(start + done as u64) => {
+                    out.truncate(start).is_ok()
+                }
+                _ => false,
+            };
+            *torn |= !cut;
+        }
+        Err(_) => {}
     }
     result
 }
@@ -413,13 +550,16 @@ pub fn state_dir() -> Option<PathBuf> {
 /// cannot be read or created, a key for this session alone, with a warning:
 /// `args_hmac` then matches only within the session.
 fn args_key() -> [u8; 32] {
-    let from_file = state_dir()
+    let from_file = key_path()
         .ok_or_else(|| io::Error::other("neither XDG_STATE_HOME nor HOME is set"))
-        .and_then(|dir| read_or_create_key(&dir.join("audit.key")));
+        .and_then(|path| read_or_create_key(&path));
     match from_file {
         Ok(key) => key,
         Err(e) => {
-            warn!("cannot keep the audit key ({e}); args_hmac holds within this session only");
+            warn!(
+                "cannot keep the audit key ({e}); args_hmac holds within this session only, \
+                 and audit verify cannot check its chain"
+            );
             let mut key = [0u8; 32];
             if random(&mut key).is_err() {
                 key[..16].copy_from_slice(random_id().as_bytes());
@@ -429,25 +569,33 @@ fn args_key() -> [u8; 32] {
     }
 }
 
+/// An audit key file: 64 hex digits.
+pub fn read_key(path: &Path) -> io::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(io::Error::other(format!(
+            "{} is not 64 hex digits",
+            path.display()
+        )));
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+            .map_err(|_| io::Error::other(format!("{} is not hex", path.display())))?;
+    }
+    Ok(key)
+}
+
+/// Where the machine's audit key is: `audit.key` in the state directory.
+pub fn key_path() -> Option<PathBuf> {
+    Some(state_dir()?.join("audit.key"))
+}
+
 fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::DirBuilderExt;
-    let read = |path: &Path| -> io::Result<[u8; 32]> {
-        let text = std::fs::read_to_string(path)?;
-        let text = text.trim();
-        let mut key = [0u8; 32];
-        if text.len() != 64 {
-            return Err(io::Error::other(format!(
-                "{} is not 64 hex digits",
-                path.display()
-            )));
-        }
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .map_err(|_| io::Error::other(format!("{} is not hex", path.display())))?;
-        }
-        Ok(key)
-    };
+    let read = read_key;
     match read(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         other => return other,
@@ -480,3 +628,86 @@ fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
 }
 
 pub mod verify;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A disk that fills up once: the write that reaches `fail_at` bytes
+    /// takes what fits and then fails, as write(2) does; the writes after
+    /// it succeed.
+    struct FailsOnce {
+        data: Vec<u8>,
+        fail_at: Option<usize>,
+        /// Whether it can be cut back, as a file can and stderr cannot.
+        cuttable: bool,
+    }
+
+    impl io::Write for FailsOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let Some(at) = self.fail_at else {
+                self.data.extend_from_slice(buf);
+                return Ok(buf.len());
+            };
+            if self.data.len() >= at {
+                self.fail_at = None;
+                return Err(io::Error::other("no space left on device"));
+            }
+            let n = buf.len().min(at - self.data.len());
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Append for FailsOnce {
+        fn len(&mut self) -> Option<u64> {
+            self.cuttable.then_some(self.data.len() as u64)
+        }
+
+        fn truncate(&mut self, len: u64) -> io::Result<()> {
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    const LINES: [&[u8]; 3] = [
+        b"{\"event\":\"session_start\"}\n",
+        b"{\"event\":\"decision\",\"tool\":\"retry_deploy\"}\n",
+        b"{\"event\":\"result\"}\n",
+    ];
+
+    /// Writes the three lines; the second fails 10 bytes in.
+    fn write_three(cuttable: bool) -> Vec<u8> {
+        let mut out = FailsOnce {
+            data: Vec::new(),
+            fail_at: Some(LINES[0].len() + 10),
+            cuttable,
+        };
+        let mut torn = false;
+        let results: Vec<bool> = LINES
+            .iter()
+            .map(|line| append(&mut out, line, &mut torn).is_ok())
+            .collect();
+        assert_eq!(results, [true, false, true]);
+        out.data
+    }
+
+    #[test]
+    fn a_line_that_fails_halfway_is_cut_back_before_the_next() {
+        assert_eq!(write_three(true), [LINES[0], LINES[2]].concat());
+    }
+
+    #[test]
+    fn a_piece_that_cannot_be_cut_back_is_ended_before_the_next_line() {
+        let written = write_three(false);
+        let lines: Vec<&[u8]> = written.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 4, "{}", String::from_utf8_lossy(&written));
+        assert_eq!(lines[0], &LINES[0][..LINES[0].len() - 1]);
+        assert_eq!(lines[1], &LINES[1][..10]);
+        assert_eq!(lines[2], &LINES[2][..LINES[2].len() - 1]);
+    }
+}

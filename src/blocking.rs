@@ -127,7 +127,7 @@ fn prefault(fd: &Fd, buf: &mut [MaybeUninit<u8>]) {
 #[cfg(not(target_os = "linux"))]
 fn prefault(_: &Fd, _: &mut [MaybeUninit<u8>]) {}
 
-fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
+pub fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own; it touches no memory.
     unsafe {
         let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);

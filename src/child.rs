@@ -3,7 +3,7 @@
 //! grandchild), stopped in order, and turned into an exit code.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -15,7 +15,27 @@ pub struct Server {
     child: Child,
     /// The process group: the server's pid, since it leads its own group.
     group: i32,
+    /// Ends when the server's stderr, relayed with a label, is closed.
+    stderr: Option<tokio::sync::oneshot::Receiver<io::Result<()>>>,
 }
+
+/// What becomes of the server's stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerStderr {
+    /// It is toolwarden's: what the server writes passes as it is.
+    Inherit,
+    /// Each of its lines reaches toolwarden's stderr whole, after
+    /// [`LABEL`]: with `--audit -` the audit records are on stderr too,
+    /// and a server must not be able to write one.
+    Labelled,
+}
+
+/// What starts each line of the server's stderr when it is labelled. An
+/// audit record starts with `{`, so no labelled line passes for one.
+pub const LABEL: &[u8] = b"[server] ";
+
+/// How long the stop waits for the server's last stderr lines.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
 /// Why a command did not start, with the exit code a shell would use.
 #[derive(Debug)]
@@ -39,6 +59,14 @@ impl Server {
     /// Starts `command` with piped stdin and stdout; its stderr is
     /// toolwarden's.
     pub fn spawn(command: &[OsString]) -> Result<(Server, ChildStdin, ChildStdout), SpawnError> {
+        Server::spawn_with(command, ServerStderr::Inherit)
+    }
+
+    /// [`Server::spawn`], with its stderr inherited or labelled.
+    pub fn spawn_with(
+        command: &[OsString],
+        stderr: ServerStderr,
+    ) -> Result<(Server, ChildStdin, ChildStdout), SpawnError> {
         let (program, args) = command.split_first().ok_or_else(|| SpawnError {
             message: "no server command given after --".into(),
             exit_code: 2,
@@ -47,7 +75,10 @@ impl Server {
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match stderr {
+                ServerStderr::Inherit => Stdio::inherit(),
+                ServerStderr::Labelled => Stdio::piped(),
+            })
             .process_group(0);
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and only
@@ -85,8 +116,45 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout is piped");
         enlarge_pipe(&stdin);
         enlarge_pipe(&stdout);
+        let stderr = match child.stderr.take() {
+            Some(from) => {
+                // tokio made it non-blocking; a thread of its own reads it.
+                let from = from
+                    .into_owned_fd()
+                    .and_then(|fd| crate::blocking::set_blocking(&fd).map(|()| fd))
+                    .map_err(|e| SpawnError {
+                        message: format!("cannot read the server's stderr: {e}"),
+                        exit_code: 1,
+                    })?;
+                let relayed = crate::blocking::spawn("server-stderr", move || {
+                    label_lines(std::fs::File::from(from), |line| {
+                        // Locked for the line, as the audit writer locks it
+                        // for a record: the two are never interleaved.
+                        io::stderr().lock().write_all(line)
+                    })
+                });
+                match relayed {
+                    Ok(relayed) => Some(relayed),
+                    Err(e) => {
+                        return Err(SpawnError {
+                            message: format!("cannot relay the server's stderr: {e}"),
+                            exit_code: 1,
+                        })
+                    }
+                }
+            }
+            None => None,
+        };
         info!(pid = group, "server started");
-        Ok((Server { child, group }, stdin, stdout))
+        Ok((
+            Server {
+                child,
+                group,
+                stderr,
+            },
+            stdin,
+            stdout,
+        ))
     }
 
     pub fn group(&self) -> i32 {
@@ -104,6 +172,21 @@ impl Server {
         close_wait: Duration,
         term_wait: Duration,
     ) -> io::Result<(ExitStatus, Stopped)> {
+        let stopped = self.stop_process(close_wait, term_wait).await;
+        // The server's last lines, when its stderr is relayed, reach
+        // toolwarden's stderr before toolwarden exits; a grandchild that
+        // holds the pipe open is not waited for.
+        if let Some(relayed) = self.stderr.take() {
+            let _ = tokio::time::timeout(STDERR_DRAIN, relayed).await;
+        }
+        stopped
+    }
+
+    async fn stop_process(
+        &mut self,
+        close_wait: Duration,
+        term_wait: Duration,
+    ) -> io::Result<(ExitStatus, Stopped)> {
         if let Ok(status) = tokio::time::timeout(close_wait, self.child.wait()).await {
             return Ok((status?, Stopped::ByItself));
         }
@@ -116,6 +199,44 @@ impl Server {
         signal_group(self.group, libc::SIGKILL);
         Ok((self.child.wait().await?, Stopped::Killed))
     }
+}
+
+/// Relays `from` to `to` line by line, [`LABEL`] in front of each, each
+/// line handed over whole (ending in a newline), so that nothing the
+/// server writes starts a line of toolwarden's stderr or is glued to one.
+/// A line longer than 8 KiB (with its label) is cut into lines of that
+/// length, each labelled; memory stays at that.
+fn label_lines(mut from: impl Read, mut to: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    const MAX: usize = 8192;
+    let mut line = LABEL.to_vec();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let room = rest.len().min(MAX - line.len());
+            let take = memchr::memchr(b'\n', &rest[..room]).map_or(room, |i| i + 1);
+            line.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if line.ends_with(b"\n") || line.len() == MAX {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                to(&line)?;
+                line.truncate(LABEL.len());
+            }
+        }
+    }
+    if line.len() > LABEL.len() {
+        line.push(b'\n');
+        to(&line)?;
+    }
+    Ok(())
 }
 
 /// toolwarden holds a whole message before it forwards it (what was
@@ -301,4 +422,67 @@ unsafe fn wait_and_kill(group: i32) -> ! {
         libc::kill(-group, libc::SIGKILL);
     }
     libc::_exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out its bytes in the pieces given, as a pipe
+    /// does when the server writes a line in several writes.
+    struct Pieces(Vec<&'static [u8]>);
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = self.0.remove(0);
+            buf[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    fn labelled(pieces: Vec<&'static [u8]>) -> Vec<String> {
+        let mut lines = Vec::new();
+        label_lines(Pieces(pieces), |line| {
+            lines.push(String::from_utf8(line.to_vec()).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        lines
+    }
+
+    #[test]
+    fn every_line_of_the_server_is_labelled_and_handed_over_whole() {
+        assert_eq!(
+            labelled(vec![
+                b"starting\n{\"ts\":",
+                b"\"forged\"}\nhalf",
+                b" a line\n\nno newline at the end",
+            ]),
+            [
+                "[server] starting\n",
+                "[server] {\"ts\":\"forged\"}\n",
+                "[server] half a line\n",
+                "[server] \n",
+                "[server] no newline at the end\n",
+            ]
+        );
+        // A line that never ends is cut, each piece labelled.
+        let long: &'static [u8] = Box::leak(vec![b'x'; 3000].into_boxed_slice());
+        let lines = labelled(vec![long, long, long, long, b"\n"]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), 8192 + 1);
+        assert!(lines
+            .iter()
+            .all(|l| l.starts_with("[server] x") && l.ends_with('\n')));
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| l.len() - LABEL.len() - 1)
+                .sum::<usize>(),
+            12000
+        );
+    }
 }

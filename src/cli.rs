@@ -92,12 +92,16 @@ pub struct PinArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chains of audit logs (several files: rotated ones,
-    /// oldest first) and name the first line changed, removed, inserted or
-    /// moved; exit 1 if there is one.
+    /// Check the chains of audit logs (several files: rotated ones, oldest
+    /// first) and name every line changed, removed, inserted, moved or not
+    /// whole; exit 1 if there is one.
     Verify {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// The audit key the logs were written under (repeat for several).
+        /// Default: the machine's, `audit.key` in the state directory.
+        #[arg(long, value_name = "FILE")]
+        key: Vec<PathBuf>,
     },
 }
 
@@ -267,8 +271,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub term_timeout: Duration,
 
-    /// Write an audit log here (JSON Lines, appended; `-` for stderr). The
-    /// file is created readable by its owner only.
+    /// Write an audit log here (JSON Lines, appended; `-` for stderr, where
+    /// the server's stderr lines then start with `[server] `). The file is
+    /// created readable by its owner only.
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
 

@@ -34,7 +34,7 @@ fn main() {
                 }
             }
         }
-        Some(Command::Audit(AuditCommand::Verify { files })) => audit_verify(&files),
+        Some(Command::Audit(AuditCommand::Verify { files, key })) => audit_verify(&files, &key),
         Some(Command::Pin(args)) => {
             init_logging("warn");
             pin(&args)
@@ -298,7 +298,32 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
 
 /// `toolwarden audit verify FILE...`: 0 every chain holds, 1 one is
 /// broken, 2 a file cannot be read.
-fn audit_verify(files: &[std::path::PathBuf]) -> u8 {
+fn audit_verify(files: &[std::path::PathBuf], key_files: &[std::path::PathBuf]) -> u8 {
+    use toolwarden::audit;
+    let mut keys = Vec::new();
+    for file in key_files {
+        match audit::read_key(file) {
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                eprintln!("toolwarden: {}: {e}", file.display());
+                return 2;
+            }
+        }
+    }
+    // The machine's key, when none is named; never created here: a log
+    // written under a key is checked with that key or not at all.
+    if key_files.is_empty() {
+        if let Some(path) = audit::key_path() {
+            match audit::read_key(&path) {
+                Ok(key) => keys.push(key),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    eprintln!("toolwarden: {}: {e}", path.display());
+                    return 2;
+                }
+            }
+        }
+    }
     let mut read = Vec::new();
     for file in files {
         match std::fs::read(file) {
@@ -309,25 +334,39 @@ fn audit_verify(files: &[std::path::PathBuf]) -> u8 {
             }
         }
     }
-    let report = toolwarden::audit::verify::verify(&read);
+    let report = audit::verify::verify(&read, &keys);
     let mut out = String::new();
+    for session in &report.unkeyed {
+        out.push_str(&format!(
+            "note: session {session} is chained without a key (written before keyed chains): \
+             whoever could write the file could have written it\n"
+        ));
+    }
     for session in &report.unfinished {
         out.push_str(&format!(
             "note: session {session} has no end line: still running, ended by a crash, or its end was cut off\n"
         ));
     }
-    let code = match &report.broken {
-        None => {
-            out.push_str(&format!(
-                "ok: {} lines, {} sessions, every chain holds\n",
-                report.lines, report.sessions
-            ));
-            0
-        }
-        Some(broken) => {
-            out.push_str(&format!("broken: {broken}\n"));
-            1
-        }
+    // Each break is named; past the first few, a damaged file would
+    // drown the ones that matter.
+    const SHOWN: usize = 20;
+    for broken in report.broken.iter().take(SHOWN) {
+        out.push_str(&format!("broken: {broken}\n"));
+    }
+    if report.broken.len() > SHOWN {
+        out.push_str(&format!(
+            "broken: and {} more\n",
+            report.broken.len() - SHOWN
+        ));
+    }
+    let code = if report.broken.is_empty() {
+        out.push_str(&format!(
+            "ok: {} lines, {} sessions, every chain holds\n",
+            report.lines, report.sessions
+        ));
+        0
+    } else {
+        1
     };
     print_report(&out);
     code

@@ -94,7 +94,14 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         Ok(state) => state,
         Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
     };
-    let (mut server, server_in, server_out) = match Server::spawn(&args.command) {
+    // With the audit log on stderr, the server's stderr is labelled, so
+    // that it cannot write an audit record.
+    let stderr = if args.audit.as_deref() == Some(std::path::Path::new("-")) {
+        child::ServerStderr::Labelled
+    } else {
+        child::ServerStderr::Inherit
+    };
+    let (mut server, server_in, server_out) = match Server::spawn_with(&args.command, stderr) {
         Ok(spawned) => spawned,
         Err(e) => return Ok(startup::refuse(&e.message, e.exit_code)),
     };

@@ -334,18 +334,20 @@ fn secrets_stay_out_in_every_encoding_and_usual_spelling() {
     );
 }
 
-#[test]
-fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
-    let dir = temp_dir("audit-chain");
+/// A real log: two sessions appended to one file, each with 4 decisions
+/// and 3 results, under the audit key in `dir`'s state directory.
+fn two_sessions(dir: &std::path::Path) -> String {
     let audit = dir.join("audit.jsonl");
-    // Two sessions append to one file.
     for _ in 0..2 {
-        let mut s = Session::start(&mut guarded_mock_with(
-            "policies/genieacs.json",
-            "examples/tools/genieacs.json",
-            &["--audit".as_ref(), audit.as_os_str()],
-            &[],
-        ));
+        let mut s = Session::start(
+            guarded_mock_with(
+                "policies/genieacs.json",
+                "examples/tools/genieacs.json",
+                &["--audit".as_ref(), audit.as_os_str()],
+                &[],
+            )
+            .env("XDG_STATE_HOME", dir.join("state")),
+        );
         s.send(&initialize("2025-06-18"));
         s.recv();
         for id in 1..=3 {
@@ -360,23 +362,44 @@ fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
         s.recv();
         assert_eq!(s.wait().code(), Some(0));
     }
-    let text = std::fs::read_to_string(&audit).unwrap();
+    std::fs::read_to_string(&audit).unwrap()
+}
+
+/// `toolwarden audit verify` on `content`, as `checked.jsonl`, with the
+/// audit key of [`two_sessions`] in its usual place: its exit code and its
+/// output.
+fn verify_in(dir: &std::path::Path, content: &str) -> (i32, String) {
+    verify_with(dir, content, &[])
+}
+
+fn verify_with(
+    dir: &std::path::Path,
+    content: &str,
+    options: &[&std::ffi::OsStr],
+) -> (i32, String) {
+    let file = dir.join("checked.jsonl");
+    std::fs::write(&file, content).unwrap();
+    let out = toolwarden()
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .args(["audit", "verify"])
+        .args(options)
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
+    let dir = temp_dir("audit-chain");
+    let text = two_sessions(&dir);
     let lines: Vec<&str> = text.lines().collect();
     // Per session: start, 4 decisions, 3 results, end.
     assert_eq!(lines.len(), 18, "{text}");
-    let verify = |content: &str| {
-        let file = dir.join("checked.jsonl");
-        std::fs::write(&file, content).unwrap();
-        let out = toolwarden()
-            .args(["audit", "verify"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let verify = |content: &str| verify_in(&dir, content);
     let (code, out) = verify(&text);
     assert_eq!(
         (code, out.as_str()),
@@ -406,4 +429,163 @@ fn audit_verify_passes_a_real_log_and_names_the_line_that_was_touched() {
     let (code, out) = verify(&joined(&swapped));
     assert_eq!(code, 1);
     assert!(out.contains("checked.jsonl:3: out of order"), "{out}");
+}
+
+#[test]
+fn audit_verify_names_a_half_written_line_and_checks_the_lines_after_it() {
+    let dir = temp_dir("audit-torn");
+    let text = two_sessions(&dir);
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let joined = |lines: &[String]| lines.join("\n") + "\n";
+    // What a write that failed 40 bytes into a line leaves: the line is
+    // not in the chain, so the session's next line chains to the one
+    // before it.
+    let piece = lines[3][..40].to_owned();
+
+    // An older toolwarden glued the next line to the piece.
+    let mut glued = lines.clone();
+    glued[3] = format!("{piece}{}", glued[3]);
+    let (code, out) = verify_in(&dir, &joined(&glued));
+    assert_eq!(code, 1, "{out}");
+    let broken: Vec<&str> = out.lines().filter(|l| l.starts_with("broken:")).collect();
+    assert_eq!(broken.len(), 1, "{out}");
+    assert!(
+        broken[0].ends_with("checked.jsonl:4: not a whole audit line (a write cut short, or an edit): the line glued to its end is checked"),
+        "{out}"
+    );
+
+    // The piece alone on its line, as stderr gets it today; an edit far
+    // after it is still found.
+    let mut torn = lines.clone();
+    torn.insert(3, piece);
+    torn[13] = torn[13].replacen("\"ts\":\"2", "\"ts\":\"1", 1);
+    let (code, out) = verify_in(&dir, &joined(&torn));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("checked.jsonl:4: not a whole audit line"),
+        "{out}"
+    );
+    assert!(
+        out.contains("checked.jsonl:14: changed, or a line after it was removed"),
+        "{out}"
+    );
+}
+
+/// A session as a toolwarden from before keyed chains wrote it: anyone can
+/// write one.
+fn unkeyed_session(session: &str) -> String {
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let mut prev: Option<String> = None;
+    let mut out = String::new();
+    for (i, rest) in [
+        r#""event":"session_start","nonce":"00""#,
+        r#""event":"decision","tool":"reboot","decision":"allowed""#,
+        r#""event":"session_end","lines":2"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let chained = prev
+            .map(|p| format!(r#""prev":"{p}","#))
+            .unwrap_or_default();
+        let line = format!(
+            r#"{{{chained}"ts":"2026-11-28T00:00:0{i}.000Z","session":"{session}","identity":"default",{rest}}}"#
+        );
+        prev = Some(hex(&sha2::Sha256::digest(line.as_bytes())));
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn audit_verify_refuses_a_session_appended_without_the_key() {
+    let dir = temp_dir("audit-forged");
+    let text = two_sessions(&dir);
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["chain"], "hmac-sha256", "{first}");
+    // Someone who can append to the file, but has no key, adds a session.
+    let (code, out) = verify_in(&dir, &(text.clone() + &unkeyed_session("f0f0f0f0f0f0f0f0")));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("checked.jsonl:19: session f0f0f0f0f0f0f0f0 is chained without a key, after sessions chained with one"),
+        "{out}"
+    );
+    // A log from before keyed chains still verifies, and says what that is
+    // worth.
+    let (code, out) = verify_in(&dir, &unkeyed_session("0123456789abcdef"));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("note: session 0123456789abcdef is chained without a key"),
+        "{out}"
+    );
+}
+
+#[test]
+fn audit_verify_checks_a_log_from_another_machine_with_its_key() {
+    let dir = temp_dir("audit-key");
+    let text = two_sessions(&dir);
+    let elsewhere = temp_dir("audit-key-elsewhere");
+    let key = dir.join("state/toolwarden/audit.key");
+    let key_copy = elsewhere.join("their.key");
+    std::fs::copy(&key, &key_copy).unwrap();
+    // Without the key, nothing is proven.
+    let (code, out) = verify_in(&elsewhere, &text);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("which was not given (--key FILE)"), "{out}");
+    assert!(!elsewhere.join("state/toolwarden/audit.key").exists());
+    let (code, out) = verify_with(&elsewhere, &text, &["--key".as_ref(), key_copy.as_os_str()]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 18 lines, 2 sessions, every chain holds\n")
+    );
+}
+
+#[test]
+fn with_the_audit_log_on_stderr_the_server_cannot_write_a_record() {
+    let dir = temp_dir("audit-stderr");
+    let forged = unkeyed_session("f0f0f0f0f0f0f0f0");
+    let mut mock_args: Vec<&str> = forged.lines().flat_map(|l| ["--stderr", l]).collect();
+    mock_args.extend(["--stderr", "mock: ready"]);
+    let run = |audit: &[&std::ffi::OsStr]| {
+        let mut s = Session::start(
+            guarded_mock_with(
+                "policies/genieacs.json",
+                "examples/tools/genieacs.json",
+                audit,
+                &mock_args,
+            )
+            .env("XDG_STATE_HOME", dir.join("state")),
+        );
+        s.send(&initialize("2025-06-18"));
+        s.recv();
+        s.send(&call(1, "reboot", "{}"));
+        s.recv();
+        assert_eq!(s.wait().code(), Some(0));
+        s.stderr()
+    };
+    let stderr = run(&["--audit".as_ref(), "-".as_ref()]);
+    // The records are the lines that are JSON objects: only toolwarden's.
+    let records: String = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (code, out) = verify_in(&dir, &records);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok: 3 lines, 1 sessions, every chain holds\n"),
+        "{stderr}"
+    );
+    for line in forged.lines().chain(["mock: ready"]) {
+        assert!(
+            stderr.lines().any(|l| l == format!("[server] {line}")),
+            "{line} is not labelled:\n{stderr}"
+        );
+    }
+    // With the audit log elsewhere, the server's stderr passes as it is.
+    let audit = dir.join("audit.jsonl");
+    let stderr = run(&["--audit".as_ref(), audit.as_os_str()]);
+    assert!(stderr.lines().any(|l| l == "mock: ready"), "{stderr}");
+    assert!(!stderr.contains("[server]"), "{stderr}");
 }
