@@ -254,7 +254,12 @@ pub struct RunArgs {
     /// Log level on stderr: error, warn (the default: problems and refused
     /// calls), info (a line per call too), debug or trace. RUST_LOG, when
     /// set, takes precedence.
-    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "warn",
+        value_parser = ["error", "warn", "info", "debug", "trace"]
+    )]
     pub log_level: String,
 
     /// Longest message accepted from either side, in bytes; a longer line
@@ -356,6 +361,79 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a duration"))
 }
 
+/// A first server word that starts with `-` but came before any `--`: a
+/// mistyped option of toolwarden's (`--monitr`), not a server to start.
+/// `argv` is the whole command line, `command` the server command clap
+/// took from it; the message names the closest option.
+pub fn misplaced_option(argv: &[OsString], command: &[OsString]) -> Option<String> {
+    let first = command.first()?.to_str()?;
+    let dashes = |words: &[OsString]| words.iter().filter(|w| *w == "--").count();
+    // clap takes the `--` that comes before the command: one more in the
+    // command line than in the command means the command followed one.
+    if !first.starts_with('-') || dashes(argv.get(1..).unwrap_or_default()) > dashes(command) {
+        return None;
+    }
+    let name = first.split('=').next().unwrap_or(first);
+    let options = <Cli as clap::CommandFactory>::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(|long| format!("--{long}")))
+        .collect::<Vec<_>>();
+    let hint = closest(name, options.iter().map(String::as_str))
+        .map(|o| format!("; did you mean {o}?"))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown option {name}{hint} (a server command that starts with `-` goes after `--`)"
+    ))
+}
+
+/// A first word that is not a subcommand but is close to one (`chekc`),
+/// when clap could not make sense of the command line.
+pub fn mistyped_command(argv: &[OsString]) -> Option<String> {
+    let first = argv.get(1)?.to_str()?;
+    if first.starts_with('-') {
+        return None;
+    }
+    let cli = <Cli as clap::CommandFactory>::command();
+    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    let name = closest(first, names.iter().copied())?;
+    Some(format!("unknown command `{first}`; did you mean `{name}`?"))
+}
+
+/// The candidate nearest `word`, when it is near enough to be a typo: at
+/// most two edits, and fewer than half the word.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edits(word, c), c))
+        .filter(|&(d, c)| d > 0 && d <= 2 && d * 2 < c.len().max(word.len()))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance, with a swap of two neighbours as one edit.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let change = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + change);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +514,41 @@ mod tests {
         assert_eq!(cli.run.identity, "default");
         let cli = Cli::try_parse_from(["toolwarden", "check", "p.json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Check(_))));
+    }
+
+    fn words(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_mistyped_option_before_the_command_is_named() {
+        let argv = words("toolwarden --policy p.json --monitr -- srv");
+        assert_eq!(
+            misplaced_option(&argv, &words("--monitr -- srv")).as_deref(),
+            Some(
+                "unknown option --monitr; did you mean --monitor? \
+                 (a server command that starts with `-` goes after `--`)"
+            )
+        );
+        // After `--`, a word with a dash is the server's.
+        let argv = words("toolwarden --policy p.json -- --weird-server");
+        assert_eq!(misplaced_option(&argv, &words("--weird-server")), None);
+        let argv = words("toolwarden --policy p.json npx -y srv");
+        assert_eq!(misplaced_option(&argv, &words("npx -y srv")), None);
+    }
+
+    #[test]
+    fn a_word_near_a_subcommand_is_taken_for_it() {
+        let said = |line: &str| mistyped_command(&words(line));
+        assert_eq!(
+            said("toolwarden chekc p.json").as_deref(),
+            Some("unknown command `chekc`; did you mean `check`?")
+        );
+        assert_eq!(
+            said("toolwarden unrwap claude-code").as_deref(),
+            Some("unknown command `unrwap`; did you mean `unwrap`?")
+        );
+        assert_eq!(said("toolwarden npx -y srv"), None);
+        assert_eq!(said("toolwarden --policy p.json"), None);
     }
 }

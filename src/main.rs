@@ -6,11 +6,11 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use toolwarden::cli::{AuditCommand, Cli, Command, StateCommand};
+use toolwarden::cli::{self, AuditCommand, Cli, Command, StateCommand};
 use toolwarden::{check, policy, run, state};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
     let code = match cli.command {
         Some(Command::Check(args)) => {
             init_logging("warn");
@@ -57,6 +57,43 @@ fn main() {
     // tokio's blocking stdin reader can hold up a runtime's shutdown: the
     // session has ended and everything is flushed, so leave now.
     std::process::exit(i32::from(code))
+}
+
+/// The command line, or exit 2 with what is wrong with it: said on stderr
+/// and, since a client shows only "connection closed" for a server that
+/// will not start, to its `initialize` too.
+fn parse() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let refuse = |message: &str| -> ! {
+        let code = toolwarden::startup::refuse(message, 2);
+        std::process::exit(i32::from(code))
+    };
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => {
+            if cli.command.is_none() {
+                if let Some(message) = cli::misplaced_option(&argv, &cli.run.command) {
+                    refuse(&message);
+                }
+            }
+            cli
+        }
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            if let Some(message) = cli::mistyped_command(&argv) {
+                refuse(&message);
+            }
+            // clap's own words, usage and tips included, then its first
+            // line to the client.
+            let _ = e.print();
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("a command line error");
+            toolwarden::startup::tell_client(first.trim_start_matches("error: "));
+            std::process::exit(2)
+        }
+    }
 }
 
 fn serve(args: &toolwarden::cli::RunArgs) -> u8 {

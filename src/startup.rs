@@ -25,10 +25,16 @@ const CODE: i32 = -32000;
 /// `initialize`; returns `code`, the exit code to leave with.
 pub fn refuse(message: &str, code: u8) -> u8 {
     eprintln!("toolwarden: {message}");
+    tell_client(message);
+    code
+}
+
+/// Answers the client's `initialize` with `message`, when the input is a
+/// client (not a terminal) and one comes within a moment.
+pub fn tell_client(message: &str) {
     if !io::stdin().is_terminal() {
         answer_initialize(message);
     }
-    code
 }
 
 fn answer_initialize(message: &str) {

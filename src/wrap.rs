@@ -75,24 +75,12 @@ pub struct CommandLine {
 }
 
 impl CommandLine {
+    /// The command as a shell line, with what looks secret in it hidden
+    /// (configs carry API keys in their arguments).
     fn shown(&self) -> String {
-        shown(std::iter::once(&self.command).chain(&self.args))
+        let words: Vec<&String> = std::iter::once(&self.command).chain(&self.args).collect();
+        crate::redact::command(&words)
     }
-}
-
-/// Words as a shell line, quoted where a person would need it.
-fn shown<'a>(words: impl IntoIterator<Item = &'a String>) -> String {
-    words
-        .into_iter()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                format!("{a:?}")
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// What to do to each server.
@@ -502,7 +490,7 @@ pub fn report(report: &[(String, Done)], dry_run: bool) -> String {
             Done::Skipped(why) => format!("{name}: skipped, {why}\n"),
             Done::Kept(options) => format!(
                 "{name}: keeps the options it was wrapped with: {} (--replace-options drops them)\n",
-                shown(options)
+                crate::redact::command(options)
             ),
         };
         out.push_str(&line);

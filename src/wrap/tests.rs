@@ -345,3 +345,24 @@ fn rewrapping_keeps_the_options_of_the_existing_wrapping_unless_replaced() {
     );
     assert!(!done.iter().any(|(_, d)| matches!(d, Done::Kept(_))));
 }
+
+/// The report shows each command as it is and will be, with the secrets
+/// a config keeps in its arguments hidden.
+#[test]
+fn the_report_hides_secrets_in_the_commands() {
+    let config = r#"{"mcpServers": {"stripe": {"command": "npx",
+      "args": ["-y", "@stripe/mcp", "--api-key", "sk_live_51Habc0123456789abcdef", "--token=t0ps3cret"]}}}"#;
+    let (_, done) = edit(
+        Client::ClaudeDesktop,
+        config,
+        &[],
+        &wrap_with("/p/stripe.json"),
+    )
+    .unwrap();
+    let shown = report(&done, true);
+    assert!(shown.contains("--api-key [redacted]"), "{shown}");
+    assert!(
+        !shown.contains("sk_live") && !shown.contains("t0ps3cret"),
+        "{shown}"
+    );
+}

@@ -324,3 +324,50 @@ fn a_mistyped_redis_url_never_shows_its_password() {
         }
     }
 }
+
+/// A mistyped option, subcommand or log level stops toolwarden with what
+/// was meant, before any server starts; the client's `initialize` hears it.
+#[test]
+fn a_mistyped_command_line_says_what_was_meant() {
+    let policy = temp_dir("mistyped").join("p.json");
+    std::fs::write(&policy, r#"{"version":"1"}"#).unwrap();
+    let policy = policy.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["--policy", policy, "--monitr", "--", "srv"],
+            "unknown option --monitr; did you mean --monitor?",
+        ),
+        (
+            vec!["chekc", policy],
+            "unknown command `chekc`; did you mean `check`?",
+        ),
+        (
+            vec!["--policy", policy, "--log-level", "inf", "--", "srv"],
+            "invalid value 'inf' for '--log-level <LEVEL>'",
+        ),
+    ] {
+        let mut child = toolwarden()
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{}\n", initialize("2025-06-18")).as_bytes())
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            stdout.contains(says) && stdout.contains("-32000"),
+            "{args:?}: {stdout}"
+        );
+        assert!(!stderr.contains("cannot start the server"), "{stderr}");
+    }
+}
