@@ -168,16 +168,28 @@ fn the_watchdog_has_a_name_of_its_own() {
     let server = wait_for_pid(&pid_file);
     // Written over its own command line: the rest of it is zeros.
     let wanted = format!("toolwarden-watchdog\0{server}");
-    let named: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| {
-            String::from_utf8_lossy(&c)
-                .trim_end_matches('\0')
-                .to_owned()
-        })
-        .filter(|c| c.contains("toolwarden"))
-        .collect();
+    let named = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .trim_end_matches('\0')
+                    .to_owned()
+            })
+            .filter(|c| c.contains("toolwarden"))
+            .collect()
+    };
+    // The watchdog names itself just after the fork: on a busy machine,
+    // a moment after the server is up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let named = loop {
+        let named = named();
+        if named.contains(&wanted) || std::time::Instant::now() > deadline {
+            break named;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(named.contains(&wanted), "{named:?}");
     // toolwarden's own command line is there once: no copy of it.
     let bin = toolwarden_bin().display().to_string();
