@@ -227,16 +227,45 @@ fn label_lines(mut from: impl Read, mut to: impl FnMut(&[u8]) -> io::Result<()>)
                 if !line.ends_with(b"\n") {
                     line.push(b'\n');
                 }
-                to(&line)?;
+                to(&defanged(&line))?;
                 line.truncate(LABEL.len());
             }
         }
     }
     if line.len() > LABEL.len() {
         line.push(b'\n');
-        to(&line)?;
+        to(&defanged(&line))?;
     }
     Ok(())
+}
+
+/// A labelled line with what readers take for a line break or a terminal
+/// control written out as escapes (`\r` as `\x0d`, U+2028 as `\u2028`):
+/// a reader that splits at `\r` or U+2028, or a terminal that moves the
+/// cursor, must not see a piece of the line without its label.
+fn defanged(line: &[u8]) -> Vec<u8> {
+    let body = &line[..line.len() - 1];
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        let seq = &body[i..];
+        if seq.starts_with(&[0xe2, 0x80, 0xa8]) || seq.starts_with(&[0xe2, 0x80, 0xa9]) {
+            out.extend_from_slice(format!("\\u20{:02x}", 0x28 + seq[2] - 0xa8).as_bytes());
+            i += 3;
+        } else if seq.starts_with(&[0xc2, 0x85]) {
+            out.extend_from_slice(b"\\u0085");
+            i += 2;
+        } else if (b < 0x20 && b != b'\t') || b == 0x7f {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            i += 1;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    out.push(b'\n');
+    out
 }
 
 /// toolwarden holds a whole message before it forwards it (what was
@@ -451,6 +480,16 @@ mod tests {
         })
         .unwrap();
         lines
+    }
+
+    #[test]
+    fn no_piece_of_a_labelled_line_can_pass_for_a_line_of_its_own() {
+        assert_eq!(
+            labelled(vec![
+                "x\r{\"event\":1}\u{2028}{\"e\":2}\x0b\x0c\x1b[2K\u{85}\tend\n".as_bytes()
+            ]),
+            ["[server] x\\x0d{\"event\":1}\\u2028{\"e\":2}\\x0b\\x0c\\x1b[2K\\u0085\tend\n"]
+        );
     }
 
     #[test]

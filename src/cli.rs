@@ -293,7 +293,12 @@ pub struct RunArgs {
     /// store. Default: the policy file's name without its extension
     /// (`runpod` for runpod.json), so the same policy on two machines
     /// shares its budgets, and an edit keeps every counter it leaves alone.
-    #[arg(long, value_name = "NAME", env = "TOOLWARDEN_STATE_NAMESPACE")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "TOOLWARDEN_STATE_NAMESPACE",
+        value_parser = namespace_name
+    )]
     pub state_namespace: Option<String>,
 
     /// A pin file (`toolwarden pin --out`): tools whose definitions differ
@@ -308,7 +313,7 @@ pub struct RunArgs {
 
     /// Decide, log and audit every call ("enforced": false) but refuse
     /// none: a dry run of a new policy. Counters are kept apart from the
-    /// enforcing ones (namespace NAME-monitor, NAME the namespace).
+    /// enforcing ones (namespace NAME/monitor, NAME the namespace).
     #[arg(long)]
     pub monitor: bool,
 
@@ -359,6 +364,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a duration"))
+}
+
+/// A `--state-namespace`: any name without a `/`, which is monitoring's
+/// (`NAME/monitor`), so that no name given can be monitoring's.
+fn namespace_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains('/') {
+        return Err("a namespace is a name without `/` (monitoring counts in NAME/monitor)".into());
+    }
+    Ok(text.to_owned())
 }
 
 /// A first server word that starts with `-` but came before any `--`: a

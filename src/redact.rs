@@ -147,7 +147,8 @@ pub fn loggable(text: &str) -> String {
             out.push_str(CUT);
             break;
         }
-        if c.is_control() {
+        // U+2028 and U+2029 end a line for some readers too.
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -171,17 +172,33 @@ pub fn looks_like_credential(text: &str) -> bool {
 /// characters is quoted, so the result stays one line.
 pub fn command<S: AsRef<str>>(words: &[S]) -> String {
     let mut shown = Vec::with_capacity(words.len());
-    // The previous word was an option such as `--api-key`, with no `=`.
+    // The previous word was an option such as `--api-key`, with no `=`:
+    // its value is hidden unless it is another long option (`--password
+    // -x1` hides `-x1`; `--auth --verbose` keeps `--verbose`).
     let mut value_is_secret = false;
     for word in words.iter().map(AsRef::as_ref) {
-        let text = if std::mem::take(&mut value_is_secret) && !word.starts_with('-') {
-            REDACTED.to_owned()
-        } else {
-            value_is_secret = word.starts_with('-')
-                && !word.contains('=')
-                && key_is_secret(word.trim_start_matches('-'));
-            hide_secrets(word)
-        };
+        // One word may hold several (`"--api-key K"` passed through `sh -c`).
+        let parts: Vec<String> = word
+            .split(' ')
+            .map(|part| {
+                if std::mem::take(&mut value_is_secret)
+                    && !part.is_empty()
+                    && !part.starts_with("--")
+                {
+                    return REDACTED.to_owned();
+                }
+                let name = part.trim_start_matches('-');
+                value_is_secret =
+                    part.starts_with('-') && !part.contains('=') && option_is_secret(name);
+                match part.split_once('=') {
+                    Some((key, _)) if option_is_secret(key.trim_start_matches('-')) => {
+                        format!("{key}={REDACTED}")
+                    }
+                    _ => hide_url_parts(&hide_secrets(part)),
+                }
+            })
+            .collect();
+        let text = parts.join(" ");
         if text.is_empty()
             || text.contains(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
         {
@@ -191,6 +208,72 @@ pub fn command<S: AsRef<str>>(words: &[S]) -> String {
         }
     }
     shown.join(" ")
+}
+
+/// Whether an option's name (without its dashes) names a secret on a
+/// command line: the audit log's secret keys, and the shorter words
+/// command lines use for them (`--key`, `--creds`, `--pat`, `--sk`).
+fn option_is_secret(name: &str) -> bool {
+    const MORE: [&str; 12] = [
+        "key",
+        "creds",
+        "cred",
+        "pat",
+        "bearer",
+        "sk",
+        "pass",
+        "pw",
+        "pwd",
+        "sig",
+        "signature",
+        "auth",
+    ];
+    key_is_secret(name)
+        || words(name)
+            .iter()
+            .any(|w| MORE.contains(&singular(w)) || MORE.contains(&w.as_str()))
+}
+
+/// A URL in a command word with its user part (with or without a
+/// password) and its query's values hidden: both are where URLs carry
+/// tokens (`https://TOKEN@host`, `?key=...&sig=...`).
+fn hide_url_parts(word: &str) -> String {
+    let Some(scheme_end) = word.find("://") else {
+        return word.to_owned();
+    };
+    let rest_at = scheme_end + 3;
+    let rest = &word[rest_at..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = word[..rest_at].to_owned();
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            out.push_str(REDACTED);
+            out.push_str(&rest[at..authority_end]);
+        }
+        None => out.push_str(&rest[..authority_end]),
+    }
+    let tail = &rest[authority_end..];
+    let Some(query_at) = tail.find('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(&tail[..=query_at]);
+    let (query, fragment) = match tail[query_at + 1..].split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (&tail[query_at + 1..], None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}={REDACTED}"),
+            None => pair.to_owned(),
+        })
+        .collect();
+    out.push_str(&pairs.join("&"));
+    if fragment.is_some() {
+        out.push_str("#…");
+    }
+    out
 }
 
 /// `text` with the parts that look like credentials replaced.
@@ -817,7 +900,44 @@ mod tests {
             ),
             (
                 &["srv", "https://deploy:hunter2@git.example/r"],
-                "srv https://deploy:[redacted]@git.example/r",
+                "srv https://[redacted]@git.example/r",
+            ),
+            // What a second look found: short names, values that start
+            // with a dash, tokens as the URL's user or in its query, an
+            // option and its value in one word.
+            (
+                &[
+                    "srv",
+                    "--key",
+                    "K1",
+                    "--creds",
+                    "K4",
+                    "--password",
+                    "-K5",
+                    "--sk",
+                    "K8",
+                ],
+                "srv --key [redacted] --creds [redacted] --password [redacted] --sk [redacted]",
+            ),
+            (
+                &[
+                    "srv",
+                    "https://K2@x.example/",
+                    "https://x.example/?key=K3&sig=K6#f",
+                ],
+                "srv https://[redacted]@x.example/ https://x.example/?key=[redacted]",
+            ),
+            (
+                &["srv", "https://x.example/q?user=me&sig=K6"],
+                "srv https://x.example/q?user=[redacted]&sig=[redacted]",
+            ),
+            (
+                &["sh", "-c", "srv --api-key K7"],
+                "sh -c \"srv --api-key [redacted]\"",
+            ),
+            (
+                &["srv", "--apiKey=K9", "--pat=K10"],
+                "srv --apiKey=[redacted] --pat=[redacted]",
             ),
             // An option that takes no value leaves the next option alone.
             (&["srv", "--auth", "--verbose"], "srv --auth --verbose"),
@@ -827,6 +947,14 @@ mod tests {
         for (words, shown) in cases {
             assert_eq!(command(words), *shown, "{words:?}");
         }
+    }
+
+    #[test]
+    fn a_logged_name_holds_no_line_break_of_any_kind() {
+        assert_eq!(
+            loggable("a\nb\rc\u{2028}d\u{2029}e\u{85}f"),
+            "a\\nb\\rc\\u{2028}d\\u{2029}e\\u{85}f"
+        );
     }
 
     #[test]

@@ -49,8 +49,9 @@ fn open_state(args: &RunArgs) -> anyhow::Result<State> {
 /// the same for the same policy on every machine and after every edit (a
 /// counter's own definition is in its key: see `Counter::definition`),
 /// and apart for policies of different names. Monitoring always counts in
-/// a namespace of its own (NAME-monitor), so it never spends the budgets
-/// of the processes that enforce the same policy.
+/// a namespace of its own (NAME/monitor: no file's name, and no
+/// `--state-namespace`, holds a `/`), so it never spends the budgets of
+/// the processes that enforce the same policy, nor of any other.
 fn namespace(args: &RunArgs) -> String {
     let name = args.state_namespace.clone().unwrap_or_else(|| {
         args.policy
@@ -59,7 +60,7 @@ fn namespace(args: &RunArgs) -> String {
             .map_or_else(|| "policy".into(), |s| s.to_string_lossy().into_owned())
     });
     if args.monitor {
-        format!("{name}-monitor")
+        format!("{name}/monitor")
     } else {
         name
     }

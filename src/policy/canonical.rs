@@ -89,15 +89,58 @@ fn write_value(value: Raw<'_>, out: &mut Sink) {
         // A lone surrogate (which the strict parser refuses) has no `str`:
         // its text stands in.
         Some(b'"') => match value.as_str() {
-            Some(s) => serde_json::to_writer(&mut *out, s.as_ref()).map_err(Into::into),
+            Some(s) => write_string(&s, out),
             None => out.write_all(text.as_bytes()),
         },
-        Some(b'-' | b'0'..=b'9') => match text.parse::<serde_json::Number>() {
-            Ok(n) => write!(out, "{n}"),
-            Err(_) => out.write_all(text.as_bytes()),
-        },
+        Some(b'-' | b'0'..=b'9') => write_number(text, out),
+        Some(b't') => out.write_all(b"1"),
+        Some(b'f') => out.write_all(b"0"),
         _ => out.write_all(text.as_bytes()),
     };
+}
+
+/// The longest string whose JSON text is read as the value it spells
+/// (servers parse a JSON string where an object belongs): a tree of it is
+/// bounded by this, not by the line.
+const MAX_PARSED_STRING: usize = 1 << 20;
+
+/// A string as the value servers coerce it to, so that no spelling of one
+/// value gets a budget of its own: `"1"` and `" 1.0 "` as the number 1,
+/// `"true"`, `"yes"`, `"on"`, `"t"`, `"y"` (in any case) as `true`, which
+/// is the number 1 too (and `false` alike 0), a JSON object or list
+/// written as a string as that value. Merging two values a server would
+/// tell apart only makes the limit stricter.
+fn write_string(s: &str, out: &mut Sink) -> std::io::Result<()> {
+    let word = s.trim();
+    match word.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "t" | "y" => return out.write_all(b"1"),
+        "false" | "no" | "off" | "f" | "n" => return out.write_all(b"0"),
+        _ => {}
+    }
+    if word.parse::<f64>().is_ok_and(f64::is_finite) && word.bytes().any(|b| b.is_ascii_digit()) {
+        return write_number(word, out);
+    }
+    if word.len() <= MAX_PARSED_STRING && (word.starts_with('{') || word.starts_with('[')) {
+        if let Ok(inner) = Raw::parse(word) {
+            if serde_json::from_str::<serde::de::IgnoredAny>(word).is_ok() {
+                write_value(inner, out);
+                return Ok(());
+            }
+        }
+    }
+    serde_json::to_writer(&mut *out, s).map_err(Into::into)
+}
+
+/// A number by its value as a double (what JavaScript and most servers
+/// read): `1`, `1.0`, `1e0` and `-0` alike; whole numbers without a point.
+fn write_number(text: &str, out: &mut Sink) -> std::io::Result<()> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e15 => {
+            write!(out, "{}", n as i64)
+        }
+        Ok(n) if n.is_finite() => write!(out, "{n:?}"),
+        _ => out.write_all(text.as_bytes()),
+    }
 }
 
 #[cfg(test)]
@@ -110,17 +153,58 @@ mod tests {
 
     #[test]
     fn short_values_are_their_canonical_json() {
-        // As serde_json writes the value it reads.
-        for text in [
-            r#"{ "b" : [1, 2.50, -0, 1e2], "a": "\u00e9\n\/" }"#,
-            r#""\ud83d\ude00""#,
-            "true",
-            "null",
-            "12345678901234567890123",
+        for (text, want) in [
+            (
+                r#"{ "b" : [1, 2.50, -0, 1e2], "a": "\u00e9\n\/" }"#,
+                r#"{"a":"é\n/","b":[1,2.5,0,100]}"#,
+            ),
+            (r#""\ud83d\ude00""#, r#""😀""#),
+            ("null", "null"),
+            ("12345678901234567890123", "1.2345678901234568e22"),
         ] {
-            let value: serde_json::Value = serde_json::from_str(text).unwrap();
-            assert_eq!(name(text), value.to_string(), "{text}");
+            assert_eq!(name(text), want, "{text}");
         }
+    }
+
+    /// Spellings a server reads as one value share one bucket: a
+    /// Python SDK server runs `"true"`, `1` and `"yes"` as `True`.
+    #[test]
+    fn values_servers_coerce_alike_share_a_name() {
+        for group in [
+            &[
+                "true",
+                "1",
+                "1.0",
+                "1e0",
+                r#""true""#,
+                r#""TRUE""#,
+                r#""1""#,
+                r#""yes""#,
+                r#""on""#,
+                r#""t""#,
+                r#"" 1 ""#,
+            ][..],
+            &[
+                "false",
+                "0",
+                "-0",
+                r#""false""#,
+                r#""no""#,
+                r#""off""#,
+                r#""0.0""#,
+            ][..],
+            &[
+                r#"{"b":1,"a":[2]}"#,
+                r#""{\"a\": [2], \"b\": 1}""#,
+                r#"{"a":["2"],"b":"1"}"#,
+            ][..],
+            &[r#""job-7""#, r#""job-7""#][..],
+        ] {
+            let names: Vec<String> = group.iter().map(|t| name(t)).collect();
+            assert!(names.iter().all(|n| *n == names[0]), "{group:?}: {names:?}");
+        }
+        assert_ne!(name(r#""job-7""#), name(r#""job-8""#));
+        assert_ne!(name("2"), name("1"));
     }
 
     #[test]

@@ -571,7 +571,10 @@ fn cost_at(
 /// `{"a": 1}` and `{"a":1}` share a bucket, however long), a long one by
 /// its hash, and "absent" for a missing one.
 fn bucket_part(value: Option<Raw<'_>>) -> String {
-    value.map_or_else(|| "absent".into(), canonical::bucket_name)
+    // A null argument is an absent one to servers.
+    value
+        .filter(|v| v.get() != "null")
+        .map_or_else(|| "absent".into(), canonical::bucket_name)
 }
 
 /// The schema errors of a call's arguments (the first

@@ -76,8 +76,11 @@ impl Spec {
         }
         let path = text.strip_prefix("sqlite:").unwrap_or(text);
         if path.is_empty() || path.contains("://") {
+            // A URL of a scheme not known here (`Redis://`, `valkey://`)
+            // may still carry a password: shown as a Redis URL is.
             return Err(format!(
-                "{text:?} is not a state store: use memory, sqlite:PATH, a path, or a redis:// URL"
+                "{:?} is not a state store: use memory, sqlite:PATH, a path, or a redis:// URL",
+                redacted_url(text)
             ));
         }
         Ok(Spec::Sqlite(PathBuf::from(path)))

@@ -404,6 +404,20 @@ fn every_backend_counts_fixed_windows_the_same() {
 }
 
 #[test]
+fn a_url_of_another_scheme_is_refused_without_its_password() {
+    for url in [
+        "Redis://:pwSECRET@127.0.0.1:1",
+        "valkey://:pwSECRET@h/0?password=pwSECRET",
+    ] {
+        let e = Spec::parse(url).unwrap_err();
+        assert!(
+            e.contains("is not a state store") && !e.contains("pwSECRET"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn a_redis_url_is_shown_without_its_password_in_any_form() {
     for (url, shown) in [
         (

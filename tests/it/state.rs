@@ -545,4 +545,25 @@ fn monitoring_never_spends_the_real_budget() {
             "{options:?}"
         );
     }
+    // Nor the budget of a policy whose name is the monitored one's and
+    // `-monitor`: no namespace a file's name gives is monitoring's.
+    let other = dir.join("cap-monitor.json");
+    std::fs::write(&other, TWO_A_DAY).unwrap();
+    assert_eq!(
+        retries(&other, &state, &[], 3),
+        vec![None, None, limited.clone()]
+    );
+    // A namespace of one's own cannot be made to look like monitoring's.
+    let out = toolwarden()
+        .args(["--state-namespace", "team/monitor", "--policy"])
+        .arg(&policy)
+        .args(["--", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`/`"),
+        "{out:?}"
+    );
 }
