@@ -74,7 +74,42 @@ impl Spec {
             })?;
             return Ok(Spec::Redis(text.to_owned()));
         }
-        let path = text.strip_prefix("sqlite:").unwrap_or(text);
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err("sqlite: needs a path (sqlite:PATH)".into());
+            }
+            return Ok(Spec::Sqlite(PathBuf::from(path)));
+        }
+        // Inside a client's config a typo would become a database file in
+        // a directory nobody looks at: a path must look like one.
+        let scheme = text.split_once(':').map(|(s, _)| s).filter(|s| {
+            !s.is_empty()
+                && !text.contains("://")
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        });
+        if let Some(scheme) = scheme {
+            return Err(format!(
+                "{:?} is not a state store: `{scheme}:` is no scheme toolwarden knows \
+                 (a Redis URL is redis://HOST:PORT; a file is sqlite:PATH)",
+                redacted_url(text)
+            ));
+        }
+        let looks_like_a_path = text.contains('/')
+            || [".db", ".sqlite", ".sqlite3"]
+                .iter()
+                .any(|end| text.ends_with(end));
+        if !text.is_empty() && !looks_like_a_path {
+            let hint = if near_memory(text) {
+                " did you mean memory?"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{text:?} is not a state store:{hint} use memory, sqlite:PATH, a path with a `/` \
+                 or ending in .db, or a redis:// URL"
+            ));
+        }
+        let path = text;
         if path.is_empty() || path.contains("://") {
             // A URL of a scheme not known here (`Redis://`, `valkey://`)
             // may still carry a password: shown as a Redis URL is.
@@ -102,6 +137,26 @@ impl std::fmt::Display for Spec {
             Spec::Redis(url) => f.write_str(&redacted_url(url)),
         }
     }
+}
+
+/// Whether a word is `memory` in another case or with a letter or two
+/// off (`memroy`, `memry`, `Memory`).
+fn near_memory(word: &str) -> bool {
+    let word = word.to_ascii_lowercase();
+    if !word.starts_with('m') || word.len().abs_diff(6) > 2 {
+        return false;
+    }
+    let mut left: Vec<char> = "memory".chars().collect();
+    let mut missing = 0;
+    for c in word.chars() {
+        match left.iter().position(|&l| l == c) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => missing += 1,
+        }
+    }
+    missing + left.len() <= 2
 }
 
 /// A Redis URL without its password in any of its forms, for messages:

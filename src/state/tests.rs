@@ -253,6 +253,26 @@ fn specs_parse() {
         Ok(Spec::Redis(_))
     ));
     assert!(Spec::parse("sqlite:").is_err());
+    assert_eq!(Spec::parse("state.db"), Ok(Spec::Sqlite("state.db".into())));
+    assert_eq!(Spec::parse("./state"), Ok(Spec::Sqlite("./state".into())));
+    assert_eq!(
+        Spec::parse("sqlite:state"),
+        Ok(Spec::Sqlite("state".into()))
+    );
+    // Typos never become a database file named after them.
+    for (typo, says) in [
+        ("memroy", "did you mean memory?"),
+        ("Memory", "did you mean memory?"),
+        ("counters", "use memory, sqlite:PATH"),
+        (
+            "redis:/localhost:6379",
+            "`redis:` is no scheme toolwarden knows",
+        ),
+        ("redis:localhost", "`redis:` is no scheme toolwarden knows"),
+    ] {
+        let e = Spec::parse(typo).unwrap_err();
+        assert!(e.contains(says), "{typo}: {e}");
+    }
     assert_eq!(
         Spec::Redis("redis://:hunter2@host:6379".into()).to_string(),
         "redis://[credentials]@host:6379"
