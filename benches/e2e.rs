@@ -103,6 +103,17 @@ fn example(name: &str) -> PathBuf {
     root().join("target/release/examples").join(name)
 }
 
+/// The bundled mock server (mock-server/), built in release mode.
+fn mock_server() -> PathBuf {
+    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+        .args(["build", "--quiet", "--release", "-p", "mock_server"])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    root().join("target/release/mock_server")
+}
+
 /// The toolwarden measured: `BENCH_TOOLWARDEN` if set, else the build users
 /// install: on Linux x86-64 the static one of `cargo dist`, elsewhere
 /// `cargo build --release`'s.
@@ -122,7 +133,7 @@ fn toolwarden_build() -> (OsString, String) {
             .status()
             .unwrap();
         assert!(status.success());
-        let path = root().join("target/x86_64-unknown-linux-gnu/release/toolwarden");
+        let path = root().join("target/x86_64-unknown-linux-gnu/dist/toolwarden");
         return (path.into(), "static, cargo dist".into());
     }
     (
@@ -326,7 +337,7 @@ fn main() {
     let o = options();
     let server: Vec<OsString> = match o.server.as_str() {
         "mock" => vec![
-            example("mock_server").into(),
+            mock_server().into(),
             "--tools".into(),
             root().join("examples/tools/bench.json").into(),
         ],

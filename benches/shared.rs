@@ -34,9 +34,9 @@ fn build() {
             "build",
             "--release",
             "--quiet",
-            "--bin",
+            "-p",
             "toolwarden",
-            "--example",
+            "-p",
             "mock_server",
         ])
         .current_dir(root())
@@ -57,7 +57,7 @@ fn start(policy: &Path, state: &str, home: &Path) -> Proc {
         .arg("--policy")
         .arg(policy)
         .args(["--state", state, "--log-level", "warn", "--"])
-        .arg(release.join("examples/mock_server"))
+        .arg(release.join("mock_server"))
         .arg("--tools")
         .arg(root().join("examples/tools/fractera.json"))
         .stdin(Stdio::piped())

@@ -42,20 +42,20 @@ pub fn state_home(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("toolwarden-it-{}-state-{name}", std::process::id()))
 }
 
-/// The mock server from examples/, built once per test run: a filtered
-/// `cargo test --test it` does not build examples by itself.
+/// The mock server from mock-server/, built once per test run: `cargo
+/// test` builds toolwarden's package alone.
 pub fn mock_server() -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "mock_server"])
+            .args(["build", "--quiet", "-p", "mock_server"])
             .current_dir(root())
             .status()
             .unwrap();
         assert!(status.success(), "building the mock server failed");
     });
     let exe = Path::new(env!("CARGO_BIN_EXE_toolwarden"));
-    exe.parent().unwrap().join("examples").join("mock_server")
+    exe.parent().unwrap().join("mock_server")
 }
 
 /// A binary of a pinned npm package, installed by tests/setup.

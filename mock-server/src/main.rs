@@ -3,7 +3,7 @@
 //! arguments. Flags make it misbehave on purpose.
 //!
 //! ```text
-//! cargo run --example mock_server -- --tools examples/tools/fractera.json
+//! cargo run -p mock_server -- --tools examples/tools/fractera.json
 //! ```
 //!
 //! The tools file: `{"server": {"name": .., "version": ..}, "tools": [..]}`,
