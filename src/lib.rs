@@ -41,6 +41,7 @@ pub mod child;
 pub mod cli;
 pub mod framing;
 pub mod import;
+pub mod inbox;
 pub mod init;
 pub mod json;
 pub mod jsonrpc;

@@ -28,6 +28,58 @@ pub fn bucket_name(value: Raw<'_>) -> String {
     }
 }
 
+/// The SHA-256 (hex) of `value` as strict canonical JSON: keys sorted,
+/// strings decoded and written one way, numbers by value, and nothing
+/// coerced (`"1"` is not `1`). An approval is bound to this: what a person
+/// saw is what runs, whatever spelling a server would fold together.
+pub fn digest(value: Raw<'_>) -> String {
+    let mut hash = Sha256::new();
+    write_strict(value, &mut hash);
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `value` as strict canonical JSON into `hash`, a piece at a time
+/// (as [`write_value`], without its coercions).
+fn write_strict(value: Raw<'_>, hash: &mut Sha256) {
+    let text = value.get();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let mut members: Vec<_> = value.members().collect();
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            hash.update(b"{");
+            for (i, (key, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    hash.update(b",");
+                }
+                hash.update(serde_json::to_string(key.as_ref()).unwrap_or_default());
+                hash.update(b":");
+                write_strict(member, hash);
+            }
+            hash.update(b"}");
+        }
+        Some(b'[') => {
+            hash.update(b"[");
+            for (i, item) in value.items().enumerate() {
+                if i > 0 {
+                    hash.update(b",");
+                }
+                write_strict(item, hash);
+            }
+            hash.update(b"]");
+        }
+        Some(b'"') => match value.as_str() {
+            Some(s) => hash.update(serde_json::to_string(s.as_ref()).unwrap_or_default()),
+            None => hash.update(text),
+        },
+        Some(b'-' | b'0'..=b'9') => {
+            let mut number = Vec::new();
+            let _ = write_number(text, &mut number);
+            hash.update(number);
+        }
+        _ => hash.update(text),
+    }
+}
+
 /// Keeps the first [`SHORT`] bytes; past them, hashes everything.
 #[derive(Default)]
 struct Sink {
@@ -133,7 +185,7 @@ fn write_string(s: &str, out: &mut Sink) -> std::io::Result<()> {
 
 /// A number by its value as a double (what JavaScript and most servers
 /// read): `1`, `1.0`, `1e0` and `-0` alike; whole numbers without a point.
-fn write_number(text: &str, out: &mut Sink) -> std::io::Result<()> {
+fn write_number(text: &str, out: &mut impl Write) -> std::io::Result<()> {
     match text.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && n.fract() == 0.0 && n.abs() < 9.0e15 => {
             write!(out, "{}", n as i64)
@@ -163,6 +215,24 @@ mod tests {
             ("12345678901234567890123", "1.2345678901234568e22"),
         ] {
             assert_eq!(name(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_approvals_digest_folds_spelling_but_not_values() {
+        let digest = |text: &str| digest(Raw::parse(text).unwrap());
+        assert_eq!(
+            digest(r#"{ "b": [1, 2.50], "a": "\u00e9" }"#),
+            digest(r#"{"a":"é","b":[1.0,2.5]}"#)
+        );
+        for (one, other) in [
+            (r#"{"gpus":1}"#, r#"{"gpus":"1"}"#),
+            (r#"{"force":true}"#, r#"{"force":1}"#),
+            (r#"{"force":false}"#, r#"{"force":"no"}"#),
+            (r#"{"a":{"b":1}}"#, r#"{"a":"{\"b\":1}"}"#),
+            (r#"{"a":null}"#, r#"{}"#),
+        ] {
+            assert_ne!(digest(one), digest(other), "{one} and {other}");
         }
     }
 

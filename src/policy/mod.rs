@@ -4,6 +4,7 @@
 //! the state store (`crate::state`) then takes all or none.
 
 mod canonical;
+pub use canonical::digest as arguments_digest;
 mod condition;
 mod file;
 mod glob;

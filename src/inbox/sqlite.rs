@@ -1,0 +1,297 @@
+//! The inbox in the SQLite state database, a table beside the counters.
+//! Every change is one immediate transaction, so that two sessions never
+//! both redeem one approval and a decision never lands on a row another
+//! process changed meanwhile.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use super::{new_id, Found, Pending, Refused, Request, Status};
+use crate::state::StoreError;
+
+/// As the counters': a decision takes microseconds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Expired rows are kept this long, for `approvals list --all`.
+const KEEP_EXPIRED_MS: u64 = 24 * 3600 * 1000;
+
+pub struct Sqlite {
+    connection: Mutex<Connection>,
+    path: PathBuf,
+}
+
+const COLUMNS: &str = "id, call_key, namespace, tool, arguments, identity, server, \
+                       requested_at, expires_at, status, decided_by, reason";
+
+impl Sqlite {
+    /// Opens the state database (the counters' store created it, 0600)
+    /// and the inbox's table in it.
+    pub fn open(path: &Path) -> anyhow::Result<Sqlite> {
+        let connection = Connection::open(path)
+            .and_then(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS approvals (
+                        id TEXT PRIMARY KEY,
+                        call_key TEXT NOT NULL,
+                        namespace TEXT NOT NULL,
+                        tool TEXT NOT NULL,
+                        arguments TEXT NOT NULL,
+                        identity TEXT NOT NULL,
+                        server TEXT NOT NULL,
+                        requested_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        decided_by TEXT,
+                        reason TEXT
+                    );
+                    CREATE INDEX IF NOT EXISTS approvals_by_call ON approvals (call_key);",
+                )?;
+                Ok(c)
+            })
+            .with_context(|| format!("{}: cannot open the approvals in it", path.display()))?;
+        Ok(Sqlite {
+            connection: Mutex::new(connection),
+            path: path.to_owned(),
+        })
+    }
+
+    fn failed(&self, e: rusqlite::Error) -> StoreError {
+        StoreError(format!("{}: {e}", self.path.display()))
+    }
+
+    pub fn ask(&self, request: &Request, now: u64, ttl_ms: u64) -> Result<Found, StoreError> {
+        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = guard
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.failed(e))?;
+        tx.execute(
+            "DELETE FROM approvals WHERE expires_at < ?1",
+            params![now.saturating_sub(KEEP_EXPIRED_MS) as i64],
+        )
+        .map_err(|e| self.failed(e))?;
+        // The newest live approval of this very call, if any.
+        let existing = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM approvals WHERE call_key = ?1 AND expires_at > ?2 \
+                     AND status != 'redeemed' ORDER BY requested_at DESC LIMIT 1"
+                ),
+                params![request.key, now as i64],
+                read_row,
+            )
+            .optional()
+            .map_err(|e| self.failed(e))?;
+        let found = match existing {
+            Some(Ok(pending)) => settle(&tx, pending).map_err(|e| self.failed(e))?,
+            // A row that does not read is never an approval; a new one is
+            // filed beside it.
+            Some(Err(_)) | None => {
+                let pending = file(&tx, request, now, ttl_ms).map_err(|e| self.failed(e))?;
+                Found::Waiting(pending)
+            }
+        };
+        tx.commit().map_err(|e| self.failed(e))?;
+        Ok(found)
+    }
+
+    pub fn check(&self, id: &str, now: u64) -> Result<Found, StoreError> {
+        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = guard
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.failed(e))?;
+        let row = select(&tx, id).map_err(|e| self.failed(e))?;
+        let found = match row {
+            Some(Ok(pending)) if pending.expires_at > now => {
+                settle(&tx, pending).map_err(|e| self.failed(e))?
+            }
+            _ => Found::Gone,
+        };
+        tx.commit().map_err(|e| self.failed(e))?;
+        Ok(found)
+    }
+
+    pub fn list(&self, now: u64, all: bool) -> Result<Vec<Pending>, StoreError> {
+        let guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let filter = if all {
+            ""
+        } else {
+            "WHERE status = 'pending' AND expires_at > ?1"
+        };
+        let mut statement = guard
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM approvals {filter} ORDER BY requested_at, id"
+            ))
+            .map_err(|e| self.failed(e))?;
+        let rows = if all {
+            statement.query_map([], read_row)
+        } else {
+            statement.query_map(params![now as i64], read_row)
+        }
+        .map_err(|e| self.failed(e))?;
+        let mut list = Vec::new();
+        for row in rows {
+            match row.map_err(|e| self.failed(e))? {
+                Ok(pending) => list.push(pending),
+                Err(id) => {
+                    tracing::warn!(id = %id, "an approval in the store does not read; left out")
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    pub fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+        now: u64,
+    ) -> Result<Result<Pending, Refused>, StoreError> {
+        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = guard
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.failed(e))?;
+        let mut pending = match select(&tx, id).map_err(|e| self.failed(e))? {
+            None => return Ok(Err(Refused::NoSuchId)),
+            Some(Err(_)) => return Ok(Err(Refused::Unreadable)),
+            Some(Ok(pending)) => pending,
+        };
+        if pending.status != Status::Pending {
+            return Ok(Err(Refused::Decided(pending.status, pending.decided_by)));
+        }
+        if pending.expires_at <= now {
+            return Ok(Err(Refused::Expired));
+        }
+        pending.status = if approve {
+            Status::Approved
+        } else {
+            Status::Denied
+        };
+        pending.decided_by = Some(by.to_owned());
+        pending.reason = reason.map(str::to_owned);
+        tx.execute(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4 \
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, pending.status.as_str(), by, reason],
+        )
+        .map_err(|e| self.failed(e))?;
+        tx.commit().map_err(|e| self.failed(e))?;
+        Ok(Ok(pending))
+    }
+}
+
+/// What a live approval means for the call asking: approved ones are
+/// redeemed here, in the caller's transaction.
+fn settle(tx: &rusqlite::Transaction<'_>, mut pending: Pending) -> rusqlite::Result<Found> {
+    Ok(match pending.status {
+        Status::Pending => Found::Waiting(pending),
+        Status::Denied => Found::Denied(pending),
+        Status::Redeemed => Found::Gone,
+        Status::Approved => {
+            let changed = tx.execute(
+                "UPDATE approvals SET status = 'redeemed' WHERE id = ?1 AND status = 'approved'",
+                params![pending.id],
+            )?;
+            if changed != 1 {
+                return Ok(Found::Gone);
+            }
+            pending.status = Status::Redeemed;
+            Found::Approved(pending)
+        }
+    })
+}
+
+/// Files a new pending approval under a fresh id.
+fn file(
+    tx: &rusqlite::Transaction<'_>,
+    request: &Request,
+    now: u64,
+    ttl_ms: u64,
+) -> rusqlite::Result<Pending> {
+    let arguments = serde_json::to_string(&request.arguments).unwrap_or_else(|_| "{}".into());
+    loop {
+        let Some(id) = new_id() else {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                "the system gave no randomness for an approval id".into(),
+            ));
+        };
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO approvals (id, call_key, namespace, tool, arguments, identity, \
+             server, requested_at, expires_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
+            params![
+                id,
+                request.key,
+                request.namespace,
+                request.tool,
+                arguments,
+                request.identity,
+                request.server,
+                now as i64,
+                now.saturating_add(ttl_ms) as i64,
+            ],
+        )?;
+        if inserted == 1 {
+            return Ok(Pending {
+                id,
+                tool: request.tool.clone(),
+                arguments: request.arguments.clone(),
+                identity: request.identity.clone(),
+                namespace: request.namespace.clone(),
+                server: request.server.clone(),
+                requested_at: now,
+                expires_at: now.saturating_add(ttl_ms),
+                status: Status::Pending,
+                decided_by: None,
+                reason: None,
+                key: request.key.clone(),
+            });
+        }
+    }
+}
+
+fn select(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+) -> rusqlite::Result<Option<Result<Pending, String>>> {
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
+        params![id],
+        read_row,
+    )
+    .optional()
+}
+
+/// A row as a [`Pending`], or its id when a column does not read (an
+/// unknown status, arguments that are not JSON): such a row approves
+/// nothing.
+fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Pending, String>> {
+    let id: String = row.get(0)?;
+    let status: String = row.get(9)?;
+    let arguments: String = row.get(4)?;
+    let (Some(status), Ok(arguments)) = (
+        Status::parse(&status),
+        serde_json::from_str::<serde_json::Value>(&arguments),
+    ) else {
+        return Ok(Err(id));
+    };
+    let time = |i: usize| row.get::<_, i64>(i).map(|t| t.max(0) as u64);
+    Ok(Ok(Pending {
+        key: row.get(1)?,
+        namespace: row.get(2)?,
+        tool: row.get(3)?,
+        arguments,
+        identity: row.get(5)?,
+        server: row.get(6)?,
+        requested_at: time(7)?,
+        expires_at: time(8)?,
+        status,
+        decided_by: row.get(10)?,
+        reason: row.get(11)?,
+        id,
+    }))
+}
