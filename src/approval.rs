@@ -27,6 +27,19 @@ pub fn is_ours(id: Raw<'_>) -> bool {
     id.as_str().is_some_and(|s| s.starts_with(PROMPT_PREFIX))
 }
 
+/// Where a person is asked about a call (`--approval`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Channel {
+    /// In the client where it can ask (elicitation), else in the inbox.
+    #[default]
+    Auto,
+    /// In the client only: a client that cannot ask gets
+    /// `approval_unavailable`.
+    Client,
+    /// In the inbox only (`toolwarden approvals`), whatever the client.
+    Inbox,
+}
+
 /// What the client said at `initialize` about asking its user.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Elicitation {

@@ -65,6 +65,43 @@ pub enum Command {
     /// Pin a server's tool definitions (--out), show what changed since
     /// (--diff), or take the changes in (--update).
     Pin(PinArgs),
+    /// Calls waiting for a person's approval out of band: list them,
+    /// approve or deny one.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// The calls waiting for approval, oldest first.
+    List {
+        /// As a JSON array (one object per call).
+        #[arg(long)]
+        json: bool,
+        /// Decided and expired ones too (kept for a day).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Approve one call: the session holding it forwards it, or the
+    /// agent's next try of the same call does.
+    Approve {
+        /// The approval's id (`approvals list` shows it).
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Refuse one call; the agent is told, with the reason.
+    Deny {
+        /// The approval's id (`approvals list` shows it).
+        id: String,
+        /// Why, for the agent and the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -317,9 +354,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub monitor: bool,
 
-    /// How long a call held for approval waits for a person's answer.
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    /// How long a person has to approve a call: a prompt in the client is
+    /// withdrawn then, and an approval in the inbox expires.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub approval_timeout: Duration,
+
+    /// Where a person is asked to approve a call: auto (in the client when
+    /// it can ask, else in the inbox), client (in the client only), or
+    /// inbox (always in the inbox: `toolwarden approvals`).
+    #[arg(long, value_name = "WHERE", default_value = "auto", value_enum)]
+    pub approval: crate::approval::Channel,
+
+    /// How long a call waiting in the inbox is held before the agent is
+    /// told to make it again later (under the 60 s clients commonly allow
+    /// a call).
+    #[arg(long, value_name = "DURATION", default_value = "50s", value_parser = parse_duration)]
+    pub approval_hold: Duration,
 
     /// The server command and its arguments, after `--` or simply after
     /// toolwarden's options (some clients drop the first `--`).

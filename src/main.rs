@@ -45,6 +45,12 @@ fn main() {
             &args.file,
             &toolwarden::wrap::Change::Unwrap,
         ),
+        Some(Command::Approvals(command)) => {
+            init_logging("warn");
+            let (report, code) = toolwarden::inbox::cli::run(&command);
+            print_report(&report);
+            code
+        }
         Some(Command::Init(args)) => {
             init_logging("warn");
             init(&args)

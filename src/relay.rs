@@ -10,6 +10,7 @@
 //! byte streams so tests can run them over pipes of their own.
 
 mod held;
+mod out_of_band;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
@@ -31,6 +32,7 @@ use crate::policy::{Charge, Policy, Refusal, RefusalKind, ToolCall, Verdict};
 use crate::redact::{self, loggable};
 use crate::tools_list;
 use held::Held;
+use out_of_band::Waiting;
 
 /// Requests the client may have waiting at once (in flight or held): a
 /// client that never waits for answers, or a server that never gives them,
@@ -54,7 +56,20 @@ pub struct Settings {
     pub monitor: bool,
     /// `--pin`: tools whose definitions must match their pins.
     pub pins: Option<pin::Pins>,
+    /// `--approval`: where a person is asked.
+    pub approval: approval::Channel,
+    /// `--approval-hold`: how long a call in the inbox is held before the
+    /// agent is told to retry it.
+    pub approval_hold: Duration,
+    /// Where calls wait for a person out of band.
+    pub inbox: crate::inbox::Inbox,
+    /// The server as a person approving its calls sees it (secrets hidden).
+    pub server_label: String,
 }
+
+/// The server's input, shared by the client pump and the out-of-band
+/// approvals that forward a call when a person decides.
+type ServerOut = LineWriter<Box<dyn Write + Send>>;
 
 pub struct Relay {
     /// The policy now: a reload replaces it between two calls; a call
@@ -63,6 +78,8 @@ pub struct Relay {
     settings: Settings,
     state: Mutex<State>,
     to_client: Mutex<LineWriter<ClientOut>>,
+    /// Set while the client pump runs.
+    to_server: Mutex<Option<ServerOut>>,
     /// The session's event loop, for the approval prompts' timers: the
     /// pumps run on threads of their own.
     runtime: tokio::runtime::Handle,
@@ -79,6 +96,8 @@ struct State {
     server: BTreeSet<IdKey>,
     /// Calls waiting for a person, by the id of their prompt.
     held: HashMap<String, Held>,
+    /// Calls waiting in the inbox, by their request id.
+    waiting: HashMap<IdKey, Waiting>,
     elicitation: approval::Elicitation,
     /// Prompts may be sent only after `notifications/initialized`.
     initialized: bool,
@@ -134,6 +153,7 @@ impl Relay {
             settings,
             state: Mutex::new(State::default()),
             to_client: Mutex::new(LineWriter::new(client_out)),
+            to_server: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
             stopping: AtomicBool::new(false),
         }
@@ -162,6 +182,10 @@ impl Relay {
     /// messages from both pumps never interleave. A panic on the other pump
     /// does not make it unusable: queueing a message is one copy into its
     /// buffer, so no message is left half-queued.
+    fn server_writer(&self) -> std::sync::MutexGuard<'_, Option<ServerOut>> {
+        self.to_server.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn client_writer(&self) -> std::sync::MutexGuard<'_, LineWriter<ClientOut>> {
         self.to_client.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -188,25 +212,34 @@ impl Relay {
     pub fn client_pump<R, W>(self: &Arc<Self>, client_in: R, server_in: W) -> io::Result<()>
     where
         R: Source,
-        W: Write,
+        W: Write + Send + 'static,
     {
         let mut lines = LineReader::new(client_in, self.settings.max_message);
-        let mut server = LineWriter::new(server_in);
-        while let Some(frame) = lines.next_frame()? {
-            if self.stopping.load(Ordering::SeqCst) {
-                break;
+        *self.server_writer() = Some(LineWriter::new(Box::new(server_in)));
+        let pumped = (|| {
+            while let Some(frame) = lines.next_frame()? {
+                if self.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                // Held while one line is handled, never while reading.
+                let mut writer = self.server_writer();
+                let Some(server) = writer.as_mut() else {
+                    break;
+                };
+                match frame {
+                    Frame::Line(line) => self.client_line(line, server)?,
+                    Frame::TooLong { prefix, len } => self.too_long_from_client(&prefix, len)?,
+                }
+                // Lines that came in one read leave in one write.
+                if !lines.has_line() {
+                    server.flush()?;
+                }
             }
-            match frame {
-                Frame::Line(line) => self.client_line(line, &mut server)?,
-                Frame::TooLong { prefix, len } => self.too_long_from_client(&prefix, len)?,
-            }
-            // Lines that came in one read leave in one write.
-            if !lines.has_line() {
-                server.flush()?;
-            }
-        }
+            Ok(())
+        })();
+        self.server_writer().take();
         debug!("client closed its output");
-        Ok(())
+        pumped
     }
 
     fn client_line<W: Write>(
@@ -390,7 +423,7 @@ impl Relay {
                 if let Err(refusal) = self.take(&policy, &call, &charge, false) {
                     return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
                 }
-                self.hold(id, &call, stateless(), line)
+                self.hold(id, &call, stateless(), line, server)
             }
             Verdict::Refuse(refusal) => {
                 let facts = self.facts(&call);
@@ -516,6 +549,16 @@ impl Relay {
                 prompt.and_then(|p| state.held.remove(&p).map(|h| (p, h))),
             )
         };
+        let waiting = self.state().waiting.remove(&key);
+        if let Some(mut waiting) = waiting {
+            // The call is dropped; its approval stays in the inbox, where
+            // a retry of the same call can still redeem it.
+            if let Some(timer) = waiting.held.timer.take() {
+                timer.abort();
+            }
+            self.audit_decision(waiting.held.id.raw(), &waiting.held.tool, "cancelled", None);
+            return Ok(());
+        }
         if let Some((prompt_id, mut held)) = held {
             // The call is dropped; the prompt is withdrawn.
             if let Some(timer) = held.timer.take() {
@@ -547,10 +590,13 @@ impl Relay {
     fn can_track(&self, id: Raw<'_>) -> Result<(), &'static str> {
         let key = IdKey::of(id);
         let state = self.state();
-        if state.client.contains_key(&key) || state.held.values().any(|h| h.key == key) {
+        if state.client.contains_key(&key)
+            || state.held.values().any(|h| h.key == key)
+            || state.waiting.contains_key(&key)
+        {
             return Err("invalid request: a request with this id is still in flight");
         }
-        if state.client.len() + state.held.len() >= MAX_IN_FLIGHT {
+        if state.client.len() + state.held.len() + state.waiting.len() >= MAX_IN_FLIGHT {
             return Err("invalid request: too many requests are waiting for an answer (toolwarden keeps track of 10000 at most)");
         }
         Ok(())
@@ -986,7 +1032,8 @@ impl Relay {
             let mut state = self.state();
             let waiting: Vec<ClientRequest> =
                 std::mem::take(&mut state.client).into_values().collect();
-            let held: Vec<Held> = state.held.drain().map(|(_, h)| h).collect();
+            let mut held: Vec<Held> = state.held.drain().map(|(_, h)| h).collect();
+            held.extend(state.waiting.drain().map(|(_, w)| w.held));
             (waiting, held)
         };
         for request in &waiting {

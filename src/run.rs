@@ -95,6 +95,11 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         Ok(state) => state,
         Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
     };
+    // The inbox is in the state store, which is open now.
+    let inbox = match crate::inbox::Inbox::open(state.spec()) {
+        Ok(inbox) => inbox,
+        Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
+    };
     // With the audit log on stderr, the server's stderr is labelled, so
     // that it cannot write an audit record.
     let stderr = if args.audit.as_deref() == Some(std::path::Path::new("-")) {
@@ -125,6 +130,16 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         state,
         monitor: args.monitor,
         pins,
+        approval: args.approval,
+        approval_hold: args.approval_hold,
+        inbox,
+        server_label: crate::redact::command(
+            &args
+                .command
+                .iter()
+                .map(|w| w.to_string_lossy())
+                .collect::<Vec<_>>(),
+        ),
     };
     // The pumps read and write with blocking calls, each on a thread of
     // its own (see blocking.rs); the rest stays on this event loop.

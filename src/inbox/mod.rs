@@ -10,6 +10,7 @@
 //! identity, the tool and the strict canonical form of its arguments. An
 //! approval is redeemed once, and only by a call with the same key.
 
+pub mod cli;
 mod sqlite;
 
 use serde::Serialize;
@@ -30,8 +31,10 @@ pub struct Pending {
     pub namespace: String,
     /// The server's command, secrets hidden.
     pub server: String,
-    /// Milliseconds since the UNIX epoch.
+    /// Milliseconds since the UNIX epoch (RFC 3339 in JSON).
+    #[serde(serialize_with = "rfc3339")]
     pub requested_at: u64,
+    #[serde(serialize_with = "rfc3339")]
     pub expires_at: u64,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,10 +177,11 @@ impl Inbox {
         }
     }
 
-    /// How the approval `id` stands now (an approved one is redeemed).
-    pub fn check(&self, id: &str, now: u64) -> Result<Found, StoreError> {
+    /// How the approval `id` stands now; with `redeem`, an approved one
+    /// is redeemed (and `Approved` means this caller may forward the call).
+    pub fn check(&self, id: &str, now: u64, redeem: bool) -> Result<Found, StoreError> {
         match self {
-            Inbox::Sqlite(db) => db.check(id, now),
+            Inbox::Sqlite(db) => db.check(id, now, redeem),
             Inbox::Unavailable(why) => Err(StoreError(why.clone())),
         }
     }
@@ -205,6 +209,11 @@ impl Inbox {
             Inbox::Unavailable(why) => Err(StoreError(why.clone())),
         }
     }
+}
+
+fn rfc3339<S: serde::Serializer>(ms: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(*ms);
+    serializer.collect_str(&humantime::format_rfc3339_seconds(time))
 }
 
 /// Milliseconds since the UNIX epoch.

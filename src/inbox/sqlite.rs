@@ -98,13 +98,19 @@ impl Sqlite {
         Ok(found)
     }
 
-    pub fn check(&self, id: &str, now: u64) -> Result<Found, StoreError> {
+    pub fn check(&self, id: &str, now: u64, redeem: bool) -> Result<Found, StoreError> {
         let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let tx = guard
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.failed(e))?;
         let row = select(&tx, id).map_err(|e| self.failed(e))?;
         let found = match row {
+            Some(Ok(pending)) if pending.expires_at > now && !redeem => match pending.status {
+                Status::Pending => Found::Waiting(pending),
+                Status::Approved => Found::Approved(pending),
+                Status::Denied => Found::Denied(pending),
+                Status::Redeemed => Found::Gone,
+            },
             Some(Ok(pending)) if pending.expires_at > now => {
                 settle(&tx, pending).map_err(|e| self.failed(e))?
             }

@@ -63,7 +63,7 @@ fn a_call_is_filed_once_and_its_approval_redeemed_once() {
     }
     let again = waiting(inbox.ask(&call, 5000, MINUTE).unwrap());
     assert_ne!(again.id, filed.id, "a redeemed approval is not used twice");
-    assert_eq!(inbox.check(&filed.id, 5000).unwrap(), Found::Gone);
+    assert_eq!(inbox.check(&filed.id, 5000, true).unwrap(), Found::Gone);
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn a_decision_is_taken_once_and_only_in_time() {
         inbox.decide(&filed.id, true, "eve", None, 2500).unwrap(),
         Err(Refused::Decided(Status::Denied, Some("bob".into())))
     );
-    match inbox.check(&filed.id, 3000).unwrap() {
+    match inbox.check(&filed.id, 3000, true).unwrap() {
         Found::Denied(pending) => assert_eq!(pending.reason.as_deref(), Some("not today")),
         other => panic!("{other:?}"),
     }
@@ -93,7 +93,10 @@ fn a_decision_is_taken_once_and_only_in_time() {
             .unwrap(),
         Err(Refused::Expired)
     );
-    assert_eq!(inbox.check(&late.id, 1000 + MINUTE).unwrap(), Found::Gone);
+    assert_eq!(
+        inbox.check(&late.id, 1000 + MINUTE, true).unwrap(),
+        Found::Gone
+    );
 }
 
 #[test]
@@ -110,8 +113,13 @@ fn two_processes_redeem_one_approval_once() {
         .decide(&filed.id, true, "bob", None, 1200)
         .unwrap()
         .unwrap();
-    let one = first.check(&filed.id, 1300).unwrap();
-    let other = second.check(&filed.id, 1300).unwrap();
+    // Looking does not redeem.
+    assert!(matches!(
+        first.check(&filed.id, 1250, false).unwrap(),
+        Found::Approved(_)
+    ));
+    let one = first.check(&filed.id, 1300, true).unwrap();
+    let other = second.check(&filed.id, 1300, true).unwrap();
     assert!(matches!(one, Found::Approved(_)), "{one:?}");
     assert_eq!(other, Found::Gone);
 }
@@ -127,7 +135,7 @@ fn a_row_that_does_not_read_approves_nothing() {
         [&filed.id],
     )
     .unwrap();
-    assert_eq!(inbox.check(&filed.id, 2000).unwrap(), Found::Gone);
+    assert_eq!(inbox.check(&filed.id, 2000, true).unwrap(), Found::Gone);
     assert_eq!(
         inbox.decide(&filed.id, true, "bob", None, 2000).unwrap(),
         Err(Refused::Unreadable)

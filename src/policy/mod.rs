@@ -171,6 +171,16 @@ pub enum RefusalKind {
     /// The client cannot ask a person; `busy`: it can, but as many calls
     /// as toolwarden holds at once are waiting already.
     ApprovalUnavailable { busy: bool },
+    /// Out of band: a person denied the call (`toolwarden approvals deny`).
+    ApprovalDenied {
+        by: Option<String>,
+        reason: Option<String>,
+    },
+    /// The client cannot ask and the inbox cannot be used (why).
+    InboxUnavailable { why: String },
+    /// Filed in the inbox and not decided within `--approval-hold`: the
+    /// agent is to make the same call again once a person has approved.
+    ApprovalPending { id: String, expires_in: Duration },
     /// `--audit-required` and the audit log cannot be written.
     AuditUnavailable,
     /// The state store that keeps the call's counters cannot be reached.
@@ -655,8 +665,13 @@ impl Refusal {
             RefusalKind::NotAllowed => "not_allowed",
             RefusalKind::RateLimited { .. } => "rate_limited",
             RefusalKind::InvalidArguments { .. } => "invalid_arguments",
-            RefusalKind::ApprovalDeclined { .. } => "approval_declined",
-            RefusalKind::ApprovalUnavailable { .. } => "approval_unavailable",
+            RefusalKind::ApprovalDeclined { .. } | RefusalKind::ApprovalDenied { .. } => {
+                "approval_declined"
+            }
+            RefusalKind::ApprovalUnavailable { .. } | RefusalKind::InboxUnavailable { .. } => {
+                "approval_unavailable"
+            }
+            RefusalKind::ApprovalPending { .. } => "approval_pending",
             RefusalKind::AuditUnavailable => "audit_unavailable",
             RefusalKind::StateUnavailable { .. } => "state_unavailable",
             RefusalKind::ToolChanged { .. } => "tool_changed",
@@ -727,6 +742,23 @@ impl Refusal {
                  try again once they are answered"
                     .to_owned()
             }
+            RefusalKind::ApprovalDenied { by, reason } => {
+                let by = by.as_deref().map(|b| format!(" ({b})")).unwrap_or_default();
+                match reason {
+                    Some(reason) => format!("a person{by} denied this call: {reason}"),
+                    None => format!("a person{by} denied this call"),
+                }
+            }
+            RefusalKind::InboxUnavailable { why } => format!(
+                "this call needs a person's approval; the client cannot ask for it, and {why}"
+            ),
+            RefusalKind::ApprovalPending { id, expires_in } => format!(
+                "this call needs a person's approval, which has not been given yet. It waits as \
+                 approval {id}: a person approves it with `toolwarden approvals approve {id}`. \
+                 Tell the user, then make this same call again, with the same arguments, once \
+                 they have approved it (within {} min)",
+                expires_in.as_secs().div_ceil(60)
+            ),
             RefusalKind::AuditUnavailable => {
                 "the audit log cannot be written and toolwarden runs with --audit-required"
                     .to_owned()
@@ -775,6 +807,7 @@ impl Refusal {
             errors: None,
             more_errors: None,
             condition: None,
+            approval_id: None,
         };
         match &self.kind {
             RefusalKind::RateLimited {
@@ -796,6 +829,7 @@ impl Refusal {
                 meta.retry_after_ms = Some(retry_after_ms(*retry_after));
             }
             RefusalKind::Denied { condition } => meta.condition = condition.as_deref(),
+            RefusalKind::ApprovalPending { id, .. } => meta.approval_id = Some(id),
             _ => {}
         }
         meta
@@ -861,6 +895,9 @@ pub struct DecisionMeta<'a> {
     pub window_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// `approval_pending`: the approval's id in the inbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<&'a [SchemaError]>,
     /// Schema errors left out of `errors`.

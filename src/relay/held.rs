@@ -34,6 +34,23 @@ pub(super) struct Held {
 }
 
 impl Held {
+    pub fn new(id: Raw<'_>, call: &ToolCall<'_>, stateless: bool, line: &[u8]) -> Held {
+        Held {
+            id: id.to_buf(),
+            key: IdKey::of(id),
+            line: line.to_vec(),
+            arguments: call.arguments.and_then(|a| offset_in(line, a.get())),
+            tool: call.name.to_string(),
+            stateless,
+            timer: None,
+        }
+    }
+
+    /// The bytes it holds.
+    pub fn len(&self) -> usize {
+        self.line.len()
+    }
+
     /// The call as the policy sees it.
     pub fn call(&self) -> ToolCall<'_> {
         let arguments = self.arguments.clone().and_then(|range| {
@@ -49,41 +66,44 @@ impl Held {
 }
 
 impl Relay {
-    /// Holds a call and asks the client's user about it; other traffic
-    /// keeps flowing meanwhile.
-    pub(super) fn hold(
+    /// Holds a call and asks a person about it: in the client where it can
+    /// ask (elicitation), else out of band through the inbox (see
+    /// out_of_band.rs). Other traffic keeps flowing meanwhile.
+    pub(super) fn hold<W: Write>(
         self: &Arc<Self>,
         id: Raw<'_>,
         call: &ToolCall<'_>,
         stateless: bool,
         line: &[u8],
+        server: &mut LineWriter<W>,
     ) -> io::Result<()> {
+        let in_band = {
+            let state = self.state();
+            state.elicitation != approval::Elicitation::Unsupported
+                && state.initialized
+                && !stateless
+        };
+        match (self.settings.approval, in_band) {
+            (approval::Channel::Inbox, _) | (approval::Channel::Auto, false) => {
+                return self.hold_in_inbox(id, call, stateless, line, server)
+            }
+            (approval::Channel::Client, false) => {
+                let refusal = self.refusal(call, RefusalKind::ApprovalUnavailable { busy: false });
+                return self.refuse(id, &refusal, stateless, self.facts(call).as_ref());
+            }
+            _ => {}
+        }
         let facts = self.facts_now(call);
         let refuse = |kind| {
             let refusal = self.refusal(call, kind);
             self.refuse(id, &refusal, stateless, Some(&facts))
         };
-        let prompt_id = {
-            let state = self.state();
-            let usable = state.elicitation != approval::Elicitation::Unsupported
-                && state.initialized
-                && !stateless;
-            let held_bytes: usize = state.held.values().map(|h| h.line.len()).sum();
-            if !usable {
-                None
-            } else if state.held.len() >= MAX_HELD
-                || held_bytes + line.len() > self.settings.max_message
-            {
-                Some(None)
-            } else {
-                // No id nobody can guess: nobody is asked.
-                Some(approval::prompt_id())
-            }
-        };
-        let prompt_id = match prompt_id {
-            None => return refuse(RefusalKind::ApprovalUnavailable { busy: false }),
-            Some(None) => return refuse(RefusalKind::ApprovalUnavailable { busy: true }),
-            Some(Some(prompt_id)) => prompt_id,
+        if self.held_full(line.len()) {
+            return refuse(RefusalKind::ApprovalUnavailable { busy: true });
+        }
+        // No id nobody can guess: nobody is asked.
+        let Some(prompt_id) = approval::prompt_id() else {
+            return refuse(RefusalKind::ApprovalUnavailable { busy: false });
         };
         let mode = self.state().elicitation;
         let reason = self
@@ -97,19 +117,9 @@ impl Relay {
             &facts.redacted,
             reason.as_deref(),
         );
-        let arguments = call.arguments.and_then(|a| offset_in(line, a.get()));
-        self.state().held.insert(
-            prompt_id.clone(),
-            Held {
-                id: id.to_buf(),
-                key: IdKey::of(id),
-                line: line.to_vec(),
-                arguments,
-                tool: call.name.to_string(),
-                stateless,
-                timer: None,
-            },
-        );
+        self.state()
+            .held
+            .insert(prompt_id.clone(), Held::new(id, call, stateless, line));
         info!(
             tool = %loggable(&call.name),
             id = %loggable(id.get()),
@@ -148,12 +158,23 @@ impl Relay {
             let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
+        self.forward_approved(held, server)
+    }
+
+    /// Forwards a call a person approved, after deciding it again: limits
+    /// are charged now, not when the call was held, and the policy may
+    /// have been reloaded meanwhile.
+    pub(super) fn forward_approved<W: Write>(
+        &self,
+        held: Held,
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        let call = held.call();
+        let facts = self.facts(&call);
         // The id is free (it was held), but the table may be full.
         if let Err(why) = self.can_track(held.id.raw()) {
             return self.refuse_request(held.id.raw(), why);
         }
-        // Limits are charged now, not when the call was held; the policy
-        // says again what the call takes.
         let policy = self.policy();
         let charge = match policy.check(&call) {
             Verdict::Approve(charge) | Verdict::Allow(charge) => charge,

@@ -84,6 +84,10 @@ impl Harness {
             approval_timeout,
             monitor: false,
             pins: None,
+            approval: crate::approval::Channel::Auto,
+            approval_hold: Duration::from_secs(50),
+            inbox: crate::inbox::Inbox::Unavailable("no inbox in these tests".into()),
+            server_label: "mock".into(),
             audit: Audit::off("test".into(), "default".into()),
             state: crate::state::State::open(
                 crate::state::Spec::Memory,

@@ -300,6 +300,11 @@ impl State {
         &self.namespace
     }
 
+    /// Who calls, for `grant` buckets.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
     /// Charges calls from now on to `identity`'s `grant` buckets (for
     /// `toolwarden test`, whose cases name their caller).
     pub fn set_identity(&mut self, identity: String) {

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real toolwarden binary with real children.
 
+mod approvals;
 mod audit;
 mod common;
 mod everything;

@@ -136,7 +136,7 @@ fn a_declined_call_never_reaches_the_server() {
 }
 
 #[test]
-fn a_client_without_elicitation_gets_approval_unavailable() {
+fn with_approval_client_a_client_without_elicitation_gets_approval_unavailable() {
     let (seen, calls) = approval("none");
     assert!(seen["prompts"].as_array().unwrap().is_empty());
     assert_eq!(seen["result"]["decision"], "approval_unavailable");

@@ -5,7 +5,8 @@ usage: approval_client.py MODE TOOLWARDEN POLICY MOCK_SERVER TOOLS_FILE RECORD_F
 MODE is one of:
   accept      the person says yes: the call runs
   decline     the person says no: the call is refused
-  none        the client has no elicitation callback: refused as unavailable
+  none        the client has no elicitation callback, and toolwarden runs with
+              --approval client: refused as unavailable
   concurrent  another call runs while the first waits for its answer
 
 Prints one JSON object with what the client saw.
@@ -30,7 +31,9 @@ def summary(result):
 async def main(mode, toolwarden, policy, mock, tools, record):
     params = StdioServerParameters(
         command=toolwarden,
-        args=["--policy", policy, "--log-level", "warn", "--", mock, "--tools", tools, "--record", record],
+        args=["--policy", policy, "--log-level", "warn"]
+        + (["--approval", "client"] if mode == "none" else [])
+        + ["--", mock, "--tools", tools, "--record", record],
     )
     seen = {"prompts": [], "order": []}
     release = asyncio.Event()

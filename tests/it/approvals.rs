@@ -1,0 +1,264 @@
+//! Approval out of band: a client that cannot ask gets its call held in
+//! the inbox, and a person decides with `toolwarden approvals` from
+//! another process that shares the state store.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const POLICY: &str = r#"{"version":"1","default":"allow","tools":{"retry_deploy":{"action":"approve","redact":["/server_token"]}}}"#;
+
+/// A session around the mock server whose client declares no
+/// elicitation, with its state in `home`; `options` go to toolwarden.
+fn session(home: &Path, record: &Path, options: &[&str]) -> Session {
+    let options: Vec<&std::ffi::OsStr> = options.iter().map(|o| o.as_ref()).collect();
+    let mut cmd = guarded_mock_with(
+        POLICY,
+        "examples/tools/fractera.json",
+        &options,
+        &["--record", record.to_str().unwrap()],
+    );
+    cmd.env("XDG_STATE_HOME", home);
+    let mut s = Session::start(&mut cmd);
+    s.send(&initialize("2025-11-25"));
+    s.recv_json();
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    s
+}
+
+/// `toolwarden approvals ARGS...` with its state in `home`.
+fn approvals(home: &Path, args: &[&str]) -> Output {
+    toolwarden()
+        .env("XDG_STATE_HOME", home)
+        .arg("approvals")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The calls waiting, once there are `n` of them.
+fn waiting(home: &Path, n: usize) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let out = approvals(home, &["list", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if list.len() >= n {
+            return list;
+        }
+        assert!(start.elapsed() < PATIENCE, "no {n} calls waiting: {list:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn calls_reached(record: &Path) -> usize {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("tools/call"))
+        .count()
+}
+
+const TOKEN: &str = r#"{"server_token":"srv_live_8f2a61c0"}"#;
+
+#[test]
+fn a_held_call_is_approved_from_another_process() {
+    let (home, record) = (
+        state_home("inbox-approve"),
+        temp_dir("inbox-approve").join("record"),
+    );
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let list = waiting(&home, 1);
+    let pending = &list[0];
+    assert_eq!(pending["tool"], "retry_deploy");
+    assert_eq!(pending["identity"], "default");
+    assert_eq!(pending["status"], "pending");
+    // A person sees the redacted arguments, never the secret.
+    assert_eq!(pending["arguments"]["server_token"], "[redacted]");
+    assert!(!String::from_utf8_lossy(&approvals(&home, &["list"]).stdout).contains("srv_live"));
+    for field in ["id", "requested_at", "expires_at", "server", "namespace"] {
+        assert!(pending[field].is_string(), "{field}: {pending}");
+    }
+    assert_eq!(calls_reached(&record), 0, "held calls wait");
+
+    let id = pending["id"].as_str().unwrap();
+    let out = approvals(&home, &["approve", id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = s.recv_json();
+    assert_eq!(answer["id"], 1);
+    assert_eq!(decision(&answer), None, "{answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("called retry_deploy"));
+    assert_eq!(calls_reached(&record), 1);
+    // Decided once: a second yes is refused with what happened.
+    let again = approvals(&home, &["approve", id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn a_held_call_is_denied_with_the_reason() {
+    let (home, record) = (
+        state_home("inbox-deny"),
+        temp_dir("inbox-deny").join("record"),
+    );
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let out = approvals(&home, &["deny", &id, "--reason", "not during the freeze"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = s.recv_json();
+    assert_eq!(
+        decision(&answer).as_deref(),
+        Some("approval_declined"),
+        "{answer}"
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("not during the freeze"), "{text}");
+    // The same call again is declined too, not filed afresh.
+    s.send(&call(2, "retry_deploy", TOKEN));
+    assert_eq!(
+        decision(&s.recv_json()).as_deref(),
+        Some("approval_declined")
+    );
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 0);
+}
+
+#[test]
+fn an_approval_given_after_the_hold_is_redeemed_once_by_the_same_call() {
+    let (home, record) = (
+        state_home("inbox-redeem"),
+        temp_dir("inbox-redeem").join("record"),
+    );
+    let mut s = session(&home, &record, &["--approval-hold", "1s"]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let answer = s.recv_json();
+    assert_eq!(
+        decision(&answer).as_deref(),
+        Some("approval_pending"),
+        "{answer}"
+    );
+    let meta = &answer["result"]["_meta"]["toolwarden/decision"];
+    let id = meta["approval_id"].as_str().unwrap().to_owned();
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("toolwarden approvals approve {id}")),
+        "{text}"
+    );
+
+    let out = approvals(&home, &["approve", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Other arguments are not covered by it.
+    s.send(&call(2, "retry_deploy", r#"{"server_token":"srv_other"}"#));
+    let other = s.recv_json();
+    assert_eq!(
+        decision(&other).as_deref(),
+        Some("approval_pending"),
+        "{other}"
+    );
+    assert_ne!(
+        other["result"]["_meta"]["toolwarden/decision"]["approval_id"],
+        id.as_str()
+    );
+    // The same call, from another session, redeems it.
+    s.close_stdin();
+    s.wait();
+    let mut s = session(&home, &record, &["--approval-hold", "1s"]);
+    s.send(&call(
+        3,
+        "retry_deploy",
+        r#"{ "server_token" : "srv_live_8f2a61c0" }"#,
+    ));
+    let redeemed = s.recv_json();
+    assert_eq!(decision(&redeemed), None, "{redeemed}");
+    assert_eq!(calls_reached(&record), 1);
+    // Once: the next try waits for a person again.
+    s.send(&call(4, "retry_deploy", TOKEN));
+    let next = s.recv_json();
+    assert_eq!(
+        decision(&next).as_deref(),
+        Some("approval_pending"),
+        "{next}"
+    );
+    assert_ne!(
+        next["result"]["_meta"]["toolwarden/decision"]["approval_id"],
+        id.as_str()
+    );
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 1);
+}
+
+#[test]
+fn approvals_says_what_is_wrong_with_an_id_and_a_store() {
+    let home = state_home("inbox-errors");
+    let _ = std::fs::remove_dir_all(&home);
+    // Nothing filed yet: nothing is created either.
+    let out = approvals(&home, &["list"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No calls are waiting"));
+    assert!(!home.exists(), "listing created the store");
+    let (_, record) = (0, temp_dir("inbox-errors").join("record"));
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    waiting(&home, 1);
+    let out = approvals(&home, &["approve", "nosuchid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no approval has this id"));
+    let out = toolwarden()
+        .args(["approvals", "list", "--state", "memory"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state memory"));
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 0);
+}
+
+#[test]
+fn with_state_memory_nobody_out_of_band_can_approve() {
+    let (home, record) = (
+        state_home("inbox-memory"),
+        temp_dir("inbox-memory").join("record"),
+    );
+    let mut s = session(&home, &record, &["--state", "memory"]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let answer = s.recv_json();
+    assert_eq!(decision(&answer).as_deref(), Some("approval_unavailable"));
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("--state memory"), "{text}");
+    s.close_stdin();
+    s.wait();
+}
