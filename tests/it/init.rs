@@ -69,6 +69,16 @@ fn init_writes_a_policy_that_check_accepts_without_a_warning() {
             assert!(!description.is_empty(), "{tool}");
             assert!(rule["arguments"].is_object(), "{name}/{tool}: no schema");
         }
+        if name == "everything" {
+            // get-env is annotated read-only and returns the server's
+            // whole environment, API keys included.
+            let get_env = &rules["get-env"];
+            assert_eq!(get_env["action"], "approve", "{get_env}");
+            let why = get_env["description"].as_str().unwrap();
+            assert!(why.contains("maybe secrets or the server's environment"), "{why}");
+            // The tools only a capable client is shown are in the policy.
+            assert!(rules.contains_key("trigger-sampling-request"), "{text}");
+        }
         let check = with_server(
             &["check".as_ref(), policy.as_os_str(), "--".as_ref()],
             &server,
