@@ -406,7 +406,7 @@ fn member_removal(
 }
 
 fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
-    use toml_edit::{Array, DocumentMut, Item, Value as TomlValue};
+    use toml_edit::{DocumentMut, Item, Value as TomlValue};
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| anyhow!("{e} (the file is left as it is)"))?;
@@ -458,17 +458,88 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
                 continue;
             }
         };
-        entry.insert("command", Item::Value(TomlValue::from(to.command.as_str())));
-        if to.args.is_empty() {
-            entry.remove("args");
-        } else {
-            let array: Array = to.args.iter().map(String::as_str).collect();
-            entry.insert("args", Item::Value(TomlValue::Array(array)));
+        let command = entry
+            .get_mut("command")
+            .and_then(Item::as_value_mut)
+            .expect("read above");
+        replace_keeping_decor(command, TomlValue::from(to.command.as_str()));
+        match entry.get_mut("args").and_then(Item::as_value_mut) {
+            _ if to.args.is_empty() => {
+                entry.remove("args");
+            }
+            Some(old) => {
+                let array = args_array(old.as_array(), &to.args);
+                replace_keeping_decor(old, TomlValue::Array(array));
+            }
+            None => {
+                let array = args_array(None, &to.args);
+                entry.insert("args", Item::Value(TomlValue::Array(array)));
+            }
         }
         changed = true;
         report.push((name, Done::Changed { from: line, to }));
     }
     Ok((changed.then(|| doc.to_string()), report))
+}
+
+/// Puts `new` where `old` was, with the spaces and the comment around
+/// `old` (`command = "npx" # the server` keeps `# the server`).
+fn replace_keeping_decor(old: &mut toml_edit::Value, mut new: toml_edit::Value) {
+    *new.decor_mut() = old.decor().clone();
+    *old = new;
+}
+
+/// The TOML array of `args`, laid out as `old` was: the arguments the two
+/// end with (the server's own, after `--`) keep their comments and line
+/// breaks; the others get the line break and indent of `old`'s first
+/// element when it had one; the comments before the closing bracket stay.
+/// A comment on an argument that goes away goes with it.
+fn args_array(old: Option<&toml_edit::Array>, args: &[String]) -> toml_edit::Array {
+    let mut array: toml_edit::Array = args.iter().map(String::as_str).collect();
+    let Some(old) = old else {
+        return array;
+    };
+    let old_args: Vec<Option<&str>> = old.iter().map(toml_edit::Value::as_str).collect();
+    let shared = old_args
+        .iter()
+        .rev()
+        .zip(args.iter().rev())
+        .take_while(|(o, n)| **o == Some(n.as_str()))
+        .count();
+    let prefix_of = |value: &toml_edit::Value| {
+        value
+            .decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .map(str::to_owned)
+    };
+    // Spaces alone ("", " ") are left to toml_edit, which puts them by
+    // position; a line break or a comment is kept.
+    let laid_out = |prefix: &String| prefix.contains(['\n', '#']);
+    let new_prefix = old
+        .get(0)
+        .and_then(prefix_of)
+        .filter(|p| laid_out(p) && !p.contains('#'));
+    let (first_new, first_old) = (args.len() - shared, old.len() - shared);
+    for (i, value) in array.iter_mut().enumerate() {
+        let decor = value.decor_mut();
+        if i < first_new {
+            if let Some(prefix) = &new_prefix {
+                decor.set_prefix(prefix.clone());
+            }
+            continue;
+        }
+        let from = old.get(first_old + i - first_new).expect("within old");
+        if let Some(prefix) = prefix_of(from).filter(laid_out) {
+            decor.set_prefix(prefix);
+        }
+        if let Some(suffix) = from.decor().suffix() {
+            decor.set_suffix(suffix.clone());
+        }
+    }
+    array.set_trailing(old.trailing().clone());
+    array.set_trailing_comma(old.trailing_comma());
+    array
 }
 
 /// The report, a line per server.

@@ -177,6 +177,45 @@ fn vscode_keeps_its_servers_under_servers() {
 }
 
 #[test]
+fn codex_toml_keeps_the_comments_on_the_lines_it_edits() {
+    let codex = r#"[mcp_servers.everything]
+command = "npx" # the server
+args = [
+  "-y", # fetch it first
+  "@modelcontextprotocol/server-everything", # pinned in package.json
+  # more to come
+]
+
+[mcp_servers.one]
+command = "one-mcp"   # no arguments
+args = ["--fast"] # be quick
+"#;
+    let (text, _) = edit(Client::Codex, codex, &[], &wrap_with("/p.json")).unwrap();
+    let text = text.unwrap();
+    assert_eq!(
+        text,
+        r#"[mcp_servers.everything]
+command = "/opt/bin/toolwarden" # the server
+args = [
+  "--policy",
+  "/p.json",
+  "--",
+  "npx",
+  "-y", # fetch it first
+  "@modelcontextprotocol/server-everything", # pinned in package.json
+  # more to come
+]
+
+[mcp_servers.one]
+command = "/opt/bin/toolwarden"   # no arguments
+args = ["--policy", "/p.json", "--", "one-mcp", "--fast"] # be quick
+"#
+    );
+    let (back, _) = edit(Client::Codex, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), codex);
+}
+
+#[test]
 fn codex_toml_keeps_its_comments_and_unwraps_exactly() {
     let codex = r#"model = "o4"
 
