@@ -6,8 +6,8 @@
 //! arguments are `--policy POLICY -- ORIGINAL-COMMAND ORIGINAL-ARGS...`, so
 //! unwrapping reads the original back from the arguments. Everything else
 //! in the file stays as it was: JSON files are edited by splicing the two
-//! values in place (every other byte is kept), Codex's TOML through
-//! `toml_edit` (comments and layout kept). A file that does not parse is
+//! values in place (every other byte is kept, comments and trailing commas
+//! included), Codex's TOML through `toml_edit` (comments and layout kept). A file that does not parse is
 //! never touched; a changed file is written whole (a new file renamed over
 //! the old one) after a copy of the old one is kept beside it (see
 //! [`write_with_backup`] for links, modes and a client writing meanwhile).
@@ -262,7 +262,82 @@ fn check_names<'a>(
     Ok(())
 }
 
+/// JSON with comments (`//`, `/* */`) and trailing commas, as VS Code's
+/// and Cursor's files may have them, as plain JSON of the same length:
+/// each byte of a comment or of a trailing comma becomes a space (line
+/// breaks stay), so that every place in one is the same place in the other
+/// and the splices found in plain JSON apply to the text with comments.
+/// An unterminated comment is left as it is, for validation to refuse.
+fn blank_comments(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    let blank = |bytes: &mut [u8], from: usize, to: usize| {
+        for b in &mut bytes[from..to] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b' ';
+            }
+        }
+    };
+    // Comments first: a comment may hold a quote.
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'"', _) => i = string_end(&bytes, i),
+            (b'/', Some(b'/')) => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+                blank(&mut bytes, i, end);
+                i = end;
+            }
+            (b'/', Some(b'*')) => {
+                let Some(n) = bytes[i + 2..].windows(2).position(|w| w == b"*/") else {
+                    break;
+                };
+                let end = i + 2 + n + 2;
+                blank(&mut bytes, i, end);
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    // Then the commas that close nothing but a list or an object.
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(&bytes, i),
+            b',' => {
+                let next = bytes[i + 1..].iter().find(|b| !b.is_ascii_whitespace());
+                if matches!(next, Some(b']' | b'}')) {
+                    bytes[i] = b' ';
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    // Only ASCII bytes were replaced, each whole character of a comment
+    // byte by byte: still UTF-8.
+    String::from_utf8(bytes).expect("blanking keeps UTF-8")
+}
+
+/// Where the string that opens at `start` ends (after its closing quote).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
 fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
+    let original = text;
+    let plain = blank_comments(text);
+    let text = plain.as_str();
     json::validate(text.as_bytes(), json::Check::Strict).map_err(|e| {
         let (line, column) = e.line_column(text);
         anyhow!(
@@ -345,7 +420,9 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
         return Ok((None, report));
     }
     splices.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
-    let mut out = text.to_owned();
+    // The places found in the plain text are the same in the original,
+    // whose comments stay.
+    let mut out = original.to_owned();
     for (start, end, with) in splices {
         out.replace_range(start..end, &with);
     }
