@@ -162,7 +162,10 @@ fn reads_secrets(tool: &Tool) -> Option<String> {
     if let Some(w) = words.iter().find(|w| SECRET_NAMES.contains(&w.as_str())) {
         return Some(format!("its name says {w:?}"));
     }
-    if words.windows(2).any(|w| w[0] == "api" && w[1].starts_with("key")) {
+    if words
+        .windows(2)
+        .any(|w| w[0] == "api" && w[1].starts_with("key"))
+    {
         return Some("its name says \"api key\"".into());
     }
     let description = tool.definition.get("description")?.as_str()?;
@@ -375,7 +378,11 @@ mod tests {
             ("list_api_keys", "", Kind::ReadsSecrets),
             ("getApiKey", "", Kind::ReadsSecrets),
             ("get_credentials", "", Kind::ReadsSecrets),
-            ("show_config", "Shows the config, API keys included.", Kind::ReadsSecrets),
+            (
+                "show_config",
+                "Shows the config, API keys included.",
+                Kind::ReadsSecrets,
+            ),
             (
                 "get-registry",
                 "Gets a registry. Its password is never included in the response.",
@@ -384,7 +391,11 @@ mod tests {
             ("get-environment-list", "", Kind::ReadsSecrets),
             ("get_sum", "Adds two numbers.", Kind::Reads),
             ("list_events", "Lists events; no tokens here", Kind::Reads),
-            ("get-capacity", "GPU stock. Credential-free public data.", Kind::Reads),
+            (
+                "get-capacity",
+                "GPU stock. Credential-free public data.",
+                Kind::Reads,
+            ),
         ] {
             assert_eq!(described(name, description).0, kind, "{name}");
         }
@@ -394,7 +405,10 @@ mod tests {
             "annotations.readOnlyHint is true, and its name says \"env\""
         );
         // A destructive tool stays one.
-        assert_eq!(classify(&tool("delete_secret", json!({}))).0, Kind::Destroys);
+        assert_eq!(
+            classify(&tool("delete_secret", json!({}))).0,
+            Kind::Destroys
+        );
         let text = policy_for(&[tool("get_token", json!({}))], "server");
         let policy = Policy::from_json(&text).unwrap();
         assert_eq!(policy.action("get_token"), crate::policy::Action::Approve);

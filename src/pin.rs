@@ -484,9 +484,12 @@ mod tests {
             redact::command(&["srv", "--token", "abc"]),
         )
         .unwrap();
-        let of = |params: &str| ClientCapabilities::of(Some(crate::json::Raw::parse(params).unwrap()));
-        let usual = of(r#"{"capabilities": {"sampling": {}, "roots": {"listChanged": true},
-                          "elicitation": {"form": {}}}}"#);
+        let of =
+            |params: &str| ClientCapabilities::of(Some(crate::json::Raw::parse(params).unwrap()));
+        let usual = of(
+            r#"{"capabilities": {"sampling": {}, "roots": {"listChanged": true},
+                          "elicitation": {"form": {}}}}"#,
+        );
         assert_eq!(usual, None);
         assert_eq!(
             pins.review_command(usual.as_ref()),

@@ -212,7 +212,10 @@ fn vscode_json_with_comments_and_trailing_commas_is_edited_in_place() {
 }
 "#
     );
-    assert!(matches!(&done[2], (n, Done::Skipped(_)) if n == "url"), "{done:?}");
+    assert!(
+        matches!(&done[2], (n, Done::Skipped(_)) if n == "url"),
+        "{done:?}"
+    );
     let (back, _) = edit(Client::Vscode, &text, &[], &Change::Unwrap).unwrap();
     let back = back.unwrap();
     // Unwrapped, with every comment where it was; only the trailing comma

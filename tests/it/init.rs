@@ -75,7 +75,10 @@ fn init_writes_a_policy_that_check_accepts_without_a_warning() {
             let get_env = &rules["get-env"];
             assert_eq!(get_env["action"], "approve", "{get_env}");
             let why = get_env["description"].as_str().unwrap();
-            assert!(why.contains("maybe secrets or the server's environment"), "{why}");
+            assert!(
+                why.contains("maybe secrets or the server's environment"),
+                "{why}"
+            );
             // The tools only a capable client is shown are in the policy.
             assert!(rules.contains_key("trigger-sampling-request"), "{text}");
         }
@@ -180,7 +183,11 @@ fn a_slow_server_is_said_to_be_waited_for_and_timeout_sets_how_long() {
             .unwrap()
     };
     let waited = "toolwarden: waiting for the server's tools/list";
-    let check = slow(&["check".as_ref(), "--timeout=10s".as_ref(), policy.as_os_str()]);
+    let check = slow(&[
+        "check".as_ref(),
+        "--timeout=10s".as_ref(),
+        policy.as_os_str(),
+    ]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(waited), "{stderr}");
@@ -190,16 +197,27 @@ fn a_slow_server_is_said_to_be_waited_for_and_timeout_sets_how_long() {
     );
     let pins = dir.join("pins.json");
     for sub in [
-        vec!["check".as_ref(), "--timeout=1500ms".as_ref(), policy.as_os_str()],
+        vec![
+            "check".as_ref(),
+            "--timeout=1500ms".as_ref(),
+            policy.as_os_str(),
+        ],
         vec!["init".as_ref(), "--timeout".as_ref(), "1500ms".as_ref()],
-        vec!["pin".as_ref(), "--timeout=1500ms".as_ref(), "--out".as_ref(), pins.as_os_str()],
+        vec![
+            "pin".as_ref(),
+            "--timeout=1500ms".as_ref(),
+            "--out".as_ref(),
+            pins.as_os_str(),
+        ],
     ] {
         let out = slow(&sub);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{sub:?}: {stderr}");
         assert!(stderr.contains(waited), "{sub:?}: {stderr}");
         assert!(
-            stderr.contains("the server did not list its tools within 1s 500ms (--timeout gives it longer)"),
+            stderr.contains(
+                "the server did not list its tools within 1s 500ms (--timeout gives it longer)"
+            ),
             "{sub:?}: {stderr}"
         );
     }

@@ -459,7 +459,10 @@ fn pins_see_the_tools_a_real_client_sees_and_the_advice_adds_the_rest() {
     let dir = temp_dir("pin-everything");
     let pins = dir.join("pins.json");
     let server = npm_bin("mcp-server-everything").display().to_string();
-    let (code, _) = pin(&["--out", pins.to_str().unwrap()], &[server.clone()]);
+    let (code, _) = pin(
+        &["--out", pins.to_str().unwrap()],
+        std::slice::from_ref(&server),
+    );
     assert_eq!(code, 0);
     let file = std::fs::read_to_string(&pins).unwrap();
     // The tools server-everything lists only to a client that can run
@@ -474,13 +477,19 @@ fn pins_see_the_tools_a_real_client_sees_and_the_advice_adds_the_rest() {
     // A client declaring the usual capabilities has nothing withheld.
     let default = r#"{"elicitation":{},"sampling":{},"roots":{"listChanged":true}}"#;
     let (names, stderr) = everything_session(&pins, default);
-    assert!(names.contains(&"trigger-sampling-request".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"trigger-sampling-request".to_owned()),
+        "{names:?}"
+    );
     assert!(!stderr.contains("is not pinned"), "{stderr}");
 
     // One that declares more sees a tool `pin` did not: it is withheld,
     // and the advice, run as it is written, shows it and pins it.
     let (names, stderr) = everything_session(&pins, VSCODE_CAPABILITIES);
-    assert!(!names.contains(&"trigger-url-elicitation".to_owned()), "{names:?}");
+    assert!(
+        !names.contains(&"trigger-url-elicitation".to_owned()),
+        "{names:?}"
+    );
     let advice = stderr
         .split("review it with `")
         .nth(1)
@@ -500,7 +509,10 @@ fn pins_see_the_tools_a_real_client_sees_and_the_advice_adds_the_rest() {
             .env("XDG_STATE_HOME", state_home("pin-everything"))
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (code, diff) = shell(advice);
     assert_eq!(code, Some(1), "{diff}");
@@ -511,6 +523,9 @@ fn pins_see_the_tools_a_real_client_sees_and_the_advice_adds_the_rest() {
     let (code, updated) = shell(&advice.replacen("--diff", "--update", 1));
     assert_eq!(code, Some(0), "{updated}");
     let (names, stderr) = everything_session(&pins, VSCODE_CAPABILITIES);
-    assert!(names.contains(&"trigger-url-elicitation".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"trigger-url-elicitation".to_owned()),
+        "{names:?}"
+    );
     assert!(!stderr.contains("is not pinned"), "{stderr}");
 }
