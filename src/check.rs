@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::time::Duration;
 
 use crate::json::Raw;
@@ -14,14 +15,23 @@ use serde_json::json;
 
 use crate::blocking::{self, Fd};
 use crate::child::Server;
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, ListArgs};
 use crate::framing::{Frame, LineReader, LineWriter};
 use crate::jsonrpc::{self, Message, Strictness};
 use crate::policy::{self, Action, DefaultAction, Glob, Policy};
 use crate::redact::loggable;
 
-/// How long the server gets to start and list its tools.
-const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+/// What `check`, `init` and `pin` declare at initialize unless
+/// `--client-capabilities` says otherwise: what common clients (VS Code,
+/// Claude Code, the SDKs' example clients) declare by default. Servers list
+/// some tools only to clients that can run them (server-everything lists
+/// its sampling, elicitation and roots tools only then), and pins taken
+/// without them would withhold those tools from the real client.
+pub const CLIENT_CAPABILITIES: &str =
+    r#"{"elicitation":{"form":{}},"roots":{"listChanged":true},"sampling":{}}"#;
+
+/// How long a silent server is waited for before saying so on stderr.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// The report for stdout (nothing relays here) and the exit code: 0 the
 /// policy loads, 2 it does not, 1 the server's tools could not be listed.
@@ -43,7 +53,7 @@ pub fn run(args: &CheckArgs) -> (String, u8) {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(list_tools(&args.command)));
+        .and_then(|rt| rt.block_on(list_tools(&args.command, &args.listing)));
     match tools {
         Ok(tools) => {
             let tools: Vec<String> = tools.into_iter().map(|t| t.name).collect();
@@ -146,9 +156,16 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
     out
 }
 
-/// Starts the server, initializes a session, lists every page of tools,
-/// and stops the server.
-pub async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<Tool>> {
+/// Starts the server, initializes a session declaring the capabilities of
+/// `listing` (or [`CLIENT_CAPABILITIES`]), lists every page of tools, and
+/// stops the server. A server silent for a second is said to be waited
+/// for, on stderr.
+pub async fn list_tools(command: &[OsString], listing: &ListArgs) -> anyhow::Result<Vec<Tool>> {
+    let capabilities = listing
+        .client_capabilities
+        .clone()
+        .unwrap_or_else(|| serde_json::from_str(CLIENT_CAPABILITIES).expect("valid JSON"));
+    let limit = listing.timeout;
     let (mut server, stdin, stdout) = Server::spawn(command).map_err(|e| anyhow!(e.message))?;
     let pipes = (|| -> std::io::Result<_> {
         Ok((
@@ -161,15 +178,17 @@ pub async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<Tool>> {
             list_over(
                 LineWriter::new(stdin),
                 LineReader::new(stdout, 64 * 1024 * 1024),
+                &capabilities,
             )
         })
     });
     let tools = match listing {
-        Ok(listing) => match tokio::time::timeout(LIST_TIMEOUT, listing).await {
-            Ok(Ok(tools)) => tools,
-            Ok(Err(_)) => Err(anyhow!("listing the tools stopped")),
-            Err(_) => Err(anyhow!(
-                "the server did not list its tools within {LIST_TIMEOUT:?}"
+        Ok(listing) => match wait_saying_so(limit, listing).await {
+            Some(Ok(tools)) => tools,
+            Some(Err(_)) => Err(anyhow!("listing the tools stopped")),
+            None => Err(anyhow!(
+                "the server did not list its tools within {} (--timeout gives it longer)",
+                humantime::format_duration(limit)
             )),
         },
         Err(e) => Err(anyhow!("cannot talk to the server: {e}")),
@@ -180,17 +199,35 @@ pub async fn list_tools(command: &[OsString]) -> anyhow::Result<Vec<Tool>> {
     tools
 }
 
+/// `listing` within `limit` (`None` past it), with a line on stderr once
+/// it has taken [`QUIET`].
+async fn wait_saying_so<T>(limit: Duration, listing: impl Future<Output = T>) -> Option<T> {
+    let listing = tokio::time::timeout(limit, listing);
+    tokio::pin!(listing);
+    tokio::select! {
+        done = &mut listing => return done.ok(),
+        () = tokio::time::sleep(QUIET.min(limit)) => {}
+    }
+    eprintln!(
+        "toolwarden: waiting for the server's tools/list (up to {}; --timeout changes it)…",
+        humantime::format_duration(limit)
+    );
+    listing.await.ok()
+}
+
 /// The listing itself, over the server's pipes. Returning closes the
-/// server's stdin, which is the first step of its stop.
+/// server's stdin, which is the first step of its stop, and leaves its
+/// output read by a thread of its own.
 fn list_over(
     mut to_server: LineWriter<Fd>,
     mut from_server: LineReader<Fd>,
+    capabilities: &serde_json::Value,
 ) -> anyhow::Result<Vec<Tool>> {
     let init = json!({
         "jsonrpc": "2.0", "id": "check-init", "method": "initialize",
         "params": {
             "protocolVersion": "2025-06-18",
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": { "name": "toolwarden check", "version": env!("CARGO_PKG_VERSION") }
         }
     });
@@ -217,6 +254,13 @@ fn list_over(
             _ => break,
         }
     }
+    // The server's output is read to its end: a server that writes after
+    // its stdin closed (server-everything asks for the roots a moment
+    // after initialize) would otherwise die of a broken pipe, loudly.
+    drop(to_server);
+    let _ = blocking::spawn("check-drain", move || {
+        while let Ok(Some(_)) = from_server.next_frame() {}
+    });
     Ok(tools)
 }
 
@@ -236,8 +280,9 @@ pub struct Tool {
     pub definition: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Reads until the answer to `id`; the server's own requests get a
-/// "method not found" so that it does not wait on them.
+/// Reads until the answer to `id`; the server's own requests are answered
+/// so that it does not wait on them: `ping`, `roots/list` with no roots,
+/// anything else (sampling, elicitation) with "method not found".
 fn answer_of(
     from_server: &mut LineReader<Fd>,
     to_server: &mut LineWriter<Fd>,
@@ -257,11 +302,17 @@ fn answer_of(
                     )
                 });
             }
-            Ok(Message::Request { id: theirs, .. }) => jsonrpc::error_response(
-                Some(theirs),
-                -32601,
-                "toolwarden check answers no requests",
-            ),
+            Ok(Message::Request {
+                id: theirs, method, ..
+            }) => match method.as_ref() {
+                "ping" => jsonrpc::result_response(theirs, "{}"),
+                "roots/list" => jsonrpc::result_response(theirs, r#"{"roots":[]}"#),
+                _ => jsonrpc::error_response(
+                    Some(theirs),
+                    -32601,
+                    "toolwarden check answers no requests",
+                ),
+            },
             _ => continue,
         };
         to_server.send(&reply)?;

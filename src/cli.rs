@@ -117,6 +117,8 @@ pub struct PinArgs {
     /// Rewrite FILE with the server's tools as they are now.
     #[arg(long, value_name = "FILE")]
     pub update: Option<PathBuf>,
+    #[command(flatten)]
+    pub listing: ListArgs,
     /// The server command, after `--` or simply after the options.
     #[arg(
         value_name = "CMD",
@@ -214,6 +216,8 @@ pub struct InitArgs {
     /// Also write a pin file of the same tools (see `toolwarden pin`).
     #[arg(long, value_name = "FILE")]
     pub pin: Option<PathBuf>,
+    #[command(flatten)]
+    pub listing: ListArgs,
     /// The server command, after `--` or simply after the options.
     #[arg(
         value_name = "CMD",
@@ -386,6 +390,8 @@ pub struct RunArgs {
 pub struct CheckArgs {
     /// The policy file to check.
     pub policy: PathBuf,
+    #[command(flatten)]
+    pub listing: ListArgs,
 
     /// Optional: a server to start, list the tools of, and stop (after
     /// `--`, or simply after the policy).
@@ -395,6 +401,28 @@ pub struct CheckArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<OsString>,
+}
+
+/// How `check`, `init` and `pin` list a server's tools.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// How long the server gets to start and list its tools.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The capabilities to declare at initialize, as a JSON object, in
+    /// place of the ones common clients declare (elicitation, sampling,
+    /// roots): servers list some tools only to clients that can run them.
+    #[arg(long, value_name = "JSON", value_parser = capabilities)]
+    pub client_capabilities: Option<serde_json::Value>,
+}
+
+/// A JSON object, for `--client-capabilities`.
+fn capabilities(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err("not a JSON object such as {\"roots\": {}}".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
 }
 
 /// "5s", "500ms", "2m" or a bare number of seconds ("1.5").

@@ -1,7 +1,8 @@
 //! `toolwarden init [--out FILE] [--] CMD...`: a first policy for a server,
 //! written from the tools it lists. Default deny; tools that only read are
-//! allowed; destructive ones need a person's approval; the rest are allowed
-//! with a limit. Every rule checks the call's arguments against the
+//! allowed, unless what they read looks like secrets or the environment;
+//! those and destructive ones need a person's approval; the rest are
+//! allowed with a limit. Every rule checks the call's arguments against the
 //! server's own `inputSchema` and says in its `description` why it is what
 //! it is.
 
@@ -37,6 +38,62 @@ const DESTROYS: &[&str] = &[
     "rm",
 ];
 
+/// Words in a tool's name that say it reads secrets or the environment
+/// (`get-env`, `read_secret`, `listApiKeys`); `api` followed by `key` too.
+const SECRET_NAMES: &[&str] = &[
+    "env",
+    "envs",
+    "environ",
+    "environment",
+    "dotenv",
+    "secret",
+    "secrets",
+    "credential",
+    "credentials",
+    "creds",
+    "token",
+    "tokens",
+    "password",
+    "passwords",
+    "passwd",
+    "apikey",
+    "apikeys",
+];
+
+/// What a description says when the tool hands out secrets or the
+/// environment ("Returns all environment variables"), unless the same
+/// sentence says it does not (one of [`NOT`]).
+const SECRET_PHRASES: &[&str] = &[
+    "environment variable",
+    "env var",
+    "secret",
+    "credential",
+    "password",
+    "api key",
+    "api_key",
+    "apikey",
+    "access token",
+    "auth token",
+    "private key",
+];
+
+/// What makes a sentence about secrets say they are kept out.
+const NOT: &[&str] = &[
+    "never",
+    "omitted",
+    "excluded",
+    "redacted",
+    "not included",
+    "not returned",
+    "not shown",
+    "write-only",
+    "-free",
+    "no credential",
+    "no secret",
+    "no password",
+    "no api key",
+];
+
 /// Calls a minute for tools that change something but destroy nothing.
 const WRITES_PER_MINUTE: u32 = 10;
 
@@ -44,6 +101,9 @@ const WRITES_PER_MINUTE: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Reads,
+    /// Reads, and what it reads may be secrets or the server's environment:
+    /// a person says yes to each call.
+    ReadsSecrets,
     Destroys,
     Writes,
 }
@@ -94,8 +154,50 @@ fn words(name: &str) -> Vec<String> {
     out
 }
 
+/// Why a tool looks like it reads secrets or the environment, if it does:
+/// a word of its name, or a phrase of its description in a sentence that
+/// does not say they are left out.
+fn reads_secrets(tool: &Tool) -> Option<String> {
+    let words = words(&tool.name);
+    if let Some(w) = words.iter().find(|w| SECRET_NAMES.contains(&w.as_str())) {
+        return Some(format!("its name says {w:?}"));
+    }
+    if words
+        .windows(2)
+        .any(|w| w[0] == "api" && w[1].starts_with("key"))
+    {
+        return Some("its name says \"api key\"".into());
+    }
+    let description = tool.definition.get("description")?.as_str()?;
+    for sentence in description.split(['.', ';', '\n']) {
+        let lowered = sentence.to_lowercase();
+        let Some(phrase) = SECRET_PHRASES.iter().find(|p| lowered.contains(*p)) else {
+            continue;
+        };
+        if NOT.iter().any(|not| lowered.contains(not)) {
+            continue;
+        }
+        return Some(format!("its description says {phrase:?}"));
+    }
+    None
+}
+
 /// How a tool is classed, and why, in words for its rule's description.
+/// A tool that reads what looks like secrets or the environment is never
+/// taken to only read, whatever its annotations say.
 pub fn classify(tool: &Tool) -> (Kind, String) {
+    let (kind, why) = classify_by_effect(tool);
+    if kind != Kind::Reads {
+        return (kind, why);
+    }
+    match reads_secrets(tool) {
+        Some(secrets) => (Kind::ReadsSecrets, format!("{why}, and {secrets}")),
+        None => (kind, why),
+    }
+}
+
+/// Reads, destroys or writes, by annotations then by name.
+fn classify_by_effect(tool: &Tool) -> (Kind, String) {
     let hint = |key: &str| {
         tool.definition
             .get("annotations")
@@ -127,7 +229,7 @@ pub fn classify(tool: &Tool) -> (Kind, String) {
 /// command in its description.
 pub fn policy_for(tools: &[Tool], server: &str) -> String {
     let mut rules = BTreeMap::new();
-    let (mut reads, mut destroys, mut writes) = (0, 0, 0);
+    let (mut reads, mut secrets, mut destroys, mut writes) = (0, 0, 0, 0);
     for tool in tools {
         let (kind, why) = classify(tool);
         let schema = usable_schema(tool);
@@ -142,6 +244,18 @@ pub fn policy_for(tools: &[Tool], server: &str) -> String {
                 OutRule {
                     description: format!("Reads only ({why}): allowed{checked}."),
                     action: None,
+                    limits: Vec::new(),
+                    arguments: schema,
+                }
+            }
+            Kind::ReadsSecrets => {
+                secrets += 1;
+                OutRule {
+                    description: format!(
+                        "Reads, maybe secrets or the server's environment ({why}): each call \
+                         waits for a person's yes{checked}."
+                    ),
+                    action: Some("approve"),
                     limits: Vec::new(),
                     arguments: schema,
                 }
@@ -180,9 +294,10 @@ pub fn policy_for(tools: &[Tool], server: &str) -> String {
         version: "1",
         description: format!(
             "Written by toolwarden init from the {} tools of `{server}`: {reads} read and are \
-             allowed, {destroys} destroy and need a person's approval, {writes} change something \
-             and are limited; tools the server adds later are denied until a rule names them. \
-             Review it, then enforce it (or run it with --monitor first).",
+             allowed, {secrets} read what may be secrets and {destroys} destroy and need a \
+             person's approval, {writes} change something and are limited; tools the server adds \
+             later are denied until a rule names them. Review it, then enforce it (or run it \
+             with --monitor first).",
             tools.len()
         ),
         default: "deny",
@@ -242,6 +357,65 @@ mod tests {
         }
         assert_eq!(words("getFileContents"), ["get", "file", "contents"]);
         assert_eq!(words("list-endpoints_v2"), ["list", "endpoints", "v2"]);
+    }
+
+    #[test]
+    fn tools_that_read_secrets_or_the_environment_need_approval() {
+        let described = |name: &str, description: &str| {
+            let mut t = tool(name, json!({"readOnlyHint": true}));
+            t.definition
+                .insert("description".into(), json!(description));
+            classify(&t)
+        };
+        for (name, description, kind) in [
+            (
+                "get-env",
+                "Returns all environment variables, helpful for debugging",
+                Kind::ReadsSecrets,
+            ),
+            ("printEnv", "", Kind::ReadsSecrets),
+            ("read_secret", "", Kind::ReadsSecrets),
+            ("list_api_keys", "", Kind::ReadsSecrets),
+            ("getApiKey", "", Kind::ReadsSecrets),
+            ("get_credentials", "", Kind::ReadsSecrets),
+            (
+                "show_config",
+                "Shows the config, API keys included.",
+                Kind::ReadsSecrets,
+            ),
+            (
+                "get-registry",
+                "Gets a registry. Its password is never included in the response.",
+                Kind::Reads,
+            ),
+            ("get-environment-list", "", Kind::ReadsSecrets),
+            ("get_sum", "Adds two numbers.", Kind::Reads),
+            ("list_events", "Lists events; no tokens here", Kind::Reads),
+            (
+                "get-capacity",
+                "GPU stock. Credential-free public data.",
+                Kind::Reads,
+            ),
+        ] {
+            assert_eq!(described(name, description).0, kind, "{name}");
+        }
+        let (_, why) = described("get-env", "Returns all environment variables");
+        assert_eq!(
+            why,
+            "annotations.readOnlyHint is true, and its name says \"env\""
+        );
+        // A destructive tool stays one.
+        assert_eq!(
+            classify(&tool("delete_secret", json!({}))).0,
+            Kind::Destroys
+        );
+        let text = policy_for(&[tool("get_token", json!({}))], "server");
+        let policy = Policy::from_json(&text).unwrap();
+        assert_eq!(policy.action("get_token"), crate::policy::Action::Approve);
+        assert!(
+            text.contains("Reads, maybe secrets or the server's environment (its name says"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -181,7 +181,7 @@ fn return_large_buffers() {
 /// `toolwarden init [--out FILE] CMD...`: 0 with the policy written, 1 when
 /// the server's tools cannot be listed, 2 when FILE cannot be written.
 fn init(args: &toolwarden::cli::InitArgs) -> u8 {
-    let (tools, server) = match server_tools(&args.command) {
+    let (tools, server) = match server_tools(&args.command, &args.listing) {
         Ok(listed) => listed,
         Err(code) => return code,
     };
@@ -231,12 +231,15 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
 
 /// The server's tools, listed once, and its command line as it may be
 /// shown and stored (its secrets redacted).
-fn server_tools(command: &[std::ffi::OsString]) -> Result<(Vec<check::Tool>, String), u8> {
+fn server_tools(
+    command: &[std::ffi::OsString],
+    listing: &cli::ListArgs,
+) -> Result<(Vec<check::Tool>, String), u8> {
     let tools = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(check::list_tools(command)));
+        .and_then(|rt| rt.block_on(check::list_tools(command, listing)));
     let server: Vec<String> = command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -262,7 +265,7 @@ fn write_new(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 /// `toolwarden pin --out|--diff|--update FILE CMD...`.
 fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
     use toolwarden::pin;
-    let (tools, server) = match server_tools(&args.command) {
+    let (tools, server) = match server_tools(&args.command, &args.listing) {
         Ok(listed) => listed,
         Err(code) => return code,
     };

@@ -161,9 +161,46 @@ impl Pins {
         );
     }
 
-    /// What to run to review a change.
-    pub fn review_command(&self) -> String {
-        format!("toolwarden pin --diff {} -- {}", self.path, self.server)
+    /// What to run to review a change: `pin --diff` on this session's
+    /// server, declaring the capabilities this session's client declared
+    /// when they are not the ones `pin` declares by default (the server may
+    /// list other tools to other clients).
+    pub fn review_command(&self, client: Option<&ClientCapabilities>) -> String {
+        let declare = match client {
+            Some(ClientCapabilities(json)) => {
+                format!(" --client-capabilities '{}'", json.replace('\'', r"'\''"))
+            }
+            None => String::new(),
+        };
+        format!(
+            "toolwarden pin --diff {}{declare} -- {}",
+            self.path, self.server
+        )
+    }
+}
+
+/// The capabilities a client declared at initialize, as compact JSON, when
+/// `pin` would not declare them by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCapabilities(String);
+
+impl ClientCapabilities {
+    /// Longest declaration repeated in the advice; a longer one is left out
+    /// of it.
+    const MAX_BYTES: usize = 4096;
+
+    /// The `capabilities` of an `initialize` request's params: `None` when
+    /// they are the default ones, absent, or too long to repeat.
+    pub fn of(params: Option<crate::json::Raw<'_>>) -> Option<ClientCapabilities> {
+        let declared = params?.member("capabilities")?;
+        if declared.get().len() > Self::MAX_BYTES {
+            return None;
+        }
+        let declared: Value = serde_json::from_str(declared.get()).ok()?;
+        let default: Value =
+            serde_json::from_str(crate::check::CLIENT_CAPABILITIES).expect("valid JSON");
+        (declared != default && declared.is_object())
+            .then(|| ClientCapabilities(declared.to_string()))
     }
 }
 
@@ -437,6 +474,33 @@ mod tests {
         assert!(text.contains("- b: pinned, no longer listed\n"), "{text}");
         assert!(text.contains("+ c: listed, not pinned\n"), "{text}");
         assert_eq!(diff(&lock, &old), "");
+    }
+
+    #[test]
+    fn the_advice_names_this_sessions_server_and_what_its_client_declared() {
+        let pins = Pins::from_text(
+            "p.json",
+            &lock_file(&[], "the server it was pinned from"),
+            redact::command(&["srv", "--token", "abc"]),
+        )
+        .unwrap();
+        let of =
+            |params: &str| ClientCapabilities::of(Some(crate::json::Raw::parse(params).unwrap()));
+        let usual = of(
+            r#"{"capabilities": {"sampling": {}, "roots": {"listChanged": true},
+                          "elicitation": {"form": {}}}}"#,
+        );
+        assert_eq!(usual, None);
+        assert_eq!(
+            pins.review_command(usual.as_ref()),
+            "toolwarden pin --diff p.json -- srv --token [redacted]"
+        );
+        let other = of(r#"{"capabilities": {"roots": {}, "experimental": {"it's": {}}}}"#);
+        assert_eq!(
+            pins.review_command(other.as_ref()),
+            r#"toolwarden pin --diff p.json --client-capabilities '{"experimental":{"it'\''s":{}},"roots":{}}' -- srv --token [redacted]"#
+        );
+        assert_eq!(of(r#"{"capabilities": []}"#), None);
     }
 
     #[test]

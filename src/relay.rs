@@ -112,6 +112,9 @@ struct State {
     listed_overflow: bool,
     /// With `--pin`: what the pins said of each tool listed so far.
     pinned: HashMap<String, pin::Status>,
+    /// What the client declared at initialize, when `pin` would declare
+    /// otherwise: the review advice repeats it.
+    client_capabilities: Option<pin::ClientCapabilities>,
 }
 
 /// Tool names kept for reloads, at most (a name is at most a line).
@@ -289,7 +292,9 @@ impl Relay {
             } => {
                 let asked = match method.as_ref() {
                     "initialize" => {
-                        self.state().elicitation = approval::declared(params);
+                        let mut state = self.state();
+                        state.elicitation = approval::declared(params);
+                        state.client_capabilities = pin::ClientCapabilities::of(params);
                         Asked::Initialize
                     }
                     "tools/list" => Asked::ToolsList,
@@ -437,8 +442,9 @@ impl Relay {
     /// session has shown it yet (it is never assumed good).
     fn pin_refusal(&self, tool: &str) -> Option<RefusalKind> {
         let pins = self.settings.pins.as_ref()?;
-        let review = pins.review_command();
-        match self.state().pinned.get(tool) {
+        let state = self.state();
+        let review = pins.review_command(state.client_capabilities.as_ref());
+        match state.pinned.get(tool) {
             Some(pin::Status::Matches) => None,
             Some(pin::Status::Changed) => Some(RefusalKind::ToolChanged { review }),
             Some(pin::Status::Unpinned) => Some(RefusalKind::ToolUnpinned {
@@ -649,8 +655,12 @@ impl Relay {
                 }
             }
         }
+        let review = self
+            .settings
+            .pins
+            .as_ref()
+            .map(|p| p.review_command(state.client_capabilities.as_ref()));
         drop(state);
-        let review = self.settings.pins.as_ref().map(pin::Pins::review_command);
         for (name, status) in news {
             let what = match status {
                 pin::Status::Matches => continue,

@@ -6,8 +6,8 @@
 //! arguments are `--policy POLICY -- ORIGINAL-COMMAND ORIGINAL-ARGS...`, so
 //! unwrapping reads the original back from the arguments. Everything else
 //! in the file stays as it was: JSON files are edited by splicing the two
-//! values in place (every other byte is kept), Codex's TOML through
-//! `toml_edit` (comments and layout kept). A file that does not parse is
+//! values in place (every other byte is kept, comments and trailing commas
+//! included), Codex's TOML through `toml_edit` (comments and layout kept). A file that does not parse is
 //! never touched; a changed file is written whole (a new file renamed over
 //! the old one) after a copy of the old one is kept beside it (see
 //! [`write_with_backup`] for links, modes and a client writing meanwhile).
@@ -262,7 +262,82 @@ fn check_names<'a>(
     Ok(())
 }
 
+/// JSON with comments (`//`, `/* */`) and trailing commas, as VS Code's
+/// and Cursor's files may have them, as plain JSON of the same length:
+/// each byte of a comment or of a trailing comma becomes a space (line
+/// breaks stay), so that every place in one is the same place in the other
+/// and the splices found in plain JSON apply to the text with comments.
+/// An unterminated comment is left as it is, for validation to refuse.
+fn blank_comments(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    let blank = |bytes: &mut [u8], from: usize, to: usize| {
+        for b in &mut bytes[from..to] {
+            if *b != b'\n' && *b != b'\r' {
+                *b = b' ';
+            }
+        }
+    };
+    // Comments first: a comment may hold a quote.
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'"', _) => i = string_end(&bytes, i),
+            (b'/', Some(b'/')) => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+                blank(&mut bytes, i, end);
+                i = end;
+            }
+            (b'/', Some(b'*')) => {
+                let Some(n) = bytes[i + 2..].windows(2).position(|w| w == b"*/") else {
+                    break;
+                };
+                let end = i + 2 + n + 2;
+                blank(&mut bytes, i, end);
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    // Then the commas that close nothing but a list or an object.
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(&bytes, i),
+            b',' => {
+                let next = bytes[i + 1..].iter().find(|b| !b.is_ascii_whitespace());
+                if matches!(next, Some(b']' | b'}')) {
+                    bytes[i] = b' ';
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    // Only ASCII bytes were replaced, each whole character of a comment
+    // byte by byte: still UTF-8.
+    String::from_utf8(bytes).expect("blanking keeps UTF-8")
+}
+
+/// Where the string that opens at `start` ends (after its closing quote).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
 fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
+    let original = text;
+    let plain = blank_comments(text);
+    let text = plain.as_str();
     json::validate(text.as_bytes(), json::Check::Strict).map_err(|e| {
         let (line, column) = e.line_column(text);
         anyhow!(
@@ -345,7 +420,9 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
         return Ok((None, report));
     }
     splices.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
-    let mut out = text.to_owned();
+    // The places found in the plain text are the same in the original,
+    // whose comments stay.
+    let mut out = original.to_owned();
     for (start, end, with) in splices {
         out.replace_range(start..end, &with);
     }
@@ -406,7 +483,7 @@ fn member_removal(
 }
 
 fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
-    use toml_edit::{Array, DocumentMut, Item, Value as TomlValue};
+    use toml_edit::{DocumentMut, Item, Value as TomlValue};
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| anyhow!("{e} (the file is left as it is)"))?;
@@ -458,17 +535,88 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
                 continue;
             }
         };
-        entry.insert("command", Item::Value(TomlValue::from(to.command.as_str())));
-        if to.args.is_empty() {
-            entry.remove("args");
-        } else {
-            let array: Array = to.args.iter().map(String::as_str).collect();
-            entry.insert("args", Item::Value(TomlValue::Array(array)));
+        let command = entry
+            .get_mut("command")
+            .and_then(Item::as_value_mut)
+            .expect("read above");
+        replace_keeping_decor(command, TomlValue::from(to.command.as_str()));
+        match entry.get_mut("args").and_then(Item::as_value_mut) {
+            _ if to.args.is_empty() => {
+                entry.remove("args");
+            }
+            Some(old) => {
+                let array = args_array(old.as_array(), &to.args);
+                replace_keeping_decor(old, TomlValue::Array(array));
+            }
+            None => {
+                let array = args_array(None, &to.args);
+                entry.insert("args", Item::Value(TomlValue::Array(array)));
+            }
         }
         changed = true;
         report.push((name, Done::Changed { from: line, to }));
     }
     Ok((changed.then(|| doc.to_string()), report))
+}
+
+/// Puts `new` where `old` was, with the spaces and the comment around
+/// `old` (`command = "npx" # the server` keeps `# the server`).
+fn replace_keeping_decor(old: &mut toml_edit::Value, mut new: toml_edit::Value) {
+    *new.decor_mut() = old.decor().clone();
+    *old = new;
+}
+
+/// The TOML array of `args`, laid out as `old` was: the arguments the two
+/// end with (the server's own, after `--`) keep their comments and line
+/// breaks; the others get the line break and indent of `old`'s first
+/// element when it had one; the comments before the closing bracket stay.
+/// A comment on an argument that goes away goes with it.
+fn args_array(old: Option<&toml_edit::Array>, args: &[String]) -> toml_edit::Array {
+    let mut array: toml_edit::Array = args.iter().map(String::as_str).collect();
+    let Some(old) = old else {
+        return array;
+    };
+    let old_args: Vec<Option<&str>> = old.iter().map(toml_edit::Value::as_str).collect();
+    let shared = old_args
+        .iter()
+        .rev()
+        .zip(args.iter().rev())
+        .take_while(|(o, n)| **o == Some(n.as_str()))
+        .count();
+    let prefix_of = |value: &toml_edit::Value| {
+        value
+            .decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .map(str::to_owned)
+    };
+    // Spaces alone ("", " ") are left to toml_edit, which puts them by
+    // position; a line break or a comment is kept.
+    let laid_out = |prefix: &String| prefix.contains(['\n', '#']);
+    let new_prefix = old
+        .get(0)
+        .and_then(prefix_of)
+        .filter(|p| laid_out(p) && !p.contains('#'));
+    let (first_new, first_old) = (args.len() - shared, old.len() - shared);
+    for (i, value) in array.iter_mut().enumerate() {
+        let decor = value.decor_mut();
+        if i < first_new {
+            if let Some(prefix) = &new_prefix {
+                decor.set_prefix(prefix.clone());
+            }
+            continue;
+        }
+        let from = old.get(first_old + i - first_new).expect("within old");
+        if let Some(prefix) = prefix_of(from).filter(laid_out) {
+            decor.set_prefix(prefix);
+        }
+        if let Some(suffix) = from.decor().suffix() {
+            decor.set_suffix(suffix.clone());
+        }
+    }
+    array.set_trailing(old.trailing().clone());
+    array.set_trailing_comma(old.trailing_comma());
+    array
 }
 
 /// The report, a line per server.

@@ -23,6 +23,9 @@ struct Options {
     crash_on: Option<String>,
     /// Wait this long before answering each tools/call.
     slow_ms: u64,
+    /// Wait this long before answering each tools/list: a server that is
+    /// slow to start.
+    slow_list_ms: u64,
     /// Append every line received to this file.
     record: Option<String>,
     /// Tools per tools/list page (0: all on one page).
@@ -79,6 +82,11 @@ fn parse_args() -> Options {
                 o.slow_ms = value()
                     .parse()
                     .unwrap_or_else(|_| die("--slow-ms takes a number"))
+            }
+            "--slow-list-ms" => {
+                o.slow_list_ms = value()
+                    .parse()
+                    .unwrap_or_else(|_| die("--slow-list-ms takes a number"))
             }
             "--record" => o.record = Some(value()),
             "--page-size" => {
@@ -249,7 +257,10 @@ fn main() {
                 "serverInfo": server_info,
             })),
             "ping" => Ok(json!({})),
-            "tools/list" => Ok(list_page(&tools, params["cursor"].as_str(), o.page_size)),
+            "tools/list" => {
+                std::thread::sleep(Duration::from_millis(o.slow_list_ms));
+                Ok(list_page(&tools, params["cursor"].as_str(), o.page_size))
+            }
             "tools/call" => {
                 let name = params["name"].as_str().unwrap_or("");
                 if o.crash_on.as_deref() == Some(name) {

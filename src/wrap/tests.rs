@@ -154,8 +154,9 @@ fn named_servers_only_and_mistakes_refused() {
         "{e}"
     );
     for bad in [
-        "{\"mcpServers\": {} // a comment\n}",
+        "{\"mcpServers\": {} /* a comment never closed\n}",
         "{\"mcpServers\": {}, \"mcpServers\": {}}",
+        "{\"mcpServers\": {},,}",
         "[]",
     ] {
         assert!(
@@ -174,6 +175,96 @@ fn vscode_keeps_its_servers_under_servers() {
     let (back, _) = edit(Client::Vscode, &text, &[], &Change::Unwrap).unwrap();
     assert_eq!(back.unwrap(), vscode);
     assert!(edit(Client::Vscode, CLAUDE, &[], &wrap_with("/p.json")).is_err());
+}
+
+#[test]
+fn vscode_json_with_comments_and_trailing_commas_is_edited_in_place() {
+    let vscode = r#"{
+  // Servers of this workspace. "servers": {} in a comment is no key.
+  "servers": {
+    /* the reference server */
+    "everything": {
+      "type": "stdio",
+      "command": "npx", // from npm
+      "args": ["-y", "@modelcontextprotocol/server-everything",],
+    },
+    "bare": {"command": "bare-mcp", /* no args */},
+    "url": "https://example.com/a//b", // not a comment: inside a string
+  },
+}
+"#;
+    let (text, done) = edit(Client::Vscode, vscode, &[], &wrap_with("/p.json")).unwrap();
+    let text = text.unwrap();
+    assert_eq!(
+        text,
+        r#"{
+  // Servers of this workspace. "servers": {} in a comment is no key.
+  "servers": {
+    /* the reference server */
+    "everything": {
+      "type": "stdio",
+      "command": "/opt/bin/toolwarden", // from npm
+      "args": ["--policy", "/p.json", "--", "npx", "-y", "@modelcontextprotocol/server-everything"],
+    },
+    "bare": {"command": "/opt/bin/toolwarden", "args": ["--policy", "/p.json", "--", "bare-mcp"], /* no args */},
+    "url": "https://example.com/a//b", // not a comment: inside a string
+  },
+}
+"#
+    );
+    assert!(
+        matches!(&done[2], (n, Done::Skipped(_)) if n == "url"),
+        "{done:?}"
+    );
+    let (back, _) = edit(Client::Vscode, &text, &[], &Change::Unwrap).unwrap();
+    let back = back.unwrap();
+    // Unwrapped, with every comment where it was; only the trailing comma
+    // inside the rewritten args list is gone.
+    assert_eq!(
+        back,
+        vscode.replace(r#"server-everything",]"#, r#"server-everything"]"#)
+    );
+    let e = edit(Client::Vscode, "{\n  /* open\n", &[], &Change::Unwrap).unwrap_err();
+    assert!(e.to_string().starts_with("line 2, column 3:"), "{e}");
+}
+
+#[test]
+fn codex_toml_keeps_the_comments_on_the_lines_it_edits() {
+    let codex = r#"[mcp_servers.everything]
+command = "npx" # the server
+args = [
+  "-y", # fetch it first
+  "@modelcontextprotocol/server-everything", # pinned in package.json
+  # more to come
+]
+
+[mcp_servers.one]
+command = "one-mcp"   # no arguments
+args = ["--fast"] # be quick
+"#;
+    let (text, _) = edit(Client::Codex, codex, &[], &wrap_with("/p.json")).unwrap();
+    let text = text.unwrap();
+    assert_eq!(
+        text,
+        r#"[mcp_servers.everything]
+command = "/opt/bin/toolwarden" # the server
+args = [
+  "--policy",
+  "/p.json",
+  "--",
+  "npx",
+  "-y", # fetch it first
+  "@modelcontextprotocol/server-everything", # pinned in package.json
+  # more to come
+]
+
+[mcp_servers.one]
+command = "/opt/bin/toolwarden"   # no arguments
+args = ["--policy", "/p.json", "--", "one-mcp", "--fast"] # be quick
+"#
+    );
+    let (back, _) = edit(Client::Codex, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), codex);
 }
 
 #[test]

@@ -69,6 +69,19 @@ fn init_writes_a_policy_that_check_accepts_without_a_warning() {
             assert!(!description.is_empty(), "{tool}");
             assert!(rule["arguments"].is_object(), "{name}/{tool}: no schema");
         }
+        if name == "everything" {
+            // get-env is annotated read-only and returns the server's
+            // whole environment, API keys included.
+            let get_env = &rules["get-env"];
+            assert_eq!(get_env["action"], "approve", "{get_env}");
+            let why = get_env["description"].as_str().unwrap();
+            assert!(
+                why.contains("maybe secrets or the server's environment"),
+                "{why}"
+            );
+            // The tools only a capable client is shown are in the policy.
+            assert!(rules.contains_key("trigger-sampling-request"), "{text}");
+        }
         let check = with_server(
             &["check".as_ref(), policy.as_os_str(), "--".as_ref()],
             &server,
@@ -151,4 +164,62 @@ fn an_init_policy_checks_calls_against_the_servers_schema() {
     // Allowed: it reaches the server, which fails offline.
     assert_eq!(decision(&s.recv_json()), None);
     assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
+fn a_slow_server_is_said_to_be_waited_for_and_timeout_sets_how_long() {
+    let dir = temp_dir("init-slow");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, r#"{"version":"1","default":"allow"}"#).unwrap();
+    let slow = |sub: &[&std::ffi::OsStr]| {
+        toolwarden()
+            .args(sub)
+            .arg("--")
+            .arg(mock_server())
+            .arg("--tools")
+            .arg(root().join("examples/tools/flowforge.json"))
+            .args(["--slow-list-ms", "2500"])
+            .output()
+            .unwrap()
+    };
+    let waited = "toolwarden: waiting for the server's tools/list";
+    let check = slow(&[
+        "check".as_ref(),
+        "--timeout=10s".as_ref(),
+        policy.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(waited), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("server tools (12)"),
+        "{check:?}"
+    );
+    let pins = dir.join("pins.json");
+    for sub in [
+        vec![
+            "check".as_ref(),
+            "--timeout=1500ms".as_ref(),
+            policy.as_os_str(),
+        ],
+        vec!["init".as_ref(), "--timeout".as_ref(), "1500ms".as_ref()],
+        vec![
+            "pin".as_ref(),
+            "--timeout=1500ms".as_ref(),
+            "--out".as_ref(),
+            pins.as_os_str(),
+        ],
+    ] {
+        let out = slow(&sub);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{sub:?}: {stderr}");
+        assert!(stderr.contains(waited), "{sub:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "the server did not list its tools within 1s 500ms (--timeout gives it longer)"
+            ),
+            "{sub:?}: {stderr}"
+        );
+    }
+    assert!(!pins.exists());
 }

@@ -3,6 +3,7 @@
 //! shows the change, and a tool added mid-session waits for its pin.
 
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -417,4 +418,114 @@ fn secrets_in_the_server_command_are_never_shown_nor_stored() {
     let stderr = s.stderr();
     assert!(stderr.contains("changed since it was pinned"), "{stderr}");
     assert_no_secret("stderr", &stderr);
+}
+
+/// What VS Code declares: more than `pin` declares by default (URL
+/// elicitation), so server-everything lists a tool to it that `pin` did
+/// not see.
+const VSCODE_CAPABILITIES: &str =
+    r#"{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{},"url":{}}}"#;
+
+/// A session of toolwarden under `--pin` in front of server-everything,
+/// initialized by a client declaring `capabilities`: the names it lists.
+fn everything_session(pins: &Path, capabilities: &str) -> (Vec<String>, String) {
+    let policy = temp_dir("pin-everything-policy").join("policy.json");
+    std::fs::write(&policy, ALLOW).unwrap();
+    let mut s = Session::start(
+        toolwarden()
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--pin")
+            .arg(pins)
+            .args(["--state=memory", "--"])
+            .arg(npm_bin("mcp-server-everything")),
+    );
+    s.send(&format!(
+        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{capabilities},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    ));
+    loop {
+        if s.recv_json()["id"] == 0 {
+            break;
+        }
+    }
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let names = list(&mut s, "l1");
+    assert_eq!(s.wait().code(), Some(0));
+    (names, s.stderr())
+}
+
+#[test]
+fn pins_see_the_tools_a_real_client_sees_and_the_advice_adds_the_rest() {
+    let dir = temp_dir("pin-everything");
+    let pins = dir.join("pins.json");
+    let server = npm_bin("mcp-server-everything").display().to_string();
+    let (code, _) = pin(
+        &["--out", pins.to_str().unwrap()],
+        std::slice::from_ref(&server),
+    );
+    assert_eq!(code, 0);
+    let file = std::fs::read_to_string(&pins).unwrap();
+    // The tools server-everything lists only to a client that can run
+    // them are pinned too.
+    for tool in [
+        "trigger-sampling-request",
+        "trigger-elicitation-request",
+        "get-roots-list",
+    ] {
+        assert!(file.contains(&format!("\"{tool}\": {{")), "{tool}: {file}");
+    }
+    // A client declaring the usual capabilities has nothing withheld.
+    let default = r#"{"elicitation":{},"sampling":{},"roots":{"listChanged":true}}"#;
+    let (names, stderr) = everything_session(&pins, default);
+    assert!(
+        names.contains(&"trigger-sampling-request".to_owned()),
+        "{names:?}"
+    );
+    assert!(!stderr.contains("is not pinned"), "{stderr}");
+
+    // One that declares more sees a tool `pin` did not: it is withheld,
+    // and the advice, run as it is written, shows it and pins it.
+    let (names, stderr) = everything_session(&pins, VSCODE_CAPABILITIES);
+    assert!(
+        !names.contains(&"trigger-url-elicitation".to_owned()),
+        "{names:?}"
+    );
+    let advice = stderr
+        .split("review it with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no advice in {stderr}"));
+    assert!(
+        advice.starts_with(&format!("toolwarden pin --diff {} ", pins.display())),
+        "{advice}"
+    );
+    assert!(advice.ends_with(&format!(" -- {server}")), "{advice}");
+    let shell = |line: &str| {
+        let bin_dir = toolwarden_bin().parent().unwrap().to_owned();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        let out = Command::new("sh")
+            .args(["-c", line])
+            .env("PATH", path)
+            .env("XDG_STATE_HOME", state_home("pin-everything"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, diff) = shell(advice);
+    assert_eq!(code, Some(1), "{diff}");
+    assert!(
+        diff.contains("+ trigger-url-elicitation: listed, not pinned\n"),
+        "{diff}"
+    );
+    let (code, updated) = shell(&advice.replacen("--diff", "--update", 1));
+    assert_eq!(code, Some(0), "{updated}");
+    let (names, stderr) = everything_session(&pins, VSCODE_CAPABILITIES);
+    assert!(
+        names.contains(&"trigger-url-elicitation".to_owned()),
+        "{names:?}"
+    );
+    assert!(!stderr.contains("is not pinned"), "{stderr}");
 }

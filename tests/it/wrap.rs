@@ -184,8 +184,9 @@ fn wrap_refuses_what_it_cannot_do_safely() {
     assert_eq!(code, 2);
     assert!(err.contains(r#"no server "nope""#), "{err}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
-    // A file that does not parse is never touched.
-    let broken = "{\"mcpServers\": {\"a\": {\"command\": \"x\",}}}\n";
+    // A file that does not parse is never touched (a trailing comma does:
+    // VS Code and Cursor take it; a missing colon does not).
+    let broken = "{\"mcpServers\": {\"a\": {\"command\" \"x\",}}}\n";
     std::fs::write(&config, broken).unwrap();
     let (code, _, err) = run(&[
         "wrap".as_ref(),
