@@ -26,8 +26,8 @@ const QUEUE: usize = 256;
 /// One audit line.
 #[derive(Debug, Default, Serialize)]
 pub struct AuditEvent {
-    /// "session_start", "decision", "result", "policy_reloaded" or
-    /// "session_end".
+    /// "session_start", "decision", "approval", "result",
+    /// "policy_reloaded" or "session_end".
     pub event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Box<RawValue>>,
@@ -81,6 +81,19 @@ pub struct AuditEvent {
     /// verify can tell a session under another key from a forged one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// For `approval`: how the person was asked, `elicitation` or `inbox`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'static str>,
+    /// For `approval` in the inbox: the approval's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// For `approval`: `approved`, `denied` or `timed_out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<&'static str>,
+    /// For `approval`: who answered (the OS user of `toolwarden approvals`,
+    /// or `client` for a form in the client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// The fields every line carries.

@@ -798,6 +798,29 @@ impl Relay {
         }
     }
 
+    /// Writes down a person's answer: how they were asked, what they
+    /// said, and who they are.
+    fn audit_approval(
+        &self,
+        id: Raw<'_>,
+        tool: &str,
+        channel: &'static str,
+        answer: &'static str,
+        approval_id: Option<&str>,
+        by: Option<&str>,
+    ) {
+        self.settings.audit.record(AuditEvent {
+            event: "approval",
+            id: Some(id.to_raw_value()),
+            tool: tool.to_owned(),
+            channel: Some(channel),
+            answer: Some(answer),
+            approval_id: approval_id.map(str::to_owned),
+            by: by.map(str::to_owned),
+            ..Default::default()
+        });
+    }
+
     fn decision_event(
         &self,
         id: Raw<'_>,

@@ -154,7 +154,17 @@ impl Relay {
     ) -> io::Result<()> {
         let call = held.call();
         let facts = self.facts(&call);
-        if !approval::approved(answer) {
+        let yes = approval::approved(answer);
+        let said = if yes { "approved" } else { "denied" };
+        self.audit_approval(
+            held.id.raw(),
+            &held.tool,
+            "elicitation",
+            said,
+            None,
+            Some("client"),
+        );
+        if !yes {
             let refusal = self.refusal(&call, RefusalKind::ApprovalDeclined { timed_out: false });
             return self.refuse(held.id.raw(), &refusal, held.stateless, facts.as_ref());
         }
@@ -212,6 +222,14 @@ impl Relay {
             tool = %loggable(&held.tool),
             id = %loggable(held.id.raw().get()),
             "no answer to the approval prompt in time"
+        );
+        self.audit_approval(
+            held.id.raw(),
+            &held.tool,
+            "elicitation",
+            "timed_out",
+            None,
+            None,
         );
         let call = held.call();
         let facts = self.facts(&call);

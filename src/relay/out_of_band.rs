@@ -59,10 +59,17 @@ impl Relay {
         match found {
             Ok(Found::Approved(pending)) => {
                 info!(tool = %loggable(&call.name), approval = %pending.id, "redeemed an approval");
+                self.audit_inbox(id, &call.name, &pending, "approved");
                 self.forward_approved(held, server)
             }
+            Ok(Found::Denied(pending)) => {
+                self.audit_inbox(id, &call.name, &pending, "denied");
+                refuse(self.not_forwarded(Ok(Found::Denied(pending)), now))
+            }
             Ok(Found::Waiting(pending)) => {
-                info!(
+                // On stderr by default: the person who must decide may be
+                // reading the client's log of this server.
+                warn!(
                     tool = %loggable(&call.name),
                     id = %loggable(id.get()),
                     approval = %pending.id,
@@ -192,6 +199,12 @@ impl Relay {
         match found {
             Ok(Found::Approved(pending)) => {
                 info!(tool = %loggable(&waiting.held.tool), approval = %pending.id, "approved out of band");
+                self.audit_inbox(
+                    waiting.held.id.raw(),
+                    &waiting.held.tool,
+                    &pending,
+                    "approved",
+                );
                 let mut writer = self.server_writer();
                 let Some(server) = writer.as_mut() else {
                     // The session is stopping: the call goes nowhere.
@@ -221,11 +234,19 @@ impl Relay {
                 }
             }
             other => {
+                if let Ok(Found::Denied(pending)) = &other {
+                    self.audit_inbox(waiting.held.id.raw(), &waiting.held.tool, pending, "denied");
+                }
                 let kind = self.not_forwarded(other, now);
                 self.answer_waiting(waiting, kind);
             }
         }
         true
+    }
+
+    fn audit_inbox(&self, id: Raw<'_>, tool: &str, pending: &inbox::Pending, answer: &'static str) {
+        let by = pending.decided_by.as_deref();
+        self.audit_approval(id, tool, "inbox", answer, Some(&pending.id), by);
     }
 
     fn answer_waiting(&self, waiting: Waiting, kind: RefusalKind) {

@@ -71,11 +71,10 @@ const TOKEN: &str = r#"{"server_token":"srv_live_8f2a61c0"}"#;
 
 #[test]
 fn a_held_call_is_approved_from_another_process() {
-    let (home, record) = (
-        state_home("inbox-approve"),
-        temp_dir("inbox-approve").join("record"),
-    );
-    let mut s = session(&home, &record, &[]);
+    let dir = temp_dir("inbox-approve");
+    let (home, record) = (state_home("inbox-approve"), dir.join("record"));
+    let audit = dir.join("audit.jsonl");
+    let mut s = session(&home, &record, &["--audit", audit.to_str().unwrap()]);
     s.send(&call(1, "retry_deploy", TOKEN));
     let list = waiting(&home, 1);
     let pending = &list[0];
@@ -115,6 +114,26 @@ fn a_held_call_is_approved_from_another_process() {
     );
     s.close_stdin();
     assert_eq!(s.wait().code(), Some(0));
+    // The audit log says how the person was asked, what they said, and who.
+    let events: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let approval = events
+        .iter()
+        .find(|e| e["event"] == "approval")
+        .unwrap_or_else(|| panic!("no approval event: {events:?}"));
+    assert_eq!(approval["channel"], "inbox");
+    assert_eq!(approval["answer"], "approved");
+    assert_eq!(approval["approval_id"], id);
+    assert_eq!(approval["by"], toolwarden::inbox::approver());
+    let decisions: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "decision")
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["approval_requested", "approved"]);
 }
 
 #[test]

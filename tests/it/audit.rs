@@ -129,11 +129,16 @@ fn a_session_leaves_exactly_its_decisions_and_no_secret() {
             "decision drop_database denied",
             "decision anything_else not_allowed",
             "decision check_status approval_requested",
+            "approval check_status -",
             "decision check_status approved",
             "result check_status -",
             "decision retry_deploy notification_dropped",
         ]
     );
+    let approval = events.iter().find(|e| e["event"] == "approval").unwrap();
+    assert_eq!(approval["channel"], "elicitation");
+    assert_eq!(approval["answer"], "approved");
+    assert_eq!(approval["by"], "client");
     for e in &events {
         assert_eq!(e["identity"], "ci-agent");
         assert_eq!(e["session"], events[0]["session"]);
