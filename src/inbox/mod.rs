@@ -11,6 +11,7 @@
 //! approval is redeemed once, and only by a call with the same key.
 
 pub mod cli;
+mod redis;
 mod sqlite;
 
 use serde::Serialize;
@@ -147,6 +148,7 @@ pub fn call_key(namespace: &str, identity: &str, tool: &str, arguments: Option<R
 /// can reach it.
 pub enum Inbox {
     Sqlite(sqlite::Sqlite),
+    Redis(redis::Redis),
     /// No inbox: why not, for the refusal and for `toolwarden approvals`.
     Unavailable(String),
 }
@@ -160,11 +162,7 @@ impl Inbox {
                  use the default store (or --state PATH or a Redis URL)"
                     .into(),
             ),
-            Spec::Redis(_) => Inbox::Unavailable(
-                "approvals are not kept in Redis yet; use the default store (SQLite) for \
-                 sessions that need a person's approval out of band"
-                    .into(),
-            ),
+            Spec::Redis(url) => Inbox::Redis(redis::Redis::new(url)?),
         })
     }
 
@@ -173,6 +171,7 @@ impl Inbox {
     pub fn ask(&self, request: &Request, now: u64, ttl_ms: u64) -> Result<Found, StoreError> {
         match self {
             Inbox::Sqlite(db) => db.ask(request, now, ttl_ms),
+            Inbox::Redis(db) => db.ask(request, now, ttl_ms),
             Inbox::Unavailable(why) => Err(StoreError(why.clone())),
         }
     }
@@ -182,6 +181,7 @@ impl Inbox {
     pub fn check(&self, id: &str, now: u64, redeem: bool) -> Result<Found, StoreError> {
         match self {
             Inbox::Sqlite(db) => db.check(id, now, redeem),
+            Inbox::Redis(db) => db.check(id, now, redeem),
             Inbox::Unavailable(why) => Err(StoreError(why.clone())),
         }
     }
@@ -191,6 +191,7 @@ impl Inbox {
     pub fn list(&self, now: u64, all: bool) -> Result<Vec<Pending>, StoreError> {
         match self {
             Inbox::Sqlite(db) => db.list(now, all),
+            Inbox::Redis(db) => db.list(now, all),
             Inbox::Unavailable(why) => Err(StoreError(why.clone())),
         }
     }
@@ -206,6 +207,7 @@ impl Inbox {
     ) -> Result<Result<Pending, Refused>, StoreError> {
         match self {
             Inbox::Sqlite(db) => db.decide(id, approve, by, reason, now),
+            Inbox::Redis(db) => db.decide(id, approve, by, reason, now),
             Inbox::Unavailable(why) => Err(StoreError(why.clone())),
         }
     }

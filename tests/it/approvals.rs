@@ -42,9 +42,14 @@ fn approvals(home: &Path, args: &[&str]) -> Output {
 
 /// The calls waiting, once there are `n` of them.
 fn waiting(home: &Path, n: usize) -> Vec<Value> {
+    waiting_in(home, &[], n)
+}
+
+/// [`waiting`] with more options for `approvals list` (a `--state`).
+fn waiting_in(home: &Path, options: &[&str], n: usize) -> Vec<Value> {
     let start = Instant::now();
     loop {
-        let out = approvals(home, &["list", "--json"]);
+        let out = approvals(home, &[&["list", "--json"], options].concat());
         assert!(
             out.status.success(),
             "{}",
@@ -280,4 +285,70 @@ fn with_state_memory_nobody_out_of_band_can_approve() {
     assert!(text.contains("--state memory"), "{text}");
     s.close_stdin();
     s.wait();
+}
+
+#[test]
+fn machines_sharing_a_redis_share_approvals() {
+    let dir = temp_dir("inbox-redis");
+    let redis = RedisServer::start(&dir);
+    let spec = redis.spec();
+    let record = dir.join("record");
+    // Two machines: state directories apart, one Redis.
+    let (one, other) = (
+        state_home("inbox-redis-one"),
+        state_home("inbox-redis-other"),
+    );
+    let mut s = session(&one, &record, &["--state", &spec]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let list = waiting_in(&other, &["--state", &spec], 1);
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list[0]["arguments"]["server_token"], "[redacted]");
+    let out = approvals(&other, &["approve", &id, "--state", &spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = s.recv_json();
+    assert_eq!(decision(&answer), None, "{answer}");
+    assert_eq!(calls_reached(&record), 1);
+    let again = approvals(&other, &["deny", &id, "--state", &spec]);
+    assert_eq!(again.status.code(), Some(1));
+
+    // After the hold, on the other machine: pending, approved, redeemed
+    // once by the same call.
+    let mut t = session(
+        &other,
+        &record,
+        &["--state", &spec, "--approval-hold", "1s"],
+    );
+    t.send(&call(2, "retry_deploy", TOKEN));
+    let pending = t.recv_json();
+    assert_eq!(
+        decision(&pending).as_deref(),
+        Some("approval_pending"),
+        "{pending}"
+    );
+    let id = pending["result"]["_meta"]["toolwarden/decision"]["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = approvals(&one, &["approve", &id, "--state", &spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.send(&call(3, "retry_deploy", TOKEN));
+    assert_eq!(decision(&s.recv_json()), None);
+    t.send(&call(4, "retry_deploy", TOKEN));
+    assert_eq!(
+        decision(&t.recv_json()).as_deref(),
+        Some("approval_pending")
+    );
+    assert_eq!(calls_reached(&record), 2);
+    for mut session in [s, t] {
+        session.close_stdin();
+        session.wait();
+    }
 }

@@ -4,55 +4,12 @@
 //! as documented.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::*;
-
-/// A Redis server of this test's, on a Unix socket, stopped when dropped.
-struct RedisServer {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl RedisServer {
-    fn start(dir: &Path) -> RedisServer {
-        let socket = dir.join("redis.sock");
-        let _ = std::fs::remove_file(&socket);
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (tests/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, socket }
-    }
-
-    fn spec(&self) -> String {
-        format!("redis+unix://{}", self.socket.display())
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 const GOOD: &str = r#"{"server_token":"srv_live_8f2a61c0"}"#;
 
