@@ -148,7 +148,7 @@ pub fn call_key(namespace: &str, identity: &str, tool: &str, arguments: Option<R
 /// can reach it.
 pub enum Inbox {
     Sqlite(sqlite::Sqlite),
-    Redis(redis::Redis),
+    Redis(Box<redis::Redis>),
     /// No inbox: why not, for the refusal and for `toolwarden approvals`.
     Unavailable(String),
 }
@@ -162,7 +162,7 @@ impl Inbox {
                  use the default store (or --state PATH or a Redis URL)"
                     .into(),
             ),
-            Spec::Redis(url) => Inbox::Redis(redis::Redis::new(url)?),
+            Spec::Redis(url) => Inbox::Redis(Box::new(redis::Redis::new(url)?)),
         })
     }
 
