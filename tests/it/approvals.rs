@@ -3,7 +3,7 @@
 //! another process that shares the state store.
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -351,4 +351,77 @@ fn machines_sharing_a_redis_share_approvals() {
         session.close_stdin();
         session.wait();
     }
+}
+
+/// The official TypeScript SDK's client, which declares no elicitation,
+/// calling retry_deploy through toolwarden twice (the second time after
+/// a line on its stdin); its results, a JSON line each.
+fn typescript_client(name: &str, home: &Path, record: &Path, options: &[&str]) -> Session {
+    let policy = temp_dir(name).join("policy.json");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.current_dir(root().join("tests/npm"))
+        .env("XDG_STATE_HOME", home)
+        .args(["approve.mjs", "retry_deploy", TOKEN])
+        .arg(toolwarden_bin())
+        .arg("--policy")
+        .arg(&policy)
+        .args(options)
+        .arg("--")
+        .arg(mock_server())
+        .args([
+            "--tools",
+            root()
+                .join("examples/tools/fractera.json")
+                .to_str()
+                .unwrap(),
+        ])
+        .args(["--record", record.to_str().unwrap()]);
+    Session::start(&mut cmd)
+}
+
+#[test]
+fn the_typescript_sdk_client_gets_a_held_call_approved_and_a_pending_one_redeemed() {
+    let dir = temp_dir("inbox-ts");
+    let (home, record) = (state_home("inbox-ts"), dir.join("record"));
+    // Held, and approved from another process meanwhile.
+    // (held long enough to approve it, not so long that the second call,
+    // which nobody approves, holds the test up)
+    let mut client =
+        typescript_client("inbox-ts-held", &home, &record, &["--approval-hold", "15s"]);
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    assert!(approvals(&home, &["approve", &id]).status.success());
+    let first = client.recv_json();
+    assert_eq!(first["isError"], false, "{first}");
+    assert!(first["text"]
+        .as_str()
+        .unwrap()
+        .contains("called retry_deploy"));
+    assert_eq!(calls_reached(&record), 1);
+    client.send("again");
+    let second = client.recv_json();
+    assert_eq!(second["decision"], "approval_pending", "{second}");
+    assert_eq!(client.wait().code(), Some(0));
+
+    // Not decided within the hold: pending, then approved, then the
+    // retry is forwarded.
+    let mut client = typescript_client(
+        "inbox-ts-pending",
+        &home,
+        &record,
+        &["--approval-hold", "1s"],
+    );
+    let first = client.recv_json();
+    let pending = second["approvalId"].as_str().unwrap();
+    assert_eq!(first["decision"], "approval_pending", "{first}");
+    assert_eq!(
+        first["approvalId"], pending,
+        "the same call waits on the same approval"
+    );
+    assert!(approvals(&home, &["approve", pending]).status.success());
+    client.send("again");
+    let retried = client.recv_json();
+    assert_eq!(retried["isError"], false, "{retried}");
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(calls_reached(&record), 2);
 }
