@@ -383,3 +383,54 @@ fn a_mistyped_command_line_says_what_was_meant() {
         assert!(!stderr.contains("cannot start the server"), "{stderr}");
     }
 }
+
+#[test]
+fn a_server_that_crashes_at_start_is_shown_with_its_last_stderr_lines() {
+    let token = format!("ghp_{}", "T".repeat(36));
+    let secret_line = format!("using GITHUB_TOKEN={token}");
+    let mut lines: Vec<String> = (1..=12).map(|i| format!("starting step {i}")).collect();
+    lines.push(secret_line);
+    lines.push("Error: config.json: missing field `url`\x1b[31m".into());
+    let mut mock_args = Vec::new();
+    for line in &lines {
+        mock_args.extend(["--stderr", line.as_str()]);
+    }
+    mock_args.extend(["--exit-at-start", "3"]);
+    // The client's initialize sent at once, and after the server is gone.
+    for delay in [0, 500] {
+        let mut s = Session::start(&mut guarded_mock(
+            r#"{"version":"1","default":"allow"}"#,
+            GENIEACS,
+            &mock_args,
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        s.send(&initialize("2025-06-18"));
+        let reply = s.recv_json();
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(reply["id"], 0, "{reply}");
+        assert!(
+            message.starts_with(
+                "the server exited (exit code 3) before answering initialize; \
+                 the last lines of its stderr:\n  starting step 5\n"
+            ),
+            "the last 10 lines: {message}"
+        );
+        assert!(
+            message.ends_with(
+                "\n  using GITHUB_TOKEN=[redacted]\n  \
+                 Error: config.json: missing field `url`\\u{1b}[31m"
+            ),
+            "{message}"
+        );
+        assert_eq!(s.wait().code(), Some(3));
+        let stderr = s.stderr();
+        assert!(
+            stderr.contains(&format!("toolwarden: {message}\n")),
+            "{stderr}"
+        );
+        // The server's own stderr still passes as it was written (each
+        // write whole: a log line of toolwarden's may come between two).
+        assert!(stderr.contains("starting step 1"), "{stderr}");
+        assert!(stderr.contains(&token), "{stderr}");
+    }
+}
