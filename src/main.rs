@@ -7,6 +7,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use toolwarden::cli::{self, AuditCommand, Cli, Command, StateCommand};
+use toolwarden::plural::count;
 use toolwarden::{check, policy, run, state};
 
 fn main() {
@@ -126,14 +127,36 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
 }
 
 /// `toolwarden state show|reset`: exit code 0, 2 for a store that does not
-/// open, 1 for one that cannot be read.
+/// open, 1 for one that cannot be read or a counter it does not hold.
 fn state_command(command: &StateCommand) -> u8 {
     let store = match command {
         StateCommand::Show(store) | StateCommand::Reset { store, .. } => store,
     };
-    let opened = state::spec(store.state.as_deref())
-        .and_then(|spec| state::State::open(spec, String::new(), String::new()));
-    let state = match opened {
+    let spec = match state::spec(store.state.as_deref()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            return 2;
+        }
+    };
+    // Looking creates nothing: a database that is not there holds no
+    // counters.
+    if let state::Spec::Sqlite(path) = &spec {
+        if !path.exists() {
+            let none = format!("no counters yet: {} does not exist", path.display());
+            return match command {
+                StateCommand::Show(_) => {
+                    print_report(&format!("{none}\n"));
+                    0
+                }
+                StateCommand::Reset { counter, .. } => {
+                    eprintln!("toolwarden: no counter {counter} to reset: {none}");
+                    1
+                }
+            };
+        }
+    }
+    let state = match state::State::open(spec, String::new(), String::new()) {
         Ok(state) => state,
         Err(e) => {
             eprintln!("toolwarden: {e:#}");
@@ -144,9 +167,27 @@ fn state_command(command: &StateCommand) -> u8 {
         StateCommand::Show(_) => state.show(),
         StateCommand::Reset {
             counter, identity, ..
-        } => state
-            .reset(counter, identity.as_deref())
-            .map(|n| format!("{}: {n} buckets of {counter} emptied\n", state.spec())),
+        } => match state.reset(counter, identity.as_deref()) {
+            Ok(state::Reset::Emptied(n)) => Ok(format!(
+                "{}: {} of {counter} emptied\n",
+                state.spec(),
+                count(n, "bucket")
+            )),
+            Ok(state::Reset::NoSuchCounter { known }) => {
+                let there = if known.is_empty() {
+                    "it holds none".to_owned()
+                } else {
+                    format!("it holds {}", known.join(", "))
+                };
+                eprintln!(
+                    "toolwarden: {}: no counter {counter} (a counter is there once a call \
+                     charged it); {there}",
+                    state.spec()
+                );
+                return 1;
+            }
+            Err(e) => Err(e),
+        },
     };
     match report {
         Ok(report) => {
@@ -195,8 +236,8 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
             return 2;
         }
         eprintln!(
-            "toolwarden: pinned {} tools in {}",
-            tools.len(),
+            "toolwarden: pinned {} in {}",
+            count(tools.len(), "tool"),
             pin.display()
         );
     }
@@ -208,9 +249,9 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
     match write_new(out, &text) {
         Ok(()) => {
             eprintln!(
-                "toolwarden: wrote {} ({} tools); review it, then `toolwarden check {} -- {}`",
+                "toolwarden: wrote {} ({}); review it, then `toolwarden check {} -- {}`",
                 out.display(),
-                tools.len(),
+                count(tools.len(), "tool"),
                 out.display(),
                 server
             );
@@ -264,8 +305,8 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
         return match write_new(out, &pin::lock_file(&tools, &server)) {
             Ok(()) => {
                 eprintln!(
-                    "toolwarden: pinned {} tools in {}",
-                    tools.len(),
+                    "toolwarden: pinned {} in {}",
+                    count(tools.len(), "tool"),
                     out.display()
                 );
                 0
@@ -398,8 +439,9 @@ fn audit_verify(files: &[std::path::PathBuf], key_files: &[std::path::PathBuf]) 
     }
     let code = if report.broken.is_empty() {
         out.push_str(&format!(
-            "ok: {} lines, {} sessions, every chain holds\n",
-            report.lines, report.sessions
+            "ok: {}, {}, every chain holds\n",
+            count(report.lines, "line"),
+            count(report.sessions, "session")
         ));
         0
     } else {
