@@ -591,13 +591,15 @@ fn print_report(report: &str) {
     print!("{report}");
 }
 
-/// Logs go to stderr: stdout carries protocol messages only.
+/// Logs go to stderr: stdout carries protocol messages only. In colour
+/// only on a terminal, and never with `NO_COLOR` set (no-color.org).
 fn init_logging(level: &str) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
 }

@@ -434,3 +434,71 @@ fn a_server_that_crashes_at_start_is_shown_with_its_last_stderr_lines() {
         assert!(stderr.contains(&token), "{stderr}");
     }
 }
+
+/// toolwarden's stderr on a terminal (a pseudo-terminal), with `NO_COLOR`
+/// as given, read until toolwarden exits.
+fn stderr_on_a_terminal(no_color: Option<&str>) -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two descriptors, which are then owned here.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "a pseudo-terminal opens");
+    // SAFETY: both were just opened and nothing else owns them.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let policy = policy_file(
+        &format!("colour-{}", no_color.unwrap_or("unset").len()),
+        r#"{"version":"1","default":"allow"}"#,
+    );
+    let mut cmd = toolwarden();
+    cmd.arg("--policy")
+        .arg(&policy)
+        .args(["--state", "memory", "--log-level", "info", "--"])
+        .arg(mock_server())
+        .args(["--exit-at-start", "0"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(slave);
+    if let Some(value) = no_color {
+        cmd.env("NO_COLOR", value);
+    }
+    let status = cmd.status().unwrap();
+    drop(cmd);
+    assert_eq!(status.code(), Some(0));
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Once every writer is gone the master reads EIO: the end.
+    while let Ok(n) = master.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn logs_have_colour_on_a_terminal_unless_no_color_is_set() {
+    let coloured = stderr_on_a_terminal(None);
+    assert!(coloured.contains("server started"), "{coloured}");
+    assert!(coloured.contains("\x1b["), "{coloured}");
+    // An empty NO_COLOR is as good as none (no-color.org).
+    assert!(stderr_on_a_terminal(Some("")).contains("\x1b["));
+    let plain = stderr_on_a_terminal(Some("1"));
+    assert!(plain.contains("server started"), "{plain}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}
