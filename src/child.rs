@@ -2,8 +2,8 @@
 //! (launchers such as `npx` and `uvx` start the real server as a
 //! grandchild), stopped in order, and turned into an exit code.
 
-use std::ffi::OsString;
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};

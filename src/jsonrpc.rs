@@ -536,7 +536,11 @@ mod tests {
 
     #[test]
     fn a_line_that_is_not_json_is_told_so_in_words() {
-        let said = |line: &str| parse(line.as_bytes(), Strictness::Full).unwrap_err().message;
+        let said = |line: &str| {
+            parse(line.as_bytes(), Strictness::Full)
+                .unwrap_err()
+                .message
+        };
         let not_json =
             "parse error: not JSON: a JSON-RPC message is a JSON object on one line, starting with {";
         assert_eq!(said("not json"), not_json);

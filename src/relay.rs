@@ -994,8 +994,7 @@ impl Relay {
     /// server exited before the client spoke): kept in flight, unsent, so
     /// that [`Relay::fail_initialize`] answers it.
     fn late_initialize(&self, line: &[u8]) {
-        let Ok(Message::Request { id, method, .. }) = jsonrpc::parse(line, Strictness::Full)
-        else {
+        let Ok(Message::Request { id, method, .. }) = jsonrpc::parse(line, Strictness::Full) else {
             return;
         };
         let mut state = self.state();
