@@ -65,6 +65,14 @@ pub enum Command {
     /// Pin a server's tool definitions (--out), show what changed since
     /// (--diff), or take the changes in (--update).
     Pin(PinArgs),
+    /// Print a shell completion script for toolwarden.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print toolwarden's man page (roff).
+    Man,
 }
 
 #[derive(Debug, Args)]

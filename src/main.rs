@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use toolwarden::cli::{self, AuditCommand, Cli, Command, StateCommand};
@@ -49,6 +49,25 @@ fn main() {
         Some(Command::Init(args)) => {
             init_logging("warn");
             init(&args)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "toolwarden", &mut script);
+            print_report(&String::from_utf8_lossy(&script));
+            0
+        }
+        Some(Command::Man) => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    print_report(&String::from_utf8_lossy(&page));
+                    0
+                }
+                Err(e) => {
+                    eprintln!("toolwarden: cannot render the man page: {e}");
+                    1
+                }
+            }
         }
         None => {
             init_logging(&cli.run.log_level);
@@ -584,7 +603,8 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
-/// `check`, `import`, `init`, `pin`, `test`, `wrap` and `audit` are commands for people, not a relay: their
+/// `check`, `import`, `init`, `pin`, `test`, `wrap`, `audit`, `completions`
+/// and `man` are commands for people, not a relay: their
 /// report is their output. The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
 fn print_report(report: &str) {

@@ -502,3 +502,36 @@ fn logs_have_colour_on_a_terminal_unless_no_color_is_set() {
     assert!(plain.contains("server started"), "{plain}");
     assert!(!plain.contains('\x1b'), "{plain:?}");
 }
+
+#[test]
+fn completions_and_the_man_page_are_printed() {
+    let bash = toolwarden().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(bash.status.code(), Some(0));
+    let script = String::from_utf8(bash.stdout).unwrap();
+    assert!(script.contains("complete -F _toolwarden"), "{script}");
+    for command in [
+        "check",
+        "state",
+        "audit",
+        "verify",
+        "wrap",
+        "pin",
+        "completions",
+    ] {
+        assert!(script.contains(command), "{command} is completed");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = toolwarden().args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("toolwarden"));
+    }
+    let man = toolwarden().arg("man").output().unwrap();
+    assert_eq!(man.status.code(), Some(0));
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains("\n.TH toolwarden 1"), "{page}");
+    assert!(page.contains("audit"), "{page}");
+    // A mistyped command is still caught.
+    let typo = toolwarden().arg("mna").output().unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean `man`?"));
+}
