@@ -2,10 +2,12 @@
 //! (launchers such as `npx` and `uvx` start the real server as a
 //! grandchild), stopped in order, and turned into an exit code.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -15,14 +17,17 @@ pub struct Server {
     child: Child,
     /// The process group: the server's pid, since it leads its own group.
     group: i32,
-    /// Ends when the server's stderr, relayed with a label, is closed.
+    /// Ends when the server's stderr, relayed, is closed.
     stderr: Option<tokio::sync::oneshot::Receiver<io::Result<()>>>,
+    /// The last lines of the server's stderr, to say why it stopped.
+    tail: Arc<Mutex<StderrTail>>,
 }
 
-/// What becomes of the server's stderr.
+/// What becomes of the server's stderr. Either way it is read through a
+/// pipe, and its last lines are kept ([`Server::stderr_tail`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerStderr {
-    /// It is toolwarden's: what the server writes passes as it is.
+    /// What the server writes passes to toolwarden's stderr as it is.
     Inherit,
     /// Each of its lines reaches toolwarden's stderr whole, after
     /// [`LABEL`]: with `--audit -` the audit records are on stderr too,
@@ -56,7 +61,7 @@ pub enum Stopped {
 }
 
 impl Server {
-    /// Starts `command` with piped stdin and stdout; its stderr is
+    /// Starts `command` with piped stdin and stdout; its stderr passes to
     /// toolwarden's.
     pub fn spawn(command: &[OsString]) -> Result<(Server, ChildStdin, ChildStdout), SpawnError> {
         Server::spawn_with(command, ServerStderr::Inherit)
@@ -75,10 +80,7 @@ impl Server {
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(match stderr {
-                ServerStderr::Inherit => Stdio::inherit(),
-                ServerStderr::Labelled => Stdio::piped(),
-            })
+            .stderr(Stdio::piped())
             .process_group(0);
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and only
@@ -116,41 +118,39 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout is piped");
         enlarge_pipe(&stdin);
         enlarge_pipe(&stdout);
-        let stderr = match child.stderr.take() {
-            Some(from) => {
-                // tokio made it non-blocking; a thread of its own reads it.
-                let from = from
-                    .into_owned_fd()
-                    .and_then(|fd| crate::blocking::set_blocking(&fd).map(|()| fd))
-                    .map_err(|e| SpawnError {
-                        message: format!("cannot read the server's stderr: {e}"),
-                        exit_code: 1,
-                    })?;
-                let relayed = crate::blocking::spawn("server-stderr", move || {
-                    label_lines(std::fs::File::from(from), |line| {
-                        // Locked for the line, as the audit writer locks it
-                        // for a record: the two are never interleaved.
-                        io::stderr().lock().write_all(line)
-                    })
-                });
-                match relayed {
-                    Ok(relayed) => Some(relayed),
-                    Err(e) => {
-                        return Err(SpawnError {
-                            message: format!("cannot relay the server's stderr: {e}"),
-                            exit_code: 1,
-                        })
-                    }
-                }
-            }
-            None => None,
+        let tail = Arc::new(Mutex::new(StderrTail::default()));
+        let from = child.stderr.take().expect("stderr is piped");
+        // tokio made it non-blocking; a thread of its own reads it.
+        let from = from
+            .into_owned_fd()
+            .and_then(|fd| crate::blocking::set_blocking(&fd).map(|()| fd))
+            .map_err(|e| SpawnError {
+                message: format!("cannot read the server's stderr: {e}"),
+                exit_code: 1,
+            })?;
+        let from = Teed {
+            from: std::fs::File::from(from),
+            tail: Arc::clone(&tail),
         };
+        let relayed = crate::blocking::spawn("server-stderr", move || match stderr {
+            ServerStderr::Inherit => pass_through(from),
+            ServerStderr::Labelled => label_lines(from, |line| {
+                // Locked for the line, as the audit writer locks it for a
+                // record: the two are never interleaved.
+                io::stderr().lock().write_all(line)
+            }),
+        })
+        .map_err(|e| SpawnError {
+            message: format!("cannot relay the server's stderr: {e}"),
+            exit_code: 1,
+        })?;
         info!(pid = group, "server started");
         Ok((
             Server {
                 child,
                 group,
-                stderr,
+                stderr: Some(relayed),
+                tail,
             },
             stdin,
             stdout,
@@ -159,6 +159,14 @@ impl Server {
 
     pub fn group(&self) -> i32 {
         self.group
+    }
+
+    /// The last lines the server wrote to its stderr, at most
+    /// [`TAIL_LINES`] and [`TAIL_BYTES`], each as it may be shown:
+    /// credentials hidden, control characters escaped. Complete once
+    /// [`Server::stop`] returned.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner()).lines()
     }
 
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
@@ -198,6 +206,102 @@ impl Server {
         warn!("server still running {term_wait:?} after SIGTERM: SIGKILL");
         signal_group(self.group, libc::SIGKILL);
         Ok((self.child.wait().await?, Stopped::Killed))
+    }
+}
+
+/// The most of the server's stderr kept to show when it stops: lines, and
+/// bytes of them (SECURITY.md, bounds).
+pub const TAIL_LINES: usize = 10;
+pub const TAIL_BYTES: usize = 2048;
+
+/// The last lines of a stream, within [`TAIL_LINES`] and [`TAIL_BYTES`]:
+/// a line longer than that keeps its first [`TAIL_BYTES`].
+#[derive(Default)]
+struct StderrTail {
+    lines: VecDeque<Vec<u8>>,
+    /// The line being written, not yet ended.
+    open: Vec<u8>,
+    /// Bytes in `lines`.
+    bytes: usize,
+}
+
+impl StderrTail {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let end = memchr::memchr(b'\n', bytes);
+            let piece = &bytes[..end.unwrap_or(bytes.len())];
+            let room = TAIL_BYTES - self.open.len();
+            self.open.extend_from_slice(&piece[..piece.len().min(room)]);
+            match end {
+                Some(end) => {
+                    self.end_line();
+                    bytes = &bytes[end + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.open);
+        self.bytes += line.len();
+        self.lines.push_back(line);
+        while self.lines.len() > TAIL_LINES || self.bytes > TAIL_BYTES {
+            let dropped = self.lines.pop_front().expect("lines are counted");
+            self.bytes -= dropped.len();
+        }
+    }
+
+    /// The lines kept, and the one not yet ended, fit to show.
+    fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<&[u8]> = self.lines.iter().map(Vec::as_slice).collect();
+        if !self.open.is_empty() {
+            lines.push(&self.open);
+            // Ended lines and the open one together stay within the bound.
+            let mut bytes: usize = lines.iter().map(|l| l.len()).sum();
+            while lines.len() > TAIL_LINES || bytes > TAIL_BYTES {
+                bytes -= lines.remove(0).len();
+            }
+        }
+        lines
+            .into_iter()
+            .map(|line| crate::redact::peer_line(&String::from_utf8_lossy(line)))
+            .filter(|line| !line.trim().is_empty())
+            .collect()
+    }
+}
+
+/// The server's stderr, what is read from it kept in its tail as well.
+struct Teed {
+    from: std::fs::File,
+    tail: Arc<Mutex<StderrTail>>,
+}
+
+impl Read for Teed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Copies `from` to toolwarden's stderr as it comes. A failed write is
+/// ignored: the pipe is still read, so that a server never blocks on a
+/// full stderr.
+fn pass_through(mut from: impl Read) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match from.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                let _ = io::stderr().lock().write_all(&chunk[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -523,5 +627,31 @@ mod tests {
                 .sum::<usize>(),
             12000
         );
+    }
+
+    #[test]
+    fn the_stderr_tail_keeps_the_last_lines_within_its_bounds() {
+        let mut tail = StderrTail::default();
+        for i in 0..25 {
+            tail.push(format!("line {i}\n").as_bytes());
+        }
+        // Written in pieces, and not ended: still shown.
+        tail.push(b"Error: no con");
+        tail.push(b"fig\x07");
+        let lines = tail.lines();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert_eq!(lines[0], "line 16");
+        assert_eq!(lines[TAIL_LINES - 1], "Error: no config\\u{7}");
+
+        let mut tail = StderrTail::default();
+        tail.push(b"first\n");
+        tail.push(&[b'y'; 5000]);
+        tail.push(b"\nlast\n");
+        // The long line, cut to the bound, pushed out the first; with the
+        // last it is over the bound: only the last is left.
+        assert_eq!(tail.lines(), ["last"]);
+        let mut tail = StderrTail::default();
+        tail.push(&[b'z'; 5000]);
+        assert_eq!(tail.lines(), ["z".repeat(TAIL_BYTES)]);
     }
 }

@@ -69,6 +69,14 @@ pub enum Command {
     /// approve or deny one.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Print a shell completion script for toolwarden.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print toolwarden's man page (roff).
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +143,7 @@ pub enum AuditCommand {
     /// first) and name every line changed, removed, inserted, moved or not
     /// whole; exit 1 if there is one.
     Verify {
+        /// The audit logs, oldest first (audit.jsonl.1, then audit.jsonl).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// The audit key the logs were written under (repeat for several).
@@ -529,6 +538,30 @@ fn edits(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_subcommand_and_option_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        cli.build();
+        walk(&cli, "toolwarden", &mut missing);
+        assert_eq!(missing, Vec::<String>::new(), "without a help line");
+    }
 
     #[test]
     fn durations() {

@@ -293,12 +293,12 @@ pub fn policy_for(tools: &[Tool], server: &str) -> String {
     let policy = OutPolicy {
         version: "1",
         description: format!(
-            "Written by toolwarden init from the {} tools of `{server}`: {reads} read and are \
+            "Written by toolwarden init from the {} of `{server}`: {reads} read and are \
              allowed, {secrets} read what may be secrets and {destroys} destroy and need a \
              person's approval, {writes} change something and are limited; tools the server adds \
              later are denied until a rule names them. Review it, then enforce it (or run it \
              with --monitor first).",
-            tools.len()
+            crate::plural::count(tools.len(), "tool")
         ),
         default: "deny",
         tools: rules,

@@ -149,7 +149,20 @@ pub fn parse(line: &[u8], strictness: Strictness) -> Result<Message<'_>, Rejecti
                 (INVALID_REQUEST, "invalid request")
             }
         };
-        let message = format!("{what}: {e}");
+        // A line that does not even begin as an object is not JSON-RPC
+        // gone wrong in one place: a log line, a prompt, a stray word.
+        // What the parser expected at byte 0 would only puzzle.
+        let message = match first {
+            Some(&b'{') => format!("{what}: {e}"),
+            _ if e.kind() == ErrorKind::Syntax || e.kind() == ErrorKind::Strict => {
+                let bom = line.starts_with("\u{feff}".as_bytes());
+                format!(
+                    "parse error: not JSON: {}a JSON-RPC message is a JSON object on one line, starting with {{",
+                    if bom { "the line starts with a byte order mark; " } else { "" }
+                )
+            }
+            _ => format!("{what}: {e}"),
+        };
         // A line that is JSON but fails the strict checks is answered with
         // its own id when the id can be read; reading it needs a second
         // look, only on this error path, and one that keeps nothing of
@@ -519,6 +532,30 @@ mod tests {
                 r.message
             );
         }
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_is_told_so_in_words() {
+        let said = |line: &str| {
+            parse(line.as_bytes(), Strictness::Full)
+                .unwrap_err()
+                .message
+        };
+        let not_json =
+            "parse error: not JSON: a JSON-RPC message is a JSON object on one line, starting with {";
+        assert_eq!(said("not json"), not_json);
+        assert_eq!(said("  Starting server..."), not_json);
+        assert_eq!(
+            said("\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}"),
+            "parse error: not JSON: the line starts with a byte order mark; \
+             a JSON-RPC message is a JSON object on one line, starting with {"
+        );
+        // Inside an object, the place still counts.
+        assert_eq!(
+            said(r#"{"jsonrpc":"2.0","id":1,"method":"a",}"#),
+            "parse error: expected a string key at byte 37"
+        );
+        assert_eq!(said("12"), "invalid request: not a JSON object at byte 0");
     }
 
     #[test]

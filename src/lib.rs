@@ -29,6 +29,7 @@
 //! - [`import`]: `toolwarden import`, an Intercept YAML policy converted.
 //! - [`init`]: `toolwarden init`, a first policy written from a server's
 //!   tools.
+//! - [`plural`]: counts in what people read ("1 bucket", "2 buckets").
 //! - [`cases`]: `toolwarden test`, a policy's written-down calls and the
 //!   decisions they should get.
 
@@ -46,6 +47,7 @@ pub mod init;
 pub mod json;
 pub mod jsonrpc;
 pub mod pin;
+pub mod plural;
 pub mod policy;
 pub mod redact;
 pub mod relay;

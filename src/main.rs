@@ -3,10 +3,11 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use toolwarden::cli::{self, AuditCommand, Cli, Command, StateCommand};
+use toolwarden::plural::count;
 use toolwarden::{check, policy, run, state};
 
 fn main() {
@@ -54,6 +55,25 @@ fn main() {
         Some(Command::Init(args)) => {
             init_logging("warn");
             init(&args)
+        }
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "toolwarden", &mut script);
+            print_report(&String::from_utf8_lossy(&script));
+            0
+        }
+        Some(Command::Man) => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    print_report(&String::from_utf8_lossy(&page));
+                    0
+                }
+                Err(e) => {
+                    eprintln!("toolwarden: cannot render the man page: {e}");
+                    1
+                }
+            }
         }
         None => {
             init_logging(&cli.run.log_level);
@@ -132,14 +152,36 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
 }
 
 /// `toolwarden state show|reset`: exit code 0, 2 for a store that does not
-/// open, 1 for one that cannot be read.
+/// open, 1 for one that cannot be read or a counter it does not hold.
 fn state_command(command: &StateCommand) -> u8 {
     let store = match command {
         StateCommand::Show(store) | StateCommand::Reset { store, .. } => store,
     };
-    let opened = state::spec(store.state.as_deref())
-        .and_then(|spec| state::State::open(spec, String::new(), String::new()));
-    let state = match opened {
+    let spec = match state::spec(store.state.as_deref()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            return 2;
+        }
+    };
+    // Looking creates nothing: a database that is not there holds no
+    // counters.
+    if let state::Spec::Sqlite(path) = &spec {
+        if !path.exists() {
+            let none = format!("no counters yet: {} does not exist", path.display());
+            return match command {
+                StateCommand::Show(_) => {
+                    print_report(&format!("{none}\n"));
+                    0
+                }
+                StateCommand::Reset { counter, .. } => {
+                    eprintln!("toolwarden: no counter {counter} to reset: {none}");
+                    1
+                }
+            };
+        }
+    }
+    let state = match state::State::open(spec, String::new(), String::new()) {
         Ok(state) => state,
         Err(e) => {
             eprintln!("toolwarden: {e:#}");
@@ -150,9 +192,27 @@ fn state_command(command: &StateCommand) -> u8 {
         StateCommand::Show(_) => state.show(),
         StateCommand::Reset {
             counter, identity, ..
-        } => state
-            .reset(counter, identity.as_deref())
-            .map(|n| format!("{}: {n} buckets of {counter} emptied\n", state.spec())),
+        } => match state.reset(counter, identity.as_deref()) {
+            Ok(state::Reset::Emptied(n)) => Ok(format!(
+                "{}: {} of {counter} emptied\n",
+                state.spec(),
+                count(n, "bucket")
+            )),
+            Ok(state::Reset::NoSuchCounter { known }) => {
+                let there = if known.is_empty() {
+                    "it holds none".to_owned()
+                } else {
+                    format!("it holds {}", known.join(", "))
+                };
+                eprintln!(
+                    "toolwarden: {}: no counter {counter} (a counter is there once a call \
+                     charged it); {there}",
+                    state.spec()
+                );
+                return 1;
+            }
+            Err(e) => Err(e),
+        },
     };
     match report {
         Ok(report) => {
@@ -201,8 +261,8 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
             return 2;
         }
         eprintln!(
-            "toolwarden: pinned {} tools in {}",
-            tools.len(),
+            "toolwarden: pinned {} in {}",
+            count(tools.len(), "tool"),
             pin.display()
         );
     }
@@ -214,9 +274,9 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
     match write_new(out, &text) {
         Ok(()) => {
             eprintln!(
-                "toolwarden: wrote {} ({} tools); review it, then `toolwarden check {} -- {}`",
+                "toolwarden: wrote {} ({}); review it, then `toolwarden check {} -- {}`",
                 out.display(),
-                tools.len(),
+                count(tools.len(), "tool"),
                 out.display(),
                 server
             );
@@ -273,8 +333,8 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
         return match write_new(out, &pin::lock_file(&tools, &server)) {
             Ok(()) => {
                 eprintln!(
-                    "toolwarden: pinned {} tools in {}",
-                    tools.len(),
+                    "toolwarden: pinned {} in {}",
+                    count(tools.len(), "tool"),
                     out.display()
                 );
                 0
@@ -407,8 +467,9 @@ fn audit_verify(files: &[std::path::PathBuf], key_files: &[std::path::PathBuf]) 
     }
     let code = if report.broken.is_empty() {
         out.push_str(&format!(
-            "ok: {} lines, {} sessions, every chain holds\n",
-            report.lines, report.sessions
+            "ok: {}, {}, every chain holds\n",
+            count(report.lines, "line"),
+            count(report.sessions, "session")
         ));
         0
     } else {
@@ -551,20 +612,23 @@ fn import(file: &std::path::Path) -> u8 {
     }
 }
 
-/// `check`, `import`, `init`, `pin`, `test`, `wrap` and `audit` are commands for people, not a relay: their
+/// `check`, `import`, `init`, `pin`, `test`, `wrap`, `audit`, `completions`
+/// and `man` are commands for people, not a relay: their
 /// report is their output. The one place toolwarden writes to stdout itself.
 #[allow(clippy::print_stdout)]
 fn print_report(report: &str) {
     print!("{report}");
 }
 
-/// Logs go to stderr: stdout carries protocol messages only.
+/// Logs go to stderr: stdout carries protocol messages only. In colour
+/// only on a terminal, and never with `NO_COLOR` set (no-color.org).
 fn init_logging(level: &str) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
 }

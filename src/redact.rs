@@ -157,6 +157,22 @@ pub fn loggable(text: &str) -> String {
     out
 }
 
+/// A line a peer wrote as free text (the server's stderr), made fit to
+/// show to the client and on one line of toolwarden's stderr: the parts
+/// that look like credentials hidden, control characters escaped (`\u{1b}`),
+/// nothing cut.
+pub fn peer_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in hide_secrets(text).chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether a string value looks like a credential.
 pub fn looks_like_credential(text: &str) -> bool {
     !secret_spans(text).is_empty()
@@ -961,5 +977,16 @@ mod tests {
     fn a_person_is_told_when_most_is_hidden() {
         assert!(view(r#"{"token": "abcdefgh", "x": 1}"#, &[]).mostly_hidden());
         assert!(!view(r#"{"token": "abc", "command": "ls -la /srv"}"#, &[]).mostly_hidden());
+    }
+
+    #[test]
+    fn a_peer_line_hides_credentials_and_escapes_controls_whole() {
+        let token = format!("ghp_{}", "a".repeat(36));
+        assert_eq!(
+            peer_line(&format!("Error: GITHUB_TOKEN={token} rejected\x1b[2J\r")),
+            "Error: GITHUB_TOKEN=[redacted] rejected\\u{1b}[2J\\r"
+        );
+        let long = "x".repeat(5000);
+        assert_eq!(peer_line(&long), long, "nothing is cut");
     }
 }

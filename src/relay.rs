@@ -101,6 +101,9 @@ struct State {
     elicitation: approval::Elicitation,
     /// Prompts may be sent only after `notifications/initialized`.
     initialized: bool,
+    /// The client has sent `initialize`, and the server has answered one.
+    initialize_sent: bool,
+    initialize_answered: bool,
     /// The server declared `capabilities.tools.listChanged` at initialize:
     /// the client takes `notifications/tools/list_changed` from it.
     server_lists_change: bool,
@@ -222,6 +225,9 @@ impl Relay {
         let pumped = (|| {
             while let Some(frame) = lines.next_frame()? {
                 if self.stopping.load(Ordering::SeqCst) {
+                    if let Frame::Line(line) = frame {
+                        self.late_initialize(line);
+                    }
                     break;
                 }
                 // Held while one line is handled, never while reading.
@@ -295,6 +301,7 @@ impl Relay {
                         let mut state = self.state();
                         state.elicitation = approval::declared(params);
                         state.client_capabilities = pin::ClientCapabilities::of(params);
+                        state.initialize_sent = true;
                         Asked::Initialize
                     }
                     "tools/list" => Asked::ToolsList,
@@ -951,6 +958,9 @@ impl Relay {
                 if let Some((tool, started)) = &request.call {
                     self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result));
                 }
+                if request.asked == Asked::Initialize {
+                    self.state().initialize_answered = true;
+                }
                 let filtered = match (request.asked, result) {
                     (Asked::Initialize, Some(result)) => {
                         self.state().server_lists_change = declares_list_changed(result);
@@ -1056,6 +1066,57 @@ impl Relay {
             ..Default::default()
         };
         self.settings.audit.record(event);
+    }
+
+    /// The client's `initialize` read after the session began to stop (the
+    /// server exited before the client spoke): kept in flight, unsent, so
+    /// that [`Relay::fail_initialize`] answers it.
+    fn late_initialize(&self, line: &[u8]) {
+        let Ok(Message::Request { id, method, .. }) = jsonrpc::parse(line, Strictness::Full) else {
+            return;
+        };
+        let mut state = self.state();
+        if method != "initialize" || state.initialize_sent {
+            return;
+        }
+        state.initialize_sent = true;
+        state.client.insert(
+            IdKey::of(id),
+            ClientRequest {
+                id: id.to_buf(),
+                asked: Asked::Initialize,
+                call: None,
+            },
+        );
+    }
+
+    /// Whether the client has sent its `initialize`.
+    pub fn initialize_sent(&self) -> bool {
+        self.state().initialize_sent
+    }
+
+    /// Whether the server has answered an `initialize`: it started.
+    pub fn initialize_answered(&self) -> bool {
+        self.state().initialize_answered
+    }
+
+    /// Once the server is gone: answers the client's `initialize`, if it
+    /// is still waiting, with `why`.
+    pub fn fail_initialize(&self, why: &str) -> io::Result<()> {
+        let waiting: Vec<ClientRequest> = {
+            let mut state = self.state();
+            let keys: Vec<IdKey> = state
+                .client
+                .iter()
+                .filter(|(_, r)| r.asked == Asked::Initialize)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| state.client.remove(k)).collect()
+        };
+        for request in &waiting {
+            self.fail_request(request, why)?;
+        }
+        Ok(())
     }
 
     /// Once the server is gone: answers every request still waiting on it

@@ -33,7 +33,11 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// What ended the relaying.
 #[derive(Debug)]
 enum Ended {
-    ClientClosed,
+    /// The client pump ended: the client closed its output, or (not
+    /// `cleanly`) a write to the server failed, which has exited.
+    ClientClosed {
+        cleanly: bool,
+    },
     ServerClosed,
     ServerExited,
     Signal(i32),
@@ -185,8 +189,9 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
 
     let ended = tokio::select! {
         result = &mut client_pump => {
+            let cleanly = matches!(result, Ok(Ok(())));
             report("reading the client", result);
-            Ended::ClientClosed
+            Ended::ClientClosed { cleanly }
         }
         result = &mut server_pump => {
             server_done = true;
@@ -271,6 +276,26 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         "the server exited ({}) before answering",
         child::describe(status)
     );
+    // A server that stopped by itself before it answered `initialize` did
+    // not start: the client and stderr are told what it said last.
+    let server_left = match ended {
+        Ended::ServerExited | Ended::ServerClosed => true,
+        Ended::ClientClosed { cleanly } => !cleanly && stopped == Stopped::ByItself,
+        Ended::Signal(_) => false,
+    };
+    if server_left && !relay.initialize_answered() {
+        let client_done = matches!(ended, Ended::ClientClosed { .. });
+        if !relay.initialize_sent() && !client_done {
+            // The client speaks first, at once: its `initialize` is
+            // answered when it comes within a moment.
+            let _ = tokio::time::timeout(startup::WAIT_FOR_INITIALIZE, &mut client_pump).await;
+        }
+        let why = startup::did_not_start(&why, &server.stderr_tail());
+        eprintln!("toolwarden: {why}");
+        if let Err(e) = relay.fail_initialize(&why) {
+            debug!("could not answer the client's initialize: {e}");
+        }
+    }
     if let Err(e) = relay.fail_in_flight(&why) {
         debug!("could not answer the requests left: {e}");
     }
@@ -280,7 +305,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         (Some(signal), _) => 128 + signal as u8,
         // The client left and the server needed a signal to follow: that
         // is the stop working, not the server failing.
-        (None, Ended::ClientClosed) if stopped != Stopped::ByItself => 0,
+        (None, Ended::ClientClosed { .. }) if stopped != Stopped::ByItself => 0,
         _ => child::exit_code(status),
     })
 }

@@ -3,7 +3,9 @@
 //! cannot be started. Clients show a server that exits at once only as
 //! "connection closed", so the client's `initialize`, when one arrives
 //! within a moment, is answered with a JSON-RPC error carrying the same
-//! message as stderr; then toolwarden exits.
+//! message as stderr; then toolwarden exits. A server that exits before
+//! it answers `initialize` is told of the same way, with the last lines
+//! of its stderr ([`did_not_start`]; the session does the answering).
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::mpsc;
@@ -82,6 +84,21 @@ fn answer(line: &[u8], message: &str) -> Option<String> {
         "message": format!("toolwarden could not start: {message}"),
     });
     Some(format!(r#"{{"jsonrpc":"2.0","id":{},"error":{error}}}"#, id.get()) + "\n")
+}
+
+/// Why the server did not start (`why`, "the server exited (exit code 3)
+/// before answering"), with the last lines of its stderr, which usually
+/// say what went wrong.
+pub fn did_not_start(why: &str, stderr_tail: &[String]) -> String {
+    if stderr_tail.is_empty() {
+        return format!("{why} initialize; it wrote nothing to stderr");
+    }
+    let mut text = format!("{why} initialize; the last lines of its stderr:");
+    for line in stderr_tail {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    text
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ struct Options {
     /// Write these lines to stderr at start (a server's logs, or lines made
     /// to look like toolwarden's).
     stderr: Vec<String>,
+    /// Exit with this code right after writing those lines, reading
+    /// nothing: a server that crashes at start.
+    exit_at_start: Option<i32>,
 }
 
 fn parse_args() -> Options {
@@ -111,6 +114,13 @@ fn parse_args() -> Options {
                 o.exit_code = value()
                     .parse()
                     .unwrap_or_else(|_| die("--exit-code takes a number"))
+            }
+            "--exit-at-start" => {
+                o.exit_at_start = Some(
+                    value()
+                        .parse()
+                        .unwrap_or_else(|_| die("--exit-at-start takes a number")),
+                )
             }
             "--stray-response" => o.stray_response = true,
             "--pid-file" => o.pid_file = Some(value()),
@@ -182,6 +192,9 @@ fn main() {
     }
     for line in &o.stderr {
         eprintln!("{line}");
+    }
+    if let Some(code) = o.exit_at_start {
+        std::process::exit(code);
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -275,8 +275,8 @@ pub fn verify(files: &[(String, Vec<u8>)], keys: &[[u8; 32]]) -> Report {
         if fields.event.as_deref() == Some("session_end") {
             if !chain.broken && fields.lines != Some(chain.count) {
                 report.broken.push(format!(
-                    "{place}: session {session} wrote {} lines before its end, {} are here: lines were removed or inserted",
-                    fields.lines.unwrap_or(0),
+                    "{place}: session {session} wrote {} before its end, {} here: lines were removed or inserted",
+                    crate::plural::count(fields.lines.unwrap_or(0), "line"),
                     chain.count
                 ));
             }

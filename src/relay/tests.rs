@@ -323,7 +323,7 @@ fn bad_lines_get_errors_and_notifications_get_none() {
     h.client_sends("not json");
     assert_eq!(
         h.client_gets(),
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: expected `null` at byte 0"}}"#
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: not JSON: a JSON-RPC message is a JSON object on one line, starting with {"}}"#
     );
     h.client_sends(r#"{"jsonrpc":"2.0","method":"n","params":{"a":1,"a":2}}"#);
     h.client_sends(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":1}}"#);

@@ -11,6 +11,7 @@ mod memory;
 mod redis;
 mod sqlite;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -254,6 +255,16 @@ pub struct Unavailable {
     pub retry_after: Duration,
 }
 
+/// What `state reset` did.
+#[derive(Debug, PartialEq)]
+pub enum Reset {
+    /// This many buckets of the counter were emptied.
+    Emptied(usize),
+    /// The store holds no bucket of the counter: it was never charged
+    /// there, or its name is mistyped. These are the counters it holds.
+    NoSuchCounter { known: Vec<String> },
+}
+
 /// The counters of one session.
 pub struct State {
     session: Memory,
@@ -406,13 +417,13 @@ impl State {
     /// Every bucket the store holds, one line each: its namespace, counter,
     /// scope and `per` values, and how many calls it has room for now.
     pub fn show(&self) -> Result<String, StoreError> {
-        let buckets = match &self.shared {
-            Shared::Memory(m) => m.buckets().into_iter().map(|(k, t)| (k, t, 0, 0)).collect(),
-            Shared::Sqlite(s) => s.buckets()?,
-            Shared::Redis(r) => r.buckets()?,
-        };
+        let buckets = self.buckets()?;
         let now = now_us();
-        let mut out = format!("{} ({} buckets)\n", self.spec, buckets.len());
+        let mut out = format!(
+            "{} ({})\n",
+            self.spec,
+            crate::plural::count(buckets.len(), "bucket")
+        );
         for (key, tat, period, burst) in buckets {
             // Keys of another layout (an older toolwarden's) are not shown.
             let Ok([namespace, counter, _, scope, per]) = serde_json::from_str::<[String; 5]>(&key)
@@ -430,19 +441,43 @@ impl State {
         Ok(out)
     }
 
+    /// Every bucket the store holds: key, TAT, period and burst.
+    fn buckets(&self) -> Result<Vec<(String, u64, u64, u32)>, StoreError> {
+        Ok(match &self.shared {
+            Shared::Memory(m) => m.buckets().into_iter().map(|(k, t)| (k, t, 0, 0)).collect(),
+            Shared::Sqlite(s) => s.buckets()?,
+            Shared::Redis(r) => r.buckets()?,
+        })
+    }
+
     /// Empties every bucket of `counter` (only `identity`'s, when given),
-    /// in every namespace; how many.
-    pub fn reset(&self, counter: &str, identity: Option<&str>) -> Result<usize, StoreError> {
-        let doomed = |key: &str| {
-            serde_json::from_str::<[String; 5]>(key).is_ok_and(|[_, c, _, scope, _]| {
-                c == counter && identity.is_none_or(|id| scope == format!("grant:{id}"))
-            })
-        };
-        match &self.shared {
-            Shared::Memory(_) => Ok(0),
-            Shared::Sqlite(s) => s.remove(doomed),
-            Shared::Redis(r) => r.remove(doomed),
+    /// in every namespace.
+    pub fn reset(&self, counter: &str, identity: Option<&str>) -> Result<Reset, StoreError> {
+        let mut known = BTreeSet::new();
+        let mut doomed = Vec::new();
+        for (key, ..) in self.buckets()? {
+            // Keys of another layout (an older toolwarden's) are left alone.
+            let Ok([_, name, _, scope, _]) = serde_json::from_str::<[String; 5]>(&key) else {
+                continue;
+            };
+            if name == counter && identity.is_none_or(|id| scope == format!("grant:{id}")) {
+                doomed.push(key);
+            }
+            known.insert(name);
         }
+        if !known.contains(counter) {
+            return Ok(Reset::NoSuchCounter {
+                known: known.into_iter().collect(),
+            });
+        }
+        let emptied = match &self.shared {
+            // A store of its own process: a command never finds a counter
+            // in it.
+            Shared::Memory(_) => 0,
+            Shared::Sqlite(s) => s.remove(&doomed)?,
+            Shared::Redis(r) => r.remove(&doomed)?,
+        };
+        Ok(Reset::Emptied(emptied))
     }
 
     fn unavailable(&self, why: &str) -> Unavailable {

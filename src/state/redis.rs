@@ -280,21 +280,19 @@ impl Redis {
         Ok(out)
     }
 
-    /// Removes the buckets whose keys `doomed` picks; how many.
-    pub fn remove(&self, doomed: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+    /// Removes the buckets of these keys (without the prefix); how many.
+    pub fn remove(&self, keys: &[String]) -> Result<usize, StoreError> {
         let mut connection = self
             .client
             .get_connection_with_timeout(TIMEOUT)
             .map_err(|e| self.error(&e))?;
         let mut removed = 0;
-        for (key, ..) in self.buckets()? {
-            if doomed(&key) {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(format!("toolwarden:{key}"))
-                    .query(&mut connection)
-                    .map_err(|e| self.error(&e))?;
-                removed += 1;
-            }
+        for key in keys {
+            let gone: usize = redis::cmd("DEL")
+                .arg(format!("toolwarden:{key}"))
+                .query(&mut connection)
+                .map_err(|e| self.error(&e))?;
+            removed += gone;
         }
         Ok(removed)
     }

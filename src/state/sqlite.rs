@@ -164,22 +164,17 @@ impl Sqlite {
         rows.collect::<Result<_, _>>().map_err(failed)
     }
 
-    /// Removes the buckets whose keys `doomed` picks; how many.
-    pub fn remove(&self, doomed: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
-        let keys: Vec<String> = self
-            .buckets()?
-            .into_iter()
-            .map(|(k, ..)| k)
-            .filter(|k| doomed(k))
-            .collect();
+    /// Removes the buckets of these keys; how many.
+    pub fn remove(&self, keys: &[String]) -> Result<usize, StoreError> {
         let guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let failed = |e: rusqlite::Error| StoreError(format!("{}: {e}", self.path.display()));
-        for key in &keys {
-            guard
+        let mut removed = 0;
+        for key in keys {
+            removed += guard
                 .0
                 .execute("DELETE FROM buckets WHERE key = ?1", params![key])
                 .map_err(failed)?;
         }
-        Ok(keys.len())
+        Ok(removed)
     }
 }

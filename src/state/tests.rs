@@ -189,11 +189,19 @@ fn the_stores_keep_what_they_charged() {
         );
         assert_eq!(
             open(spec.clone()).reset("retries", Some("alice")).unwrap(),
-            1
+            Reset::Emptied(1)
         );
         assert_eq!(
             open(spec.clone()).take(&policy, &charge, true),
             Ok(Outcome::Taken)
+        );
+        // A mistyped counter is said to be none, with the ones there are.
+        assert_eq!(
+            open(spec.clone()).reset("retires", None).unwrap(),
+            Reset::NoSuchCounter {
+                known: vec!["all".into(), "retries".into()]
+            },
+            "{spec}"
         );
     }
     let mode = |p: &std::path::Path| {

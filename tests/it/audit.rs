@@ -579,7 +579,7 @@ fn with_the_audit_log_on_stderr_the_server_cannot_write_a_record() {
     let (code, out) = verify_in(&dir, &records);
     assert_eq!(
         (code, out.as_str()),
-        (0, "ok: 3 lines, 1 sessions, every chain holds\n"),
+        (0, "ok: 3 lines, 1 session, every chain holds\n"),
         "{stderr}"
     );
     for line in forged.lines().chain(["mock: ready"]) {

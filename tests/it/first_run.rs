@@ -383,3 +383,155 @@ fn a_mistyped_command_line_says_what_was_meant() {
         assert!(!stderr.contains("cannot start the server"), "{stderr}");
     }
 }
+
+#[test]
+fn a_server_that_crashes_at_start_is_shown_with_its_last_stderr_lines() {
+    let token = format!("ghp_{}", "T".repeat(36));
+    let secret_line = format!("using GITHUB_TOKEN={token}");
+    let mut lines: Vec<String> = (1..=12).map(|i| format!("starting step {i}")).collect();
+    lines.push(secret_line);
+    lines.push("Error: config.json: missing field `url`\x1b[31m".into());
+    let mut mock_args = Vec::new();
+    for line in &lines {
+        mock_args.extend(["--stderr", line.as_str()]);
+    }
+    mock_args.extend(["--exit-at-start", "3"]);
+    // The client's initialize sent at once, and after the server is gone.
+    for delay in [0, 500] {
+        let mut s = Session::start(&mut guarded_mock(
+            r#"{"version":"1","default":"allow"}"#,
+            GENIEACS,
+            &mock_args,
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        s.send(&initialize("2025-06-18"));
+        let reply = s.recv_json();
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(reply["id"], 0, "{reply}");
+        assert!(
+            message.starts_with(
+                "the server exited (exit code 3) before answering initialize; \
+                 the last lines of its stderr:\n  starting step 5\n"
+            ),
+            "the last 10 lines: {message}"
+        );
+        assert!(
+            message.ends_with(
+                "\n  using GITHUB_TOKEN=[redacted]\n  \
+                 Error: config.json: missing field `url`\\u{1b}[31m"
+            ),
+            "{message}"
+        );
+        assert_eq!(s.wait().code(), Some(3));
+        let stderr = s.stderr();
+        assert!(
+            stderr.contains(&format!("toolwarden: {message}\n")),
+            "{stderr}"
+        );
+        // The server's own stderr still passes as it was written (each
+        // write whole: a log line of toolwarden's may come between two).
+        assert!(stderr.contains("starting step 1"), "{stderr}");
+        assert!(stderr.contains(&token), "{stderr}");
+    }
+}
+
+/// toolwarden's stderr on a terminal (a pseudo-terminal), with `NO_COLOR`
+/// as given, read until toolwarden exits.
+fn stderr_on_a_terminal(no_color: Option<&str>) -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two descriptors, which are then owned here.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "a pseudo-terminal opens");
+    // SAFETY: both were just opened and nothing else owns them.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let policy = policy_file(
+        &format!("colour-{}", no_color.unwrap_or("unset").len()),
+        r#"{"version":"1","default":"allow"}"#,
+    );
+    let mut cmd = toolwarden();
+    cmd.arg("--policy")
+        .arg(&policy)
+        .args(["--state", "memory", "--log-level", "info", "--"])
+        .arg(mock_server())
+        .args(["--exit-at-start", "0"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(slave);
+    if let Some(value) = no_color {
+        cmd.env("NO_COLOR", value);
+    }
+    let status = cmd.status().unwrap();
+    drop(cmd);
+    assert_eq!(status.code(), Some(0));
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Once every writer is gone the master reads EIO: the end.
+    while let Ok(n) = master.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn logs_have_colour_on_a_terminal_unless_no_color_is_set() {
+    let coloured = stderr_on_a_terminal(None);
+    assert!(coloured.contains("server started"), "{coloured}");
+    assert!(coloured.contains("\x1b["), "{coloured}");
+    // An empty NO_COLOR is as good as none (no-color.org).
+    assert!(stderr_on_a_terminal(Some("")).contains("\x1b["));
+    let plain = stderr_on_a_terminal(Some("1"));
+    assert!(plain.contains("server started"), "{plain}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}
+
+#[test]
+fn completions_and_the_man_page_are_printed() {
+    let bash = toolwarden().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(bash.status.code(), Some(0));
+    let script = String::from_utf8(bash.stdout).unwrap();
+    assert!(script.contains("complete -F _toolwarden"), "{script}");
+    for command in [
+        "check",
+        "state",
+        "audit",
+        "verify",
+        "wrap",
+        "pin",
+        "completions",
+    ] {
+        assert!(script.contains(command), "{command} is completed");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = toolwarden().args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("toolwarden"));
+    }
+    let man = toolwarden().arg("man").output().unwrap();
+    assert_eq!(man.status.code(), Some(0));
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains("\n.TH toolwarden 1"), "{page}");
+    assert!(page.contains("audit"), "{page}");
+    // A mistyped command is still caught.
+    let typo = toolwarden().arg("mna").output().unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean `man`?"));
+}

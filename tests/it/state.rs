@@ -270,13 +270,72 @@ fn state_show_and_reset() {
         .unwrap();
     assert_eq!(reset.status.code(), Some(0));
     assert!(
-        String::from_utf8_lossy(&reset.stdout).contains("1 buckets of retry_deploy_rate emptied")
+        String::from_utf8_lossy(&reset.stdout).contains("1 bucket of retry_deploy_rate emptied")
     );
     let show = toolwarden()
         .args(["state", "show", "--state", &spec])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("(0 buckets)"));
+}
+
+/// `state reset` of a counter the store does not hold, on SQLite and
+/// Redis: said, with the counters it holds, and exit code 1.
+#[test]
+fn state_reset_of_an_unknown_counter_names_the_counters_there() {
+    let dir = temp_dir("state-cli-unknown");
+    let redis = RedisServer::start(&dir);
+    let db = format!("sqlite:{}", dir.join("state.db").display());
+    for spec in [db, redis.spec()] {
+        let record = dir.join("record");
+        let mut s = Session::start(&mut fractera(&dir.join("home"), Some(&spec), &record));
+        s.send(&call(1, "retry_deploy", GOOD));
+        s.recv_json();
+        s.close_stdin();
+        s.wait();
+        let reset = toolwarden()
+            .args(["state", "reset", "retry_deploy_rat", "--state", &spec])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&reset.stderr);
+        assert_eq!(reset.status.code(), Some(1), "{spec}: {said}");
+        assert!(
+            said.contains(": no counter retry_deploy_rat (a counter is there once a call charged it); it holds retry_deploy_rate"),
+            "{spec}: {said}"
+        );
+        assert!(reset.stdout.is_empty());
+    }
+}
+
+/// `state show` and `state reset` of a database that is not there say so
+/// and create nothing, not even its directory.
+#[test]
+fn state_commands_create_no_database() {
+    let dir = temp_dir("state-cli-none");
+    let db = dir.join("not-yet").join("state.db");
+    let spec = format!("sqlite:{}", db.display());
+    let show = toolwarden()
+        .args(["state", "show", "--state", &spec])
+        .output()
+        .unwrap();
+    assert_eq!(show.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&show.stdout),
+        format!("no counters yet: {} does not exist\n", db.display())
+    );
+    let reset = toolwarden()
+        .args(["state", "reset", "retries", "--state", &spec])
+        .output()
+        .unwrap();
+    assert_eq!(reset.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&reset.stderr),
+        format!(
+            "toolwarden: no counter retries to reset: no counters yet: {} does not exist\n",
+            db.display()
+        )
+    );
+    assert!(!db.parent().unwrap().exists(), "nothing was created");
 }
 
 /// Runs a command that must succeed.
