@@ -2,6 +2,7 @@
 
 mod audit;
 mod common;
+mod docs;
 mod everything;
 mod faults;
 mod first_run;
