@@ -55,7 +55,7 @@ const LISTED: &[(&str, &str)] = &[
     ),
     (
         "toolwarden pin --diff ~/policies/runpod.pin.json -- npx -y @runpod/mcp-server@4.0.0",
-        "needs a server whose tools changed; pin::a_tool_changed_since_it_was_pinned_is_withheld_and_refused",
+        "needs a server whose tools changed; pin::a_tool_changed_since_it_was_pinned_is_withheld_and_refused checks this output",
     ),
     (
         "toolwarden state show",
