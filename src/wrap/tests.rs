@@ -376,7 +376,8 @@ fn claude_desktops_config_is_where_each_system_keeps_it() {
                 .map(|(_, v)| OsString::from(v))
         }
     };
-    let table: [(&str, &'static [(&str, &str)], &str); 4] = [
+    type Vars = &'static [(&'static str, &'static str)];
+    let table: [(&str, Vars, &str); 4] = [
         (
             "linux",
             &[("HOME", "/home/me")],

@@ -542,7 +542,7 @@ fn every_doc_command_runs_as_shown_or_is_listed() {
         .collect();
     assert!(
         failures.is_empty(),
-        "{} doc commands do not do what the docs say:\n\n{}",
+        "doc commands that do not do what the docs say: {}\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
@@ -579,7 +579,10 @@ fn output_placeholders_stand_for_what_varies() {
     let shown = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
     assert!(matches(&shown(&["a", "...", "d"]), &["a", "b", "c", "d"]));
     assert!(matches(&shown(&["a", "...", "d"]), &["a", "d"]));
-    assert!(matches(&shown(&["  ok: 3 tools, ..."]), &["  ok: 3 tools, x, y"]));
+    assert!(matches(
+        &shown(&["  ok: 3 tools, ..."]),
+        &["  ok: 3 tools, x, y"]
+    ));
     assert!(!matches(&shown(&["a", "b"]), &["a", "c"]));
     assert!(!matches(&shown(&["a"]), &["a", "b"]));
     let block = Block {
