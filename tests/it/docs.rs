@@ -94,6 +94,15 @@ const LISTED: &[(&str, &str)] = &[
         "a benchmark",
     ),
     (
+        "cargo dist && cargo build --release --bin toolwarden && cargo build --release -p mock_server",
+        "release builds for benches/memory.sh",
+    ),
+    ("benches/memory.sh", "a measurement of the release builds"),
+    (
+        "benches/memory.sh target/release/toolwarden",
+        "a measurement of the release builds",
+    ),
+    (
         "cargo dist && cargo build --release -p mock_server",
         "release builds for the benchmarks",
     ),
