@@ -35,14 +35,31 @@ pub enum Client {
 impl Client {
     /// The config file the client reads by default.
     pub fn default_config(self) -> anyhow::Result<PathBuf> {
-        let home = std::env::var_os("HOME")
+        self.default_config_on(std::env::consts::OS, |name| std::env::var_os(name))
+    }
+
+    /// [`Client::default_config`] on the system `os` (as
+    /// `std::env::consts::OS` names it), with the environment `var`.
+    fn default_config_on(
+        self,
+        os: &str,
+        var: impl Fn(&str) -> Option<OsString>,
+    ) -> anyhow::Result<PathBuf> {
+        if self == Client::ClaudeDesktop && os == "windows" {
+            let appdata = var("APPDATA")
+                .ok_or_else(|| anyhow!("APPDATA is not set: name the file with --config"))?;
+            return Ok(PathBuf::from(appdata)
+                .join("Claude")
+                .join("claude_desktop_config.json"));
+        }
+        let home = var("HOME")
             .map(PathBuf::from)
             .ok_or_else(|| anyhow!("HOME is not set: name the file with --config"))?;
         Ok(match self {
-            Client::ClaudeDesktop if cfg!(target_os = "macos") => {
+            Client::ClaudeDesktop if os == "macos" => {
                 home.join("Library/Application Support/Claude/claude_desktop_config.json")
             }
-            Client::ClaudeDesktop => std::env::var_os("XDG_CONFIG_HOME")
+            Client::ClaudeDesktop => var("XDG_CONFIG_HOME")
                 .map_or_else(|| home.join(".config"), PathBuf::from)
                 .join("Claude/claude_desktop_config.json"),
             // The user's servers; a project's `.mcp.json` is named with
@@ -52,7 +69,7 @@ impl Client {
             // The workspace's file, from the workspace's directory.
             Client::Vscode => PathBuf::from(".vscode/mcp.json"),
             Client::Windsurf => home.join(".codeium/windsurf/mcp_config.json"),
-            Client::Codex => std::env::var_os("CODEX_HOME")
+            Client::Codex => var("CODEX_HOME")
                 .map_or_else(|| home.join(".codex"), PathBuf::from)
                 .join("config.toml"),
         })

@@ -457,3 +457,47 @@ fn the_report_hides_secrets_in_the_commands() {
         "{shown}"
     );
 }
+
+#[test]
+fn claude_desktops_config_is_where_each_system_keeps_it() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    };
+    type Vars = &'static [(&'static str, &'static str)];
+    let table: [(&str, Vars, &str); 4] = [
+        (
+            "linux",
+            &[("HOME", "/home/me")],
+            "/home/me/.config/Claude/claude_desktop_config.json",
+        ),
+        (
+            "linux",
+            &[("HOME", "/home/me"), ("XDG_CONFIG_HOME", "/cfg")],
+            "/cfg/Claude/claude_desktop_config.json",
+        ),
+        (
+            "macos",
+            &[("HOME", "/Users/me")],
+            "/Users/me/Library/Application Support/Claude/claude_desktop_config.json",
+        ),
+        (
+            "windows",
+            &[("APPDATA", "C:/Users/me/AppData/Roaming")],
+            "C:/Users/me/AppData/Roaming/Claude/claude_desktop_config.json",
+        ),
+    ];
+    for (os, vars, expected) in table {
+        let path = Client::ClaudeDesktop
+            .default_config_on(os, env(vars))
+            .unwrap();
+        assert_eq!(path, PathBuf::from(expected), "{os} {vars:?}");
+    }
+    let err = Client::ClaudeDesktop
+        .default_config_on("windows", env(&[("HOME", "/home/me")]))
+        .unwrap_err();
+    assert!(err.to_string().contains("APPDATA is not set"), "{err}");
+}

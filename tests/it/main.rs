@@ -3,6 +3,7 @@
 mod approvals;
 mod audit;
 mod common;
+mod docs;
 mod everything;
 mod faults;
 mod first_run;

@@ -17,7 +17,8 @@ fn shipped() -> Vec<PathBuf> {
         files.extend(
             std::fs::read_dir(root().join(dir))
                 .unwrap()
-                .map(|e| e.unwrap().path()),
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json")),
         );
     }
     files.sort();
@@ -42,6 +43,35 @@ fn toolwarden_check_accepts_every_shipped_policy() {
             "{stdout}"
         );
         assert!(!stdout.contains("warning:"), "{stdout}");
+    }
+}
+
+/// The Intercept policies shipped for `toolwarden import` import, and what
+/// they become loads without a warning.
+#[test]
+fn every_shipped_intercept_policy_imports_into_one_that_loads() {
+    let dir = temp_dir("shipped-intercept");
+    let yamls: Vec<PathBuf> = std::fs::read_dir(root().join("policies/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(!yamls.is_empty());
+    for yaml in yamls {
+        let out = toolwarden().arg("import").arg(&yaml).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            yaml.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = dir.join("imported.json");
+        std::fs::write(&json, &out.stdout).unwrap();
+        let check = toolwarden().arg("check").arg(&json).output().unwrap();
+        let stdout = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(0), "{}: {stdout}", yaml.display());
+        assert!(!stdout.contains("warning:"), "{}: {stdout}", yaml.display());
     }
 }
 
