@@ -39,6 +39,30 @@ use crate::common::{mock_server, npm_bin, root, temp_dir, toolwarden_bin, PATIEN
 /// with single spaces).
 const LISTED: &[(&str, &str)] = &[
     (
+        "toolwarden completions zsh > ~/.zfunc/_toolwarden # with fpath+=(~/.zfunc) in ~/.zshrc",
+        "writes into a directory the reader makes; first_run::completions_and_the_man_page_are_printed",
+    ),
+    (
+        "toolwarden completions fish > ~/.config/fish/completions/toolwarden.fish",
+        "writes into a directory the reader makes; first_run::completions_and_the_man_page_are_printed",
+    ),
+    (
+        "toolwarden check --timeout 2m --client-capabilities '{}' policy.json -- npx -y some-slow-server",
+        "a stand-in server; init::a_slow_server_is_said_to_be_waited_for_and_timeout_sets_how_long",
+    ),
+    (
+        "toolwarden state reset retires",
+        "needs the counters of earlier sessions; state::state_reset_of_an_unknown_counter_names_the_counters_there",
+    ),
+    (
+        "toolwarden approvals list",
+        "needs a session holding a call; approvals::a_held_call_is_approved_from_another_process",
+    ),
+    (
+        "toolwarden approvals approve xjd7kd44",
+        "needs a session holding a call; approvals::a_held_call_is_approved_from_another_process",
+    ),
+    (
         "cargo build --workspace && ./target/debug/toolwarden --policy policies/fractera.json --state memory -- ./target/debug/mock_server --tools examples/tools/fractera.json < examples/sessions/fractera.jsonl",
         "a build; the session itself is stdio_kinds::the_readme_session_runs_from_a_file",
     ),
