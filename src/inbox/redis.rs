@@ -79,14 +79,7 @@ type Reply = Vec<Option<String>>;
 
 impl Redis {
     pub fn new(url: &str) -> anyhow::Result<Redis> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = redis::Client::open(url).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a Redis URL: {}",
-                crate::state::redacted_url(url),
-                crate::state::scrubbed(&e.to_string(), url)
-            )
-        })?;
+        let client = crate::state::redis_client(url)?;
         Ok(Redis {
             client,
             url: url.to_owned(),

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use crate::policy::{Charge, Policy, Rate, Scope, Wait};
 
 pub use memory::Memory;
+pub(crate) use redis::client as redis_client;
 
 /// One bucket of a charge, as a backend sees it.
 #[derive(Debug, Clone, PartialEq)]

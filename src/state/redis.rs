@@ -113,6 +113,21 @@ end
 return {-1}
 "#;
 
+/// A client for `url`, its errors without the URL's secrets (the inbox's
+/// store opens one too).
+pub(crate) fn client(url: &str) -> anyhow::Result<redis::Client> {
+    // `rediss://` speaks TLS through rustls, which needs its crypto
+    // chosen once per process (an error only says it was already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    redis::Client::open(url).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a Redis URL: {}",
+            super::redacted_url(url),
+            super::scrubbed(&e.to_string(), url)
+        )
+    })
+}
+
 pub struct Redis {
     client: redis::Client,
     /// For scrubbing the crate's errors, which may name parts of it.
@@ -132,16 +147,7 @@ struct Link {
 
 impl Redis {
     pub fn new(url: &str) -> anyhow::Result<Redis> {
-        // `rediss://` speaks TLS through rustls, which needs its crypto
-        // chosen once per process (an error only says it was already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = redis::Client::open(url).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a Redis URL: {}",
-                super::redacted_url(url),
-                super::scrubbed(&e.to_string(), url)
-            )
-        })?;
+        let client = client(url)?;
         Ok(Redis {
             client,
             url: url.to_owned(),
