@@ -56,8 +56,13 @@ pub enum Elicitation {
 /// Reads `params.capabilities.elicitation` of an `initialize` request,
 /// walking its text (a tree of it would cost more than the line).
 pub fn declared(params: Option<Raw<'_>>) -> Elicitation {
-    let capability = params
-        .and_then(|p| p.member("capabilities"))
+    declared_in(params.and_then(|p| p.member("capabilities")))
+}
+
+/// Reads `elicitation` of a client capabilities object (the `initialize`
+/// request's, or a 2026-07-28 request's `_meta`).
+pub fn declared_in(capabilities: Option<Raw<'_>>) -> Elicitation {
+    let capability = capabilities
         .and_then(|c| c.member("elicitation"))
         .filter(|e| e.is_object());
     match capability {
@@ -68,9 +73,8 @@ pub fn declared(params: Option<Raw<'_>>) -> Elicitation {
     }
 }
 
-/// The prompt for one call, showing its redacted arguments: the person
-/// sees what the audit log keeps, not the secrets, and is told when most
-/// of the call is hidden or long values are cut.
+/// The prompt for one call: an `elicitation/create` request with the
+/// [`form`].
 pub fn prompt(
     prompt_id: &str,
     mode: Elicitation,
@@ -78,6 +82,21 @@ pub fn prompt(
     arguments: &Redacted,
     reason: Option<&str>,
 ) -> Vec<u8> {
+    let params = form(mode, tool, arguments, reason);
+    json!({ "jsonrpc": "2.0", "id": prompt_id, "method": "elicitation/create", "params": params })
+        .to_string()
+        .into_bytes()
+}
+
+/// The form that asks about one call, showing its redacted arguments: the
+/// person sees what the audit log keeps, not the secrets, and is told when
+/// most of the call is hidden or long values are cut.
+pub fn form(
+    mode: Elicitation,
+    tool: &str,
+    arguments: &Redacted,
+    reason: Option<&str>,
+) -> serde_json::Value {
     let mut message = format!(
         "toolwarden: the agent wants to call the tool `{tool}` with these arguments:\n{}\nAllow this one call?",
         serde_json::to_string_pretty(&arguments.value).unwrap_or_default()
@@ -114,9 +133,7 @@ pub fn prompt(
     if mode == Elicitation::NamedForm {
         params["mode"] = json!("form");
     }
-    json!({ "jsonrpc": "2.0", "id": prompt_id, "method": "elicitation/create", "params": params })
-        .to_string()
-        .into_bytes()
+    params
 }
 
 /// Whether the answer to a prompt is a yes: `accept` with `approve: true`.

@@ -573,13 +573,18 @@ fn args_key() -> [u8; 32] {
                 "cannot keep the audit key ({e}); args_hmac holds within this session only, \
                  and audit verify cannot check its chain"
             );
-            let mut key = [0u8; 32];
-            if random(&mut key).is_err() {
-                key[..16].copy_from_slice(random_id().as_bytes());
-            }
-            key
+            session_key()
         }
     }
+}
+
+/// A key for this process alone, for when none can be kept on disk.
+pub fn session_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    if random(&mut key).is_err() {
+        key[..16].copy_from_slice(random_id().as_bytes());
+    }
+    key
 }
 
 /// An audit key file: 64 hex digits.
@@ -605,7 +610,9 @@ pub fn key_path() -> Option<PathBuf> {
     Some(state_dir()?.join("audit.key"))
 }
 
-fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
+/// A key file (see [`read_key`]), made with 32 random bytes, mode 0600 in
+/// a 0700 directory, when there is none.
+pub fn read_or_create_key(path: &Path) -> io::Result<[u8; 32]> {
     use std::io::Write;
     use std::os::unix::fs::DirBuilderExt;
     let read = read_key;

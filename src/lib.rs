@@ -52,6 +52,7 @@ pub mod policy;
 pub mod redact;
 pub mod relay;
 pub mod reload;
+pub mod request_state;
 pub mod run;
 pub mod startup;
 pub mod state;

@@ -11,6 +11,7 @@
 
 mod held;
 mod out_of_band;
+mod round_trip;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
@@ -85,6 +86,9 @@ pub struct Relay {
     runtime: tokio::runtime::Handle,
     /// Set when the session stops: the client pump forwards nothing more.
     stopping: AtomicBool,
+    /// Seals 2026-07-28 approval states; made on first use (it reads or
+    /// makes the key file).
+    sealer: std::sync::OnceLock<crate::request_state::Sealer>,
 }
 
 #[derive(Default)]
@@ -137,6 +141,9 @@ struct ClientRequest {
     asked: Asked,
     /// For a tools/call: the tool and when it was sent, for the audit log.
     call: Option<(String, Instant)>,
+    /// For an approved 2026-07-28 call, its key: a state the server
+    /// answers with is sealed in toolwarden's (round_trip.rs).
+    sealing: Option<String>,
 }
 
 /// Whether an `initialize` result declares `capabilities.tools.listChanged`.
@@ -162,6 +169,7 @@ impl Relay {
             to_server: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
             stopping: AtomicBool::new(false),
+            sealer: std::sync::OnceLock::new(),
         }
     }
 
@@ -399,6 +407,12 @@ impl Relay {
             let facts = self.facts(&call);
             return self.refuse_or_relay(id, &call, &refusal, stateless, facts, line, server);
         }
+        // The answer to toolwarden's question, or the next round of an
+        // approved call (2026-07-28).
+        if let Some(state) = round_trip::our_state(params).filter(|_| !self.settings.monitor) {
+            let params = params.expect("a state is in params");
+            return self.resume(id, &call, params, state, line, server);
+        }
         let policy = self.policy();
         match policy.check(&call) {
             Verdict::Allow(charge) => {
@@ -434,6 +448,12 @@ impl Relay {
                 // Nobody is asked about a call its limits would refuse.
                 if let Err(refusal) = self.take(&policy, &call, &charge, false) {
                     return self.refuse(id, &refusal, stateless(), self.facts(&call).as_ref());
+                }
+                let in_result = stateless()
+                    && self.settings.approval != approval::Channel::Inbox
+                    && round_trip::can_ask(params);
+                if in_result {
+                    return self.ask_in_result(id, &call, params);
                 }
                 self.hold(id, &call, stateless(), line, server)
             }
@@ -625,6 +645,31 @@ impl Relay {
         line: &[u8],
         server: &mut LineWriter<W>,
     ) -> io::Result<()> {
+        self.track_and_send(id, asked, call, None, line, server)
+    }
+
+    /// [`Relay::forward_request`] for an approved call, whose answer, when
+    /// it is the server's `input_required`, gets `sealing`'s state.
+    fn forward_call<W: Write>(
+        &self,
+        id: Raw<'_>,
+        call: Option<(String, Instant)>,
+        sealing: Option<String>,
+        line: &[u8],
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
+        self.track_and_send(id, Asked::Other, call, sealing, line, server)
+    }
+
+    fn track_and_send<W: Write>(
+        &self,
+        id: Raw<'_>,
+        asked: Asked,
+        call: Option<(String, Instant)>,
+        sealing: Option<String>,
+        line: &[u8],
+        server: &mut LineWriter<W>,
+    ) -> io::Result<()> {
         if let Err(why) = self.can_track(id) {
             return self.refuse_request(id, why);
         }
@@ -635,6 +680,7 @@ impl Relay {
                 id: id.to_buf(),
                 asked,
                 call,
+                sealing,
             },
         );
         server.queue(line)
@@ -984,6 +1030,10 @@ impl Relay {
                         self.remember_listed(seen);
                         filtered
                     }
+                    (Asked::Other, Some(result)) => request
+                        .sealing
+                        .as_deref()
+                        .and_then(|key| self.seal_server_state(line, result, key)),
                     _ => None,
                 };
                 self.queue_client(filtered.as_deref().unwrap_or(line))
@@ -1086,6 +1136,7 @@ impl Relay {
                 id: id.to_buf(),
                 asked: Asked::Initialize,
                 call: None,
+                sealing: None,
             },
         );
     }

@@ -60,6 +60,9 @@ struct Options {
     answer_with: Option<(String, String)>,
     /// Never answer this method.
     ignore: Option<String>,
+    /// This tool asks for input of its own (2026-07-28): a call without
+    /// the mock's `requestState` is answered `input_required`.
+    input_required: Option<String>,
     /// Write these lines to stderr at start (a server's logs, or lines made
     /// to look like toolwarden's).
     stderr: Vec<String>,
@@ -132,6 +135,7 @@ fn parse_args() -> Options {
                 o.answer_with = Some((method.to_owned(), path.to_owned()));
             }
             "--ignore" => o.ignore = Some(value()),
+            "--input-required" => o.input_required = Some(value()),
             "--flood" => {
                 o.flood = value()
                     .parse()
@@ -151,6 +155,9 @@ fn die(message: &str) -> ! {
     eprintln!("mock_server: {message}");
     std::process::exit(2)
 }
+
+/// The state `--input-required` answers with, and takes back.
+const MOCK_STATE: &str = "mock-state~1";
 
 fn main() {
     let o = parse_args();
@@ -283,7 +290,21 @@ fn main() {
                 if o.slow_ms > 0 {
                     std::thread::sleep(Duration::from_millis(o.slow_ms));
                 }
-                let result = call(&tools, name, &params["arguments"]);
+                let asks = o.input_required.as_deref() == Some(name)
+                    && params["requestState"] != MOCK_STATE;
+                let result = if asks {
+                    json!({
+                        "resultType": "input_required",
+                        "inputRequests": {"mock_question": {"method": "elicitation/create", "params": {
+                            "mode": "form",
+                            "message": "Which region?",
+                            "requestedSchema": {"type": "object", "properties": {"region": {"type": "string"}}}
+                        }}},
+                        "requestState": MOCK_STATE
+                    })
+                } else {
+                    call(&tools, name, &params["arguments"])
+                };
                 if o.add_tool_on.as_deref() == Some(name)
                     && !tools.iter().any(|t| t["name"] == "added_tool")
                 {

@@ -168,6 +168,9 @@ pub enum RefusalKind {
     },
     /// A person said no, or did not answer in time.
     ApprovalDeclined { timed_out: bool },
+    /// A 2026-07-28 retry whose approval state does not hold (forged,
+    /// expired, for another call, used already, or no answer in it).
+    ApprovalStateRefused { why: String },
     /// The client cannot ask a person; `busy`: it can, but as many calls
     /// as toolwarden holds at once are waiting already.
     ApprovalUnavailable { busy: bool },
@@ -665,9 +668,9 @@ impl Refusal {
             RefusalKind::NotAllowed => "not_allowed",
             RefusalKind::RateLimited { .. } => "rate_limited",
             RefusalKind::InvalidArguments { .. } => "invalid_arguments",
-            RefusalKind::ApprovalDeclined { .. } | RefusalKind::ApprovalDenied { .. } => {
-                "approval_declined"
-            }
+            RefusalKind::ApprovalDeclined { .. }
+            | RefusalKind::ApprovalDenied { .. }
+            | RefusalKind::ApprovalStateRefused { .. } => "approval_declined",
             RefusalKind::ApprovalUnavailable { .. } | RefusalKind::InboxUnavailable { .. } => {
                 "approval_unavailable"
             }
@@ -733,6 +736,10 @@ impl Refusal {
             RefusalKind::ApprovalDeclined { timed_out: true } => {
                 "nobody answered the approval prompt in time".to_owned()
             }
+            RefusalKind::ApprovalStateRefused { why } => format!(
+                "this call needs a person's approval, and {why}; make the call again \
+                 without requestState to be asked afresh"
+            ),
             RefusalKind::ApprovalUnavailable { busy: false } => {
                 "this call needs a person's approval and the client cannot ask for it".to_owned()
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{loggable, Asked, Relay};
+use super::{loggable, Relay};
 use crate::approval;
 use crate::framing::LineWriter;
 use crate::json::{Raw, RawBuf};
@@ -209,8 +209,9 @@ impl Relay {
             "approved"
         );
         let started = self.started(&call);
+        let sealing = held.stateless.then(|| self.call_key(&call));
         // The held call's id was kept out of use: it is free now.
-        self.forward_request(held.id.raw(), Asked::Other, started, &held.line, server)
+        self.forward_call(held.id.raw(), started, sealing, &held.line, server)
     }
 
     /// Nobody answered a prompt in time.
