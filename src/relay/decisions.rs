@@ -1,0 +1,226 @@
+//! Acting on a decision: charging a call's limits, refusing it, and
+//! writing down what was decided and why.
+
+use std::io;
+use std::time::Instant;
+
+use serde_json::json;
+use tracing::warn;
+
+use super::{loggable, Facts, Relay};
+use crate::audit::AuditEvent;
+use crate::json::Raw;
+use crate::jsonrpc;
+use crate::policy::{Charge, Policy, Refusal, RefusalKind, ToolCall};
+use crate::redact;
+
+impl Relay {
+    /// Takes a call's charge and writes down its `decision` (allowed, or
+    /// approved), or says why the call is refused instead. With
+    /// `--audit-required` the decision is written before the charge is
+    /// taken, so that a call the log could not take costs nothing.
+    pub(super) fn charge(
+        &self,
+        policy: &Policy,
+        id: Raw<'_>,
+        call: &ToolCall,
+        charge: &Charge,
+        facts: Option<&Facts>,
+        decision: &'static str,
+    ) -> Result<(), Box<Refusal>> {
+        if self.settings.audit.required() {
+            self.take(policy, call, charge, false)?;
+            if !self.admitted(id, &call.name, decision, facts) {
+                return Err(Box::new(self.refusal(call, RefusalKind::AuditUnavailable)));
+            }
+            // Another process may take the last of a bucket in between:
+            // then the call is refused after all, and that written too.
+            return self.take(policy, call, charge, true);
+        }
+        self.take(policy, call, charge, true)?;
+        self.admitted(id, &call.name, decision, facts);
+        Ok(())
+    }
+
+    /// Takes (`commit`) or only checks a charge from the state store.
+    pub(super) fn take(
+        &self,
+        policy: &Policy,
+        call: &ToolCall,
+        charge: &Charge,
+        commit: bool,
+    ) -> Result<(), Box<Refusal>> {
+        let refusal = match self.settings.state.take(policy, charge, commit) {
+            Ok(crate::state::Outcome::Taken) => return Ok(()),
+            Ok(crate::state::Outcome::Short {
+                counter,
+                retry_after,
+            }) => policy.rate_limited(&call.name, counter, retry_after),
+            Err(unavailable) => self.refusal(
+                call,
+                RefusalKind::StateUnavailable {
+                    retry_after: unavailable.retry_after,
+                },
+            ),
+        };
+        Err(Box::new(refusal))
+    }
+
+    pub(super) fn refusal(&self, call: &ToolCall, kind: RefusalKind) -> Refusal {
+        let policy = self.policy();
+        let rule = policy.rule_for(&call.name);
+        Refusal {
+            tool: call.name.to_string(),
+            rule: rule.map(|r| r.pattern.clone()),
+            reason: rule.and_then(|r| r.reason.clone()),
+            kind,
+        }
+    }
+
+    pub(super) fn refuse(
+        &self,
+        id: Raw<'_>,
+        refusal: &Refusal,
+        stateless: bool,
+        facts: Option<&Facts>,
+    ) -> io::Result<()> {
+        self.record_refusal(id, refusal, facts);
+        let result = refusal.to_result(stateless);
+        self.send_client(&jsonrpc::result_response(id, &result))
+    }
+
+    /// Logs and audits a refusal.
+    pub(super) fn record_refusal(&self, id: Raw<'_>, refusal: &Refusal, facts: Option<&Facts>) {
+        // Refusals show at the default level: they are what a user of a
+        // policy wants to see; allowed calls are a line each at info.
+        let what = if self.settings.monitor {
+            "would be refused (monitor mode): relayed"
+        } else {
+            "refused"
+        };
+        warn!(
+            tool = %loggable(&refusal.tool),
+            id = %loggable(id.get()),
+            decision = refusal.decision(),
+            "{what}"
+        );
+        if self.settings.audit.enabled() {
+            let meta = refusal.meta();
+            let scrub =
+                |text: &str| facts.map_or_else(|| text.to_owned(), |f| f.redacted.scrub(text));
+            let event = AuditEvent {
+                rule: refusal.rule.clone(),
+                counter: meta.counter.map(str::to_owned),
+                retry_after_ms: meta.retry_after_ms,
+                reason: refusal.reason.clone(),
+                errors: meta.errors.map(|errors| {
+                    errors
+                        .iter()
+                        .map(|e| json!({ "pointer": e.pointer, "message": scrub(&e.message) }))
+                        .collect()
+                }),
+                ..self.decision_event(id, &refusal.tool, refusal.decision(), facts)
+            };
+            self.settings.audit.record(event);
+        }
+    }
+
+    /// For the audit log's result event: the tool, and when the call left.
+    pub(super) fn started(&self, call: &ToolCall) -> Option<(String, Instant)> {
+        self.settings
+            .audit
+            .enabled()
+            .then(|| (call.name.to_string(), Instant::now()))
+    }
+
+    /// The redacted arguments and their hash, when there is an audit log.
+    pub(super) fn facts(&self, call: &ToolCall) -> Option<Facts> {
+        self.settings.audit.enabled().then(|| self.facts_now(call))
+    }
+
+    pub(super) fn facts_now(&self, call: &ToolCall) -> Facts {
+        let policy = self.policy();
+        let pointers = policy
+            .rule_for(&call.name)
+            .map_or(&[][..], |r| &r.redact[..]);
+        Facts {
+            redacted: redact::redact(call.arguments, pointers),
+            hmac: self
+                .settings
+                .audit
+                .fingerprint(call.arguments.map_or(&b""[..], |a| a.get().as_bytes())),
+        }
+    }
+
+    /// Writes down a person's answer: how they were asked, what they
+    /// said, and who they are.
+    pub(super) fn audit_approval(
+        &self,
+        id: Raw<'_>,
+        tool: &str,
+        channel: &'static str,
+        answer: &'static str,
+        approval_id: Option<&str>,
+        by: Option<&str>,
+    ) {
+        self.settings.audit.record(AuditEvent {
+            event: "approval",
+            id: Some(id.to_raw_value()),
+            tool: tool.to_owned(),
+            channel: Some(channel),
+            answer: Some(answer),
+            approval_id: approval_id.map(str::to_owned),
+            by: by.map(str::to_owned),
+            ..Default::default()
+        });
+    }
+
+    pub(super) fn decision_event(
+        &self,
+        id: Raw<'_>,
+        tool: &str,
+        decision: &'static str,
+        facts: Option<&Facts>,
+    ) -> AuditEvent {
+        AuditEvent {
+            event: "decision",
+            id: Some(id.to_raw_value()),
+            tool: tool.to_owned(),
+            decision: Some(decision),
+            rule: self.policy().rule_for(tool).map(|r| r.pattern.clone()),
+            arguments: facts.map(|f| f.redacted.value.clone()),
+            args_hmac: facts.map(|f| f.hmac.clone()),
+            enforced: self.settings.monitor.then_some(false),
+            ..Default::default()
+        }
+    }
+
+    /// Records the decision that lets a call through; false when
+    /// `--audit-required` and it could not be written.
+    pub(super) fn admitted(
+        &self,
+        id: Raw<'_>,
+        tool: &str,
+        decision: &'static str,
+        facts: Option<&Facts>,
+    ) -> bool {
+        if !self.settings.audit.enabled() {
+            return true;
+        }
+        let event = self.decision_event(id, tool, decision, facts);
+        self.settings.audit.admits(event)
+    }
+
+    pub(super) fn audit_decision(
+        &self,
+        id: Raw<'_>,
+        tool: &str,
+        decision: &'static str,
+        facts: Option<&Facts>,
+    ) {
+        if self.settings.audit.enabled() {
+            let event = self.decision_event(id, tool, decision, facts);
+            self.settings.audit.record(event);
+        }
+    }
+}
