@@ -14,12 +14,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::blocking::{self, Fd};
-use crate::child::Server;
 use crate::cli::{CheckArgs, ListArgs};
 use crate::framing::{Frame, LineReader, LineWriter};
 use crate::jsonrpc::{self, Message, Strictness};
 use crate::policy::{self, Action, DefaultAction, Glob, Policy};
 use crate::redact::loggable;
+use crate::upstream::child::Server;
 
 /// What `check`, `init` and `pin` declare at initialize unless
 /// `--client-capabilities` says otherwise: what common clients (VS Code,

@@ -18,13 +18,13 @@ use tracing::{debug, info, warn};
 
 use crate::audit::{self, Audit};
 use crate::blocking;
-use crate::child::{self, Server, Stopped, Watchdog};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
 use crate::relay::{Relay, Settings};
 use crate::reload;
 use crate::startup;
 use crate::state::{self, State};
+use crate::upstream::{self, Stopped, Upstream};
 
 /// How long the server's output may stay open after the server exited (a
 /// grandchild may hold it) before its process group is killed.
@@ -107,22 +107,15 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     // With the audit log on stderr, the server's stderr is labelled, so
     // that it cannot write an audit record.
     let stderr = if args.audit.as_deref() == Some(std::path::Path::new("-")) {
-        child::ServerStderr::Labelled
+        upstream::ServerStderr::Labelled
     } else {
-        child::ServerStderr::Inherit
+        upstream::ServerStderr::Inherit
     };
-    let (mut server, server_in, server_out) = match Server::spawn_with(&args.command, stderr) {
-        Ok(spawned) => spawned,
+    let (mut server, server_pipes) = match Upstream::start(&args.command, stderr) {
+        Ok(started) => started,
         Err(e) => return Ok(startup::refuse(&e.message, e.exit_code)),
     };
-    let group = server.group();
-    let watchdog = match Watchdog::start(group) {
-        Ok(watchdog) => Some(watchdog),
-        Err(e) => {
-            warn!("no watchdog for the server's process group: {e}");
-            None
-        }
-    };
+    let signaller = server.signaller();
     info!(identity = %args.identity, session = %session_id, "session starts");
     if args.monitor {
         warn!("monitor mode: every call is decided, logged and relayed; nothing is refused");
@@ -151,20 +144,19 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         let client_in = blocking::Fd::stdio(io::stdin())?;
         let client_out = blocking::Fd::stdio(io::stdout())?;
         // Pipes of 1 MiB: a large message crosses in a few writes.
-        child::enlarge_pipe(&client_in);
-        child::enlarge_pipe(&client_out);
-        let server_in = blocking::Fd::own_pipe(server_in.into_owned_fd()?)?;
-        let server_out = blocking::Fd::own_pipe(server_out.into_owned_fd()?)?;
-        Ok((client_in, client_out, server_in, server_out))
+        upstream::child::enlarge_pipe(&client_in);
+        upstream::child::enlarge_pipe(&client_out);
+        Ok((client_in, client_out))
     })();
-    let (client_in, client_out, server_in, server_out) = match pipes {
+    let (client_in, client_out) = match pipes {
         Ok(pipes) => pipes,
         Err(e) => {
             tracing::error!("cannot set up the session's pipes: {e}");
-            child::signal_group(group, libc::SIGKILL);
+            signaller.kill();
             return Ok(1);
         }
     };
+    let (server_in, server_out) = (server_pipes.to_server, server_pipes.from_server);
     let server_in = blocking::ServerInput::new(server_in);
     let relay = Arc::new(Relay::new(policy, settings, Box::new(client_out)));
     // Hot reload, unless --no-reload.
@@ -209,7 +201,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     // as init shims do: the server stops as fast as it would alone.
     let mut first_signal = None;
     if let Ended::Signal(signal) = ended {
-        child::signal_group(group, signal);
+        signaller.send(signal);
         first_signal = Some(signal);
     }
     // Stop reading the client, and close the server's stdin: its end of
@@ -235,7 +227,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
                 }
                 _ = sleep_until(drain_deadline), if !server_done => {
                     warn!("the server exited but its output is still open: killing its process group");
-                    child::signal_group(group, libc::SIGKILL);
+                    signaller.kill();
                     // A grandchild outside the group may hold the pipe: the
                     // pump's thread is left behind, and ends with toolwarden.
                     break;
@@ -246,12 +238,12 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
                     // signal, passed on as itself.
                     None => {
                         info!(signal, "signal while stopping: passed on to the server");
-                        child::signal_group(group, signal);
+                        signaller.send(signal);
                         first_signal = Some(signal);
                     }
                     Some(_) => {
                         warn!(signal, "second signal while stopping: SIGKILL to the server");
-                        child::signal_group(group, libc::SIGKILL);
+                        signaller.kill();
                     }
                 },
             }
@@ -267,15 +259,9 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         first_signal = pending_signal(&mut signals).await;
     }
     let status = exit_status.unwrap_or(status);
-    if let Some(watchdog) = watchdog {
-        watchdog.disarm();
-    }
-    info!(status = %child::describe(status), "server stopped");
+    info!(status = %status.describe(), "server stopped");
 
-    let why = format!(
-        "the server exited ({}) before answering",
-        child::describe(status)
-    );
+    let why = format!("the server exited ({}) before answering", status.describe());
     // A server that stopped by itself before it answered `initialize` did
     // not start: the client and stderr are told what it said last.
     let server_left = match ended {
@@ -290,7 +276,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
             // answered when it comes within a moment.
             let _ = tokio::time::timeout(startup::WAIT_FOR_INITIALIZE, &mut client_pump).await;
         }
-        let why = startup::did_not_start(&why, &server.stderr_tail());
+        let why = startup::did_not_start(&why, &server.last_words());
         eprintln!("toolwarden: {why}");
         if let Err(e) = relay.fail_initialize(&why) {
             debug!("could not answer the client's initialize: {e}");
@@ -300,13 +286,14 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         debug!("could not answer the requests left: {e}");
     }
     let _ = relay.finish();
+    server.finished();
 
     Ok(match (first_signal, ended) {
         (Some(signal), _) => 128 + signal as u8,
         // The client left and the server needed a signal to follow: that
         // is the stop working, not the server failing.
         (None, Ended::ClientClosed { .. }) if stopped != Stopped::ByItself => 0,
-        _ => child::exit_code(status),
+        _ => status.code(),
     })
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::blocking::{self, Fd};
-use crate::child::enlarge_pipe;
 use crate::framing::{Frame, LineReader, Source};
+use crate::upstream::child::enlarge_pipe;
 
 /// A relay with both pumps running, and the four pipe ends a test holds.
 struct Harness {
