@@ -21,6 +21,8 @@ use serde_json::Value;
 
 use crate::json::{self, Raw};
 
+mod remote;
+
 /// The clients toolwarden knows the config files of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Client {
@@ -150,7 +152,7 @@ fn wrapped_server(line: &CommandLine, toolwarden: Option<&str>) -> Option<Comman
 
 /// toolwarden's options that take a value (the rest are flags), so that
 /// an existing wrapping's arguments can be read back as options.
-const VALUED: [&str; 11] = [
+const VALUED: &[&str] = &[
     "--policy",
     "--identity",
     "--log-level",
@@ -162,7 +164,15 @@ const VALUED: [&str; 11] = [
     "--state-namespace",
     "--pin",
     "--approval-timeout",
+    "--approval",
+    "--approval-hold",
+    "--header",
+    "--transport",
 ];
+
+/// Options that say how to reach a remote server: part of the server, not
+/// of the wrapping, so a new wrapping keeps them whatever it is given.
+const SERVER_OPTIONS: [&str; 2] = ["--header", "--transport"];
 
 /// toolwarden's own arguments (those before `--`) as options, each with
 /// its value: `[["--pin", "/p"], ["--no-reload"], ["--identity=me"]]`.
@@ -215,6 +225,10 @@ fn change_of(
                 if name == "--policy" {
                     continue;
                 }
+                if SERVER_OPTIONS.contains(&name) {
+                    merged.push(option);
+                    continue;
+                }
                 match given.iter().position(|g| option_name(g) == name) {
                     Some(at) => merged.push(given.remove(at)),
                     None if *replace_options => {}
@@ -259,7 +273,7 @@ pub fn edit(
 ) -> anyhow::Result<Edited> {
     match client {
         Client::Codex => edit_toml(text, names, change),
-        _ => edit_json(text, client.servers_key(), names, change),
+        _ => edit_json(client, text, names, change),
     }
 }
 
@@ -351,7 +365,13 @@ fn string_end(bytes: &[u8], start: usize) -> usize {
     bytes.len()
 }
 
-fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow::Result<Edited> {
+fn edit_json(
+    client: Client,
+    text: &str,
+    names: &[String],
+    change: &Change,
+) -> anyhow::Result<Edited> {
+    let key = client.servers_key();
     let original = text;
     let plain = blank_comments(text);
     let text = plain.as_str();
@@ -382,12 +402,19 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
         let value: Value = serde_json::from_str(entry.get())?;
         let command = value.get("command").and_then(Value::as_str);
         let Some(command) = command else {
-            let why = if value.get("url").is_some() || value.get("serverUrl").is_some() {
-                "a remote server (url): wrap it through a stdio bridge such as `npx mcp-remote URL`"
-            } else {
-                "no \"command\""
+            let done = match remote_of_json(name, &value)? {
+                Some(remote) => match change {
+                    Change::Wrap { .. } => {
+                        let (line, to, env) = wrap_remote(&remote, change)?;
+                        let new = json_entry_wrapped(*entry, &to, &env);
+                        splices.push(span(text, *entry, new));
+                        Done::Changed { from: line, to }
+                    }
+                    Change::Unwrap => Done::Unchanged("not wrapped by toolwarden"),
+                },
+                None => Done::Skipped("no \"command\" and no \"url\"".into()),
             };
-            report.push((name.clone(), Done::Skipped(why.into())));
+            report.push((name.clone(), done));
             continue;
         };
         let args = match value.get("args") {
@@ -403,6 +430,24 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
             command: command.to_owned(),
             args,
         };
+        if let (Change::Unwrap, Some(server)) = (change, wrapped_server(&line, None)) {
+            let env = |var: &str| {
+                value
+                    .pointer(&format!("/env/{var}"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            if let Some((remote, used)) = remote::unwrapped(&line.args, &server, env) {
+                let new = json_entry_unwrapped(client, *entry, &remote, &used);
+                splices.push(span(text, *entry, new));
+                let to = CommandLine {
+                    command: remote.url.clone(),
+                    args: Vec::new(),
+                };
+                report.push((name.clone(), Done::Changed { from: line, to }));
+                continue;
+            }
+        }
         let mut kept = Vec::new();
         let outcome = change_of(&line, change, &mut kept);
         if !kept.is_empty() {
@@ -444,6 +489,166 @@ fn edit_json(text: &str, key: &str, names: &[String], change: &Change) -> anyhow
         out.replace_range(start..end, &with);
     }
     Ok((Some(out), report))
+}
+
+/// A remote server entry (`url`, or Windsurf's `serverUrl`), with its
+/// transport and headers; `None` for an entry without a URL.
+fn remote_of_json(name: &str, value: &Value) -> anyhow::Result<Option<remote::Remote>> {
+    let url = value.get("url").or_else(|| value.get("serverUrl"));
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let url = url
+        .as_str()
+        .filter(|u| remote::is_url(u))
+        .ok_or_else(|| anyhow!("{name}: \"url\" is not an http:// or https:// URL"))?;
+    let mut headers = Vec::new();
+    if let Some(given) = value.get("headers") {
+        let given = given
+            .as_object()
+            .ok_or_else(|| anyhow!("{name}: \"headers\" is not an object"))?;
+        for (header, v) in given {
+            let v = v
+                .as_str()
+                .ok_or_else(|| anyhow!("{name}: header {header:?} is not a string"))?;
+            headers.push((header.clone(), v.to_owned()));
+        }
+    }
+    Ok(Some(remote::Remote {
+        url: url.to_owned(),
+        sse: value.get("type").and_then(Value::as_str) == Some("sse"),
+        headers,
+        from_env: Vec::new(),
+    }))
+}
+
+/// The entry's URL as the line it replaces (for the report), the command
+/// line that puts toolwarden in front of `remote`, and the variables the
+/// entry's `env` gets.
+fn wrap_remote(
+    remote: &remote::Remote,
+    change: &Change,
+) -> anyhow::Result<(CommandLine, CommandLine, remote::Vars)> {
+    let Change::Wrap {
+        toolwarden,
+        policy,
+        options,
+        ..
+    } = change
+    else {
+        bail!("not a wrap");
+    };
+    let (server_args, env) = remote::wrapped_args(remote);
+    let mut args = vec!["--policy".to_owned(), policy.clone()];
+    args.extend(options.iter().cloned());
+    args.extend(server_args);
+    let from = CommandLine {
+        command: remote.url.clone(),
+        args: Vec::new(),
+    };
+    let to = CommandLine {
+        command: toolwarden.clone(),
+        args,
+    };
+    Ok((from, to, env))
+}
+
+/// Members of an entry's object, as text, but for `drop`.
+fn members_but(entry: Raw<'_>, drop: &[&str]) -> Vec<String> {
+    entry
+        .members()
+        .filter(|(key, _)| !drop.contains(&key.as_ref()))
+        .map(|(key, value)| format!("{}: {}", Value::from(key.as_ref()), value.get()))
+        .collect()
+}
+
+/// `{"a": "1", ...}` of `pairs`.
+fn json_object(pairs: &[(String, String)]) -> String {
+    let members: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), Value::from(v.as_str())))
+        .collect();
+    format!("{{{}}}", members.join(", "))
+}
+
+/// A url entry become toolwarden's command line: `env` holds the header
+/// values (with what it held before); the entry's other members stay.
+fn json_entry_wrapped(entry: Raw<'_>, to: &CommandLine, env: &[(String, String)]) -> String {
+    let mut members = Vec::new();
+    if entry.member("type").is_some() {
+        members.push(r#""type": "stdio""#.to_owned());
+    }
+    members.push(format!("\"command\": {}", Value::from(to.command.as_str())));
+    members.push(format!("\"args\": {}", json_list(&to.args)));
+    let mut all_env: Vec<(String, String)> = entry
+        .member("env")
+        .into_iter()
+        .flat_map(|e| e.members())
+        .filter(|(k, _)| !env.iter().any(|(n, _)| n == k.as_ref()))
+        .filter_map(|(k, v)| Some((k.into_owned(), v.as_str()?.into_owned())))
+        .collect();
+    all_env.extend(env.iter().cloned());
+    if !all_env.is_empty() {
+        members.push(format!("\"env\": {}", json_object(&all_env)));
+    }
+    members.extend(members_but(
+        entry,
+        &[
+            "type",
+            "url",
+            "serverUrl",
+            "headers",
+            "command",
+            "args",
+            "env",
+        ],
+    ));
+    format!("{{ {} }}", members.join(", "))
+}
+
+/// A wrapped url entry given back: its URL, transport and headers, and
+/// `env` without the values toolwarden's wrapping put there.
+fn json_entry_unwrapped(
+    client: Client,
+    entry: Raw<'_>,
+    remote: &remote::Remote,
+    used: &[String],
+) -> String {
+    let mut members = Vec::new();
+    if matches!(client, Client::ClaudeCode | Client::Vscode) || entry.member("type").is_some() {
+        let kind = if remote.sse { "sse" } else { "http" };
+        members.push(format!("\"type\": \"{kind}\""));
+    }
+    let url_key = if client == Client::Windsurf {
+        "serverUrl"
+    } else {
+        "url"
+    };
+    members.push(format!(
+        "\"{url_key}\": {}",
+        Value::from(remote.url.as_str())
+    ));
+    let headers: Vec<(String, String)> = remote
+        .headers
+        .iter()
+        .chain(&remote.from_env)
+        .cloned()
+        .collect();
+    if !headers.is_empty() {
+        members.push(format!("\"headers\": {}", json_object(&headers)));
+    }
+    let env: Vec<String> = entry
+        .member("env")
+        .into_iter()
+        .flat_map(|e| e.members())
+        .filter(|(k, _)| !used.iter().any(|u| u == k.as_ref()))
+        .map(|(k, v)| format!("{}: {}", Value::from(k.as_ref()), v.get()))
+        .collect();
+    if !env.is_empty() {
+        members.push(format!("\"env\": {{{}}}", env.join(", ")));
+    }
+    members.extend(members_but(entry, &["type", "command", "args", "env"]));
+    format!("{{ {} }}", members.join(", "))
 }
 
 /// `["a", "b"]`: strings as JSON, separated as people write them, so that
@@ -521,12 +726,19 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
             .and_then(Item::as_table_like_mut)
             .ok_or_else(|| anyhow!("[mcp_servers.{name}] is not a table"))?;
         let Some(command) = entry.get("command").and_then(Item::as_str) else {
-            let why = if entry.contains_key("url") {
-                "a remote server (url): wrap it through a stdio bridge such as `npx mcp-remote URL`"
-            } else {
-                "no command"
+            let done = match remote_of_toml(&name, &*entry)? {
+                Some(remote) => match change {
+                    Change::Wrap { .. } => {
+                        let (line, to, env) = wrap_remote(&remote, change)?;
+                        toml_wrap_remote(entry, &remote, &to, &env);
+                        changed = true;
+                        Done::Changed { from: line, to }
+                    }
+                    Change::Unwrap => Done::Unchanged("not wrapped by toolwarden"),
+                },
+                None => Done::Skipped("no command and no url".into()),
             };
-            report.push((name, Done::Skipped(why.into())));
+            report.push((name, done));
             continue;
         };
         let args = match entry.get("args") {
@@ -540,6 +752,26 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
             command: command.to_owned(),
             args,
         };
+        if let (Change::Unwrap, Some(server)) = (change, wrapped_server(&line, None)) {
+            let env = |var: &str| {
+                entry
+                    .get("env")
+                    .and_then(Item::as_table_like)
+                    .and_then(|t| t.get(var))
+                    .and_then(Item::as_str)
+                    .map(str::to_owned)
+            };
+            if let Some((remote, used)) = remote::unwrapped(&line.args, &server, env) {
+                toml_unwrap_remote(entry, &remote, &used);
+                changed = true;
+                let to = CommandLine {
+                    command: remote.url.clone(),
+                    args: Vec::new(),
+                };
+                report.push((name, Done::Changed { from: line, to }));
+                continue;
+            }
+        }
         let mut kept = Vec::new();
         let outcome = change_of(&line, change, &mut kept);
         if !kept.is_empty() {
@@ -574,6 +806,163 @@ fn edit_toml(text: &str, names: &[String], change: &Change) -> anyhow::Result<Ed
         report.push((name, Done::Changed { from: line, to }));
     }
     Ok((changed.then(|| doc.to_string()), report))
+}
+
+/// A Codex remote server: `url`, with `bearer_token_env_var`,
+/// `http_headers` (literal values) and `env_http_headers` (header to
+/// variable); `None` for an entry without a URL.
+fn remote_of_toml(
+    name: &str,
+    entry: &dyn toml_edit::TableLike,
+) -> anyhow::Result<Option<remote::Remote>> {
+    use toml_edit::Item;
+    let Some(url) = entry.get("url") else {
+        return Ok(None);
+    };
+    let url = url
+        .as_str()
+        .filter(|u| remote::is_url(u))
+        .ok_or_else(|| anyhow!("[mcp_servers.{name}] url is not an http:// or https:// URL"))?;
+    let strings = |key: &str| -> anyhow::Result<Vec<(String, String)>> {
+        let Some(table) = entry.get(key) else {
+            return Ok(Vec::new());
+        };
+        let table = table
+            .as_table_like()
+            .ok_or_else(|| anyhow!("[mcp_servers.{name}] {key} is not a table"))?;
+        table
+            .iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|v| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| anyhow!("[mcp_servers.{name}] {key}.{k} is not a string"))
+            })
+            .collect()
+    };
+    let mut from_env: Vec<(String, String)> = Vec::new();
+    if let Some(var) = entry.get("bearer_token_env_var").and_then(Item::as_str) {
+        from_env.push(("Authorization".into(), format!("Bearer ${{{var}}}")));
+    }
+    for (header, var) in strings("env_http_headers")? {
+        from_env.push((header, format!("${{{var}}}")));
+    }
+    Ok(Some(remote::Remote {
+        url: url.to_owned(),
+        sse: false,
+        headers: strings("http_headers")?,
+        from_env,
+    }))
+}
+
+/// The variables Codex must pass to toolwarden for `remote`'s headers.
+fn forwarded_vars(remote: &remote::Remote) -> Vec<String> {
+    remote
+        .from_env
+        .iter()
+        .filter_map(|(_, value)| {
+            let start = value.find("${")? + 2;
+            let end = start + value[start..].find('}')?;
+            Some(value[start..end].to_owned())
+        })
+        .collect()
+}
+
+fn toml_wrap_remote(
+    entry: &mut dyn toml_edit::TableLike,
+    remote: &remote::Remote,
+    to: &CommandLine,
+    env: &[(String, String)],
+) {
+    use toml_edit::{Item, Value as TomlValue};
+    for key in [
+        "url",
+        "bearer_token_env_var",
+        "http_headers",
+        "env_http_headers",
+    ] {
+        entry.remove(key);
+    }
+    entry.insert("command", Item::Value(TomlValue::from(to.command.as_str())));
+    entry.insert(
+        "args",
+        Item::Value(TomlValue::Array(args_array(None, &to.args))),
+    );
+    if !env.is_empty() {
+        let table = entry
+            .entry("env")
+            .or_insert(Item::Value(TomlValue::InlineTable(Default::default())));
+        if let Some(table) = table.as_table_like_mut() {
+            for (var, value) in env {
+                table.insert(var, Item::Value(TomlValue::from(value.as_str())));
+            }
+        }
+    }
+    let vars = forwarded_vars(remote);
+    if !vars.is_empty() {
+        let list = entry
+            .entry("env_vars")
+            .or_insert(Item::Value(TomlValue::Array(Default::default())));
+        if let Some(list) = list.as_array_mut() {
+            for var in vars {
+                if !list.iter().any(|v| v.as_str() == Some(var.as_str())) {
+                    list.push(var);
+                }
+            }
+        }
+    }
+}
+
+fn toml_unwrap_remote(
+    entry: &mut dyn toml_edit::TableLike,
+    remote: &remote::Remote,
+    used: &[String],
+) {
+    use toml_edit::{Item, Value as TomlValue};
+    entry.remove("command");
+    entry.remove("args");
+    entry.insert("url", Item::Value(TomlValue::from(remote.url.as_str())));
+    if let Some(table) = entry.get_mut("env").and_then(Item::as_table_like_mut) {
+        for var in used {
+            table.remove(var);
+        }
+        if table.is_empty() {
+            entry.remove("env");
+        }
+    }
+    let vars = forwarded_vars(remote);
+    if let Some(list) = entry.get_mut("env_vars").and_then(Item::as_array_mut) {
+        list.retain(|v| !v.as_str().is_some_and(|v| vars.iter().any(|f| f == v)));
+        if list.is_empty() {
+            entry.remove("env_vars");
+        }
+    }
+    let table = |pairs: Vec<(String, String)>| {
+        let mut t = toml_edit::InlineTable::new();
+        for (k, v) in pairs {
+            t.insert(&k, TomlValue::from(v));
+        }
+        Item::Value(TomlValue::InlineTable(t))
+    };
+    if !remote.headers.is_empty() {
+        entry.insert("http_headers", table(remote.headers.clone()));
+    }
+    let mut by_var = Vec::new();
+    for (header, value) in &remote.from_env {
+        let bearer = value
+            .strip_prefix("Bearer ")
+            .and_then(remote::variable)
+            .filter(|_| header.eq_ignore_ascii_case("authorization"));
+        match (bearer, remote::variable(value)) {
+            (Some(var), _) => {
+                entry.insert("bearer_token_env_var", Item::Value(TomlValue::from(var)));
+            }
+            (None, Some(var)) => by_var.push((header.clone(), var.to_owned())),
+            (None, None) => {}
+        }
+    }
+    if !by_var.is_empty() {
+        entry.insert("env_http_headers", table(by_var));
+    }
 }
 
 /// Puts `new` where `old` was, with the spaces and the comment around

@@ -63,10 +63,9 @@ fn claude_desktop_wraps_every_stdio_server_and_unwraps_byte_for_byte() {
     );
     assert_eq!(clock["disabled"], false);
     assert!(text.starts_with("{\n  \"globalShortcut\": \"Ctrl+Space\",\n  \"mcpServers\": {\n    \"runpod\": {\n      \"command\": \"/opt/bin/toolwarden\",\n      \"args\": [\"--policy\""), "{text}");
-    assert!(text.contains(r#""fractera": { "url": "https://mcp.fractera.example/sse" },"#));
-    assert!(
-        matches!(&done[1], (n, Done::Skipped(why)) if n == "fractera" && why.contains("mcp-remote"))
-    );
+    // A remote server: toolwarden in front of its URL.
+    assert!(text.contains(r#""fractera": { "command": "/opt/bin/toolwarden", "args": ["--policy", "/p/runpod.json", "--", "https://mcp.fractera.example/sse"] },"#), "{text}");
+    assert!(matches!(&done[1], (n, Done::Changed { .. }) if n == "fractera"));
 
     // Idempotent.
     let (again, done) = edit(
@@ -286,7 +285,8 @@ url = "https://example.com/mcp"
     let (text, done) = edit(Client::Codex, codex, &[], &wrap_with("/p/runpod.json")).unwrap();
     let text = text.unwrap();
     assert!(text.contains("# The servers this machine runs.\n[mcp_servers.runpod]\ncommand = \"/opt/bin/toolwarden\"\nargs = [\"--policy\", \"/p/runpod.json\", \"--\", \"npx\", \"-y\", \"@runpod/mcp-server@4.0.0\"]\nenv = { RUNPOD_API_KEY = \"rp_secret\" }\n"), "{text}");
-    assert!(matches!(&done[2], (n, Done::Skipped(_)) if n == "remote"));
+    assert!(text.contains("[mcp_servers.remote]\ncommand = \"/opt/bin/toolwarden\"\nargs = [\"--policy\", \"/p/runpod.json\", \"--\", \"https://example.com/mcp\"]\n"), "{text}");
+    assert!(matches!(&done[2], (n, Done::Changed { .. }) if n == "remote"));
     let (again, _) = edit(Client::Codex, &text, &[], &wrap_with("/p/runpod.json")).unwrap();
     assert_eq!(again, None);
     let (back, _) = edit(Client::Codex, &text, &[], &Change::Unwrap).unwrap();
@@ -500,4 +500,217 @@ fn claude_desktops_config_is_where_each_system_keeps_it() {
         .default_config_on("windows", env(&[("HOME", "/home/me")]))
         .unwrap_err();
     assert!(err.to_string().contains("APPDATA is not set"), "{err}");
+}
+
+fn wrap_with_options(policy: &str, options: &[&str]) -> Change {
+    Change::Wrap {
+        toolwarden: "/opt/bin/toolwarden".into(),
+        policy: policy.into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+        replace_options: false,
+    }
+}
+
+#[test]
+fn url_servers_are_wrapped_with_their_headers_in_env_and_given_back() {
+    let claude_code = r#"{"mcpServers": {
+  "linear": {"type": "http", "url": "https://mcp.linear.example/mcp", "headers": {"Authorization": "Bearer lin_secret", "X-Team": "core"}, "timeout": 30},
+  "legacy": {"type": "sse", "url": "http://127.0.0.1:3001/sse"}
+}}"#;
+    let (text, done) = edit(
+        Client::ClaudeCode,
+        claude_code,
+        &[],
+        &wrap_with("/p/linear.json"),
+    )
+    .unwrap();
+    let text = text.unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    let linear = &value["mcpServers"]["linear"];
+    assert_eq!(linear["type"], "stdio");
+    assert_eq!(linear["command"], "/opt/bin/toolwarden");
+    assert_eq!(
+        linear["args"],
+        serde_json::json!([
+            "--policy",
+            "/p/linear.json",
+            "--header",
+            "Authorization: ${TOOLWARDEN_HEADER_AUTHORIZATION}",
+            "--header",
+            "X-Team: ${TOOLWARDEN_HEADER_X_TEAM}",
+            "--",
+            "https://mcp.linear.example/mcp"
+        ])
+    );
+    // The secret is in env, never an argument anyone sees in `ps`.
+    assert_eq!(
+        linear["env"]["TOOLWARDEN_HEADER_AUTHORIZATION"],
+        "Bearer lin_secret"
+    );
+    assert!(!linear["args"].to_string().contains("lin_secret"));
+    assert_eq!(linear["timeout"], 30);
+    assert!(linear.get("url").is_none() && linear.get("headers").is_none());
+    let legacy = &value["mcpServers"]["legacy"];
+    assert_eq!(
+        legacy["args"],
+        serde_json::json!([
+            "--policy",
+            "/p/linear.json",
+            "--transport",
+            "sse",
+            "--",
+            "http://127.0.0.1:3001/sse"
+        ])
+    );
+    assert!(matches!(&done[0], (n, Done::Changed { .. }) if n == "linear"));
+    // The report shows no header value.
+    assert!(!report(&done, false).contains("lin_secret"));
+
+    // Wrapped again with another policy: the headers stay, unreported.
+    let (other, done) = edit(
+        Client::ClaudeCode,
+        &text,
+        &["linear".into()],
+        &wrap_with("/p/strict.json"),
+    )
+    .unwrap();
+    let other: Value = serde_json::from_str(&other.unwrap()).unwrap();
+    assert_eq!(
+        other["mcpServers"]["linear"]["args"][1],
+        serde_json::json!("/p/strict.json")
+    );
+    assert_eq!(
+        other["mcpServers"]["linear"]["args"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    assert!(!done.iter().any(|(_, d)| matches!(d, Done::Kept(_))));
+
+    let (back, _) = edit(Client::ClaudeCode, &text, &[], &Change::Unwrap).unwrap();
+    let back: Value = serde_json::from_str(&back.unwrap()).unwrap();
+    let original: Value = serde_json::from_str(claude_code).unwrap();
+    assert_eq!(back, original);
+}
+
+#[test]
+fn windsurf_and_cursor_urls_and_codex_remote_headers_round_trip() {
+    let windsurf =
+        r#"{"mcpServers": {"notion": { "serverUrl": "https://mcp.notion.example/mcp" }}}"#;
+    let (text, _) = edit(Client::Windsurf, windsurf, &[], &wrap_with("/p/n.json")).unwrap();
+    let text = text.unwrap();
+    assert!(
+        text.contains(
+            r#""args": ["--policy", "/p/n.json", "--", "https://mcp.notion.example/mcp"]"#
+        ),
+        "{text}"
+    );
+    let (back, _) = edit(Client::Windsurf, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), windsurf);
+
+    let cursor = r#"{"mcpServers": {"gh": { "url": "https://api.github.example/mcp", "headers": {"Authorization": "Bearer ghp_x"} }}}"#;
+    let (text, _) = edit(Client::Cursor, cursor, &[], &wrap_with("/p/gh.json")).unwrap();
+    let text = text.unwrap();
+    assert!(text.contains(r#""args": ["--policy", "/p/gh.json", "--header", "Authorization: ${TOOLWARDEN_HEADER_AUTHORIZATION}", "--", "https://api.github.example/mcp"], "env": {"TOOLWARDEN_HEADER_AUTHORIZATION": "Bearer ghp_x"}"#), "{text}");
+    let (back, _) = edit(Client::Cursor, &text, &[], &Change::Unwrap).unwrap();
+    assert_eq!(back.unwrap(), cursor);
+
+    let codex = r#"[mcp_servers.linear]
+url = "https://mcp.linear.example/mcp"
+bearer_token_env_var = "LINEAR_TOKEN"
+http_headers = { "X-Team" = "core" }
+env_http_headers = { "X-Org" = "LINEAR_ORG" }
+"#;
+    let (text, _) = edit(Client::Codex, codex, &[], &wrap_with("/p/l.json")).unwrap();
+    let text = text.unwrap();
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    let entry = &doc["mcp_servers"]["linear"];
+    let args: Vec<&str> = entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "--policy",
+            "/p/l.json",
+            "--header",
+            "X-Team: ${TOOLWARDEN_HEADER_X_TEAM}",
+            "--header",
+            "Authorization: Bearer ${LINEAR_TOKEN}",
+            "--header",
+            "X-Org: ${LINEAR_ORG}",
+            "--",
+            "https://mcp.linear.example/mcp"
+        ]
+    );
+    assert_eq!(
+        entry["env"]["TOOLWARDEN_HEADER_X_TEAM"].as_str(),
+        Some("core")
+    );
+    // Codex passes a stdio server only the variables it is told to.
+    let forwarded: Vec<&str> = entry["env_vars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(forwarded, ["LINEAR_TOKEN", "LINEAR_ORG"]);
+    let (back, _) = edit(Client::Codex, &text, &[], &Change::Unwrap).unwrap();
+    let back: toml_edit::DocumentMut = back.unwrap().parse().unwrap();
+    let entry = &back["mcp_servers"]["linear"];
+    assert_eq!(
+        entry["url"].as_str(),
+        Some("https://mcp.linear.example/mcp")
+    );
+    assert_eq!(entry["bearer_token_env_var"].as_str(), Some("LINEAR_TOKEN"));
+    assert_eq!(entry["http_headers"]["X-Team"].as_str(), Some("core"));
+    assert_eq!(
+        entry["env_http_headers"]["X-Org"].as_str(),
+        Some("LINEAR_ORG")
+    );
+    for gone in ["command", "args", "env", "env_vars"] {
+        assert!(entry.get(gone).is_none(), "{gone}: {back}");
+    }
+}
+
+#[test]
+fn options_with_values_are_read_back_whole_on_a_rewrap() {
+    let (text, _) = edit(
+        Client::ClaudeDesktop,
+        CLAUDE,
+        &["runpod".into()],
+        &wrap_with_options(
+            "/p/r.json",
+            &["--approval", "inbox", "--approval-hold", "20s"],
+        ),
+    )
+    .unwrap();
+    let text = text.unwrap();
+    let (again, _) = edit(
+        Client::ClaudeDesktop,
+        &text,
+        &["runpod".into()],
+        &wrap_with_options("/p/r.json", &["--approval", "client"]),
+    )
+    .unwrap();
+    let value: Value = serde_json::from_str(&again.unwrap()).unwrap();
+    assert_eq!(
+        value["mcpServers"]["runpod"]["args"],
+        serde_json::json!([
+            "--policy",
+            "/p/r.json",
+            "--approval",
+            "client",
+            "--approval-hold",
+            "20s",
+            "--",
+            "npx",
+            "-y",
+            "@runpod/mcp-server@4.0.0"
+        ])
+    );
 }

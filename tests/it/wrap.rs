@@ -77,8 +77,9 @@ fn a_wrapped_claude_desktop_config_starts_a_working_session() {
 
     let (code, out, err) = wrap(&[]);
     assert_eq!(code, 0, "{err}");
+    // The remote server: toolwarden in front of its URL.
     assert!(
-        out.contains("fractera: skipped, a remote server (url)"),
+        out.contains("fractera: https://mcp.fractera.example/sse\n    now: "),
         "{out}"
     );
     assert!(out.contains("the previous file is kept as"), "{out}");
