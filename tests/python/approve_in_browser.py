@@ -6,14 +6,16 @@ usage: approve_in_browser.py URL SCREENSHOT
 Opens URL (the page's first line), waits until the page's script says it
 refreshes the list, and prints "ready". Then waits for a call to show up
 without reloading (the caller files one meanwhile), saves a screenshot of
-the page to SCREENSHOT, clicks its Approve button, and prints one JSON
-object: the call's text as shown, what the page said after the click,
-and the browser's console errors (a Content-Security-Policy violation
-would be one).
+the page to SCREENSHOT, types a reason and waits for the list to
+refresh, clicks the call's Approve button, and prints one JSON object:
+the call's text as shown, the reason as it stands after the refreshes,
+what the page said after the click, and the browser's console errors
+(a Content-Security-Policy violation would be one).
 """
 
 import json
 import sys
+import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -60,6 +62,11 @@ def run(driver, url, screenshot):
         call = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#calls article")))
         shown = call.text
         driver.save_screenshot(screenshot)
+        # A reason being typed outlives the list's refreshes.
+        reason = call.find_element(By.NAME, "reason")
+        reason.send_keys("typed while the list refreshes")
+        time.sleep(2.5)
+        kept = reason.get_attribute("value")
         call.find_element(By.CSS_SELECTOR, "button.approve").click()
         said = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".said"))).text
         errors = [
@@ -67,7 +74,7 @@ def run(driver, url, screenshot):
             for entry in driver.get_log("browser")
             if entry["level"] == "SEVERE"
         ]
-        print(json.dumps({"shown": shown, "said": said, "errors": errors}), flush=True)
+        print(json.dumps({"shown": shown, "kept": kept, "said": said, "errors": errors}), flush=True)
 
 
 if __name__ == "__main__":

@@ -363,6 +363,7 @@ fn a_person_approves_a_call_in_a_real_browser() {
         shown.contains("[redacted]") && !shown.contains("srv_live"),
         "{shown}"
     );
+    assert_eq!(seen["kept"], "typed while the list refreshes", "{seen}");
     assert!(
         seen["said"].as_str().unwrap().contains("approved"),
         "{seen}"
