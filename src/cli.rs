@@ -110,6 +110,23 @@ pub enum ApprovalsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Serve a page on this machine that lists the calls waiting, with
+    /// buttons that approve or deny them; prints its address first.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the page listens: a loopback IP and port (port 0: one the
+    /// system picks).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// Let --listen name an address other than loopback. The page has no
+    /// TLS: anyone who can watch that network can read its token.
+    #[arg(long)]
+    pub allow_remote: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `toolwarden approvals list|approve|deny`: a person's side of the inbox.
+//! `toolwarden approvals list|approve|deny` (and `serve`, in `page`): a person's side of the inbox.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use crate::state::{self, Spec};
 /// does not open).
 pub fn run(command: &ApprovalsCommand) -> (String, u8) {
     let store = match command {
+        ApprovalsCommand::Serve(args) => return super::page::run(args),
         ApprovalsCommand::List { store, .. }
         | ApprovalsCommand::Approve { store, .. }
         | ApprovalsCommand::Deny { store, .. } => store,
@@ -73,6 +74,7 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
         ApprovalsCommand::Deny { id, reason, .. } => {
             decide(&inbox, &spec, id, false, reason.as_deref(), now)
         }
+        ApprovalsCommand::Serve(_) => unreachable!("served above"),
     }
 }
 
@@ -161,7 +163,7 @@ fn status_word(status: Status) -> &'static str {
 }
 
 /// A duration as a person reads it: `12 s`, `9 min 48 s`, `2 h 5 min`.
-fn ago(ms: u64) -> String {
+pub(super) fn ago(ms: u64) -> String {
     let s = Duration::from_millis(ms).as_secs();
     match s {
         0..60 => format!("{s} s"),

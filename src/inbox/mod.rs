@@ -11,6 +11,7 @@
 //! approval is redeemed once, and only by a call with the same key.
 
 pub mod cli;
+mod page;
 mod redis;
 mod sqlite;
 

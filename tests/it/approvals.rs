@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::common::*;
 
+mod page;
+
 const POLICY: &str = r#"{"version":"1","default":"allow","tools":{"retry_deploy":{"action":"approve","redact":["/server_token"]}}}"#;
 
 /// A session around the mock server whose client declares no

@@ -63,6 +63,10 @@ const LISTED: &[(&str, &str)] = &[
         "needs a session holding a call; approvals::a_held_call_is_approved_from_another_process",
     ),
     (
+        "toolwarden approvals serve",
+        "runs until stopped; approvals::page::the_page_decides_held_calls_only_with_its_token_and_from_its_own_forms",
+    ),
+    (
         "cargo build --workspace && ./target/debug/toolwarden --policy policies/fractera.json --state memory -- ./target/debug/mock_server --tools examples/tools/fractera.json < examples/sessions/fractera.jsonl",
         "a build; the session itself is stdio_kinds::the_readme_session_runs_from_a_file",
     ),
