@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::{approver, now_ms, Inbox, Pending, Status};
+use super::{approver, now_ms, Inbox, Pending, Refused, Status};
 use crate::cli::{ApprovalsCommand, StoreArgs};
+use crate::redact::loggable;
 use crate::state::{self, Spec};
 
 /// Runs one command: what to print, and the exit code (0; 1 for a
@@ -58,12 +59,19 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
     };
     let now = now_ms();
     match command {
-        ApprovalsCommand::List { json, all, .. } => match inbox.list(now, *all) {
-            Ok(list) if *json => (
-                serde_json::to_string_pretty(&list).unwrap_or_default() + "\n",
-                0,
-            ),
-            Ok(list) => (listing(&list, now), 0),
+        ApprovalsCommand::List { json, all, .. } => match inbox.listing(now, *all) {
+            Ok(found) => {
+                for id in &found.unreadable {
+                    eprintln!("toolwarden: {}: {}", loggable(id), Refused::Unreadable);
+                }
+                let list = found.calls;
+                if *json {
+                    let text = serde_json::to_string_pretty(&list).unwrap_or_default();
+                    (text + "\n", 0)
+                } else {
+                    (listing(&list, now), 0)
+                }
+            }
             Err(e) => {
                 eprintln!("toolwarden: {spec}: {}", e.0);
                 (String::new(), 1)
@@ -98,7 +106,7 @@ fn decide(
             (format!("{} `{}`: {done}.\n", pending.id, pending.tool), 0)
         }
         Ok(Err(refused)) => {
-            eprintln!("toolwarden: {id}: {refused}");
+            eprintln!("toolwarden: {}: {refused}", loggable(id));
             (String::new(), 1)
         }
         Err(e) => {

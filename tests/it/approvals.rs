@@ -109,13 +109,23 @@ fn a_held_call_is_approved_from_another_process() {
         .unwrap()
         .contains("called retry_deploy"));
     assert_eq!(calls_reached(&record), 1);
-    // Decided once: a second yes is refused with what happened.
-    let again = approvals(&home, &["approve", id]);
-    assert_eq!(again.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    // Decided once: a second yes (or a no) is refused with what happened
+    // and who decided, and changes nothing.
+    let before = approvals(&home, &["list", "--all", "--json"]).stdout;
+    for second in [&["approve", id][..], &["deny", id, "--reason", "late"]] {
+        let again = approvals(&home, second);
+        assert_eq!(again.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&again.stderr),
+            format!(
+                "toolwarden: {id}: this call was approved already, by {}, and has been made\n",
+                toolwarden::inbox::approver()
+            )
+        );
+    }
+    assert_eq!(
+        approvals(&home, &["list", "--all", "--json"]).stdout,
+        before
     );
     s.close_stdin();
     assert_eq!(s.wait().code(), Some(0));
@@ -424,4 +434,94 @@ fn the_typescript_sdk_client_gets_a_held_call_approved_and_a_pending_one_redeeme
     assert_eq!(retried["isError"], false, "{retried}");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(calls_reached(&record), 2);
+}
+
+/// A record in the store that does not read, in SQLite and in Redis:
+/// `list` names it and lists the others, `approve` says it cannot be
+/// read, and the call it was for is never forwarded on its account.
+fn a_record_that_does_not_read(name: &str, options: &[&str], spoil: impl Fn(&str)) {
+    let dir = temp_dir(name);
+    let (home, record) = (state_home(name), dir.join("record"));
+    let mut s = session(
+        &home,
+        &record,
+        &[options, &["--approval-hold", "1s"]].concat(),
+    );
+    let pending_id = |s: &mut Session, id: u64, arguments: &str| {
+        s.send(&call(id, "retry_deploy", arguments));
+        let answer = s.recv_json();
+        assert_eq!(
+            decision(&answer).as_deref(),
+            Some("approval_pending"),
+            "{answer}"
+        );
+        answer["result"]["_meta"]["toolwarden/decision"]["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let spoilt = pending_id(&mut s, 1, TOKEN);
+    let good = pending_id(&mut s, 2, r#"{"server_token":"srv_other"}"#);
+    spoil(&spoilt);
+    let unreadable = format!(
+        "toolwarden: {spoilt}: this approval's record in the store does not read (it was changed outside toolwarden), so it approves nothing: let the agent make the call again\n"
+    );
+    let out = approvals(&home, &[&["list"], options].concat());
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), unreadable);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.starts_with(&format!("{good}  `retry_deploy`")),
+        "{listed}"
+    );
+    assert!(!listed.contains(&spoilt), "{listed}");
+    let out = approvals(&home, &[&["list", "--json"], options].concat());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), unreadable);
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], good.as_str());
+
+    let out = approvals(&home, &[&["approve", &spoilt], options].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same call again is filed afresh, not forwarded.
+    let fresh = pending_id(&mut s, 3, TOKEN);
+    assert_ne!(fresh, spoilt);
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 0);
+}
+
+#[test]
+fn a_row_of_the_sqlite_inbox_that_does_not_read_is_named_and_approves_nothing() {
+    let home = state_home("inbox-bad-sqlite");
+    let db = home.join("toolwarden/state.db");
+    a_record_that_does_not_read("inbox-bad-sqlite", &[], |id| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE approvals SET status = 'approved', arguments = 'not json' WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_hash_of_the_redis_inbox_that_does_not_read_is_named_and_approves_nothing() {
+    let dir = temp_dir("inbox-bad-redis-server");
+    let redis = RedisServer::start(&dir);
+    let spec = redis.spec();
+    let client = ::redis::Client::open(spec.as_str()).unwrap();
+    a_record_that_does_not_read("inbox-bad-redis", &["--state", &spec], |id| {
+        let _: () = ::redis::cmd("HSET")
+            .arg(format!("toolwarden-approvals:id:{id}"))
+            .arg(&["status", "approved", "record", "{\"tool\": 1}"])
+            .query(&mut client.get_connection().unwrap())
+            .unwrap();
+    });
 }
