@@ -66,7 +66,7 @@ pub enum Command {
     /// (--diff), or take the changes in (--update).
     Pin(PinArgs),
     /// Calls waiting for a person's approval out of band: list them,
-    /// approve or deny one.
+    /// approve or deny one, or watch them come.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
     /// Print a shell completion script for toolwarden.
@@ -107,6 +107,12 @@ pub enum ApprovalsCommand {
         /// Why, for the agent and the audit log.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show each call as it comes to wait, and decide it with one key:
+    /// a (approve), d (deny, with a reason), s (skip), q (quit).
+    Watch {
         #[command(flatten)]
         store: StoreArgs,
     },

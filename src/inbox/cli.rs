@@ -1,10 +1,11 @@
-//! `toolwarden approvals list|approve|deny`: a person's side of the inbox.
+//! `toolwarden approvals list|approve|deny|watch`: a person's side of the
+//! inbox.
 
 use std::time::Duration;
 
 use super::{approver, now_ms, Inbox, Pending, Refused, Status};
 use crate::cli::{ApprovalsCommand, StoreArgs};
-use crate::redact::loggable;
+use crate::redact::{loggable, peer_line};
 use crate::state::{self, Spec};
 
 /// Runs one command: what to print, and the exit code (0; 1 for a
@@ -14,7 +15,8 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
     let store = match command {
         ApprovalsCommand::List { store, .. }
         | ApprovalsCommand::Approve { store, .. }
-        | ApprovalsCommand::Deny { store, .. } => store,
+        | ApprovalsCommand::Deny { store, .. }
+        | ApprovalsCommand::Watch { store } => store,
     };
     let spec = match open_spec(store) {
         Ok(spec) => spec,
@@ -23,6 +25,9 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
             return (String::new(), 2);
         }
     };
+    if let ApprovalsCommand::Watch { .. } = command {
+        return (String::new(), super::watch::run(&spec));
+    }
     // A database that does not exist holds no approvals: say so, and
     // create nothing.
     if let Spec::Sqlite(path) = &spec {
@@ -81,6 +86,7 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
         ApprovalsCommand::Deny { id, reason, .. } => {
             decide(&inbox, &spec, id, false, reason.as_deref(), now)
         }
+        ApprovalsCommand::Watch { .. } => unreachable!("watched above"),
     }
 }
 
@@ -88,7 +94,9 @@ fn open_spec(store: &StoreArgs) -> anyhow::Result<Spec> {
     state::spec(store.state.as_deref())
 }
 
-fn decide(
+/// A person's decision, as `approve` and `deny` (and `watch`) take it:
+/// what to print, and the exit code; a refusal is said on stderr.
+pub(super) fn decide(
     inbox: &Inbox,
     spec: &Spec,
     id: &str,
@@ -103,7 +111,8 @@ fn decide(
             } else {
                 "denied: the agent is told so"
             };
-            (format!("{} `{}`: {done}.\n", pending.id, pending.tool), 0)
+            let tool = loggable(&pending.tool);
+            (format!("{} `{tool}`: {done}.\n", pending.id), 0)
         }
         Ok(Err(refused)) => {
             eprintln!("toolwarden: {}: {refused}", loggable(id));
@@ -124,31 +133,7 @@ fn listing(list: &[Pending], now: u64) -> String {
     }
     let mut out = String::new();
     for pending in list {
-        let asked = ago(now.saturating_sub(pending.requested_at));
-        let when = match pending.status {
-            Status::Pending if pending.expires_at > now => format!(
-                "asked {asked} ago, expires in {}",
-                ago(pending.expires_at - now)
-            ),
-            Status::Pending => format!("asked {asked} ago, expired"),
-            status => {
-                let by = pending
-                    .decided_by
-                    .as_deref()
-                    .map(|b| format!(" by {b}"))
-                    .unwrap_or_default();
-                format!("asked {asked} ago, {}{by}", status_word(status))
-            }
-        };
-        out.push_str(&format!(
-            "{}  `{}`  (policy {}, identity {}), {when}\n",
-            pending.id, pending.tool, pending.namespace, pending.identity
-        ));
-        out.push_str(&format!("    server:    {}\n", pending.server));
-        out.push_str(&format!(
-            "    arguments: {}\n",
-            serde_json::to_string(&pending.arguments).unwrap_or_default()
-        ));
+        out.push_str(&block(pending, now));
         if pending.status == Status::Pending && pending.expires_at > now {
             out.push_str(&format!(
                 "    toolwarden approvals approve {0}  |  toolwarden approvals deny {0}\n",
@@ -157,6 +142,39 @@ fn listing(list: &[Pending], now: u64) -> String {
         }
     }
     out
+}
+
+/// One call as a person sees it: the tool, where it comes from, when, and
+/// its redacted arguments. What the agent or the server wrote is shown
+/// with its control characters escaped, so that it cannot forge a line
+/// (or a prompt) nor repaint the terminal.
+pub(super) fn block(pending: &Pending, now: u64) -> String {
+    let asked = ago(now.saturating_sub(pending.requested_at));
+    let when = match pending.status {
+        Status::Pending if pending.expires_at > now => format!(
+            "asked {asked} ago, expires in {}",
+            ago(pending.expires_at - now)
+        ),
+        Status::Pending => format!("asked {asked} ago, expired"),
+        status => {
+            let by = pending
+                .decided_by
+                .as_deref()
+                .map(|b| format!(" by {}", loggable(b)))
+                .unwrap_or_default();
+            format!("asked {asked} ago, {}{by}", status_word(status))
+        }
+    };
+    let arguments = serde_json::to_string(&pending.arguments).unwrap_or_default();
+    format!(
+        "{}  `{}`  (policy {}, identity {}), {when}\n    server:    {}\n    arguments: {}\n",
+        loggable(&pending.id),
+        loggable(&pending.tool),
+        loggable(&pending.namespace),
+        loggable(&pending.identity),
+        peer_line(&pending.server),
+        peer_line(&arguments),
+    )
 }
 
 fn status_word(status: Status) -> &'static str {
@@ -169,7 +187,7 @@ fn status_word(status: Status) -> &'static str {
 }
 
 /// A duration as a person reads it: `12 s`, `9 min 48 s`, `2 h 5 min`.
-fn ago(ms: u64) -> String {
+pub(super) fn ago(ms: u64) -> String {
     let s = Duration::from_millis(ms).as_secs();
     match s {
         0..60 => format!("{s} s"),

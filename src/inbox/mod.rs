@@ -13,6 +13,7 @@
 pub mod cli;
 mod redis;
 mod sqlite;
+mod watch;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -451,3 +451,23 @@ fn ids_are_short_and_typable() {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     assert_ne!(new_id().unwrap(), id);
 }
+
+#[test]
+fn what_the_agent_wrote_cannot_forge_a_line_or_repaint_the_terminal() {
+    let (inbox, _) = db("shown");
+    let mut call = request(r#"{"note":"ok\u009b2J\u2028"}"#);
+    call.tool = "deploy\n[a]pprove \u{1b}[2J".into();
+    call.arguments = serde_json::json!({"note": "ok\u{9b}2J\u{2028}"});
+    let filed = waiting(inbox.ask(&call, 1000, MINUTE).unwrap());
+    let shown = cli::block(&filed, 2000);
+    assert_eq!(shown.lines().count(), 3, "{shown}");
+    assert!(
+        !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("`deploy\\n[a]pprove \\u{1b}[2J`"), "{shown}");
+    assert!(
+        shown.contains(r#"arguments: {"note":"ok\u{9b}2J\u{2028}"}"#),
+        "{shown}"
+    );
+}

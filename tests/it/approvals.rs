@@ -2,6 +2,7 @@
 //! the inbox, and a person decides with `toolwarden approvals` from
 //! another process that shares the state store.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -434,6 +435,93 @@ fn the_typescript_sdk_client_gets_a_held_call_approved_and_a_pending_one_redeeme
     assert_eq!(retried["isError"], false, "{retried}");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(calls_reached(&record), 2);
+}
+
+/// `toolwarden approvals watch` with its state in `home`, driven through
+/// a pipe; `until` reads its output to the line that has `text`.
+fn watch(home: &Path) -> Session {
+    let mut cmd = toolwarden();
+    cmd.env("XDG_STATE_HOME", home).args(["approvals", "watch"]);
+    Session::start(&mut cmd)
+}
+
+fn until(watch: &mut Session, text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = watch.recv();
+        let done = line.contains(text);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn watch_shows_a_held_call_and_a_key_approves_it() {
+    let dir = temp_dir("inbox-watch-approve");
+    let (home, record) = (state_home("inbox-watch-approve"), dir.join("record"));
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let mut w = watch(&home);
+    let shown = until(&mut w, "arguments:");
+    assert!(
+        shown.iter().any(|l| l.starts_with(&format!(
+            "{id}  `retry_deploy`  (policy policy, identity default)"
+        ))),
+        "{shown:?}"
+    );
+    assert!(shown
+        .last()
+        .unwrap()
+        .contains(r#""server_token":"[redacted]""#));
+    assert_eq!(calls_reached(&record), 0);
+    w.stdin().write_all(b"a").unwrap();
+    w.stdin().flush().unwrap();
+    let answer = s.recv_json();
+    assert_eq!(decision(&answer), None, "{answer}");
+    assert_eq!(calls_reached(&record), 1);
+    let said = until(&mut w, "approved");
+    assert!(
+        said.iter().any(|l| l.contains(&format!(
+            "{id} `retry_deploy`: approved: the session holding it forwards it"
+        ))),
+        "{said:?}"
+    );
+    // The end of its input ends it.
+    w.close_stdin();
+    assert_eq!(w.wait().code(), Some(0), "{}", w.stderr());
+    s.close_stdin();
+    s.wait();
+}
+
+#[test]
+fn watch_denies_a_held_call_with_the_reason_typed() {
+    let dir = temp_dir("inbox-watch-deny");
+    let (home, record) = (state_home("inbox-watch-deny"), dir.join("record"));
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    waiting(&home, 1);
+    let mut w = watch(&home);
+    until(&mut w, "arguments:");
+    w.stdin().write_all(b"d").unwrap();
+    w.stdin().flush().unwrap();
+    w.send("not during the freeze");
+    let answer = s.recv_json();
+    assert_eq!(
+        decision(&answer).as_deref(),
+        Some("approval_declined"),
+        "{answer}"
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("not during the freeze"), "{text}");
+    until(&mut w, "denied: the agent is told so");
+    w.close_stdin();
+    assert_eq!(w.wait().code(), Some(0), "{}", w.stderr());
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 0);
 }
 
 /// A record in the store that does not read, in SQLite and in Redis:
