@@ -390,6 +390,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "50s", value_parser = parse_duration)]
     pub approval_hold: Duration,
 
+    /// Show no desktop notification when a call starts to wait in the
+    /// inbox (one is shown where a D-Bus session bus is set, and on macOS).
+    #[arg(long)]
+    pub no_notify: bool,
+
     /// The server command and its arguments, after `--` or simply after
     /// toolwarden's options (some clients drop the first `--`).
     #[arg(

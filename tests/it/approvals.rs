@@ -613,3 +613,201 @@ fn a_hash_of_the_redis_inbox_that_does_not_read_is_named_and_approves_nothing() 
             .unwrap();
     });
 }
+
+/// A directory holding a stand-in for a notifier named `name`, whose
+/// shell `body` runs with the notifier's arguments; `$OUT` is `out`, and
+/// `say ARGS...` writes the arguments to it (whole, whatever PATH holds).
+fn notifier(dir: &Path, name: &str, body: &str, out: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let mv = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("mv"))
+        .find(|p| p.exists())
+        .unwrap();
+    let script = bin.join(name);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nOUT='{}'\nsay() {{ printf '%s\\n' \"$@\" > \"$OUT.part\" && '{}' \"$OUT.part\" \"$OUT\"; }}\n{body}\n",
+            out.display(),
+            mv.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// [`session`] with `path` first on PATH and a session bus named.
+fn session_notified(home: &Path, record: &Path, path: &Path, options: &[&str]) -> Session {
+    let options: Vec<&std::ffi::OsStr> = options.iter().map(|o| o.as_ref()).collect();
+    let mut cmd = guarded_mock_with(
+        POLICY,
+        "examples/tools/fractera.json",
+        &options,
+        &["--record", record.to_str().unwrap()],
+    );
+    let on_path = std::env::join_paths(std::iter::once(path.to_owned()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    cmd.env("XDG_STATE_HOME", home)
+        .env("PATH", on_path)
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let mut s = Session::start(&mut cmd);
+    s.send(&initialize("2025-11-25"));
+    s.recv_json();
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    s
+}
+
+fn read_when_there(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text;
+            }
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_desktop_notification_names_the_tool_and_the_command_that_approves_it() {
+    let dir = temp_dir("inbox-notify");
+    let (home, record, said) = (
+        state_home("inbox-notify"),
+        dir.join("record"),
+        dir.join("said"),
+    );
+    let bin = notifier(&dir, "notify-send", r#"say "$@""#, &said);
+    let mut s = session_notified(&home, &record, &bin, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let argv = read_when_there(&said);
+    assert_eq!(
+        argv,
+        format!("--app-name=toolwarden\n--\ntoolwarden: a call waits for approval\nretry_deploy waits for your approval: toolwarden approvals approve {id}\n")
+    );
+    assert!(approvals(&home, &["approve", &id]).status.success());
+    assert_eq!(decision(&s.recv_json()), None);
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0));
+
+    // Off with --no-notify, and without a session bus.
+    std::fs::remove_file(&said).unwrap();
+    let mut s = session_notified(&home, &record, &bin, &["--no-notify"]);
+    s.send(&call(2, "retry_deploy", r#"{"server_token":"srv_2"}"#));
+    let mut cmd = guarded_mock_with(POLICY, "examples/tools/fractera.json", &[], &[]);
+    cmd.env("XDG_STATE_HOME", &home).env(
+        "PATH",
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+    let mut t = Session::start(&mut cmd);
+    t.send(&initialize("2025-11-25"));
+    t.recv_json();
+    t.send(&call(3, "retry_deploy", r#"{"server_token":"srv_3"}"#));
+    waiting(&home, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !said.exists(),
+        "{}",
+        std::fs::read_to_string(&said).unwrap()
+    );
+    for mut session in [s, t] {
+        session.close_stdin();
+        session.wait();
+    }
+}
+
+#[test]
+fn without_notify_send_gdbus_is_asked_and_a_notifier_that_hangs_or_fails_holds_nothing_up() {
+    let dir = temp_dir("inbox-notify-gdbus");
+    let (home, record, said) = (
+        state_home("inbox-notify-gdbus"),
+        dir.join("record"),
+        dir.join("said"),
+    );
+    // gdbus alone on PATH: it gets the call, in GVariant's text form.
+    let bin = notifier(&dir, "gdbus", r#"say "$@""#, &said);
+    let options: Vec<&std::ffi::OsStr> = vec![];
+    let mut cmd = guarded_mock_with(
+        POLICY,
+        "examples/tools/fractera.json",
+        &options,
+        &["--record", record.to_str().unwrap()],
+    );
+    cmd.env("XDG_STATE_HOME", &home)
+        .env("PATH", &bin)
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let mut s = Session::start(&mut cmd);
+    s.send(&initialize("2025-11-25"));
+    s.recv_json();
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let argv = read_when_there(&said);
+    assert!(
+        argv.starts_with("call\n--session\n--dest\norg.freedesktop.Notifications\n"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains(&format!(
+            "\n\"retry_deploy waits for your approval: toolwarden approvals approve {id}\"\n"
+        )),
+        "{argv}"
+    );
+    assert!(approvals(&home, &["approve", &id]).status.success());
+    assert_eq!(decision(&s.recv_json()), None);
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0));
+
+    // One that hangs, one that fails: both write to their stdout what
+    // would pass for an answer; the session goes on as if they were not
+    // there.
+    for (name, body) in [
+        (
+            "hangs",
+            r#"echo '{"jsonrpc":"2.0","id":1,"result":{}}'; exec sleep 5"#,
+        ),
+        (
+            "fails",
+            r#"echo '{"jsonrpc":"2.0","id":1,"result":{}}'; echo oops >&2; exit 3"#,
+        ),
+    ] {
+        let sub = dir.join(name);
+        let bin = notifier(&sub, "notify-send", body, &said);
+        let (home, record) = (
+            state_home(&format!("inbox-notify-{name}")),
+            sub.join("record"),
+        );
+        let mut s = session_notified(&home, &record, &bin, &[]);
+        let started = Instant::now();
+        s.send(&call(1, "retry_deploy", TOKEN));
+        let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+        assert!(approvals(&home, &["approve", &id]).status.success());
+        let answer = s.recv_json();
+        assert_eq!(decision(&answer), None, "{name}: {answer}");
+        assert!(
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("called retry_deploy"),
+            "{name}: {answer}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: held up"
+        );
+        s.close_stdin();
+        assert_eq!(s.wait().code(), Some(0), "{name}");
+        assert!(!s.stderr().contains("oops"), "{name}: {}", s.stderr());
+        assert_eq!(calls_reached(&record), 1, "{name}");
+    }
+}
