@@ -133,6 +133,10 @@ impl<'a, W: Write> Watch<'a, W> {
     }
 
     fn run(&mut self, poll: Duration) -> io::Result<u8> {
+        // A store that cannot be opened is said before anything else.
+        if let Err(code) = self.open() {
+            return Ok(code);
+        }
         writeln!(
             self.out,
             "Watching for calls that wait for approval ({}): a approves the call shown, d denies it, s skips it, q quits.",
@@ -166,14 +170,6 @@ impl<'a, W: Write> Watch<'a, W> {
         if self.inbox.is_none() {
             if let Spec::Sqlite(path) = self.spec {
                 if !path.exists() {
-                    if !self.missing_said {
-                        self.missing_said = true;
-                        let _ = writeln!(
-                            self.out,
-                            "No calls are waiting for approval ({} does not exist yet).",
-                            path.display()
-                        );
-                    }
                     return Ok(None);
                 }
             }
@@ -197,7 +193,7 @@ impl<'a, W: Write> Watch<'a, W> {
     fn look(&mut self) -> io::Result<Flow> {
         let found = match self.open() {
             Err(code) => return Ok(Flow::Stop(code)),
-            Ok(None) => return self.out.flush().map(|()| Flow::Go),
+            Ok(None) => return self.not_there_yet().map(|()| Flow::Go),
             // All of them, so that one decided elsewhere is told apart
             // from one that expired.
             Ok(Some(inbox)) => inbox.listing(now_ms(), true),
@@ -280,6 +276,20 @@ impl<'a, W: Write> Watch<'a, W> {
         self.prompt()?;
         self.out.flush()?;
         Ok(Flow::Go)
+    }
+
+    /// Says once that the database is not there yet (no session has
+    /// filed a call on this machine).
+    fn not_there_yet(&mut self) -> io::Result<()> {
+        if let (false, Spec::Sqlite(path)) = (self.missing_said, self.spec) {
+            self.missing_said = true;
+            writeln!(
+                self.out,
+                "No calls are waiting for approval ({} does not exist yet).",
+                path.display()
+            )?;
+        }
+        self.out.flush()
     }
 
     /// A key pressed (or a byte read).

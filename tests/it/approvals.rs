@@ -277,6 +277,17 @@ fn approvals_says_what_is_wrong_with_an_id_and_a_store() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--state memory"));
+    let out = toolwarden()
+        .args(["approvals", "watch", "--state", "memory"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state memory"));
     s.close_stdin();
     s.wait();
     assert_eq!(calls_reached(&record), 0);
