@@ -26,10 +26,13 @@ use crate::state::{Outcome, Spec, State};
 
 /// The decisions a case may expect: `allowed`, `approval_requested` (a
 /// person would be asked; the test takes the charge as if they said yes),
-/// or a refusal's decision.
+/// `approval_pending` (a person would be asked, and nobody answers, as
+/// when a call waits in the inbox past its hold: nothing is charged), or
+/// a refusal's decision.
 pub const DECISIONS: &[&str] = &[
     "allowed",
     "approval_requested",
+    "approval_pending",
     "denied",
     "not_allowed",
     "rate_limited",
@@ -139,7 +142,14 @@ pub fn run(policy: &Policy, file: &CasesFile) -> Report {
             text: None,
         };
         for i in 1..=repeat {
-            let (got, text) = decide(policy, &state, &case.tool, arguments.as_deref(), now);
+            let (got, text) = decide(
+                policy,
+                &state,
+                &case.tool,
+                arguments.as_deref(),
+                now,
+                &case.expect,
+            );
             if got != case.expect {
                 outcome = CaseOutcome {
                     passed: false,
@@ -163,24 +173,32 @@ pub fn run(policy: &Policy, file: &CasesFile) -> Report {
 }
 
 /// One call's decision and, when refused, the text the agent would read.
+/// A call that asks for approval is `approval_pending` when the case
+/// expects it (nobody answers: its limits are checked, not charged, as a
+/// session does before it asks), else `approval_requested` (charged as if
+/// the person said yes).
 fn decide(
     policy: &Policy,
     state: &State,
     tool: &str,
     arguments: Option<&str>,
     now: u64,
+    expect: &str,
 ) -> (String, Option<String>) {
     let raw = arguments.and_then(|a| Raw::parse(a).ok());
     let call = ToolCall {
         name: tool.into(),
         arguments: raw,
     };
-    let (decision, charge) = match policy.check(&call) {
-        Verdict::Allow(charge) => ("allowed", charge),
-        Verdict::Approve(charge) => ("approval_requested", charge),
+    let (decision, charge, commit) = match policy.check(&call) {
+        Verdict::Allow(charge) => ("allowed", charge, true),
+        Verdict::Approve(charge) if expect == "approval_pending" => {
+            ("approval_pending", charge, false)
+        }
+        Verdict::Approve(charge) => ("approval_requested", charge, true),
         Verdict::Refuse(refusal) => return (refusal.decision().into(), Some(refusal.text())),
     };
-    match state.take_at(policy, &charge, true, Some(now)) {
+    match state.take_at(policy, &charge, commit, Some(now)) {
         Ok(Outcome::Taken) => (decision.into(), None),
         Ok(Outcome::Short {
             counter,
@@ -247,6 +265,32 @@ mod tests {
         );
         assert_eq!((r.passed, r.failed), (8, 0), "{}", r.text());
         assert!(r.text().ends_with("8 passed, 0 failed\n"));
+    }
+
+    /// Nobody answers offline: a call that asks for approval, within its
+    /// limits, is pending and charged nothing; once approved (requested)
+    /// it is charged, and a pending one past the limit is rate limited.
+    #[test]
+    fn a_pending_approval_is_expected_within_the_limits_and_charges_nothing() {
+        let r = report(
+            r#"{"cases":[
+            {"name":"pending three times","tool":"deploy","repeat":3,"expect":"approval_pending"},
+            {"name":"approved once","tool":"deploy","expect":"approval_requested"},
+            {"name":"past the limit","tool":"deploy","expect":"approval_pending"},
+            {"name":"allowed is not pending","tool":"retry","expect":"approval_pending"},
+            {"name":"denied is not pending","tool":"drop","expect":"approval_pending"}]}"#,
+        );
+        let text = r.text();
+        assert_eq!((r.passed, r.failed), (2, 3), "{text}");
+        assert!(text.starts_with("ok    pending three times: approval_pending\nok    approved once: approval_requested\nFAIL  past the limit: expected approval_pending, got rate_limited\n"), "{text}");
+        assert!(
+            text.contains("FAIL  allowed is not pending: expected approval_pending, got allowed\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAIL  denied is not pending: expected approval_pending, got denied\n"),
+            "{text}"
+        );
     }
 
     /// The cases' clock starts at 08:00 UTC: a fixed day is full until

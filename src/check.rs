@@ -46,6 +46,7 @@ pub fn run(args: &CheckArgs) -> (String, u8) {
     };
     let mut out = format!("{}: ok\n", args.policy.display());
     out.push_str(&policy.summary());
+    out.push_str(&approval(&policy));
     if args.command.is_empty() {
         return (out, 0);
     }
@@ -65,6 +66,18 @@ pub fn run(args: &CheckArgs) -> (String, u8) {
             (out, 1)
         }
     }
+}
+
+/// How a person is asked about the calls of rules that approve (nothing
+/// when no rule does): where a session will ask depends on the client and
+/// on `--approval`, which `check` does not know.
+pub fn approval(policy: &Policy) -> String {
+    if !policy.rules().iter().any(|r| r.action == Action::Approve) {
+        return String::new();
+    }
+    "approval: a person is asked in the client when it declares elicitation, else in the \
+     inbox (`toolwarden approvals`); a session's --approval client or inbox picks one\n"
+        .into()
 }
 
 /// What the policy does to each of the server's tools, and what looks like
@@ -316,5 +329,24 @@ fn answer_of(
             _ => continue,
         };
         to_server.send(&reply)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_says_how_approvals_are_asked_when_a_rule_asks_for_them() {
+        let approve = Policy::from_json(
+            r#"{"version":"1","tools":{"deploy":{"action":"approve"},"read":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            approval(&approve),
+            "approval: a person is asked in the client when it declares elicitation, else in the inbox (`toolwarden approvals`); a session's --approval client or inbox picks one\n"
+        );
+        let none = Policy::from_json(r#"{"version":"1","tools":{"read":{}}}"#).unwrap();
+        assert_eq!(approval(&none), "");
     }
 }

@@ -66,7 +66,7 @@ pub enum Command {
     /// (--diff), or take the changes in (--update).
     Pin(PinArgs),
     /// Calls waiting for a person's approval out of band: list them,
-    /// approve or deny one.
+    /// approve or deny one, or watch them come.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
     /// Print a shell completion script for toolwarden.
@@ -113,6 +113,12 @@ pub enum ApprovalsCommand {
     /// Serve a page on this machine that lists the calls waiting, with
     /// buttons that approve or deny them; prints its address first.
     Serve(ServeArgs),
+    /// Show each call as it comes to wait, and decide it with one key:
+    /// a (approve), d (deny, with a reason), s (skip), q (quit).
+    Watch {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -400,6 +406,11 @@ pub struct RunArgs {
     /// a call).
     #[arg(long, value_name = "DURATION", default_value = "50s", value_parser = parse_duration)]
     pub approval_hold: Duration,
+
+    /// Show no desktop notification when a call starts to wait in the
+    /// inbox (one is shown where a D-Bus session bus is set, and on macOS).
+    #[arg(long)]
+    pub no_notify: bool,
 
     /// The server command and its arguments, after `--` or simply after
     /// toolwarden's options (some clients drop the first `--`).

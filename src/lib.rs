@@ -32,6 +32,8 @@
 //! - [`plural`]: counts in what people read ("1 bucket", "2 buckets").
 //! - [`cases`]: `toolwarden test`, a policy's written-down calls and the
 //!   decisions they should get.
+//! - [`notify`]: the desktop notification for a call that waits in the
+//!   inbox (not the `notify` crate, which watches the policy file).
 
 pub mod approval;
 pub mod audit;
@@ -45,6 +47,7 @@ pub mod inbox;
 pub mod init;
 pub mod json;
 pub mod jsonrpc;
+pub mod notify;
 pub mod pin;
 pub mod plural;
 pub mod policy;

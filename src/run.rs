@@ -120,6 +120,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     if args.monitor {
         warn!("monitor mode: every call is decided, logged and relayed; nothing is refused");
     }
+    crate::notify::enable(!args.no_notify);
     let settings = Settings {
         max_message: args.max_message_bytes,
         approval_timeout: args.approval_timeout,

@@ -1,9 +1,11 @@
-//! `toolwarden approvals list|approve|deny` (and `serve`, in `page`): a person's side of the inbox.
+//! `toolwarden approvals list|approve|deny|watch` (and `serve`, in
+//! `page`): a person's side of the inbox.
 
 use std::time::Duration;
 
-use super::{approver, now_ms, Inbox, Pending, Status};
+use super::{approver, now_ms, Inbox, Pending, Refused, Status};
 use crate::cli::{ApprovalsCommand, StoreArgs};
+use crate::redact::{loggable, peer_line};
 use crate::state::{self, Spec};
 
 /// Runs one command: what to print, and the exit code (0; 1 for a
@@ -14,7 +16,8 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
         ApprovalsCommand::Serve(args) => return super::page::run(args),
         ApprovalsCommand::List { store, .. }
         | ApprovalsCommand::Approve { store, .. }
-        | ApprovalsCommand::Deny { store, .. } => store,
+        | ApprovalsCommand::Deny { store, .. }
+        | ApprovalsCommand::Watch { store } => store,
     };
     let spec = match open_spec(store) {
         Ok(spec) => spec,
@@ -23,6 +26,9 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
             return (String::new(), 2);
         }
     };
+    if let ApprovalsCommand::Watch { .. } = command {
+        return (String::new(), super::watch::run(&spec));
+    }
     // A database that does not exist holds no approvals: say so, and
     // create nothing.
     if let Spec::Sqlite(path) = &spec {
@@ -59,12 +65,19 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
     };
     let now = now_ms();
     match command {
-        ApprovalsCommand::List { json, all, .. } => match inbox.list(now, *all) {
-            Ok(list) if *json => (
-                serde_json::to_string_pretty(&list).unwrap_or_default() + "\n",
-                0,
-            ),
-            Ok(list) => (listing(&list, now), 0),
+        ApprovalsCommand::List { json, all, .. } => match inbox.listing(now, *all) {
+            Ok(found) => {
+                for id in &found.unreadable {
+                    eprintln!("toolwarden: {}: {}", loggable(id), Refused::Unreadable);
+                }
+                let list = found.calls;
+                if *json {
+                    let text = serde_json::to_string_pretty(&list).unwrap_or_default();
+                    (text + "\n", 0)
+                } else {
+                    (listing(&list, now), 0)
+                }
+            }
             Err(e) => {
                 eprintln!("toolwarden: {spec}: {}", e.0);
                 (String::new(), 1)
@@ -75,6 +88,7 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
             decide(&inbox, &spec, id, false, reason.as_deref(), now)
         }
         ApprovalsCommand::Serve(_) => unreachable!("served above"),
+        ApprovalsCommand::Watch { .. } => unreachable!("watched above"),
     }
 }
 
@@ -82,7 +96,9 @@ fn open_spec(store: &StoreArgs) -> anyhow::Result<Spec> {
     state::spec(store.state.as_deref())
 }
 
-fn decide(
+/// A person's decision, as `approve` and `deny` (and `watch`) take it:
+/// what to print, and the exit code; a refusal is said on stderr.
+pub(super) fn decide(
     inbox: &Inbox,
     spec: &Spec,
     id: &str,
@@ -97,10 +113,11 @@ fn decide(
             } else {
                 "denied: the agent is told so"
             };
-            (format!("{} `{}`: {done}.\n", pending.id, pending.tool), 0)
+            let tool = loggable(&pending.tool);
+            (format!("{} `{tool}`: {done}.\n", pending.id), 0)
         }
         Ok(Err(refused)) => {
-            eprintln!("toolwarden: {id}: {refused}");
+            eprintln!("toolwarden: {}: {refused}", loggable(id));
             (String::new(), 1)
         }
         Err(e) => {
@@ -118,31 +135,7 @@ fn listing(list: &[Pending], now: u64) -> String {
     }
     let mut out = String::new();
     for pending in list {
-        let asked = ago(now.saturating_sub(pending.requested_at));
-        let when = match pending.status {
-            Status::Pending if pending.expires_at > now => format!(
-                "asked {asked} ago, expires in {}",
-                ago(pending.expires_at - now)
-            ),
-            Status::Pending => format!("asked {asked} ago, expired"),
-            status => {
-                let by = pending
-                    .decided_by
-                    .as_deref()
-                    .map(|b| format!(" by {b}"))
-                    .unwrap_or_default();
-                format!("asked {asked} ago, {}{by}", status_word(status))
-            }
-        };
-        out.push_str(&format!(
-            "{}  `{}`  (policy {}, identity {}), {when}\n",
-            pending.id, pending.tool, pending.namespace, pending.identity
-        ));
-        out.push_str(&format!("    server:    {}\n", pending.server));
-        out.push_str(&format!(
-            "    arguments: {}\n",
-            serde_json::to_string(&pending.arguments).unwrap_or_default()
-        ));
+        out.push_str(&block(pending, now));
         if pending.status == Status::Pending && pending.expires_at > now {
             out.push_str(&format!(
                 "    toolwarden approvals approve {0}  |  toolwarden approvals deny {0}\n",
@@ -151,6 +144,39 @@ fn listing(list: &[Pending], now: u64) -> String {
         }
     }
     out
+}
+
+/// One call as a person sees it: the tool, where it comes from, when, and
+/// its redacted arguments. What the agent or the server wrote is shown
+/// with its control characters escaped, so that it cannot forge a line
+/// (or a prompt) nor repaint the terminal.
+pub(super) fn block(pending: &Pending, now: u64) -> String {
+    let asked = ago(now.saturating_sub(pending.requested_at));
+    let when = match pending.status {
+        Status::Pending if pending.expires_at > now => format!(
+            "asked {asked} ago, expires in {}",
+            ago(pending.expires_at - now)
+        ),
+        Status::Pending => format!("asked {asked} ago, expired"),
+        status => {
+            let by = pending
+                .decided_by
+                .as_deref()
+                .map(|b| format!(" by {}", loggable(b)))
+                .unwrap_or_default();
+            format!("asked {asked} ago, {}{by}", status_word(status))
+        }
+    };
+    let arguments = serde_json::to_string(&pending.arguments).unwrap_or_default();
+    format!(
+        "{}  `{}`  (policy {}, identity {}), {when}\n    server:    {}\n    arguments: {}\n",
+        loggable(&pending.id),
+        loggable(&pending.tool),
+        loggable(&pending.namespace),
+        loggable(&pending.identity),
+        peer_line(&pending.server),
+        peer_line(&arguments),
+    )
 }
 
 fn status_word(status: Status) -> &'static str {

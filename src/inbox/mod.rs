@@ -14,6 +14,7 @@ pub mod cli;
 mod page;
 mod redis;
 mod sqlite;
+mod watch;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -111,16 +112,29 @@ impl std::fmt::Display for Refused {
             Refused::Expired => write!(f, "this approval expired: the agent must make the call again"),
             Refused::Decided(status, by) => {
                 let how = match status {
-                    Status::Redeemed => "approved and the call made",
+                    Status::Redeemed => "approved",
                     other => other.as_str(),
                 };
-                match by {
-                    Some(by) => write!(f, "this call was {how} already, by {by}"),
-                    None => write!(f, "this call was {how} already"),
+                write!(f, "this call was {how} already")?;
+                if let Some(by) = by {
+                    write!(f, ", by {}", crate::redact::loggable(by))?;
                 }
+                if *status == Status::Redeemed {
+                    write!(f, ", and has been made")?;
+                }
+                Ok(())
             }
         }
     }
+}
+
+/// What a look at the inbox finds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Listing {
+    pub calls: Vec<Pending>,
+    /// The ids of records that do not read (changed outside toolwarden):
+    /// they approve nothing, and a person should hear of them.
+    pub unreadable: Vec<String>,
 }
 
 /// A call to file: everything but the id and times.
@@ -188,8 +202,17 @@ impl Inbox {
     }
 
     /// The approvals not yet expired, oldest first; only pending ones
-    /// unless `all`.
+    /// unless `all`. Records that do not read are left out (and logged).
     pub fn list(&self, now: u64, all: bool) -> Result<Vec<Pending>, StoreError> {
+        let listing = self.listing(now, all)?;
+        for id in &listing.unreadable {
+            tracing::warn!(id = %crate::redact::loggable(id), "an approval in the store does not read; left out");
+        }
+        Ok(listing.calls)
+    }
+
+    /// [`Inbox::list`], with the ids of the records that do not read.
+    pub fn listing(&self, now: u64, all: bool) -> Result<Listing, StoreError> {
         match self {
             Inbox::Sqlite(db) => db.list(now, all),
             Inbox::Redis(db) => db.list(now, all),

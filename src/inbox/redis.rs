@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{new_id, Found, Pending, Refused, Request, Status};
+use super::{new_id, Found, Listing, Pending, Refused, Request, Status};
 use crate::state::StoreError;
 
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -20,21 +20,28 @@ const KEEP_EXPIRED_MS: u64 = 24 * 3600 * 1000;
 const PREFIX: &str = "toolwarden-approvals:";
 
 /// KEYS: the call's index, the new approval's hash. ARGV: now, the new
-/// id, its record, its expiry, how long its keys live (ms). Returns
+/// id, its record, its expiry, how long its keys live (ms), and 1 to file
+/// anew whatever the index names (its record did not read). Returns
 /// {status, id, record, decided_by, reason} of the call's live approval,
 /// an approved one redeemed now ("approved" then means: forward it), or
-/// of the one filed.
+/// of the one filed. Keys of another type than toolwarden writes (changed
+/// outside it) are passed over, never an error that stops the call.
 const ASK: &str = r#"
 local now = tonumber(ARGV[1])
-local id = redis.call('GET', KEYS[1])
+local id = false
+if ARGV[6] ~= '1' and redis.call('TYPE', KEYS[1]).ok == 'string' then
+  id = redis.call('GET', KEYS[1])
+end
 if id then
   local key = 'toolwarden-approvals:id:' .. id
-  local a = redis.call('HMGET', key, 'status', 'expires_at', 'record', 'decided_by', 'reason')
-  if a[1] and a[1] ~= 'redeemed' and tonumber(a[2]) and tonumber(a[2]) > now then
-    if a[1] == 'approved' then
-      redis.call('HSET', key, 'status', 'redeemed')
+  if redis.call('TYPE', key).ok == 'hash' then
+    local a = redis.call('HMGET', key, 'status', 'expires_at', 'record', 'decided_by', 'reason')
+    if a[1] and a[1] ~= 'redeemed' and tonumber(a[2]) and tonumber(a[2]) > now then
+      if a[1] == 'approved' then
+        redis.call('HSET', key, 'status', 'redeemed')
+      end
+      return {a[1], id, a[3], a[4] or false, a[5] or false}
     end
-    return {a[1], id, a[3], a[4] or false, a[5] or false}
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'clash'} end
@@ -45,27 +52,38 @@ return {'pending', ARGV[2], ARGV[3], false, false}
 "#;
 
 /// KEYS: the approval's hash. ARGV: now, 1 to redeem an approved one.
-/// Returns {status, record, decided_by, reason}, or {} when it is gone.
+/// Returns {status, record, decided_by, reason}; {} when it is gone;
+/// {'unreadable'} when it is not a hash as toolwarden writes it.
 const CHECK: &str = r#"
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {} end
+if t ~= 'hash' then return {'unreadable'} end
 local a = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'record', 'decided_by', 'reason')
-if not a[1] or not tonumber(a[2]) or tonumber(a[2]) <= tonumber(ARGV[1]) then return {} end
+if not a[1] or not tonumber(a[2]) then return {'unreadable'} end
+if tonumber(a[2]) <= tonumber(ARGV[1]) then return {} end
 if a[1] == 'approved' and ARGV[2] == '1' then
   redis.call('HSET', KEYS[1], 'status', 'redeemed')
 end
 return {a[1], a[3], a[4] or false, a[5] or false}
 "#;
 
-/// KEYS: the approval's hash. ARGV: now, the new status, who, the reason.
-/// Returns {'ok', record}, {'none'}, {'expired'} or {'decided', status,
+/// KEYS: the approval's hash. ARGV: now, the new status, who, the reason,
+/// and the record as read (and found to read) just before. Returns
+/// {'ok'}, {'none'}, {'expired'}, {'unreadable'} (not as toolwarden
+/// wrote it, or changed since it was read) or {'decided', status,
 /// decided_by}.
 const DECIDE: &str = r#"
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {'none'} end
+if t ~= 'hash' then return {'unreadable'} end
 local a = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'record', 'decided_by')
-if not a[1] then return {'none'} end
+if not a[1] then return {'unreadable'} end
 if a[1] ~= 'pending' then return {'decided', a[1], a[4] or false} end
+if a[3] ~= ARGV[5] then return {'unreadable'} end
 if not tonumber(a[2]) or tonumber(a[2]) <= tonumber(ARGV[1]) then return {'expired'} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'decided_by', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[4]) end
-return {'ok', a[3]}
+return {'ok'}
 "#;
 
 pub struct Redis {
@@ -123,6 +141,9 @@ impl Redis {
     pub fn ask(&self, request: &Request, now: u64, ttl_ms: u64) -> Result<Found, StoreError> {
         let expires_at = now.saturating_add(ttl_ms);
         let record = Record::of(request, now, expires_at);
+        // Set when the index names a record that does not read: that one
+        // approves nothing, and the call is filed anew in its place.
+        let mut fresh = false;
         loop {
             let id = new_id().ok_or_else(|| {
                 StoreError("the system gave no randomness for an approval id".into())
@@ -139,6 +160,7 @@ impl Redis {
                     record.clone(),
                     expires_at.to_string(),
                     (ttl_ms + KEEP_EXPIRED_MS).to_string(),
+                    if fresh { "1" } else { "0" }.into(),
                 ],
             )?;
             match reply.as_slice() {
@@ -146,7 +168,10 @@ impl Redis {
                 [Some(status), Some(id), record, by, reason] => {
                     let pending = pending(id, status, record.as_deref(), by, reason);
                     return Ok(match pending {
-                        // A record that does not read approves nothing.
+                        None if !fresh => {
+                            fresh = true;
+                            continue;
+                        }
                         None => Found::Gone,
                         // Redeemed by the script, for this call.
                         Some(mut p) if p.status == Status::Approved => {
@@ -188,7 +213,7 @@ impl Redis {
         })
     }
 
-    pub fn list(&self, now: u64, all: bool) -> Result<Vec<Pending>, StoreError> {
+    pub fn list(&self, now: u64, all: bool) -> Result<Listing, StoreError> {
         let mut ids = Vec::new();
         {
             let mut link = self.connection.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,7 +246,7 @@ impl Redis {
             }
             *link = Some(connection);
         }
-        let mut list = Vec::new();
+        let mut listing = Listing::default();
         for id in ids {
             // Looking (without redeeming) at the time 0 shows every one
             // not yet deleted; the filter below keeps what was asked for.
@@ -230,21 +255,27 @@ impl Redis {
                 &[format!("{PREFIX}id:{id}")],
                 &["0".into(), "0".into()],
             )?;
-            let [Some(status), record, by, reason] = reply.as_slice() else {
-                continue;
+            let read = match reply.as_slice() {
+                [Some(status), record, by, reason] => {
+                    pending(&id, status, record.as_deref(), by, reason)
+                }
+                // Deleted since the scan.
+                [] => continue,
+                _ => None,
             };
-            match pending(&id, status, record.as_deref(), by, reason) {
+            match read {
                 Some(p) if all || (p.status == Status::Pending && p.expires_at > now) => {
-                    list.push(p)
+                    listing.calls.push(p)
                 }
                 Some(_) => {}
-                None => {
-                    tracing::warn!(id = %id, "an approval in the store does not read; left out")
-                }
+                None => listing.unreadable.push(id),
             }
         }
-        list.sort_by(|a, b| (a.requested_at, &a.id).cmp(&(b.requested_at, &b.id)));
-        Ok(list)
+        listing
+            .calls
+            .sort_by(|a, b| (a.requested_at, &a.id).cmp(&(b.requested_at, &b.id)));
+        listing.unreadable.sort();
+        Ok(listing)
     }
 
     pub fn decide(
@@ -260,21 +291,35 @@ impl Redis {
         } else {
             Status::Denied
         };
+        let key = format!("{PREFIX}id:{id}");
+        // The record is read first, and decided only as it was read: a
+        // record that does not read is never decided (nothing changes).
+        let seen = self.run(CHECK, std::slice::from_ref(&key), &["0".into(), "0".into()])?;
+        let record = match seen.as_slice() {
+            [] => return Ok(Err(Refused::NoSuchId)),
+            [Some(status), Some(record), by, reason]
+                if pending(id, status, Some(record), by, reason).is_some() =>
+            {
+                record.clone()
+            }
+            _ => return Ok(Err(Refused::Unreadable)),
+        };
         let reply = self.run(
             DECIDE,
-            &[format!("{PREFIX}id:{id}")],
+            &[key],
             &[
                 now.to_string(),
                 status.as_str().into(),
                 by.into(),
                 reason.unwrap_or_default().into(),
+                record.clone(),
             ],
         )?;
         Ok(match reply.as_slice() {
-            [Some(ok), record] if ok == "ok" => {
+            [Some(ok)] if ok == "ok" => {
                 let by = Some(by.to_owned());
                 let reason = reason.map(str::to_owned);
-                match pending(id, status.as_str(), record.as_deref(), &by, &reason) {
+                match pending(id, status.as_str(), Some(&record), &by, &reason) {
                     Some(p) => Ok(p),
                     None => Err(Refused::Unreadable),
                 }
@@ -286,7 +331,8 @@ impl Redis {
                 }
             }
             [Some(word)] if word == "expired" => Err(Refused::Expired),
-            _ => Err(Refused::NoSuchId),
+            [Some(word)] if word == "none" => Err(Refused::NoSuchId),
+            _ => Err(Refused::Unreadable),
         })
     }
 }

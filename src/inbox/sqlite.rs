@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::{new_id, Found, Pending, Refused, Request, Status};
+use super::{new_id, Found, Listing, Pending, Refused, Request, Status};
 use crate::state::StoreError;
 
 /// As the counters': a decision takes microseconds.
@@ -73,23 +74,10 @@ impl Sqlite {
             params![now.saturating_sub(KEEP_EXPIRED_MS) as i64],
         )
         .map_err(|e| self.failed(e))?;
-        // The newest live approval of this very call, if any.
-        let existing = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM approvals WHERE call_key = ?1 AND expires_at > ?2 \
-                     AND status != 'redeemed' ORDER BY requested_at DESC LIMIT 1"
-                ),
-                params![request.key, now as i64],
-                read_row,
-            )
-            .optional()
-            .map_err(|e| self.failed(e))?;
+        let existing = live(&tx, &request.key, now).map_err(|e| self.failed(e))?;
         let found = match existing {
-            Some(Ok(pending)) => settle(&tx, pending).map_err(|e| self.failed(e))?,
-            // A row that does not read is never an approval; a new one is
-            // filed beside it.
-            Some(Err(_)) | None => {
+            Some(pending) => settle(&tx, pending).map_err(|e| self.failed(e))?,
+            None => {
                 let pending = file(&tx, request, now, ttl_ms).map_err(|e| self.failed(e))?;
                 Found::Waiting(pending)
             }
@@ -120,34 +108,31 @@ impl Sqlite {
         Ok(found)
     }
 
-    pub fn list(&self, now: u64, all: bool) -> Result<Vec<Pending>, StoreError> {
+    /// Every row is read (the table holds a day of approvals at most), so
+    /// that a row that does not read is found whatever its columns say.
+    pub fn list(&self, now: u64, all: bool) -> Result<Listing, StoreError> {
         let guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        let filter = if all {
-            ""
-        } else {
-            "WHERE status = 'pending' AND expires_at > ?1"
-        };
         let mut statement = guard
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM approvals {filter} ORDER BY requested_at, id"
+                "SELECT {COLUMNS} FROM approvals ORDER BY requested_at, id"
             ))
             .map_err(|e| self.failed(e))?;
-        let rows = if all {
-            statement.query_map([], read_row)
-        } else {
-            statement.query_map(params![now as i64], read_row)
-        }
-        .map_err(|e| self.failed(e))?;
-        let mut list = Vec::new();
+        let rows = statement
+            .query_map([], read_row)
+            .map_err(|e| self.failed(e))?;
+        let mut listing = Listing::default();
         for row in rows {
             match row.map_err(|e| self.failed(e))? {
-                Ok(pending) => list.push(pending),
-                Err(id) => {
-                    tracing::warn!(id = %id, "an approval in the store does not read; left out")
+                Ok(pending)
+                    if all || (pending.status == Status::Pending && pending.expires_at > now) =>
+                {
+                    listing.calls.push(pending)
                 }
+                Ok(_) => {}
+                Err(id) => listing.unreadable.push(id),
             }
         }
-        Ok(list)
+        Ok(listing)
     }
 
     pub fn decide(
@@ -189,6 +174,26 @@ impl Sqlite {
         tx.commit().map_err(|e| self.failed(e))?;
         Ok(Ok(pending))
     }
+}
+
+/// The newest live approval of the call `key`, if any. Rows that do not
+/// read are passed over, whatever their columns say (a time that is not a
+/// number sorts after every number): they are never an approval, and
+/// they never hide one.
+fn live(tx: &rusqlite::Transaction<'_>, key: &str, now: u64) -> rusqlite::Result<Option<Pending>> {
+    let mut statement = tx.prepare(&format!(
+        "SELECT {COLUMNS} FROM approvals WHERE call_key = ?1 AND expires_at > ?2 \
+         AND status != 'redeemed' ORDER BY requested_at DESC"
+    ))?;
+    let rows = statement.query_map(params![key, now as i64], read_row)?;
+    for row in rows {
+        if let Ok(pending) = row? {
+            if pending.expires_at > now && pending.status != Status::Redeemed {
+                return Ok(Some(pending));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// What a live approval means for the call asking: approved ones are
@@ -273,31 +278,38 @@ fn select(
 }
 
 /// A row as a [`Pending`], or its id when a column does not read (an
-/// unknown status, arguments that are not JSON): such a row approves
-/// nothing.
+/// unknown status, arguments that are not JSON, a time that is not a
+/// number): such a row approves nothing. SQLite keeps whatever was
+/// written into a column, so every column is read as a value that may be
+/// wrong, never as an error that would hide the other rows.
 fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<Pending, String>> {
-    let id: String = row.get(0)?;
-    let status: String = row.get(9)?;
-    let arguments: String = row.get(4)?;
-    let (Some(status), Ok(arguments)) = (
-        Status::parse(&status),
-        serde_json::from_str::<serde_json::Value>(&arguments),
-    ) else {
-        return Ok(Err(id));
+    let id = match row.get_ref(0)? {
+        ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
+        ValueRef::Integer(n) => n.to_string(),
+        _ => "(a row without an id)".to_owned(),
     };
-    let time = |i: usize| row.get::<_, i64>(i).map(|t| t.max(0) as u64);
-    Ok(Ok(Pending {
-        key: row.get(1)?,
-        namespace: row.get(2)?,
-        tool: row.get(3)?,
-        arguments,
-        identity: row.get(5)?,
-        server: row.get(6)?,
-        requested_at: time(7)?,
-        expires_at: time(8)?,
-        status,
-        decided_by: row.get(10)?,
-        reason: row.get(11)?,
-        id,
-    }))
+    let text = |i: usize| row.get::<_, String>(i).ok();
+    let time = |i: usize| {
+        row.get::<_, i64>(i)
+            .ok()
+            .and_then(|t| u64::try_from(t).ok())
+    };
+    let optional = |i: usize| row.get::<_, Option<String>>(i).ok();
+    let read = || {
+        Some(Pending {
+            id: text(0)?,
+            key: text(1)?,
+            namespace: text(2)?,
+            tool: text(3)?,
+            arguments: serde_json::from_str(&text(4)?).ok()?,
+            identity: text(5)?,
+            server: text(6)?,
+            requested_at: time(7)?,
+            expires_at: time(8)?,
+            status: Status::parse(&text(9)?)?,
+            decided_by: optional(10)?,
+            reason: optional(11)?,
+        })
+    };
+    Ok(read().ok_or(id))
 }

@@ -76,6 +76,7 @@ impl Relay {
                     "held for approval: `toolwarden approvals approve {}`",
                     pending.id
                 );
+                crate::notify::approval_waiting(&call.name, &pending.id);
                 let audited = self.settings.audit.enabled().then_some(&facts);
                 self.audit_decision(id, &call.name, "approval_requested", audited);
                 let key = IdKey::of(id);

@@ -2,6 +2,7 @@
 //! the inbox, and a person decides with `toolwarden approvals` from
 //! another process that shares the state store.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -111,13 +112,23 @@ fn a_held_call_is_approved_from_another_process() {
         .unwrap()
         .contains("called retry_deploy"));
     assert_eq!(calls_reached(&record), 1);
-    // Decided once: a second yes is refused with what happened.
-    let again = approvals(&home, &["approve", id]);
-    assert_eq!(again.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    // Decided once: a second yes (or a no) is refused with what happened
+    // and who decided, and changes nothing.
+    let before = approvals(&home, &["list", "--all", "--json"]).stdout;
+    for second in [&["approve", id][..], &["deny", id, "--reason", "late"]] {
+        let again = approvals(&home, second);
+        assert_eq!(again.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&again.stderr),
+            format!(
+                "toolwarden: {id}: this call was approved already, by {}, and has been made\n",
+                toolwarden::inbox::approver()
+            )
+        );
+    }
+    assert_eq!(
+        approvals(&home, &["list", "--all", "--json"]).stdout,
+        before
     );
     s.close_stdin();
     assert_eq!(s.wait().code(), Some(0));
@@ -267,6 +278,17 @@ fn approvals_says_what_is_wrong_with_an_id_and_a_store() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state memory"));
+    let out = toolwarden()
+        .args(["approvals", "watch", "--state", "memory"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--state memory"));
     s.close_stdin();
     s.wait();
@@ -426,4 +448,379 @@ fn the_typescript_sdk_client_gets_a_held_call_approved_and_a_pending_one_redeeme
     assert_eq!(retried["isError"], false, "{retried}");
     assert_eq!(client.wait().code(), Some(0));
     assert_eq!(calls_reached(&record), 2);
+}
+
+/// `toolwarden approvals watch` with its state in `home`, driven through
+/// a pipe; `until` reads its output to the line that has `text`.
+fn watch(home: &Path) -> Session {
+    let mut cmd = toolwarden();
+    cmd.env("XDG_STATE_HOME", home).args(["approvals", "watch"]);
+    Session::start(&mut cmd)
+}
+
+fn until(watch: &mut Session, text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = watch.recv();
+        let done = line.contains(text);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn watch_shows_a_held_call_and_a_key_approves_it() {
+    let dir = temp_dir("inbox-watch-approve");
+    let (home, record) = (state_home("inbox-watch-approve"), dir.join("record"));
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let mut w = watch(&home);
+    let shown = until(&mut w, "arguments:");
+    assert!(
+        shown.iter().any(|l| l.starts_with(&format!(
+            "{id}  `retry_deploy`  (policy policy, identity default)"
+        ))),
+        "{shown:?}"
+    );
+    assert!(shown
+        .last()
+        .unwrap()
+        .contains(r#""server_token":"[redacted]""#));
+    assert_eq!(calls_reached(&record), 0);
+    w.stdin().write_all(b"a").unwrap();
+    w.stdin().flush().unwrap();
+    let answer = s.recv_json();
+    assert_eq!(decision(&answer), None, "{answer}");
+    assert_eq!(calls_reached(&record), 1);
+    let said = until(&mut w, "approved");
+    assert!(
+        said.iter().any(|l| l.contains(&format!(
+            "{id} `retry_deploy`: approved: the session holding it forwards it"
+        ))),
+        "{said:?}"
+    );
+    // The end of its input ends it.
+    w.close_stdin();
+    assert_eq!(w.wait().code(), Some(0), "{}", w.stderr());
+    s.close_stdin();
+    s.wait();
+}
+
+#[test]
+fn watch_denies_a_held_call_with_the_reason_typed() {
+    let dir = temp_dir("inbox-watch-deny");
+    let (home, record) = (state_home("inbox-watch-deny"), dir.join("record"));
+    let mut s = session(&home, &record, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    waiting(&home, 1);
+    let mut w = watch(&home);
+    until(&mut w, "arguments:");
+    w.stdin().write_all(b"d").unwrap();
+    w.stdin().flush().unwrap();
+    w.send("not during the freeze");
+    let answer = s.recv_json();
+    assert_eq!(
+        decision(&answer).as_deref(),
+        Some("approval_declined"),
+        "{answer}"
+    );
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("not during the freeze"), "{text}");
+    until(&mut w, "denied: the agent is told so");
+    w.close_stdin();
+    assert_eq!(w.wait().code(), Some(0), "{}", w.stderr());
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 0);
+}
+
+/// A record in the store that does not read, in SQLite and in Redis:
+/// `list` names it and lists the others, `approve` says it cannot be
+/// read, and the call it was for is never forwarded on its account.
+fn a_record_that_does_not_read(name: &str, options: &[&str], spoil: impl Fn(&str)) {
+    let dir = temp_dir(name);
+    let (home, record) = (state_home(name), dir.join("record"));
+    let mut s = session(
+        &home,
+        &record,
+        &[options, &["--approval-hold", "1s"]].concat(),
+    );
+    let pending_id = |s: &mut Session, id: u64, arguments: &str| {
+        s.send(&call(id, "retry_deploy", arguments));
+        let answer = s.recv_json();
+        assert_eq!(
+            decision(&answer).as_deref(),
+            Some("approval_pending"),
+            "{answer}"
+        );
+        answer["result"]["_meta"]["toolwarden/decision"]["approval_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let spoilt = pending_id(&mut s, 1, TOKEN);
+    let good = pending_id(&mut s, 2, r#"{"server_token":"srv_other"}"#);
+    spoil(&spoilt);
+    let unreadable = format!(
+        "toolwarden: {spoilt}: this approval's record in the store does not read (it was changed outside toolwarden), so it approves nothing: let the agent make the call again\n"
+    );
+    let out = approvals(&home, &[&["list"], options].concat());
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), unreadable);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.starts_with(&format!("{good}  `retry_deploy`")),
+        "{listed}"
+    );
+    assert!(!listed.contains(&spoilt), "{listed}");
+    let out = approvals(&home, &[&["list", "--json"], options].concat());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), unreadable);
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], good.as_str());
+
+    let out = approvals(&home, &[&["approve", &spoilt], options].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same call again is filed afresh, not forwarded.
+    let fresh = pending_id(&mut s, 3, TOKEN);
+    assert_ne!(fresh, spoilt);
+    s.close_stdin();
+    s.wait();
+    assert_eq!(calls_reached(&record), 0);
+}
+
+#[test]
+fn a_row_of_the_sqlite_inbox_that_does_not_read_is_named_and_approves_nothing() {
+    let home = state_home("inbox-bad-sqlite");
+    let db = home.join("toolwarden/state.db");
+    a_record_that_does_not_read("inbox-bad-sqlite", &[], |id| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE approvals SET status = 'approved', arguments = 'not json' WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_hash_of_the_redis_inbox_that_does_not_read_is_named_and_approves_nothing() {
+    let dir = temp_dir("inbox-bad-redis-server");
+    let redis = RedisServer::start(&dir);
+    let spec = redis.spec();
+    let client = ::redis::Client::open(spec.as_str()).unwrap();
+    a_record_that_does_not_read("inbox-bad-redis", &["--state", &spec], |id| {
+        let _: () = ::redis::cmd("HSET")
+            .arg(format!("toolwarden-approvals:id:{id}"))
+            .arg(&["status", "approved", "record", "{\"tool\": 1}"])
+            .query(&mut client.get_connection().unwrap())
+            .unwrap();
+    });
+}
+
+/// A directory holding a stand-in for a notifier named `name`, whose
+/// shell `body` runs with the notifier's arguments; `$OUT` is `out`, and
+/// `say ARGS...` writes the arguments to it (whole, whatever PATH holds).
+fn notifier(dir: &Path, name: &str, body: &str, out: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let mv = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("mv"))
+        .find(|p| p.exists())
+        .unwrap();
+    let script = bin.join(name);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nOUT='{}'\nsay() {{ printf '%s\\n' \"$@\" > \"$OUT.part\" && '{}' \"$OUT.part\" \"$OUT\"; }}\n{body}\n",
+            out.display(),
+            mv.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// [`session`] with `path` first on PATH and a session bus named.
+fn session_notified(home: &Path, record: &Path, path: &Path, options: &[&str]) -> Session {
+    let options: Vec<&std::ffi::OsStr> = options.iter().map(|o| o.as_ref()).collect();
+    let mut cmd = guarded_mock_with(
+        POLICY,
+        "examples/tools/fractera.json",
+        &options,
+        &["--record", record.to_str().unwrap()],
+    );
+    let on_path = std::env::join_paths(std::iter::once(path.to_owned()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    cmd.env("XDG_STATE_HOME", home)
+        .env("PATH", on_path)
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let mut s = Session::start(&mut cmd);
+    s.send(&initialize("2025-11-25"));
+    s.recv_json();
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    s
+}
+
+fn read_when_there(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if text.ends_with('\n') {
+                return text;
+            }
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_desktop_notification_names_the_tool_and_the_command_that_approves_it() {
+    let dir = temp_dir("inbox-notify");
+    let (home, record, said) = (
+        state_home("inbox-notify"),
+        dir.join("record"),
+        dir.join("said"),
+    );
+    let bin = notifier(&dir, "notify-send", r#"say "$@""#, &said);
+    let mut s = session_notified(&home, &record, &bin, &[]);
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let argv = read_when_there(&said);
+    assert_eq!(
+        argv,
+        format!("--app-name=toolwarden\n--\ntoolwarden: a call waits for approval\nretry_deploy waits for your approval: toolwarden approvals approve {id}\n")
+    );
+    assert!(approvals(&home, &["approve", &id]).status.success());
+    assert_eq!(decision(&s.recv_json()), None);
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0));
+
+    // Off with --no-notify, and without a session bus.
+    std::fs::remove_file(&said).unwrap();
+    let mut s = session_notified(&home, &record, &bin, &["--no-notify"]);
+    s.send(&call(2, "retry_deploy", r#"{"server_token":"srv_2"}"#));
+    let mut cmd = guarded_mock_with(POLICY, "examples/tools/fractera.json", &[], &[]);
+    cmd.env("XDG_STATE_HOME", &home).env(
+        "PATH",
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+    let mut t = Session::start(&mut cmd);
+    t.send(&initialize("2025-11-25"));
+    t.recv_json();
+    t.send(&call(3, "retry_deploy", r#"{"server_token":"srv_3"}"#));
+    waiting(&home, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !said.exists(),
+        "{}",
+        std::fs::read_to_string(&said).unwrap()
+    );
+    for mut session in [s, t] {
+        session.close_stdin();
+        session.wait();
+    }
+}
+
+#[test]
+fn without_notify_send_gdbus_is_asked_and_a_notifier_that_hangs_or_fails_holds_nothing_up() {
+    let dir = temp_dir("inbox-notify-gdbus");
+    let (home, record, said) = (
+        state_home("inbox-notify-gdbus"),
+        dir.join("record"),
+        dir.join("said"),
+    );
+    // gdbus alone on PATH: it gets the call, in GVariant's text form.
+    let bin = notifier(&dir, "gdbus", r#"say "$@""#, &said);
+    let options: Vec<&std::ffi::OsStr> = vec![];
+    let mut cmd = guarded_mock_with(
+        POLICY,
+        "examples/tools/fractera.json",
+        &options,
+        &["--record", record.to_str().unwrap()],
+    );
+    cmd.env("XDG_STATE_HOME", &home)
+        .env("PATH", &bin)
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let mut s = Session::start(&mut cmd);
+    s.send(&initialize("2025-11-25"));
+    s.recv_json();
+    s.send(&call(1, "retry_deploy", TOKEN));
+    let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+    let argv = read_when_there(&said);
+    assert!(
+        argv.starts_with("call\n--session\n--dest\norg.freedesktop.Notifications\n"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains(&format!(
+            "\n\"retry_deploy waits for your approval: toolwarden approvals approve {id}\"\n"
+        )),
+        "{argv}"
+    );
+    assert!(approvals(&home, &["approve", &id]).status.success());
+    assert_eq!(decision(&s.recv_json()), None);
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0));
+
+    // One that hangs, one that fails: both write to their stdout what
+    // would pass for an answer; the session goes on as if they were not
+    // there.
+    for (name, body) in [
+        (
+            "hangs",
+            r#"echo '{"jsonrpc":"2.0","id":1,"result":{}}'; exec sleep 5"#,
+        ),
+        (
+            "fails",
+            r#"echo '{"jsonrpc":"2.0","id":1,"result":{}}'; echo oops >&2; exit 3"#,
+        ),
+    ] {
+        let sub = dir.join(name);
+        let bin = notifier(&sub, "notify-send", body, &said);
+        let (home, record) = (
+            state_home(&format!("inbox-notify-{name}")),
+            sub.join("record"),
+        );
+        let mut s = session_notified(&home, &record, &bin, &[]);
+        let started = Instant::now();
+        s.send(&call(1, "retry_deploy", TOKEN));
+        let id = waiting(&home, 1)[0]["id"].as_str().unwrap().to_owned();
+        assert!(approvals(&home, &["approve", &id]).status.success());
+        let answer = s.recv_json();
+        assert_eq!(decision(&answer), None, "{name}: {answer}");
+        assert!(
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("called retry_deploy"),
+            "{name}: {answer}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: held up"
+        );
+        s.close_stdin();
+        assert_eq!(s.wait().code(), Some(0), "{name}");
+        assert!(!s.stderr().contains("oops"), "{name}: {}", s.stderr());
+        assert_eq!(calls_reached(&record), 1, "{name}");
+    }
 }

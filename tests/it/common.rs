@@ -34,6 +34,9 @@ pub fn toolwarden() -> Command {
     let mut cmd = Command::new(toolwarden_bin());
     cmd.env("XDG_STATE_HOME", state_home(&fastrand_name()));
     cmd.env_remove("TOOLWARDEN_STATE");
+    // No desktop notifications from the suite's sessions (tests that
+    // check them name a bus of their own).
+    cmd.env_remove("DBUS_SESSION_BUS_ADDRESS");
     cmd
 }
 

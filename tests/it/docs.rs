@@ -67,6 +67,10 @@ const LISTED: &[(&str, &str)] = &[
         "runs until stopped; approvals::page::the_page_decides_held_calls_only_with_its_token_and_from_its_own_forms",
     ),
     (
+        "toolwarden approvals watch",
+        "needs a session holding a call and keys typed; approvals::watch_denies_a_held_call_with_the_reason_typed",
+    ),
+    (
         "cargo build --workspace && ./target/debug/toolwarden --policy policies/fractera.json --state memory -- ./target/debug/mock_server --tools examples/tools/fractera.json < examples/sessions/fractera.jsonl",
         "a build; the session itself is stdio_kinds::the_readme_session_runs_from_a_file",
     ),
