@@ -359,6 +359,12 @@ pub struct RunArgs {
     #[arg(long, requires = "audit")]
     pub audit_required: bool,
 
+    /// Export traces and metrics over OTLP/HTTP to this base URL (e.g.
+    /// http://localhost:4318); short for OTEL_EXPORTER_OTLP_ENDPOINT
+    /// (docs/observability.md).
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 

@@ -58,6 +58,7 @@ pub mod request_state;
 pub mod run;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod tools_list;
 pub mod upstream;
 pub mod wrap;

@@ -74,6 +74,8 @@ pub struct Settings {
     pub inbox: crate::inbox::Inbox,
     /// The server as a person approving its calls sees it (secrets hidden).
     pub server_label: String,
+    /// OpenTelemetry, when OTEL_* or `--otlp` name a receiver.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// The server's input, shared by the client pump and the out-of-band
@@ -272,6 +274,9 @@ impl Relay {
     /// Flushes the audit log and what is left for the client.
     pub fn finish(&self) -> io::Result<()> {
         self.settings.audit.end();
+        if let Some(telemetry) = &self.settings.telemetry {
+            telemetry.finish();
+        }
         self.client_writer().flush()
     }
 }

@@ -24,6 +24,7 @@ use crate::relay::{Relay, Settings};
 use crate::reload;
 use crate::startup;
 use crate::state::{self, State};
+use crate::telemetry::Telemetry;
 use crate::upstream::{self, Stopped, Upstream};
 
 /// How long the server's output may stay open after the server exited (a
@@ -104,6 +105,12 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         Ok(inbox) => inbox,
         Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
     };
+    // OTLP export only when --otlp or OTEL_* name a receiver.
+    let telemetry =
+        match crate::telemetry::Config::read(args.otlp.as_deref(), |v| std::env::var(v).ok()) {
+            Ok(config) => config,
+            Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
+        };
     // With the audit log on stderr, the server's stderr is labelled, so
     // that it cannot write an audit record.
     let stderr = if args.audit.as_deref() == Some(std::path::Path::new("-")) {
@@ -121,7 +128,15 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         warn!("monitor mode: every call is decided, logged and relayed; nothing is refused");
     }
     crate::notify::enable(!args.no_notify);
+    let telemetry = match telemetry
+        .map(|c| c.with_session(&session_id))
+        .map(Telemetry::start)
+    {
+        Some(Err(e)) => return Ok(startup::refuse(&format!("the OTLP exporter: {e}"), 2)),
+        started => started.and_then(Result::ok),
+    };
     let settings = Settings {
+        telemetry,
         max_message: args.max_message_bytes,
         approval_timeout: args.approval_timeout,
         audit,

@@ -114,6 +114,9 @@ impl Relay {
                     "tools/list" => Asked::ToolsList,
                     _ => Asked::Other,
                 };
+                if let Some(t) = self.telemetry().filter(|_| self.can_track(id).is_ok()) {
+                    t.begin(id, &method, None, params, self.settings.state.identity());
+                }
                 self.forward_request(id, asked, None, line, server)
             }
             Message::Notification {
@@ -193,6 +196,10 @@ impl Relay {
         // or audited for it.
         if let Err(why) = self.can_track(id) {
             return self.refuse_request(id, why);
+        }
+        if let Some(t) = self.telemetry() {
+            let identity = self.settings.state.identity();
+            t.begin(id, "tools/call", Some(&call.name), params, identity);
         }
         // Needed only when toolwarden answers the call itself.
         let stateless = || is_stateless(params);
@@ -315,6 +322,10 @@ impl Relay {
             warn!("dropped a notifications/cancelled without a readable requestId");
             return Ok(());
         };
+        // In flight or held, the request ends here, unanswered.
+        if let Some(t) = self.telemetry() {
+            t.end_key(&key, crate::telemetry::Ended::Dropped);
+        }
         // A cancelled request is forgotten: MCP tells the server not to
         // answer it, and an answer that still comes is dropped.
         let (known, held) = {

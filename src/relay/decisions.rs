@@ -13,6 +13,7 @@ use crate::json::Raw;
 use crate::jsonrpc;
 use crate::policy::{Charge, Policy, Refusal, RefusalKind, ToolCall};
 use crate::redact;
+use crate::telemetry::{Ended, Telemetry};
 
 impl Relay {
     /// Takes a call's charge and writes down its `decision` (allowed, or
@@ -50,7 +51,12 @@ impl Relay {
         charge: &Charge,
         commit: bool,
     ) -> Result<(), Box<Refusal>> {
-        let refusal = match self.settings.state.take(policy, charge, commit) {
+        let began = Instant::now();
+        let taken = self.settings.state.take(policy, charge, commit);
+        if let Some(t) = self.telemetry() {
+            t.state_store(began.elapsed(), taken.is_err());
+        }
+        let refusal = match taken {
             Ok(crate::state::Outcome::Taken) => return Ok(()),
             Ok(crate::state::Outcome::Short {
                 counter,
@@ -85,6 +91,9 @@ impl Relay {
         facts: Option<&Facts>,
     ) -> io::Result<()> {
         self.record_refusal(id, refusal, facts);
+        if let Some(t) = self.telemetry() {
+            t.end(id, Ended::Refused(refusal.decision()));
+        }
         let result = refusal.to_result(stateless);
         self.send_client(&jsonrpc::result_response(id, &result))
     }
@@ -104,6 +113,18 @@ impl Relay {
             decision = refusal.decision(),
             "{what}"
         );
+        if let Some(t) = self.telemetry() {
+            let kind = refusal_kind(&refusal.kind);
+            let counter = refusal.meta().counter;
+            let rule = refusal.rule.as_deref();
+            t.decision(
+                id,
+                &refusal.tool,
+                refusal.decision(),
+                rule,
+                Some((&kind, counter)),
+            );
+        }
         if self.settings.audit.enabled() {
             let meta = refusal.meta();
             let scrub =
@@ -127,9 +148,7 @@ impl Relay {
 
     /// For the audit log's result event: the tool, and when the call left.
     pub(super) fn started(&self, call: &ToolCall) -> Option<(String, Instant)> {
-        self.settings
-            .audit
-            .enabled()
+        (self.settings.audit.enabled() || self.telemetry().is_some())
             .then(|| (call.name.to_string(), Instant::now()))
     }
 
@@ -163,6 +182,9 @@ impl Relay {
         approval_id: Option<&str>,
         by: Option<&str>,
     ) {
+        if let Some(t) = self.telemetry() {
+            t.approval(id, channel, answer, by);
+        }
         self.settings.audit.record(AuditEvent {
             event: "approval",
             id: Some(id.to_raw_value()),
@@ -204,6 +226,7 @@ impl Relay {
         decision: &'static str,
         facts: Option<&Facts>,
     ) -> bool {
+        self.observe_decision(id, tool, decision);
         if !self.settings.audit.enabled() {
             return true;
         }
@@ -218,9 +241,38 @@ impl Relay {
         decision: &'static str,
         facts: Option<&Facts>,
     ) {
+        self.observe_decision(id, tool, decision);
         if self.settings.audit.enabled() {
             let event = self.decision_event(id, tool, decision, facts);
             self.settings.audit.record(event);
         }
     }
+
+    pub(super) fn telemetry(&self) -> Option<&Telemetry> {
+        self.settings.telemetry.as_deref()
+    }
+
+    /// A decision that is not a refusal, on the call's span.
+    fn observe_decision(&self, id: Raw<'_>, tool: &str, decision: &'static str) {
+        if let Some(t) = self.telemetry() {
+            let policy = self.policy();
+            let rule = policy.rule_for(tool).map(|r| r.pattern.as_str());
+            t.decision(id, tool, decision, rule, None);
+        }
+    }
+}
+
+/// A refusal's kind as telemetry names it: its variant in snake case
+/// (`rate_limited`, `tool_unpinned`), finer than its decision.
+fn refusal_kind(kind: &RefusalKind) -> String {
+    let debug = format!("{kind:?}");
+    let name = debug.split([' ', '{', '(']).next().unwrap_or_default();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }

@@ -96,6 +96,9 @@ impl Relay {
         if let Some((tool, started)) = &request.call {
             let outcome = Outcome::Error(jsonrpc::INTERNAL_ERROR.into());
             self.audit_result(request.id.raw(), tool, *started, outcome);
+        } else if let Some(t) = self.telemetry() {
+            let code = jsonrpc::INTERNAL_ERROR.into();
+            t.end(request.id.raw(), crate::telemetry::Ended::Error(code));
         }
         let reply = jsonrpc::error_response(Some(request.id.raw()), jsonrpc::INTERNAL_ERROR, why);
         self.send_client(&reply)

@@ -114,6 +114,9 @@ impl Relay {
         );
         let audited = self.settings.audit.enabled().then_some(&facts);
         self.audit_decision(id, &call.name, "approval_requested", audited);
+        if let Some(t) = self.telemetry() {
+            t.end(id, crate::telemetry::Ended::Result(false));
+        }
         self.send_client(&crate::jsonrpc::result_response(id, &result.to_string()))
     }
 

@@ -117,8 +117,20 @@ impl Relay {
                     );
                     return Ok(());
                 };
-                if let Some((tool, started)) = &request.call {
-                    self.audit_result(request.id.raw(), tool, *started, Outcome::of(line, result));
+                match (&request.call, self.telemetry()) {
+                    (Some((tool, started)), _) => {
+                        let outcome = Outcome::of(line, result);
+                        self.audit_result(request.id.raw(), tool, *started, outcome);
+                    }
+                    // Another request's span: an error or not.
+                    (None, Some(t)) => {
+                        let outcome = match result {
+                            Some(_) => Outcome::Result(false),
+                            None => Outcome::of(line, None),
+                        };
+                        t.end(request.id.raw(), outcome.ended());
+                    }
+                    (None, None) => {}
                 }
                 if request.asked == Asked::Initialize {
                     self.state().initialize_answered = true;
@@ -204,6 +216,9 @@ impl Relay {
     }
 
     pub(super) fn audit_result(&self, id: Raw<'_>, tool: &str, started: Instant, outcome: Outcome) {
+        if let Some(t) = self.telemetry() {
+            t.end(id, outcome.ended());
+        }
         if !self.settings.audit.enabled() {
             return;
         }
@@ -233,6 +248,13 @@ pub(super) enum Outcome {
 }
 
 impl Outcome {
+    fn ended(&self) -> crate::telemetry::Ended<'static> {
+        match *self {
+            Outcome::Result(is_error) => crate::telemetry::Ended::Result(is_error),
+            Outcome::Error(code) => crate::telemetry::Ended::Error(code),
+        }
+    }
+
     pub(super) fn of(line: &[u8], result: Option<Raw<'_>>) -> Outcome {
         #[derive(Deserialize)]
         struct CallResult {

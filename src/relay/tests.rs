@@ -89,6 +89,7 @@ impl Harness {
             approval_hold: Duration::from_secs(50),
             inbox: crate::inbox::Inbox::Unavailable("no inbox in these tests".into()),
             server_label: "mock".into(),
+            telemetry: None,
             audit: Audit::off("test".into(), "default".into()),
             state: crate::state::State::open(
                 crate::state::Spec::Memory,

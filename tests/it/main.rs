@@ -19,4 +19,5 @@ mod round_trip;
 mod seeds;
 mod state;
 mod stdio_kinds;
+mod telemetry;
 mod wrap;

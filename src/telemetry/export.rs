@@ -1,0 +1,383 @@
+//! The exporter thread: finished spans and measurements arrive through a
+//! bounded queue the pumps never wait on; spans leave in batches, metrics
+//! are summed here and pushed at an interval, and both once more when the
+//! session ends.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::config::{Config, Endpoint};
+use super::now_unix_nano;
+use super::proto::{self, HistogramPoint, Metric, Points, Span, Value};
+
+/// Records waiting for the exporter, at most: past that they are dropped.
+pub const QUEUE: usize = 4096;
+
+/// A histogram's name and buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Histogram {
+    Operation,
+    ApprovalWait,
+    StateStore,
+}
+
+impl Histogram {
+    const ALL: [Histogram; 3] = [
+        Histogram::Operation,
+        Histogram::ApprovalWait,
+        Histogram::StateStore,
+    ];
+
+    fn describe(self) -> (&'static str, &'static str, &'static [f64]) {
+        match self {
+            // The MCP semantic conventions' buckets.
+            Histogram::Operation => (
+                "mcp.server.operation.duration",
+                "How long toolwarden took to answer a request, the server's time included",
+                &[
+                    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ],
+            ),
+            Histogram::ApprovalWait => (
+                "toolwarden.approval.wait",
+                "How long a call waited for a person's answer",
+                &[
+                    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                ],
+            ),
+            Histogram::StateStore => (
+                "toolwarden.state.duration",
+                "How long the state store took to charge or check a call's limits",
+                &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Counter {
+    Decisions,
+    StateFailures,
+}
+
+impl Counter {
+    const ALL: [Counter; 2] = [Counter::Decisions, Counter::StateFailures];
+
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Counter::Decisions => (
+                "toolwarden.decisions",
+                "Decisions on tools/call, by tool and decision",
+            ),
+            Counter::StateFailures => (
+                "toolwarden.state.failures",
+                "Charges the state store could not make (the call was refused)",
+            ),
+        }
+    }
+}
+
+/// Metric attributes: a handful of low-cardinality strings.
+pub type Labels = Vec<(&'static str, String)>;
+
+pub enum Record {
+    Span(Box<Span>),
+    Count(Counter, Labels),
+    Observe(Histogram, Labels, f64),
+}
+
+#[derive(Default)]
+struct Inbox {
+    records: VecDeque<Record>,
+    stop: bool,
+}
+
+/// The queue between the pumps and the exporter thread.
+pub struct Queue {
+    inbox: Mutex<Inbox>,
+    ready: Condvar,
+    pub dropped: AtomicU64,
+    warned: AtomicBool,
+    /// Set by the exporter once it has sent its last export.
+    done: Mutex<bool>,
+    finished: Condvar,
+}
+
+impl Queue {
+    pub fn new() -> Queue {
+        Queue {
+            inbox: Mutex::default(),
+            ready: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+            done: Mutex::new(false),
+            finished: Condvar::new(),
+        }
+    }
+
+    /// Queues a record, or drops it when the exporter is behind: a slow
+    /// or absent receiver never holds up a call.
+    pub fn push(&self, record: Record) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        if inbox.records.len() >= QUEUE || inbox.stop {
+            drop(inbox);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                warn!("telemetry is dropped: the OTLP receiver does not keep up (counted in toolwarden.telemetry.dropped)");
+            }
+            return;
+        }
+        inbox.records.push_back(record);
+        drop(inbox);
+        self.ready.notify_one();
+    }
+
+    /// Asks for a last export and waits for it, `timeout` at most.
+    pub fn stop(&self, timeout: Duration) {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.ready.notify_one();
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .finished
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        if !*done {
+            warn!("telemetry: the last export did not finish within OTEL_EXPORTER_OTLP_TIMEOUT");
+        }
+    }
+}
+
+/// The metrics summed so far.
+#[derive(Default)]
+struct Sums {
+    counters: BTreeMap<(Counter, Labels), u64>,
+    histograms: BTreeMap<(Histogram, Labels), HistogramPoint>,
+}
+
+impl Sums {
+    fn observe(&mut self, h: Histogram, labels: Labels, value: f64) {
+        let bounds = h.describe().2;
+        let point = self
+            .histograms
+            .entry((h, labels))
+            .or_insert_with(|| HistogramPoint {
+                buckets: vec![0; bounds.len() + 1],
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                ..Default::default()
+            });
+        let bucket = bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(bounds.len());
+        point.buckets[bucket] += 1;
+        point.count += 1;
+        point.sum += value;
+        point.min = point.min.min(value);
+        point.max = point.max.max(value);
+    }
+}
+
+/// Runs until [`Queue::stop`]: the exporter thread's body.
+pub fn run(config: Config, queue: Arc<Queue>) {
+    let start = now_unix_nano();
+    let mut spans: Vec<Span> = Vec::new();
+    let mut sums = Sums::default();
+    let mut failing = Failing::default();
+    let mut next_spans: Option<Instant> = None;
+    let mut next_metrics = Instant::now() + config.metric_interval;
+    let mut measured = false;
+    loop {
+        let deadline = next_spans.map_or(next_metrics, |s| s.min(next_metrics));
+        let (batch, stop) = {
+            let mut inbox = queue.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            while inbox.records.is_empty() && !inbox.stop {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    break;
+                }
+                inbox = queue
+                    .ready
+                    .wait_timeout(inbox, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            (std::mem::take(&mut inbox.records), inbox.stop)
+        };
+        for record in batch {
+            match record {
+                Record::Span(span) if config.traces.is_some() => spans.push(*span),
+                Record::Span(_) => {}
+                Record::Count(c, labels) => {
+                    *sums.counters.entry((c, labels)).or_default() += 1;
+                    measured = true;
+                }
+                Record::Observe(h, labels, value) => {
+                    sums.observe(h, labels, value);
+                    measured = true;
+                }
+            }
+        }
+        if !spans.is_empty() && next_spans.is_none() {
+            next_spans = Some(Instant::now() + config.span_delay);
+        }
+        let now = Instant::now();
+        if let Some(traces) = &config.traces {
+            if !spans.is_empty()
+                && (stop || spans.len() >= 512 || next_spans.is_some_and(|t| t <= now))
+            {
+                let body = proto::export_traces(&config.resource, &spans);
+                failing.report(traces, post(traces, &body, config.timeout));
+                spans.clear();
+                next_spans = None;
+            }
+        }
+        if stop || next_metrics <= now {
+            next_metrics = now + config.metric_interval;
+            let dropped = queue.dropped.load(Ordering::Relaxed);
+            if let Some(metrics) = config.metrics.as_ref().filter(|_| measured || dropped > 0) {
+                let body = metrics_body(&config, &sums, dropped, start);
+                failing.report(metrics, post(metrics, &body, config.timeout));
+            }
+        }
+        if stop {
+            *queue.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            queue.finished.notify_all();
+            return;
+        }
+    }
+}
+
+fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u8> {
+    let to_attrs = |labels: &Labels| -> Vec<(&'static str, Value)> {
+        labels
+            .iter()
+            .map(|(k, v)| (*k, Value::Str(v.clone())))
+            .collect()
+    };
+    let attrs: BTreeMap<&Labels, Vec<(&'static str, Value)>> = sums
+        .counters
+        .keys()
+        .map(|(_, l)| l)
+        .chain(sums.histograms.keys().map(|(_, l)| l))
+        .map(|l| (l, to_attrs(l)))
+        .collect();
+    let none: Vec<(&'static str, Value)> = Vec::new();
+    let mut metrics = Vec::new();
+    for c in Counter::ALL {
+        let points: Vec<_> = sums
+            .counters
+            .iter()
+            .filter(|((k, _), _)| *k == c)
+            .map(|((_, l), n)| (&attrs[l][..], *n))
+            .collect();
+        if !points.is_empty() {
+            let (name, description) = c.describe();
+            metrics.push(Metric {
+                name,
+                description,
+                unit: "{decision}",
+                points: Points::Sum(points),
+            });
+        }
+    }
+    if dropped > 0 {
+        metrics.push(Metric {
+            name: "toolwarden.telemetry.dropped",
+            description: "Spans and measurements dropped because the exporter was behind",
+            unit: "{record}",
+            points: Points::Sum(vec![(&none[..], dropped)]),
+        });
+    }
+    for h in Histogram::ALL {
+        let (name, description, bounds) = h.describe();
+        let points: Vec<_> = sums
+            .histograms
+            .iter()
+            .filter(|((k, _), _)| *k == h)
+            .map(|((_, l), p)| (&attrs[l][..], p))
+            .collect();
+        if !points.is_empty() {
+            metrics.push(Metric {
+                name,
+                description,
+                unit: "s",
+                points: Points::Histogram(bounds, points),
+            });
+        }
+    }
+    proto::export_metrics(&config.resource, &metrics, start, now_unix_nano())
+}
+
+/// Export failures are warned of once per endpoint, then at debug.
+#[derive(Default)]
+struct Failing {
+    warned: Vec<String>,
+}
+
+impl Failing {
+    fn report(&mut self, to: &Endpoint, outcome: Result<(), String>) {
+        let Err(why) = outcome else { return };
+        if self.warned.contains(&to.url) {
+            debug!("telemetry: could not export to {}: {why}", to.url);
+        } else {
+            warn!(
+                "telemetry: could not export to {}: {why} (said once)",
+                to.url
+            );
+            self.warned.push(to.url.clone());
+        }
+    }
+}
+
+/// One OTLP/HTTP export: a POST of protobuf, `Connection: close`.
+fn post(to: &Endpoint, body: &[u8], timeout: Duration) -> Result<(), String> {
+    let addr = to
+        .authority
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: toolwarden/{}\r\n",
+        to.path,
+        to.authority,
+        body.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    for (k, v) in &to.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| e.to_string())?;
+    stream.write_all(body).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let status = answer
+        .split(|b| *b == b'\n')
+        .next()
+        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
+        .unwrap_or_default();
+    match status.split(' ').nth(1) {
+        Some(code) if code.starts_with('2') => Ok(()),
+        _ => Err(format!("the receiver answered {status:?}")),
+    }
+}
