@@ -62,6 +62,9 @@ pub enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Summarize audit logs: calls, refusals, latency and approvals per
+    /// tool; as a table, as JSON, or as a page with charts.
+    Report(ReportArgs),
     /// Pin a server's tool definitions (--out), show what changed since
     /// (--diff), or take the changes in (--update).
     Pin(PinArgs),
@@ -174,6 +177,24 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         key: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The audit logs, rotated ones too (audit.jsonl.1 audit.jsonl), in
+    /// any order; `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Only events at or after WHEN: a duration back from now (24h, 7d)
+    /// or an RFC 3339 time (2026-11-22T16:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<crate::report::Since>,
+    /// The same report as JSON (docs/observability.md describes it).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as one self-contained HTML page with charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
