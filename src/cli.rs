@@ -545,6 +545,10 @@ pub fn mistyped_command(argv: &[OsString]) -> Option<String> {
     }
     let cli = <Cli as clap::CommandFactory>::command();
     let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    // A command's own bad arguments are clap's to explain.
+    if names.contains(&first) {
+        return None;
+    }
     let name = closest(first, names.iter().copied())?;
     Some(format!("unknown command `{first}`; did you mean `{name}`?"))
 }
@@ -723,6 +727,8 @@ mod tests {
             Some("unknown command `unrwap`; did you mean `unwrap`?")
         );
         assert_eq!(said("toolwarden npx -y srv"), None);
+        // `report` is two edits from `import`, and a command itself.
+        assert_eq!(said("toolwarden report --since soon a.jsonl"), None);
         assert_eq!(said("toolwarden --policy p.json"), None);
     }
 }

@@ -236,14 +236,17 @@ fn timeline(s: &Summary, out: &mut String) {
         .map(|b| b.counts.values().sum::<u64>())
         .max()
         .unwrap_or(0);
-    let top_value = nice(most as f64);
+    // Whole numbers on the axis: about five lines, a round step apart.
+    let step = nice(most as f64 / 5.0).max(1.0);
+    let lines = (most as f64 / step).ceil().max(1.0);
+    let top_value = step * lines;
     let y = |v: f64| top + plot_h - v / top_value * plot_h;
     let _ = writeln!(
         out,
         "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"calls over time, stacked by decision\">"
     );
-    for i in 0..=4 {
-        let v = top_value * f64::from(i) / 4.0;
+    for i in 0..=lines as u32 {
+        let v = step * f64::from(i);
         let _ = writeln!(
             out,
             "<line class=\"grid\" x1=\"{left}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
@@ -258,7 +261,8 @@ fn timeline(s: &Summary, out: &mut String) {
     }
     let n = t.buckets.len();
     let slot = plot_w / n as f64;
-    let bar = (slot * 0.78).max(1.0);
+    // A few bars stay bars, not walls.
+    let bar = (slot * 0.78).clamp(1.0, 44.0);
     let label_every = n.div_ceil(8).max(1);
     let daily = t.bucket_seconds >= 86_400;
     let mut last_date = "";
@@ -288,7 +292,11 @@ fn timeline(s: &Summary, out: &mut String) {
             let label = if daily {
                 date.to_owned()
             } else if date != last_date {
-                format!("{} {}", date.get(5..).unwrap_or(""), b.start.get(11..16).unwrap_or(""))
+                format!(
+                    "{} {}",
+                    date.get(5..).unwrap_or(""),
+                    b.start.get(11..16).unwrap_or("")
+                )
             } else {
                 b.start.get(11..16).unwrap_or("").to_owned()
             };
@@ -318,7 +326,11 @@ fn timeline(s: &Summary, out: &mut String) {
     for d in &t.decisions {
         let _ = write!(out, "<li>{}{}</li>", swatch(d), esc(d));
     }
-    let _ = writeln!(out, "<li>each bar: {}, UTC</li></ul>\n</section>", esc(&width));
+    let _ = writeln!(
+        out,
+        "<li>each bar: {}, UTC</li></ul>\n</section>",
+        esc(&width)
+    );
 }
 
 /// Cuts `text` to [`LABEL_CHARS`] characters, with `…` where it was cut.
@@ -535,7 +547,12 @@ fn tools(s: &Summary, out: &mut String) {
             n.to_string()
         }));
         let errors: u64 = s.tools.iter().map(|t| t.server_errors).sum();
-        let answered: u64 = s.tools.iter().flat_map(|t| &t.approvals).map(|a| a.count).sum();
+        let answered: u64 = s
+            .tools
+            .iter()
+            .flat_map(|t| &t.approvals)
+            .map(|a| a.count)
+            .sum();
         all.extend([
             String::new(),
             String::new(),
@@ -639,12 +656,15 @@ pub fn esc(text: &str) -> String {
 }
 
 /// Standard base64 with padding, for the style sheet's hash.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(super) fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -18,9 +18,9 @@ use crate::cli::ReportArgs;
 
 mod html;
 pub mod tally;
-mod text;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub use tally::{Summary, Tally};
 
@@ -53,7 +53,9 @@ impl std::str::FromStr for Since {
     /// (`+02:00`) or without (UTC), or a date (its midnight, UTC).
     fn from_str(text: &str) -> Result<Since, String> {
         let bad = || {
-            format!("{text}: neither a duration (24h, 7d) nor an RFC 3339 time (2026-11-22T16:00:00Z)")
+            format!(
+                "{text}: neither a duration (24h, 7d) nor an RFC 3339 time (2026-11-22T16:00:00Z)"
+            )
         };
         if let Ok(d) = humantime::parse_duration(text) {
             return Ok(Since::Ago(d));
@@ -80,8 +82,8 @@ impl std::str::FromStr for Since {
             }
             _ => (text, None),
         };
-        let utc = humantime::parse_rfc3339_weak(time.trim_end_matches(['Z', 'z']))
-            .map_err(|_| bad())?;
+        let utc =
+            humantime::parse_rfc3339_weak(time.trim_end_matches(['Z', 'z'])).map_err(|_| bad())?;
         let at = match offset {
             // 16:00+02:00 is 14:00Z.
             Some((true, d)) => utc.checked_sub(d),
@@ -131,7 +133,11 @@ pub fn read(files: &[std::path::PathBuf], since: Option<SystemTime>) -> anyhow::
         } else {
             let file = std::fs::File::open(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            tally_lines(&mut tally, BufReader::new(file), &path.display().to_string())
+            tally_lines(
+                &mut tally,
+                BufReader::new(file),
+                &path.display().to_string(),
+            )
         };
         read.push(summary.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
     }

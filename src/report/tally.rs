@@ -497,9 +497,8 @@ impl Tally {
                     .into_iter()
                     .flatten()
                     .map(|(key, count)| {
-                        let (channel, answer, by) = key.map_or((None, None, None), |(c, a, b)| {
-                            (Some(c), Some(a), b)
-                        });
+                        let (channel, answer, by) =
+                            key.map_or((None, None, None), |(c, a, b)| (Some(c), Some(a), b));
                         ApprovalSummary {
                             channel,
                             answer,
@@ -509,9 +508,9 @@ impl Tally {
                     })
                     .collect();
                 approvals.sort_by(|a, b| {
-                    b.count
-                        .cmp(&a.count)
-                        .then_with(|| (&a.channel, &a.answer, &a.by).cmp(&(&b.channel, &b.answer, &b.by)))
+                    b.count.cmp(&a.count).then_with(|| {
+                        (&a.channel, &a.answer, &a.by).cmp(&(&b.channel, &b.answer, &b.by))
+                    })
                 });
                 ToolSummary {
                     tool,
@@ -553,9 +552,20 @@ impl Tally {
             })
             .collect();
         refusals.sort_by(|a, b| {
-            (a.decision.is_none(), std::cmp::Reverse(a.count), &a.decision, &a.rule, &a.reason).cmp(
-                &(b.decision.is_none(), std::cmp::Reverse(b.count), &b.decision, &b.rule, &b.reason),
+            (
+                a.decision.is_none(),
+                std::cmp::Reverse(a.count),
+                &a.decision,
+                &a.rule,
+                &a.reason,
             )
+                .cmp(&(
+                    b.decision.is_none(),
+                    std::cmp::Reverse(b.count),
+                    &b.decision,
+                    &b.rule,
+                    &b.reason,
+                ))
         });
         let mut counters: Vec<CounterSummary> = self
             .counters
@@ -580,11 +590,16 @@ impl Tally {
             })
             .collect();
         identities.sort_by(|a, b| {
-            (a.identity.is_none(), std::cmp::Reverse(a.calls), &a.identity).cmp(&(
-                b.identity.is_none(),
-                std::cmp::Reverse(b.calls),
-                &b.identity,
-            ))
+            (
+                a.identity.is_none(),
+                std::cmp::Reverse(a.calls),
+                &a.identity,
+            )
+                .cmp(&(
+                    b.identity.is_none(),
+                    std::cmp::Reverse(b.calls),
+                    &b.identity,
+                ))
         });
         let timeline = timeline(self.timeline, &decisions);
         Summary {

@@ -130,9 +130,14 @@ pub fn refusal_columns(s: &Summary) -> Vec<&str> {
 
 fn tools(s: &Summary) -> String {
     let columns = refusal_columns(s);
+    // Approvals only where a policy asked for them.
+    let asked = s.tools.iter().any(|t| !t.approvals.is_empty());
     let mut head = vec!["tool", "calls", "allowed"];
     head.extend(&columns);
-    head.extend(["p50", "p95", "approvals"]);
+    head.extend(["p50", "p95"]);
+    if asked {
+        head.push("approvals");
+    }
     let mut rows = Vec::new();
     for t in &s.tools {
         let mut row = vec![
@@ -145,7 +150,10 @@ fn tools(s: &Summary) -> String {
                 .iter()
                 .map(|d| t.refused.get(*d).copied().unwrap_or(0).to_string()),
         );
-        row.extend([ms(t.p50_ms), ms(t.p95_ms), answers(t)]);
+        row.extend([ms(t.p50_ms), ms(t.p95_ms)]);
+        if asked {
+            row.push(answers(t));
+        }
         rows.push(row);
     }
     if s.tools.len() > 1 {
@@ -156,7 +164,7 @@ fn tools(s: &Summary) -> String {
         }));
         rows.push(all);
     }
-    let numeric = |i: usize| i > 0 && i < head.len() - 1;
+    let numeric = |i: usize| i > 0 && !(asked && i == head.len() - 1);
     table(&head, &rows, numeric, "")
 }
 
