@@ -368,7 +368,7 @@ fn refusals(s: &Summary, out: &mut String) {
         };
         let detail = match &r.rule {
             Some(rule) => format!("{decision} · rule {rule}"),
-            None => decision.to_owned(),
+            None => format!("{decision} · no rule"),
         };
         let full = format!("{reason} ({detail}): {}", r.count);
         let len = (r.count as f64 / most * bar_max).max(2.0);
