@@ -261,11 +261,12 @@ struct Decisions(Vec<String>);
 
 impl Decisions {
     fn index(&mut self, name: &str) -> usize {
-        if let Some(i) = self.0.iter().position(|d| d == name) {
+        let name = loggable(name);
+        if let Some(i) = self.0.iter().position(|d| *d == name) {
             return i;
         }
         if self.0.len() < MAX_DECISIONS {
-            self.0.push(loggable(name));
+            self.0.push(name);
             return self.0.len() - 1;
         }
         match self.0.iter().position(|d| d == "other") {
