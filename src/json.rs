@@ -240,6 +240,20 @@ impl<'a> Raw<'a> {
         }
     }
 
+    /// The keys of an object as they are written, quotes and escapes
+    /// included, in the order of [`Raw::members`].
+    pub fn raw_keys(self) -> impl Iterator<Item = &'a str> {
+        let text = self.0;
+        let mut members = self.members();
+        std::iter::from_fn(move || {
+            let b = text.as_bytes();
+            let start = skip_ws(b, members.i);
+            members.next()?;
+            let (end, _) = skip_string(b, start);
+            Some(&text[start..end])
+        })
+    }
+
     /// The items of an array; nothing for other values.
     pub fn items(self) -> Items<'a> {
         let b = self.0.as_bytes();

@@ -71,13 +71,41 @@ fn write_strict(value: Raw<'_>, hash: &mut Sha256) {
             Some(s) => hash.update(serde_json::to_string(s.as_ref()).unwrap_or_default()),
             None => hash.update(text),
         },
-        Some(b'-' | b'0'..=b'9') => {
-            let mut number = Vec::new();
-            let _ = write_number(text, &mut number);
-            hash.update(number);
-        }
+        Some(b'-' | b'0'..=b'9') => hash.update(exact_number(text)),
         _ => hash.update(text),
     }
+}
+
+/// A JSON number by its exact value, as `DIGITSeEXPONENT` with no
+/// leading or trailing zeros in the digits (`1`, `1.0`, `10e-1` are all
+/// `1e0`; `0` and `-0` are `0`): no digit is lost, so two numbers a
+/// double cannot tell apart (`9007199254740993`, `9007199254740992`)
+/// stay apart. An exponent past `i64` keeps its text as it is.
+fn exact_number(text: &str) -> String {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], &unsigned[at + 1..]),
+        None => (unsigned, "0"),
+    };
+    let Ok(exponent) = exponent.trim_start_matches('+').parse::<i64>() else {
+        return text.to_owned();
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    let trimmed = digits.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return "0".to_owned();
+    }
+    let shift = (digits.len() - trimmed.len()) as i64 - fraction.len() as i64;
+    let Some(exponent) = exponent.checked_add(shift) else {
+        return text.to_owned();
+    };
+    let sign = if negative { "-" } else { "" };
+    format!("{sign}{trimmed}e{exponent}")
 }
 
 /// Keeps the first [`SHORT`] bytes; past them, hashes everything.
@@ -225,12 +253,31 @@ mod tests {
             digest(r#"{ "b": [1, 2.50], "a": "\u00e9" }"#),
             digest(r#"{"a":"é","b":[1.0,2.5]}"#)
         );
+        for same in [
+            ["100", "1e2", "100.000"],
+            ["0.25", "25e-2", "2.5E-1"],
+            ["0", "-0", "0.0e5"],
+            ["-12", "-1.2e1", "-120e-1"],
+        ] {
+            let first = digest(same[0]);
+            for other in &same[1..] {
+                assert_eq!(first, digest(other), "{other}");
+            }
+        }
         for (one, other) in [
             (r#"{"gpus":1}"#, r#"{"gpus":"1"}"#),
             (r#"{"force":true}"#, r#"{"force":1}"#),
             (r#"{"force":false}"#, r#"{"force":"no"}"#),
             (r#"{"a":{"b":1}}"#, r#"{"a":"{\"b\":1}"}"#),
             (r#"{"a":null}"#, r#"{}"#),
+            // A double cannot tell these apart; an approval can.
+            (
+                r#"{"id":1400000000000000001}"#,
+                r#"{"id":1400000000000000100}"#,
+            ),
+            (r#"{"n":9007199254740993}"#, r#"{"n":9007199254740992}"#),
+            (r#"{"n":0.1}"#, r#"{"n":0.10000000000000001}"#),
+            (r#"{"n":-1}"#, r#"{"n":1}"#),
         ] {
             assert_ne!(digest(one), digest(other), "{one} and {other}");
         }

@@ -171,6 +171,9 @@ pub enum RefusalKind {
     /// A 2026-07-28 retry whose approval state does not hold (forged,
     /// expired, for another call, used already, or no answer in it).
     ApprovalStateRefused { why: String },
+    /// A 2026-07-28 approval state cannot be made: as many as one process
+    /// keeps are outstanding.
+    ApprovalStatesFull,
     /// The client cannot ask a person; `busy`: it can, but as many calls
     /// as toolwarden holds at once are waiting already.
     ApprovalUnavailable { busy: bool },
@@ -671,9 +674,9 @@ impl Refusal {
             RefusalKind::ApprovalDeclined { .. }
             | RefusalKind::ApprovalDenied { .. }
             | RefusalKind::ApprovalStateRefused { .. } => "approval_declined",
-            RefusalKind::ApprovalUnavailable { .. } | RefusalKind::InboxUnavailable { .. } => {
-                "approval_unavailable"
-            }
+            RefusalKind::ApprovalUnavailable { .. }
+            | RefusalKind::InboxUnavailable { .. }
+            | RefusalKind::ApprovalStatesFull => "approval_unavailable",
             RefusalKind::ApprovalPending { .. } => "approval_pending",
             RefusalKind::AuditUnavailable => "audit_unavailable",
             RefusalKind::StateUnavailable { .. } => "state_unavailable",
@@ -739,6 +742,11 @@ impl Refusal {
             RefusalKind::ApprovalStateRefused { why } => format!(
                 "this call needs a person's approval, and {why}; make the call again \
                  without requestState to be asked afresh"
+            ),
+            RefusalKind::ApprovalStatesFull => format!(
+                "this call needs a person's approval, and toolwarden keeps as many approval \
+                 states as it can ({}, for --approval-timeout each); try again later",
+                crate::request_state::MAX_SPENT
             ),
             RefusalKind::ApprovalUnavailable { busy: false } => {
                 "this call needs a person's approval and the client cannot ask for it".to_owned()

@@ -27,6 +27,11 @@ use crate::request_state::{Invalid, Kind, Opened, Sealer, PREFIX};
 /// answer in the retry's `inputResponses`.
 pub const INPUT_KEY: &str = "toolwarden-approval";
 
+/// Room kept for what a client's retry adds around a state it carries
+/// back (its params, `_meta`, answers): a wrapped result longer than
+/// `--max-message-bytes` less this is relayed unwrapped.
+const RETRY_ROOM: usize = 16 * 1024;
+
 /// Whether a 2026-07-28 request's `_meta` declares form elicitation in its
 /// client capabilities.
 pub(super) fn can_ask(params: Option<Raw<'_>>) -> bool {
@@ -84,7 +89,7 @@ impl Relay {
             server_state.as_deref(),
         );
         let Some(sealed) = sealed else {
-            let refusal = self.refusal(call, RefusalKind::ApprovalUnavailable { busy: true });
+            let refusal = self.refusal(call, RefusalKind::ApprovalStatesFull);
             return self.refuse(id, &refusal, true, Some(&facts));
         };
         let reason = self
@@ -175,7 +180,9 @@ impl Relay {
             info!(tool = %loggable(&call.name), id = %loggable(id.get()), "approved (input_required)");
         } else {
             // The next round of a call approved and charged already.
-            self.admitted(id, &call.name, "approved", facts.as_ref());
+            if !self.admitted(id, &call.name, "approved", facts.as_ref()) {
+                return refuse(RefusalKind::AuditUnavailable);
+            }
         }
         let line = edit_members(line, params, &forwarded);
         let started = self.started(call);
@@ -220,7 +227,18 @@ impl Relay {
         if kind != "input_required" {
             return None;
         }
-        let theirs = result.member("requestState").and_then(Raw::as_str);
+        let theirs = match result.member("requestState") {
+            None => None,
+            Some(state) => match state.as_str() {
+                Some(state) => Some(state),
+                None => {
+                    // Not a string, or one with a lone surrogate: it could
+                    // not be given back as it was.
+                    warn!("the server's requestState is not a string: relayed as it is, and its next round is asked about again");
+                    return None;
+                }
+            },
+        };
         let sealed = self.sealer().seal(
             Kind::Continue,
             call_key,
@@ -228,11 +246,14 @@ impl Relay {
             theirs.as_deref(),
         )?;
         let sealed = serde_json::to_string(&sealed).expect("a string serializes");
-        Some(edit_members(
-            line,
-            result,
-            &[("requestState", Some(sealed))],
-        ))
+        let edited = edit_members(line, result, &[("requestState", Some(sealed))]);
+        // The client's retry carries the state back with more around it:
+        // it must fit within --max-message-bytes too.
+        if edited.len() + RETRY_ROOM > self.settings.max_message {
+            warn!("the server's requestState leaves no room for toolwarden's within --max-message-bytes: relayed as it is, and its next round is asked about again");
+            return None;
+        }
+        Some(edited)
     }
 }
 
@@ -266,15 +287,17 @@ fn edit_members(line: &[u8], object: Raw<'_>, changes: &[(&str, Option<String>)]
     let end = start + object.get().len();
     let mut members: Vec<String> = Vec::new();
     let mut done = vec![false; changes.len()];
-    for (key, value) in object.members() {
+    for ((key, value), raw_key) in object.members().zip(object.raw_keys()) {
         match changes.iter().position(|(k, _)| *k == key) {
             Some(i) => {
                 done[i] = true;
                 if let Some(new) = &changes[i].1 {
-                    members.push(format!("{}:{new}", json!(key)));
+                    members.push(format!("{raw_key}:{new}"));
                 }
             }
-            None => members.push(format!("{}:{}", json!(key), value.get())),
+            // A key as it was written: one that does not decode (a lone
+            // surrogate) is kept, not folded into another.
+            None => members.push(format!("{raw_key}:{}", value.get())),
         }
     }
     for ((key, value), done) in changes.iter().zip(done) {
@@ -311,6 +334,15 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&edited).unwrap(),
             r#"{"id":1,"params":{"name":"t","arguments":{"n":12345678901234567890123},"inputResponses":{"q":1}}}"#
+        );
+        // Keys that do not decode stay as they were written.
+        let odd = br#"{"result":{"\ud800a":1,"\udbffb":2,"requestState":"s"}}"#;
+        let text = std::str::from_utf8(odd).unwrap();
+        let result = Raw::parse(text).unwrap().member("result").unwrap();
+        let edited = edit_members(odd, result, &[("requestState", Some(r#""t""#.into()))]);
+        assert_eq!(
+            std::str::from_utf8(&edited).unwrap(),
+            r#"{"result":{"\ud800a":1,"\udbffb":2,"requestState":"t"}}"#
         );
         let added = edit_members(
             line,

@@ -372,7 +372,7 @@ fn an_approved_call_is_forwarded_and_the_answer_never_reaches_the_server() {
     assert_eq!(prompt["params"]["mode"], "form");
     let message = prompt["params"]["message"].as_str().unwrap();
     assert!(
-        message.contains("`deploy`") && message.contains("\"env\": \"prod\""),
+        message.contains("the tool \"deploy\" with") && message.contains("\"env\": \"prod\""),
         "{message}"
     );
     assert!(

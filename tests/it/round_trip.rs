@@ -162,6 +162,15 @@ fn a_no_a_forged_state_and_other_arguments_are_refused_and_never_forwarded() {
         call_2026(5, other, &answer(&state, true)),
         "another call",
     );
+    // Numbers a double cannot tell apart are other arguments.
+    let big = r#"{"deploy":"d-42","job":1400000000000000001}"#;
+    let state_big = asked(&mut s, 40, big);
+    let near = r#"{"deploy":"d-42","job":1400000000000000100}"#;
+    refused(
+        &mut s,
+        call_2026(41, near, &answer(&state_big, true)),
+        "another call",
+    );
     // Spacing and key order are not other arguments.
     let same = r#"{ "server_token":"srv_live_8f2a61c0", "deploy":"d-42" }"#;
     let mut forged = state.clone();
