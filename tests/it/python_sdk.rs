@@ -115,7 +115,10 @@ fn an_approved_call_runs() {
         "{seen}"
     );
     let prompt = seen["prompts"][0].as_str().unwrap();
-    assert!(prompt.contains("the tool \"retry_deploy\" with"), "{prompt}");
+    assert!(
+        prompt.contains("the tool \"retry_deploy\" with"),
+        "{prompt}"
+    );
     assert!(
         !prompt.contains("srv_live_8f2a61c0"),
         "the prompt shows the token redacted: {prompt}"
