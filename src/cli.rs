@@ -62,6 +62,9 @@ pub enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Summarize audit logs: calls, refusals, latency and approvals per
+    /// tool; as a table, as JSON, or as a page with charts.
+    Report(ReportArgs),
     /// Pin a server's tool definitions (--out), show what changed since
     /// (--diff), or take the changes in (--update).
     Pin(PinArgs),
@@ -174,6 +177,24 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         key: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The audit logs, rotated ones too (audit.jsonl.1 audit.jsonl), in
+    /// any order; `-` reads stdin.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Only events at or after WHEN: a duration back from now (24h, 7d)
+    /// or an RFC 3339 time (2026-11-22T16:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<crate::report::Since>,
+    /// The same report as JSON (docs/observability.md describes it).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as one self-contained HTML page with charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -530,6 +551,10 @@ pub fn mistyped_command(argv: &[OsString]) -> Option<String> {
     }
     let cli = <Cli as clap::CommandFactory>::command();
     let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    // A command's own bad arguments are clap's to explain.
+    if names.contains(&first) {
+        return None;
+    }
     let name = closest(first, names.iter().copied())?;
     Some(format!("unknown command `{first}`; did you mean `{name}`?"))
 }
@@ -708,6 +733,8 @@ mod tests {
             Some("unknown command `unrwap`; did you mean `unwrap`?")
         );
         assert_eq!(said("toolwarden npx -y srv"), None);
+        // `report` is two edits from `import`, and a command itself.
+        assert_eq!(said("toolwarden report --since soon a.jsonl"), None);
         assert_eq!(said("toolwarden --policy p.json"), None);
     }
 }

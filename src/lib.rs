@@ -32,6 +32,8 @@
 //! - [`plural`]: counts in what people read ("1 bucket", "2 buckets").
 //! - [`cases`]: `toolwarden test`, a policy's written-down calls and the
 //!   decisions they should get.
+//! - [`report`]: `toolwarden report`, audit logs summed up per tool, as
+//!   a table, JSON or a page with charts.
 //! - [`notify`]: the desktop notification for a call that waits in the
 //!   inbox (not the `notify` crate, which watches the policy file).
 
@@ -54,6 +56,7 @@ pub mod policy;
 pub mod redact;
 pub mod relay;
 pub mod reload;
+pub mod report;
 pub mod request_state;
 pub mod run;
 pub mod startup;

@@ -36,6 +36,12 @@ fn main() {
             }
         }
         Some(Command::Audit(AuditCommand::Verify { files, key })) => audit_verify(&files, &key),
+        Some(Command::Report(args)) => {
+            init_logging("warn");
+            let (report, code) = toolwarden::report::run(&args);
+            print_report(&report);
+            code
+        }
         Some(Command::Pin(args)) => {
             init_logging("warn");
             pin(&args)
