@@ -44,6 +44,7 @@ pub mod cases;
 pub mod check;
 pub mod cli;
 pub mod framing;
+pub mod html;
 pub mod import;
 pub mod inbox;
 pub mod init;

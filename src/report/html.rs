@@ -12,6 +12,7 @@ use sha2::Digest;
 
 use super::tally::{Summary, ToolSummary};
 use super::text::{ms, refusal_columns, tool_name};
+pub use crate::html::escape as esc;
 use crate::plural::count;
 
 /// Rows of the refusal and latency charts.
@@ -636,23 +637,6 @@ fn small_tables(s: &Summary, out: &mut String) {
         out.push_str("</section>\n");
     }
     out.push_str("</div>\n");
-}
-
-/// `text` as HTML text or an attribute's value (also inside SVG): every
-/// character that means something in HTML is a reference.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Standard base64 with padding, for the style sheet's hash.

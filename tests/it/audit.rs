@@ -9,7 +9,7 @@ use sha2::Digest;
 
 use crate::common::*;
 
-const POLICY: &str = r#"{
+pub const POLICY: &str = r#"{
   "version": "1",
   "tools": {
     "retry_deploy": {

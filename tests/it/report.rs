@@ -11,22 +11,8 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const POLICY: &str = r#"{
-  "version": "1",
-  "tools": {
-    "retry_deploy": {
-      "limits": [{ "counter": "deploys", "window": "minute", "max": 2 }],
-      "arguments": {
-        "type": "object",
-        "properties": { "server_token": { "type": "string", "minLength": 20 } },
-        "required": ["server_token"]
-      },
-      "redact": ["/server_token"]
-    },
-    "check_status": { "action": "approve" },
-    "drop_database": { "action": "deny", "reason": "never from an agent" }
-  }
-}"#;
+/// The audit tests' policy: a limit, a schema, an approval and a deny.
+use crate::audit::POLICY;
 
 /// In the calls' arguments: no form of the report may show them.
 const SECRET: &str = "srv_live_8f2a61c0_SECRET_TOKEN_1";

@@ -23,6 +23,7 @@ use anyhow::Context;
 use super::cli::ago;
 use super::{approver, now_ms, Inbox, Pending};
 use crate::cli::{ServeArgs, StoreArgs};
+use crate::html::escape;
 use crate::state::{self, Spec};
 use http::{Request, Response, Unread};
 
@@ -373,23 +374,6 @@ fn html(text: String, nonce: Option<&str>) -> Response {
         ],
         body: text.into_bytes(),
     }
-}
-
-/// `text` as HTML text or an attribute's value: every character that
-/// means something in HTML is a reference.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Whether a token given is the page's, in a time that does not depend
