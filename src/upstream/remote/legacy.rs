@@ -115,7 +115,9 @@ pub fn connect(link: &Arc<Link>, turned_away: Option<&str>) -> Option<Endpoint> 
             Some(Endpoint { url })
         }
         Ok(Err(words)) => fail(words),
-        Err(_) => fail(format!(
+        // The stream ended first: the session has ended, saying why.
+        Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        Err(mpsc::RecvTimeoutError::Timeout) => fail(format!(
             "the server's event stream named no endpoint within {}s",
             ENDPOINT_WAIT.as_secs()
         )),

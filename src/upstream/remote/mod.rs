@@ -339,9 +339,13 @@ impl Link {
     }
 
     /// Ends the session as failed, the words kept as the last ones too.
+    /// While the stop is under way, what fails is the stop's doing: the
+    /// stop ends the session.
     fn fail(&self, words: String) {
         self.note(words.clone());
-        self.end(1, words);
+        if !self.closing.load(Ordering::SeqCst) {
+            self.end(1, words);
+        }
     }
 
     /// Keeps `words` among the last words.
