@@ -479,3 +479,46 @@ fn an_answer_over_the_limit_ends_its_request_with_an_error() {
         json!({})
     );
 }
+
+#[test]
+fn a_stream_closed_before_its_answer_is_resumed_and_the_answer_arrives_once() {
+    let dir = temp_dir("remote-resume");
+    let record = dir.join("requests.jsonl");
+    let server = token_server("resume-token", &record);
+    let mut session = Session::start(
+        toolwarden()
+            .args(["--policy", "policies/permissive.json", "--state", "memory"])
+            .args(["--header", "Authorization: Bearer ${RESUME_TOKEN}", "--"])
+            .arg(server.url("/mcp"))
+            .env("RESUME_TOKEN", "resume-token")
+            .current_dir(root()),
+    );
+    session.request(&initialize("2025-11-25"), &json!(0), |_, _, _| {});
+    session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let mut before = Vec::new();
+    let answer = session.request(
+        &call(2, "interrupted", "{}"),
+        &json!(2),
+        |_, raw, _| before.push(raw.to_owned()),
+    );
+    assert!(answer.contains("answered after the stream was closed"), "{answer}");
+    assert!(
+        before.iter().any(|l| l.contains("about to close the stream")),
+        "what came before the cut is relayed: {before:?}"
+    );
+    session.close_stdin();
+    let rest = session.rest();
+    assert!(
+        !rest.iter().any(|l| l.contains(r#""id":2"#)),
+        "the answer came once: {rest:?}"
+    );
+    let requests = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        requests
+            .lines()
+            .any(|l| l.contains(r#""method": "GET""#) && !l.contains(r#""last-event-id": null"#)),
+        "the stream was resumed from its last event: {requests}"
+    );
+    assert!(requests.contains(r#""method": "DELETE""#), "the session was ended: {requests}");
+    assert_eq!(session.wait().code(), Some(0));
+}
