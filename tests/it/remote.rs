@@ -496,14 +496,17 @@ fn a_stream_closed_before_its_answer_is_resumed_and_the_answer_arrives_once() {
     session.request(&initialize("2025-11-25"), &json!(0), |_, _, _| {});
     session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     let mut before = Vec::new();
-    let answer = session.request(
-        &call(2, "interrupted", "{}"),
-        &json!(2),
-        |_, raw, _| before.push(raw.to_owned()),
-    );
-    assert!(answer.contains("answered after the stream was closed"), "{answer}");
+    let answer = session.request(&call(2, "interrupted", "{}"), &json!(2), |_, raw, _| {
+        before.push(raw.to_owned())
+    });
     assert!(
-        before.iter().any(|l| l.contains("about to close the stream")),
+        answer.contains("answered after the stream was closed"),
+        "{answer}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains("about to close the stream")),
         "what came before the cut is relayed: {before:?}"
     );
     session.close_stdin();
@@ -519,6 +522,9 @@ fn a_stream_closed_before_its_answer_is_resumed_and_the_answer_arrives_once() {
             .any(|l| l.contains(r#""method": "GET""#) && !l.contains(r#""last-event-id": null"#)),
         "the stream was resumed from its last event: {requests}"
     );
-    assert!(requests.contains(r#""method": "DELETE""#), "the session was ended: {requests}");
+    assert!(
+        requests.contains(r#""method": "DELETE""#),
+        "the session was ended: {requests}"
+    );
     assert_eq!(session.wait().code(), Some(0));
 }

@@ -133,25 +133,8 @@ impl Remote {
         })();
         let (pipes, from_relay, to_relay) =
             ends.map_err(|e| refuse(format!("cannot set up the server's pipes: {e}"), 1))?;
-        let (end, ended) = tokio::sync::watch::channel(None);
-        let link = Arc::new(Link {
-            agent,
-            shown: http::shown(&url),
-            url: Mutex::new(url),
-            headers,
-            authorizer: Box::new(headers::HeadersOnly),
-            max_message: options.max_message,
-            outbox: Mutex::new(Some(to_relay)),
-            session: Mutex::new(Session::default()),
-            last_words: Mutex::new(VecDeque::new()),
-            end,
-            closing: AtomicBool::new(false),
-            busy: AtomicUsize::new(0),
-            slots: (Mutex::new(0), Condvar::new()),
-            seen: Mutex::new(Seen::default()),
-            listening: AtomicBool::new(false),
-            reading: AtomicBool::new(true),
-        });
+        let (link, ended) = Link::new(agent, url, headers, options.max_message, to_relay);
+        let link = Arc::new(link);
         let transport = options.transport;
         let reader = Arc::clone(&link);
         crate::blocking::spawn("remote-out", move || {
@@ -304,6 +287,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Link {
+    fn new(
+        agent: ureq::Agent,
+        url: Url,
+        headers: Vec<headers::Header>,
+        max_message: usize,
+        to_relay: File,
+    ) -> (Link, tokio::sync::watch::Receiver<Option<End>>) {
+        let (end, ended) = tokio::sync::watch::channel(None);
+        let link = Link {
+            agent,
+            shown: http::shown(&url),
+            url: Mutex::new(url),
+            headers,
+            authorizer: Box::new(headers::HeadersOnly),
+            max_message,
+            outbox: Mutex::new(Some(to_relay)),
+            session: Mutex::new(Session::default()),
+            last_words: Mutex::new(VecDeque::new()),
+            end,
+            closing: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            slots: (Mutex::new(0), Condvar::new()),
+            seen: Mutex::new(Seen::default()),
+            listening: AtomicBool::new(false),
+            reading: AtomicBool::new(true),
+        };
+        (link, ended)
+    }
+
     fn url(&self) -> Url {
         lock(&self.url).clone()
     }
@@ -644,5 +656,91 @@ fn first_message(link: &Arc<Link>, transport: Transport, message: Outgoing) -> R
             }
             None => Route::Streamable,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// A link whose messages to the relay can be read back.
+    fn link(max: usize) -> (Link, File) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both were just created and are owned here only.
+        let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let url = Url::parse("http://127.0.0.1:9/mcp").unwrap();
+        let (link, _) = Link::new(http::agent(false).unwrap(), url, Vec::new(), max, write);
+        (link, read)
+    }
+
+    /// What the link wrote, once it ended.
+    fn delivered(link: Link, mut read: File) -> Vec<String> {
+        drop(link);
+        let mut text = String::new();
+        read.read_to_string(&mut text).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn events(text: &str, max: usize) -> sse::EventStream<&[u8]> {
+        sse::EventStream::new(text.as_bytes(), max)
+    }
+
+    #[test]
+    fn each_event_is_one_line_of_its_bytes_and_a_replayed_one_is_not_relayed_again() {
+        let (link, read) = link(1024);
+        let mut stream = events(
+            "id: 1\ndata: {\"jsonrpc\":\"2.0\",\ndata:  \"method\":\"a\"}\n\n\
+             id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"a\"}\n\n\
+             event: other\ndata: {}\n\n\
+             id: 2\ndata:\n\n\
+             data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"n\":12345678901234567890123}}\n\n\
+             data: {\"after\":true}\n\n",
+            1024,
+        );
+        let want = RawValue::from_string("7".into()).unwrap();
+        assert!(matches!(
+            link.relay_events(&mut stream, Some(&want), false),
+            Ended::Answered
+        ));
+        assert_eq!(
+            delivered(link, read),
+            [
+                r#"{"jsonrpc":"2.0",  "method":"a"}"#,
+                r#"{"jsonrpc":"2.0","id":7,"result":{"n":12345678901234567890123}}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_over_the_limit_answers_the_request_it_names_with_an_error() {
+        let (link, read) = link(64);
+        let long = "x".repeat(100);
+        let text = format!(
+            "data: {{\"jsonrpc\":\"2.0\",\"id\":\"other\",\"result\":\"{long}\"}}\n\n\
+             data: {{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":\"{long}\"}}\n\n\
+             data: {{\"result\":\"{long}\",\"id\":5}}\n\n"
+        );
+        let mut stream = events(&text, 64);
+        let want = RawValue::from_string("5".into()).unwrap();
+        // The last is this request's (its id is past the prefix: on its
+        // own stream, it is taken for the answer).
+        assert!(matches!(
+            link.relay_events(&mut stream, Some(&want), false),
+            Ended::TooLong
+        ));
+        let lines = delivered(link, read);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(r#"{"jsonrpc":"2.0","id":"other","error":"#),
+            "{lines:?}"
+        );
+        assert!(
+            lines[0].contains("exceeds toolwarden's limit of 64 bytes"),
+            "{lines:?}"
+        );
     }
 }
