@@ -25,7 +25,7 @@ Check a policy without running anything:
 #[command(
     name = "toolwarden",
     version,
-    about = "A policy layer for stdio MCP servers: allow/deny, rate limits and argument schemas for every tools/call",
+    about = "A policy layer for MCP servers (stdio or remote): allow/deny, rate limits and argument schemas for every tools/call",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
