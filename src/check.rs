@@ -19,7 +19,7 @@ use crate::framing::{Frame, LineReader, LineWriter};
 use crate::jsonrpc::{self, Message, Strictness};
 use crate::policy::{self, Action, DefaultAction, Glob, Policy};
 use crate::redact::loggable;
-use crate::upstream::child::Server;
+use crate::upstream::{self, Upstream};
 
 /// What `check`, `init` and `pin` declare at initialize unless
 /// `--client-capabilities` says otherwise: what common clients (VS Code,
@@ -169,6 +169,9 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
     out
 }
 
+/// The longest line read from the server.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
 /// Starts the server, initializes a session declaring the capabilities of
 /// `listing` (or [`CLIENT_CAPABILITIES`]), lists every page of tools, and
 /// stops the server. A server silent for a second is said to be waited
@@ -179,21 +182,18 @@ pub async fn list_tools(command: &[OsString], listing: &ListArgs) -> anyhow::Res
         .clone()
         .unwrap_or_else(|| serde_json::from_str(CLIENT_CAPABILITIES).expect("valid JSON"));
     let limit = listing.timeout;
-    let (mut server, stdin, stdout) = Server::spawn(command).map_err(|e| anyhow!(e.message))?;
-    let pipes = (|| -> std::io::Result<_> {
-        Ok((
-            Fd::own_pipe(stdin.into_owned_fd()?)?,
-            Fd::own_pipe(stdout.into_owned_fd()?)?,
-        ))
-    })();
-    let listing = pipes.and_then(|(stdin, stdout)| {
-        blocking::spawn("check-list", move || {
-            list_over(
-                LineWriter::new(stdin),
-                LineReader::new(stdout, 64 * 1024 * 1024),
-                &capabilities,
-            )
-        })
+    let options = upstream::Options {
+        stderr: upstream::ServerStderr::Inherit,
+        remote: &listing.remote,
+        max_message: MAX_MESSAGE,
+    };
+    let (mut server, pipes) = Upstream::start(command, &options).map_err(|e| anyhow!(e.message))?;
+    let listing = blocking::spawn("check-list", move || {
+        list_over(
+            LineWriter::new(pipes.to_server),
+            LineReader::new(pipes.from_server, MAX_MESSAGE),
+            &capabilities,
+        )
     });
     let tools = match listing {
         Ok(listing) => match wait_saying_so(limit, listing).await {
@@ -209,6 +209,17 @@ pub async fn list_tools(command: &[OsString], listing: &ListArgs) -> anyhow::Res
     let _ = server
         .stop(Duration::from_secs(2), Duration::from_secs(2))
         .await;
+    // A remote server's end says why in words (a child's stderr is on
+    // toolwarden's already).
+    let tools = match (
+        tools,
+        upstream::is_remote(command),
+        server.last_words().last(),
+    ) {
+        (Err(e), Some(_), Some(why)) => Err(anyhow!("{e:#} ({why})")),
+        (tools, _, _) => tools,
+    };
+    server.finished();
     tools
 }
 

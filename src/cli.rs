@@ -13,7 +13,10 @@ Example (what goes into an MCP client's config):
 toolwarden starts the server after `--` as its child and relays JSON-RPC
 between the client (toolwarden's stdin/stdout) and the server. Every
 tools/call is checked against the policy first; a refused call never reaches
-the server and the agent gets a readable error result instead.
+the server and the agent gets a readable error result instead. A command
+that is one http:// or https:// URL is a remote server, reached over
+Streamable HTTP or HTTP+SSE:
+  toolwarden --policy p.json --header 'Authorization: Bearer ${TOKEN}' -- https://host/mcp
 
 Check a policy without running anything:
   toolwarden check policies/runpod.json";
@@ -22,7 +25,7 @@ Check a policy without running anything:
 #[command(
     name = "toolwarden",
     version,
-    about = "A policy layer for stdio MCP servers: allow/deny, rate limits and argument schemas for every tools/call",
+    about = "A policy layer for MCP servers (stdio or remote): allow/deny, rate limits and argument schemas for every tools/call",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -438,6 +441,8 @@ pub struct RunArgs {
     /// inbox (one is shown where a D-Bus session bus is set, and on macOS).
     #[arg(long)]
     pub no_notify: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 
     /// The server command and its arguments, after `--` or simply after
     /// toolwarden's options (some clients drop the first `--`).
@@ -478,6 +483,23 @@ pub struct ListArgs {
     /// roots): servers list some tools only to clients that can run them.
     #[arg(long, value_name = "JSON", value_parser = capabilities)]
     pub client_capabilities: Option<serde_json::Value>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// How to reach a server whose command is an `http://` or `https://` URL.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemoteArgs {
+    /// A header on every request to a remote server (repeatable);
+    /// `${VAR}` in the value is read from the environment at start. Values
+    /// appear in no log, audit line or error.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// A remote server's transport: auto (Streamable HTTP, falling back
+    /// to HTTP+SSE as the spec describes), streamable-http, or sse (the
+    /// legacy HTTP+SSE of 2024-11-05).
+    #[arg(long, value_name = "TRANSPORT", default_value = "auto", value_enum)]
+    pub transport: crate::upstream::remote::Transport,
 }
 
 /// A JSON object, for `--client-capabilities`.

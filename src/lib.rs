@@ -1,5 +1,6 @@
-//! toolwarden stands between an MCP client and a stdio MCP server and
-//! applies a policy to every `tools/call` before it reaches the server.
+//! toolwarden stands between an MCP client and an MCP server (a child on
+//! stdio, or a remote one at a URL) and applies a policy to every
+//! `tools/call` before it reaches the server.
 //!
 //! The map:
 //! - [`cli`]: the command line (clap types, no IO).
@@ -12,7 +13,9 @@
 //! - [`framing`]: the bounded line reader and the flushing line writer.
 //! - [`relay`]: the two pumps (client to server, server to client) and the
 //!   session state they share: requests in flight each way.
-//! - [`child`]: spawning the server, stopping it in order, exit codes.
+//! - [`upstream`]: the server as two byte streams and an end: a child
+//!   (spawned, stopped in order, exit codes) or a remote server
+//!   (Streamable HTTP or HTTP+SSE behind the same streams).
 //! - [`tools_list`]: hidden tools taken out of tools/list responses.
 //! - [`approval`]: the prompt that asks a person about one call, and the
 //!   answer.

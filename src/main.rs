@@ -631,10 +631,16 @@ fn print_report(report: &str) {
 fn init_logging(level: &str) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    // The HTTP client's own log records are never shown, at any level:
+    // at trace it dumps requests whole, `--header` values with them.
+    let _ = tracing_log::LogTracer::builder()
+        .ignore_crate("ureq")
+        .init();
+    let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal() && !no_color)
-        .init();
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -118,7 +118,12 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     } else {
         upstream::ServerStderr::Inherit
     };
-    let (mut server, server_pipes) = match Upstream::start(&args.command, stderr) {
+    let options = upstream::Options {
+        stderr,
+        remote: &args.remote,
+        max_message: args.max_message_bytes,
+    };
+    let (mut server, server_pipes) = match Upstream::start(&args.command, &options) {
         Ok(started) => started,
         Err(e) => return Ok(startup::refuse(&e.message, e.exit_code)),
     };
@@ -277,7 +282,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     let status = exit_status.unwrap_or(status);
     info!(status = %status.describe(), "server stopped");
 
-    let why = format!("the server exited ({}) before answering", status.describe());
+    let why = status.unanswered();
     // A server that stopped by itself before it answered `initialize` did
     // not start: the client and stderr are told what it said last.
     let server_left = match ended {
@@ -292,7 +297,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
             // answered when it comes within a moment.
             let _ = tokio::time::timeout(startup::WAIT_FOR_INITIALIZE, &mut client_pump).await;
         }
-        let why = startup::did_not_start(&why, &server.last_words());
+        let why = server.did_not_start(&status);
         eprintln!("toolwarden: {why}");
         if let Err(e) = relay.fail_initialize(&why) {
             debug!("could not answer the client's initialize: {e}");

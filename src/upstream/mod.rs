@@ -1,10 +1,12 @@
 //! The server toolwarden stands in front of, as the session sees it: a
 //! pair of byte streams, newline-delimited JSON-RPC each way, and an end.
-//! The relay knows nothing else of it. Today's one kind is a child process
-//! (child.rs: its process group, its stderr, its stop in order, and the
-//! watchdog that outlives toolwarden).
+//! The relay knows nothing else of it. It is a child process (child.rs:
+//! its process group, its stderr, its stop in order, and the watchdog
+//! that outlives toolwarden) or, when the command is one `http://` or
+//! `https://` URL, a remote server (remote/: Streamable HTTP or HTTP+SSE).
 
 pub mod child;
+pub mod remote;
 
 use std::ffi::OsString;
 use std::io;
@@ -18,8 +20,25 @@ pub use child::{ServerStderr, SpawnError, Stopped};
 
 /// A started server.
 pub struct Upstream {
-    server: child::Server,
-    watchdog: Option<child::Watchdog>,
+    kind: Kind,
+}
+
+enum Kind {
+    Child {
+        server: child::Server,
+        watchdog: Option<child::Watchdog>,
+    },
+    Remote(remote::Remote),
+}
+
+/// What a server is started with.
+pub struct Options<'a> {
+    /// What becomes of a child's stderr.
+    pub stderr: ServerStderr,
+    /// `--header` and `--transport`, for a remote server.
+    pub remote: &'a crate::cli::RemoteArgs,
+    /// `--max-message-bytes`.
+    pub max_message: usize,
 }
 
 /// The server's two streams, as the pumps read and write them.
@@ -31,44 +50,101 @@ pub struct Pipes {
 }
 
 /// How the server ended.
-#[derive(Debug, Clone, Copy)]
-pub struct Exit(ExitStatus);
+#[derive(Debug, Clone)]
+pub enum Exit {
+    /// The child's exit status.
+    Process(ExitStatus),
+    /// The remote session's end.
+    Remote(remote::End),
+}
 
 impl Exit {
     /// Words for a log line or an error message: "exit code 3".
     pub fn describe(&self) -> String {
-        child::describe(self.0)
+        match self {
+            Exit::Process(status) => child::describe(*status),
+            Exit::Remote(end) => end.words.clone(),
+        }
     }
 
     /// The exit code toolwarden passes on (a shell's convention).
     pub fn code(&self) -> u8 {
-        child::exit_code(self.0)
+        match self {
+            Exit::Process(status) => child::exit_code(*status),
+            Exit::Remote(end) => end.code,
+        }
+    }
+
+    /// Why requests left in flight got no answer, for their error.
+    pub fn unanswered(&self) -> String {
+        match self {
+            Exit::Process(_) => {
+                format!("the server exited ({}) before answering", self.describe())
+            }
+            Exit::Remote(end) => format!("no answer from the remote server: {}", end.words),
+        }
     }
 }
 
-/// Signals the server: its whole process group.
-#[derive(Debug, Clone, Copy)]
-pub struct Signaller(i32);
+/// Signals the server: a child's whole process group; a remote session's
+/// stop is hurried.
+#[derive(Clone)]
+pub enum Signaller {
+    Group(i32),
+    Remote(remote::Handle),
+}
 
 impl Signaller {
     /// Passes a signal toolwarden got on to the server.
-    pub fn send(self, signal: i32) {
-        child::signal_group(self.0, signal);
+    pub fn send(&self, signal: i32) {
+        match self {
+            Signaller::Group(group) => child::signal_group(*group, signal),
+            Signaller::Remote(remote) => remote.hurry(),
+        }
     }
 
     /// Ends the server at once, and whatever it started.
-    pub fn kill(self) {
+    pub fn kill(&self) {
         self.send(libc::SIGKILL);
     }
 }
 
+/// Whether a server command is a remote server's URL.
+pub fn is_remote(command: &[OsString]) -> Option<&str> {
+    match command {
+        [one] => one
+            .to_str()
+            .filter(|c| c.starts_with("http://") || c.starts_with("https://")),
+        _ => None,
+    }
+}
+
 impl Upstream {
-    /// Starts the server `command` names.
-    pub fn start(
-        command: &[OsString],
-        stderr: ServerStderr,
-    ) -> Result<(Upstream, Pipes), SpawnError> {
-        let (server, stdin, stdout) = child::Server::spawn_with(command, stderr)?;
+    /// Starts the server `command` names: a URL is a remote server.
+    pub fn start(command: &[OsString], options: &Options) -> Result<(Upstream, Pipes), SpawnError> {
+        if let Some(url) = is_remote(command) {
+            let (remote, pipes) = remote::Remote::start(
+                url,
+                &remote::Options {
+                    headers: &options.remote.headers,
+                    transport: options.remote.transport,
+                    max_message: options.max_message,
+                },
+            )?;
+            return Ok((
+                Upstream {
+                    kind: Kind::Remote(remote),
+                },
+                pipes,
+            ));
+        }
+        if !options.remote.headers.is_empty() {
+            return Err(SpawnError {
+                message: "--header is for a remote server (a command that is one http:// or https:// URL)".into(),
+                exit_code: 2,
+            });
+        }
+        let (server, stdin, stdout) = child::Server::spawn_with(command, options.stderr)?;
         let group = server.group();
         let pipes = (|| -> io::Result<Pipes> {
             Ok(Pipes {
@@ -93,39 +169,96 @@ impl Upstream {
                 None
             }
         };
-        Ok((Upstream { server, watchdog }, pipes))
+        Ok((
+            Upstream {
+                kind: Kind::Child { server, watchdog },
+            },
+            pipes,
+        ))
     }
 
     /// Waits for the server to end by itself.
     pub async fn wait(&mut self) -> io::Result<Exit> {
-        self.server.wait().await.map(Exit)
+        match &mut self.kind {
+            Kind::Child { server, .. } => server.wait().await.map(Exit::Process),
+            Kind::Remote(remote) => remote.wait().await.map(Exit::Remote),
+        }
     }
 
     /// Stops the server once its input is closed: waits `close_wait` for
-    /// it to leave, then SIGTERM, `term_wait`, SIGKILL.
+    /// it to leave, then SIGTERM, `term_wait`, SIGKILL. A remote session
+    /// waits `close_wait` for the answers on their way, then is ended
+    /// (DELETE) within `term_wait`.
     pub async fn stop(
         &mut self,
         close_wait: Duration,
         term_wait: Duration,
     ) -> io::Result<(Exit, Stopped)> {
-        let (status, stopped) = self.server.stop(close_wait, term_wait).await?;
-        Ok((Exit(status), stopped))
+        match &mut self.kind {
+            Kind::Child { server, .. } => {
+                let (status, stopped) = server.stop(close_wait, term_wait).await?;
+                Ok((Exit::Process(status), stopped))
+            }
+            Kind::Remote(remote) => {
+                let (end, stopped) = remote.stop(close_wait, term_wait).await?;
+                Ok((Exit::Remote(end), stopped))
+            }
+        }
     }
 
     /// What signals the server, usable while it is being stopped.
     pub fn signaller(&self) -> Signaller {
-        Signaller(self.server.group())
+        match &self.kind {
+            Kind::Child { server, .. } => Signaller::Group(server.group()),
+            Kind::Remote(remote) => Signaller::Remote(remote.handle()),
+        }
     }
 
-    /// The server's last words (its stderr's last lines), to say why it
-    /// did not start.
+    /// The server's last words (a child's stderr's last lines; a remote
+    /// session's last HTTP errors), to say why it did not start.
     pub fn last_words(&self) -> Vec<String> {
-        self.server.stderr_tail()
+        match &self.kind {
+            Kind::Child { server, .. } => server.stderr_tail(),
+            Kind::Remote(remote) => remote.last_words(),
+        }
+    }
+
+    /// Why the server did not answer `initialize`, after it ended with
+    /// `exit`: the words for stderr and the client.
+    pub fn did_not_start(&self, exit: &Exit) -> String {
+        match &self.kind {
+            Kind::Child { .. } => {
+                crate::startup::did_not_start(&exit.unanswered(), &self.last_words())
+            }
+            Kind::Remote(_) => {
+                let mut text = format!(
+                    "the remote server did not answer initialize: {}",
+                    exit.describe()
+                );
+                let earlier: Vec<String> = self
+                    .last_words()
+                    .into_iter()
+                    .filter(|w| *w != exit.describe())
+                    .collect();
+                if !earlier.is_empty() {
+                    text.push_str("; before that:");
+                    for words in earlier {
+                        text.push_str("\n  ");
+                        text.push_str(&words);
+                    }
+                }
+                text
+            }
+        }
     }
 
     /// The server is stopped: nothing is left to watch over.
     pub fn finished(self) {
-        if let Some(watchdog) = self.watchdog {
+        if let Kind::Child {
+            watchdog: Some(watchdog),
+            ..
+        } = self.kind
+        {
             watchdog.disarm();
         }
     }

@@ -15,6 +15,7 @@ mod pin;
 mod policies;
 mod python_sdk;
 mod reload;
+mod remote;
 mod report;
 mod round_trip;
 mod seeds;

@@ -1,0 +1,530 @@
+//! Remote servers: toolwarden in front of a URL. The reference server
+//! (server-everything, over Streamable HTTP and over the legacy HTTP+SSE)
+//! and a Python SDK server that wants a bearer token, each on a loopback
+//! port of its own, driven by the official Python SDK's client over stdio
+//! or by raw lines; and the failures: an unset header variable, a server
+//! killed mid-session, a URL nothing answers, an answer over the limit.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A port nothing listens on yet.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `command` (which listens on `port`) and waits until it accepts.
+fn serve(mut command: Command, port: u16) -> Server {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let mut server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!("the server exited ({status}) before listening on {port}");
+        }
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// server-everything over `transport` (`streamableHttp` or `sse`).
+fn everything(transport: &str) -> Server {
+    let port = free_port();
+    let mut command = Command::new("node");
+    command
+        .arg(
+            root().join(
+                "tests/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+            ),
+        )
+        .arg(transport)
+        .env("PORT", port.to_string());
+    serve(command, port)
+}
+
+/// The token server of tests/python, wanting `token`; its record of the
+/// requests it got is in `record`.
+fn token_server(token: &str, record: &Path) -> Server {
+    let port = free_port();
+    let mut command = Command::new(python());
+    command
+        .arg(root().join("tests/python/token_server.py"))
+        .arg(port.to_string())
+        .arg(record)
+        .env("TOKEN", token);
+    serve(command, port)
+}
+
+fn python() -> PathBuf {
+    let python = root().join("tests/python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/setup",
+        python.display()
+    );
+    python
+}
+
+const POLICY: &str = r#"{
+  "version": "1",
+  "default": "allow",
+  "tools": {
+    "get-env": { "action": "deny", "reason": "the environment stays private" },
+    "get-sum": { "limits": [{ "counter": "sums", "window": "minute", "max": 1 }] }
+  }
+}"#;
+
+/// Runs tests/python/remote_client.py in `mode` with toolwarden's
+/// arguments `args`; returns what the client saw and toolwarden's stderr.
+fn sdk_client(mode: &str, args: &[&str], env: &[(&str, &str)]) -> (Value, String) {
+    let mut command = Command::new(python());
+    command
+        .arg(root().join("tests/python/remote_client.py"))
+        .arg(mode)
+        .arg("--")
+        .arg(toolwarden_bin())
+        .args(args)
+        .env("XDG_STATE_HOME", state_home(&format!("remote-{mode}")));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let seen =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (seen, stderr)
+}
+
+/// What a session with server-everything must show, whichever transport
+/// carried it.
+fn policed_like_stdio(seen: &Value) {
+    let tools: Vec<&str> = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"get-sum"),
+        "{tools:?}"
+    );
+    assert!(
+        !tools.contains(&"get-env"),
+        "a denied tool is hidden: {tools:?}"
+    );
+    assert_eq!(seen["echo"]["isError"], false, "{seen}");
+    assert!(
+        seen["echo"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello over http"),
+        "{seen}"
+    );
+    assert_eq!(seen["denied"]["isError"], true, "{seen}");
+    assert!(
+        seen["denied"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("the environment stays private"),
+        "{seen}"
+    );
+    assert_eq!(seen["first_sum"]["isError"], false, "{seen}");
+    assert_eq!(seen["second_sum"]["isError"], true, "{seen}");
+    assert_eq!(seen["second_sum"]["decision"], "rate_limited", "{seen}");
+    // The server's own requests reached the client and their answers the
+    // server: each tool reports what the client answered.
+    assert_eq!(
+        seen["asked"],
+        json!(["elicitation", "roots", "sampling"]),
+        "{seen}"
+    );
+    assert!(
+        seen["sampled"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("sampled answer"),
+        "{seen}"
+    );
+    assert!(
+        seen["rooted"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("remote-root"),
+        "{seen}"
+    );
+    assert_eq!(seen["elicited"]["isError"], false, "{seen}");
+    assert_eq!(seen["long"]["isError"], false, "{seen}");
+    assert!(
+        !seen["progress"].as_array().unwrap().is_empty(),
+        "progress notifications arrive: {seen}"
+    );
+    assert_eq!(seen["logged"], true, "logging notifications arrive: {seen}");
+}
+
+fn policy_file(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, POLICY).unwrap();
+    policy
+}
+
+#[test]
+fn the_python_sdk_reaches_server_everything_over_streamable_http_policed_as_on_stdio() {
+    let server = everything("streamableHttp");
+    let policy = policy_file("remote-streamable");
+    let url = server.url("/mcp");
+    let (seen, _) = sdk_client(
+        "everything",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state",
+            "memory",
+            "--",
+            &url,
+        ],
+        &[],
+    );
+    policed_like_stdio(&seen);
+}
+
+#[test]
+fn auto_falls_back_to_http_sse_and_polices_it_the_same() {
+    let server = everything("sse");
+    let policy = policy_file("remote-sse");
+    let url = server.url("/sse");
+    let (seen, stderr) = sdk_client(
+        "everything",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state",
+            "memory",
+            "--log-level",
+            "info",
+            "--",
+            &url,
+        ],
+        &[],
+    );
+    assert!(stderr.contains("it speaks HTTP+SSE"), "{stderr}");
+    policed_like_stdio(&seen);
+}
+
+#[test]
+fn a_header_from_the_environment_reaches_a_server_that_wants_a_token_and_nothing_shows_it() {
+    let dir = temp_dir("remote-token");
+    let token = format!("tok-{}-not-for-logs", std::process::id());
+    let record = dir.join("requests.jsonl");
+    let audit = dir.join("audit.jsonl");
+    let server = token_server(&token, &record);
+    let url = server.url("/mcp");
+    let policy = root().join("policies/permissive.json");
+    let (seen, stderr) = sdk_client(
+        "token",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--log-level",
+            "debug",
+            "--audit",
+            audit.to_str().unwrap(),
+            "--header",
+            "Authorization: Bearer ${REMOTE_TEST_TOKEN}",
+            "--",
+            &url,
+        ],
+        &[("REMOTE_TEST_TOKEN", &token)],
+    );
+    assert_eq!(seen["whoami"]["text"], "you hold the token", "{seen}");
+    assert_eq!(seen["reverse"]["text"], "desserts", "{seen}");
+    assert_eq!(seen["unicode"]["text"], "grüß dich", "{seen}");
+    assert!(stderr.contains("DEBUG"), "the log was at debug: {stderr}");
+    assert!(
+        !stderr.contains(&token),
+        "the token is in stderr:\n{stderr}"
+    );
+    let audited = std::fs::read_to_string(&audit).unwrap();
+    assert!(audited.contains("whoami"), "{audited}");
+    assert!(!audited.contains(&token), "the token is in the audit log");
+
+    // Every request carried the token; a 2026-07-28 call carries its
+    // method and name as headers, a name no header can carry as Base64.
+    let requests: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        requests.iter().all(|r| r["authorized"] == true),
+        "{requests:?}"
+    );
+    assert_eq!(
+        seen["protocol"], "2026-07-28",
+        "the SDK speaks 2026-07-28 to a server that does"
+    );
+    let call = |name: &str| {
+        requests.iter().any(|r| {
+            r["mcp-method"] == "tools/call"
+                && r["mcp-name"] == name
+                && r["mcp-protocol-version"] == "2026-07-28"
+        })
+    };
+    assert!(call("whoami") && call("reverse"), "{requests:?}");
+    assert!(call("=?base64?Z3LDvMOf?="), "{requests:?}");
+}
+
+#[test]
+fn a_server_that_wants_authorization_is_said_to_at_initialize() {
+    let dir = temp_dir("remote-401");
+    let server = token_server("the-right-one", &dir.join("requests.jsonl"));
+    let mut session = Session::start(
+        toolwarden()
+            .args(["--policy", "policies/permissive.json", "--"])
+            .arg(server.url("/mcp"))
+            .current_dir(root()),
+    );
+    session.send(&initialize("2025-06-18"));
+    let answer = session.recv_json();
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(
+        message.contains("wants authorization (HTTP 401)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("--header 'Authorization: Bearer ${TOKEN}'"),
+        "{message}"
+    );
+    assert_eq!(session.wait().code(), Some(1));
+}
+
+#[test]
+fn an_unset_variable_in_a_header_stops_the_start_before_anything_is_contacted() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let out = toolwarden()
+        .args(["--policy", "policies/permissive.json"])
+        .args(["--header", "X-Api-Key: key-${TOOLWARDEN_TEST_NOT_SET}"])
+        .args(["--", &url])
+        .current_dir(root())
+        .env_remove("TOOLWARDEN_TEST_NOT_SET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--header x-api-key: ${TOOLWARDEN_TEST_NOT_SET} is not set"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(listener.accept().is_err(), "nothing connected");
+}
+
+#[test]
+fn a_server_killed_mid_session_fails_the_call_in_flight_and_toolwarden_exits() {
+    let mut server = everything("streamableHttp");
+    let mut session = Session::start(
+        toolwarden()
+            .args(["--policy", "policies/permissive.json", "--"])
+            .arg(server.url("/mcp"))
+            .current_dir(root()),
+    );
+    session.request(&initialize("2025-11-25"), &json!(0), |_, _, _| {});
+    session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    session.send(
+        &json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "trigger-long-running-operation",
+            "arguments": { "duration": 60, "steps": 60 },
+            "_meta": { "progressToken": "p" }
+        } })
+        .to_string(),
+    );
+    // The call runs: its first progress notification came.
+    loop {
+        let message = session.recv_json();
+        if message["method"] == "notifications/progress" {
+            break;
+        }
+    }
+    server.kill();
+    let answer = loop {
+        let message = session.recv_json();
+        if message["id"] == 2 {
+            break message;
+        }
+    };
+    let error = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(error.contains("remote server"), "{error}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = session.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "toolwarden still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", session.stderr());
+}
+
+#[test]
+fn an_unreachable_url_answers_initialize_with_a_clear_error() {
+    let url = format!("http://127.0.0.1:{}/mcp", free_port());
+    let mut session = Session::start(
+        toolwarden()
+            .args(["--policy", "policies/permissive.json", "--", &url])
+            .current_dir(root()),
+    );
+    session.send(&initialize("2025-11-25"));
+    let answer = session.recv_json();
+    assert_eq!(answer["id"], 0, "{answer}");
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(
+        message.contains(&format!("{url} cannot be reached: connection refused; check the URL and that the server is running")),
+        "{message}"
+    );
+    assert_eq!(session.wait().code(), Some(1));
+    assert!(
+        session.stderr().contains("did not answer initialize"),
+        "{}",
+        session.stderr()
+    );
+}
+
+#[test]
+fn an_answer_over_the_limit_ends_its_request_with_an_error() {
+    let server = everything("streamableHttp");
+    let mut session = Session::start(
+        toolwarden()
+            .args([
+                "--policy",
+                "policies/permissive.json",
+                "--max-message-bytes",
+                "5000",
+                "--",
+            ])
+            .arg(server.url("/mcp"))
+            .current_dir(root()),
+    );
+    session.request(&initialize("2025-11-25"), &json!(0), |_, _, _| {});
+    session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let answer = session.request(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        &json!(2),
+        |_, _, _| {},
+    );
+    assert!(
+        answer.contains("exceeds toolwarden's limit of 5000 bytes (--max-message-bytes)"),
+        "{answer}"
+    );
+    // The session goes on.
+    let pong = session.request(
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+        &json!(3),
+        |_, _, _| {},
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&pong).unwrap()["result"],
+        json!({})
+    );
+}
+
+#[test]
+fn a_stream_closed_before_its_answer_is_resumed_and_the_answer_arrives_once() {
+    let dir = temp_dir("remote-resume");
+    let record = dir.join("requests.jsonl");
+    let server = token_server("resume-token", &record);
+    let mut session = Session::start(
+        toolwarden()
+            .args(["--policy", "policies/permissive.json", "--state", "memory"])
+            .args(["--header", "Authorization: Bearer ${RESUME_TOKEN}", "--"])
+            .arg(server.url("/mcp"))
+            .env("RESUME_TOKEN", "resume-token")
+            .current_dir(root()),
+    );
+    session.request(&initialize("2025-11-25"), &json!(0), |_, _, _| {});
+    session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let mut before = Vec::new();
+    let answer = session.request(&call(2, "interrupted", "{}"), &json!(2), |_, raw, _| {
+        before.push(raw.to_owned())
+    });
+    assert!(
+        answer.contains("answered after the stream was closed"),
+        "{answer}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains("about to close the stream")),
+        "what came before the cut is relayed: {before:?}"
+    );
+    session.close_stdin();
+    let rest = session.rest();
+    assert!(
+        !rest.iter().any(|l| l.contains(r#""id":2"#)),
+        "the answer came once: {rest:?}"
+    );
+    let requests = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        requests
+            .lines()
+            .any(|l| l.contains(r#""method": "GET""#) && !l.contains(r#""last-event-id": null"#)),
+        "the stream was resumed from its last event: {requests}"
+    );
+    assert!(
+        requests.contains(r#""method": "DELETE""#),
+        "the session was ended: {requests}"
+    );
+    assert_eq!(session.wait().code(), Some(0));
+}
