@@ -3,10 +3,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use toolwarden::jsonrpc::{parse, Message, Strictness};
 use toolwarden::policy::{Policy, ToolCall, Verdict};
+use toolwarden::session::tools_list;
 use toolwarden::state::{Spec, State};
-use toolwarden::tools_list;
+use toolwarden::wire::jsonrpc::{parse, Message, Strictness};
 
 const REQUEST: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"retry-job","arguments":{"endpointId":"ep-7x2k9q","jobId":"sync-4f1c2a7e-9b3d-4e8a-a1b2-c3d4e5f60718"},"_meta":{"progressToken":42}}}"#;
 const RESPONSE: &str = r#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"{\"id\":\"sync-4f1c2a7e-9b3d-4e8a-a1b2-c3d4e5f60718\",\"status\":\"IN_QUEUE\",\"delayTime\":0,\"executionTime\":0,\"retries\":1}"}],"isError":false}}"#;

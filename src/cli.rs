@@ -191,7 +191,7 @@ pub struct ReportArgs {
     /// Only events at or after WHEN: a duration back from now (24h, 7d)
     /// or an RFC 3339 time (2026-11-22T16:00:00Z).
     #[arg(long, value_name = "WHEN")]
-    pub since: Option<crate::report::Since>,
+    pub since: Option<crate::commands::report::Since>,
     /// The same report as JSON (docs/observability.md describes it).
     #[arg(long)]
     pub json: bool,
@@ -204,7 +204,7 @@ pub struct ReportArgs {
 pub struct WrapArgs {
     /// The client whose config file to edit.
     #[arg(value_enum)]
-    pub client: crate::wrap::Client,
+    pub client: crate::commands::wrap::Client,
     /// The policy the servers run under (it must load).
     #[arg(long, short = 'p', value_name = "FILE")]
     pub policy: PathBuf,
@@ -242,7 +242,7 @@ pub struct WrapArgs {
 pub struct UnwrapArgs {
     /// The client whose config file to edit.
     #[arg(value_enum)]
-    pub client: crate::wrap::Client,
+    pub client: crate::commands::wrap::Client,
     /// The servers to unwrap. Default: every wrapped one.
     #[arg(value_name = "SERVER")]
     pub servers: Vec<String>,
@@ -429,7 +429,7 @@ pub struct RunArgs {
     /// it can ask, else in the inbox), client (in the client only), or
     /// inbox (always in the inbox: `toolwarden approvals`).
     #[arg(long, value_name = "WHERE", default_value = "auto", value_enum)]
-    pub approval: crate::approval::Channel,
+    pub approval: crate::session::approval::Channel,
 
     /// How long a call waiting in the inbox is held before the agent is
     /// told to make it again later (under the 60 s clients commonly allow

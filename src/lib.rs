@@ -6,66 +6,50 @@
 //! - [`cli`]: the command line (clap types, no IO).
 //! - [`policy`]: the policy file, compiled once; [`policy::Policy::check`]
 //!   is the decision, a pure function of the call and the clock.
-//! - [`json`]: one-pass JSON validation that hands out top-level members
+//! - [`json`](wire::json): one-pass JSON validation that hands out top-level members
 //!   as slices of the line.
-//! - [`jsonrpc`]: strict parsing of one line into a borrowed envelope, and
+//! - [`jsonrpc`](wire::jsonrpc): strict parsing of one line into a borrowed envelope, and
 //!   the replies toolwarden writes itself.
-//! - [`framing`]: the bounded line reader and the flushing line writer.
-//! - [`relay`]: the two pumps (client to server, server to client) and the
+//! - [`framing`](wire::framing): the bounded line reader and the flushing line writer.
+//! - [`relay`](session::relay): the two pumps (client to server, server to client) and the
 //!   session state they share: requests in flight each way.
 //! - [`upstream`]: the server as two byte streams and an end: a child
 //!   (spawned, stopped in order, exit codes) or a remote server
 //!   (Streamable HTTP or HTTP+SSE behind the same streams).
-//! - [`tools_list`]: hidden tools taken out of tools/list responses.
-//! - [`approval`]: the prompt that asks a person about one call, and the
+//! - [`tools_list`](session::tools_list): hidden tools taken out of tools/list responses.
+//! - [`approval`](session::approval): the prompt that asks a person about one call, and the
 //!   answer.
 //! - [`audit`]: the audit log and its writer task; [`redact`]: keeping
 //!   secrets out of it.
-//! - [`blocking`]: the pumps' IO, blocking calls on threads of their own.
-//! - [`pin`]: pinned tool definitions, checked on every `tools/list`.
-//! - [`wrap`]: `toolwarden wrap`/`unwrap`, an MCP client's config file
+//! - [`blocking`](session::blocking): the pumps' IO, blocking calls on threads of their own.
+//! - [`pin`](commands::pin): pinned tool definitions, checked on every `tools/list`.
+//! - [`wrap`](commands::wrap): `toolwarden wrap`/`unwrap`, an MCP client's config file
 //!   edited to run its servers through toolwarden.
-//! - [`reload`]: the policy file watched, and replaced between two calls.
-//! - [`run`]: ties them together for one session; [`startup`]: a start
+//! - [`reload`](session::reload): the policy file watched, and replaced between two calls.
+//! - [`run`](session::run): ties them together for one session; [`startup`](session::startup): a start
 //!   that fails, said on stderr and to the client's `initialize`.
-//! - [`check`]: `toolwarden check`, a policy described without relaying.
-//! - [`import`]: `toolwarden import`, an Intercept YAML policy converted.
-//! - [`init`]: `toolwarden init`, a first policy written from a server's
+//! - [`check`](commands::check): `toolwarden check`, a policy described without relaying.
+//! - [`import`](commands::import): `toolwarden import`, an Intercept YAML policy converted.
+//! - [`init`](commands::init): `toolwarden init`, a first policy written from a server's
 //!   tools.
 //! - [`plural`]: counts in what people read ("1 bucket", "2 buckets").
-//! - [`cases`]: `toolwarden test`, a policy's written-down calls and the
+//! - [`cases`](commands::cases): `toolwarden test`, a policy's written-down calls and the
 //!   decisions they should get.
-//! - [`report`]: `toolwarden report`, audit logs summed up per tool, as
+//! - [`report`](commands::report): `toolwarden report`, audit logs summed up per tool, as
 //!   a table, JSON or a page with charts.
-//! - [`notify`]: the desktop notification for a call that waits in the
+//! - [`notify`](session::notify): the desktop notification for a call that waits in the
 //!   inbox (not the `notify` crate, which watches the policy file).
 
-pub mod approval;
 pub mod audit;
-pub mod blocking;
-pub mod cases;
-pub mod check;
 pub mod cli;
-pub mod framing;
+pub mod commands;
 pub mod html;
-pub mod import;
 pub mod inbox;
-pub mod init;
-pub mod json;
-pub mod jsonrpc;
-pub mod notify;
-pub mod pin;
 pub mod plural;
 pub mod policy;
 pub mod redact;
-pub mod relay;
-pub mod reload;
-pub mod report;
-pub mod request_state;
-pub mod run;
-pub mod startup;
+pub mod session;
 pub mod state;
 pub mod telemetry;
-pub mod tools_list;
 pub mod upstream;
-pub mod wrap;
+pub mod wire;

@@ -7,8 +7,10 @@ use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use toolwarden::cli::{self, AuditCommand, Cli, Command, StateCommand};
+use toolwarden::commands::check;
 use toolwarden::plural::count;
-use toolwarden::{check, policy, run, state};
+use toolwarden::session::run;
+use toolwarden::{policy, state};
 
 fn main() {
     let cli = parse();
@@ -38,7 +40,7 @@ fn main() {
         Some(Command::Audit(AuditCommand::Verify { files, key })) => audit_verify(&files, &key),
         Some(Command::Report(args)) => {
             init_logging("warn");
-            let (report, code) = toolwarden::report::run(&args);
+            let (report, code) = toolwarden::commands::report::run(&args);
             print_report(&report);
             code
         }
@@ -50,7 +52,7 @@ fn main() {
             args.client,
             &args.servers,
             &args.file,
-            &toolwarden::wrap::Change::Unwrap,
+            &toolwarden::commands::wrap::Change::Unwrap,
         ),
         Some(Command::Approvals(command)) => {
             init_logging("warn");
@@ -97,7 +99,7 @@ fn main() {
 fn parse() -> Cli {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let refuse = |message: &str| -> ! {
-        let code = toolwarden::startup::refuse(message, 2);
+        let code = toolwarden::session::startup::refuse(message, 2);
         std::process::exit(i32::from(code))
     };
     match Cli::try_parse_from(&argv) {
@@ -122,7 +124,7 @@ fn parse() -> Cli {
             let _ = e.print();
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("a command line error");
-            toolwarden::startup::tell_client(first.trim_start_matches("error: "));
+            toolwarden::session::startup::tell_client(first.trim_start_matches("error: "));
             std::process::exit(2)
         }
     }
@@ -133,7 +135,7 @@ fn serve(args: &toolwarden::cli::RunArgs) -> u8 {
     let path = args.policy.as_deref().expect("clap requires --policy");
     let policy = match policy::load(path) {
         Ok(policy) => policy,
-        Err(e) => return toolwarden::startup::refuse(&format!("{e:#}"), 2),
+        Err(e) => return toolwarden::session::startup::refuse(&format!("{e:#}"), 2),
     };
     for warning in &policy.warnings {
         tracing::warn!("{}: {warning}", path.display());
@@ -262,7 +264,7 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
         }
     }
     if let Some(pin) = &args.pin {
-        if let Err(e) = write_new(pin, &toolwarden::pin::lock_file(&tools, &server)) {
+        if let Err(e) = write_new(pin, &toolwarden::commands::pin::lock_file(&tools, &server)) {
             eprintln!("toolwarden: {}: {e}", pin.display());
             return 2;
         }
@@ -272,7 +274,7 @@ fn init(args: &toolwarden::cli::InitArgs) -> u8 {
             pin.display()
         );
     }
-    let text = toolwarden::init::policy_for(&tools, &server);
+    let text = toolwarden::commands::init::policy_for(&tools, &server);
     let Some(out) = &args.out else {
         print_report(&text);
         return 0;
@@ -330,7 +332,7 @@ fn write_new(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 
 /// `toolwarden pin --out|--diff|--update FILE CMD...`.
 fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
-    use toolwarden::pin;
+    use toolwarden::commands::pin;
     let (tools, server) = match server_tools(&args.command, &args.listing) {
         Ok(listed) => listed,
         Err(code) => return code,
@@ -392,7 +394,7 @@ fn pin(args: &toolwarden::cli::PinArgs) -> u8 {
     }
     print_report(&diff);
     let text = pin::lock_file(&tools, &server);
-    match toolwarden::wrap::write_with_backup(path, &read, &text) {
+    match toolwarden::commands::wrap::write_with_backup(path, &read, &text) {
         Ok(backup) => {
             print_report(&format!(
                 "{}: updated; the previous file is kept as {}\n",
@@ -487,7 +489,9 @@ fn audit_verify(files: &[std::path::PathBuf], key_files: &[std::path::PathBuf]) 
 
 /// What `wrap` puts in front: this binary and the policy, by absolute
 /// paths, once the policy is known to load.
-fn wrap_change(args: &toolwarden::cli::WrapArgs) -> anyhow::Result<toolwarden::wrap::Change> {
+fn wrap_change(
+    args: &toolwarden::cli::WrapArgs,
+) -> anyhow::Result<toolwarden::commands::wrap::Change> {
     policy::load(&args.policy)?;
     let policy = std::fs::canonicalize(&args.policy)?;
     let toolwarden = std::env::current_exe()?.canonicalize()?;
@@ -503,14 +507,14 @@ fn wrap_change(args: &toolwarden::cli::WrapArgs) -> anyhow::Result<toolwarden::w
         options.push("--audit-required".to_owned());
     }
     if let Some(pin) = &args.pin {
-        toolwarden::pin::Pins::load(pin, &[])?;
+        toolwarden::commands::pin::Pins::load(pin, &[])?;
         options.push("--pin".to_owned());
         options.push(std::fs::canonicalize(pin)?.to_string_lossy().into_owned());
     }
     if args.no_reload {
         options.push("--no-reload".to_owned());
     }
-    Ok(toolwarden::wrap::Change::Wrap {
+    Ok(toolwarden::commands::wrap::Change::Wrap {
         toolwarden: toolwarden.to_string_lossy().into_owned(),
         policy: policy.to_string_lossy().into_owned(),
         options,
@@ -521,10 +525,10 @@ fn wrap_change(args: &toolwarden::cli::WrapArgs) -> anyhow::Result<toolwarden::w
 /// `wrap` and `unwrap`: 0 done (or nothing to do), 2 for a file that
 /// cannot be read, parsed or written.
 fn edit_config(
-    client: toolwarden::wrap::Client,
+    client: toolwarden::commands::wrap::Client,
     servers: &[String],
     file: &toolwarden::cli::ConfigFile,
-    change: &toolwarden::wrap::Change,
+    change: &toolwarden::commands::wrap::Change,
 ) -> u8 {
     let result = (|| -> anyhow::Result<()> {
         let path = match &file.config {
@@ -533,16 +537,16 @@ fn edit_config(
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let (new, report) = toolwarden::wrap::edit(client, &text, servers, change)
+        let (new, report) = toolwarden::commands::wrap::edit(client, &text, servers, change)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
-        print_report(&toolwarden::wrap::report(&report, file.dry_run));
+        print_report(&toolwarden::commands::wrap::report(&report, file.dry_run));
         match new {
             None => print_report(&format!("{}: nothing to change\n", path.display())),
             Some(_) if file.dry_run => {
                 print_report(&format!("{}: not written (--dry-run)\n", path.display()))
             }
             Some(new) => {
-                let backup = toolwarden::wrap::write_with_backup(&path, &text, &new)?;
+                let backup = toolwarden::commands::wrap::write_with_backup(&path, &text, &new)?;
                 print_report(&format!(
                     "{}: written; the previous file is kept as {}\n",
                     path.display(),
@@ -573,7 +577,7 @@ fn test(args: &toolwarden::cli::TestArgs) -> u8 {
     };
     let file = std::fs::read_to_string(&args.cases)
         .map_err(|e| e.to_string())
-        .and_then(|text| toolwarden::cases::read(&text));
+        .and_then(|text| toolwarden::commands::cases::read(&text));
     let file = match file {
         Ok(file) => file,
         Err(e) => {
@@ -581,7 +585,7 @@ fn test(args: &toolwarden::cli::TestArgs) -> u8 {
             return 2;
         }
     };
-    let report = toolwarden::cases::run(&policy, &file);
+    let report = toolwarden::commands::cases::run(&policy, &file);
     if args.json {
         let mut text = serde_json::to_string_pretty(&report).expect("a report serializes");
         text.push('\n');
@@ -606,7 +610,7 @@ fn import(file: &std::path::Path) -> u8 {
         || file.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    match toolwarden::import::import(&yaml, &source) {
+    match toolwarden::commands::import::import(&yaml, &source) {
         Ok(policy) => {
             print_report(&policy);
             0

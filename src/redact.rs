@@ -25,7 +25,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::json::Raw;
+use crate::wire::json::Raw;
 
 pub const REDACTED: &str = "[redacted]";
 

@@ -19,11 +19,11 @@ pub use config::Config;
 use export::{Counter, Histogram, Labels, Queue, Record};
 use proto::{Span, Value};
 
-use crate::json::Raw;
-use crate::jsonrpc::IdKey;
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc::IdKey;
 
 /// Spans begun and not yet ended, at most (one per request in flight).
-const MAX_OPEN: usize = crate::relay::MAX_IN_FLIGHT * 2;
+const MAX_OPEN: usize = crate::session::relay::MAX_IN_FLIGHT * 2;
 
 pub struct Telemetry {
     queue: Arc<Queue>,

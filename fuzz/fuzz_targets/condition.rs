@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use toolwarden::json::Raw;
+use toolwarden::wire::json::Raw;
 use toolwarden::policy::{Condition, ConditionSpec, Op, Truth};
 
 fn condition(path: &str, op: Op, value: Value) -> Option<Condition> {

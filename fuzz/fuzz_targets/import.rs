@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use toolwarden::policy::Policy;
 
 fuzz_target!(|text: &str| {
-    match toolwarden::import::import(text, "fuzz.yaml") {
+    match toolwarden::commands::import::import(text, "fuzz.yaml") {
         Ok(policy) => assert!(Policy::from_json(&policy).is_ok(), "{policy}"),
         Err(e) => assert!(!e.message.is_empty()),
     }

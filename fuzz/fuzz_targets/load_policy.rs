@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toolwarden::json::Raw;
+use toolwarden::wire::json::Raw;
 use toolwarden::policy::{Policy, ToolCall, Verdict};
 
 fuzz_target!(|text: &str| {

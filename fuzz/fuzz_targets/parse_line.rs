@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toolwarden::json::{self, Check, Raw};
-use toolwarden::jsonrpc::{parse, scan_prefix, IdKey, Message, Strictness, ToolFields};
+use toolwarden::wire::json::{self, Check, Raw};
+use toolwarden::wire::jsonrpc::{parse, scan_prefix, IdKey, Message, Strictness, ToolFields};
 
 /// What the one pass read of `params.name` and `params.arguments` is what
 /// a walk of `params` finds.

@@ -7,11 +7,11 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use toolwarden::check::Tool;
-use toolwarden::json::Raw;
-use toolwarden::jsonrpc::{parse, Message, Strictness};
-use toolwarden::pin::{self, Pins, Status};
-use toolwarden::tools_list;
+use toolwarden::commands::check::Tool;
+use toolwarden::wire::json::Raw;
+use toolwarden::wire::jsonrpc::{parse, Message, Strictness};
+use toolwarden::commands::pin::{self, Pins, Status};
+use toolwarden::session::tools_list;
 
 /// The pins the seeds list (fuzz/seeds/pin_page/), with a name, a
 /// description, a schema and an MCP Apps `_meta` among them.

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toolwarden::json::{self, Check, Raw};
+use toolwarden::wire::json::{self, Check, Raw};
 use toolwarden::redact::{self, REDACTED, VIEW_BYTES};
 
 /// What a view writes of its own.

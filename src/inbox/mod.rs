@@ -19,8 +19,8 @@ mod watch;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::json::Raw;
 use crate::state::{Spec, StoreError};
+use crate::wire::json::Raw;
 
 /// A call filed for approval, as a person sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -542,7 +542,7 @@ mod tests {
 
     use super::*;
     use crate::inbox::{approver, call_key, Found, Request};
-    use crate::json::Raw;
+    use crate::wire::json::Raw;
 
     /// A store of this test's own, and the inbox in it.
     fn store(name: &str) -> (Spec, Inbox) {

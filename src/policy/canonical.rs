@@ -8,7 +8,7 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
-use crate::json::Raw;
+use crate::wire::json::Raw;
 
 /// Canonical forms up to this long are the bucket's name as they are.
 const SHORT: usize = 64;

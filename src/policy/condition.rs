@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::file::{ConditionSpec, Op};
 use super::load::LoadError;
-use crate::json::Raw;
 use crate::redact::shorten;
+use crate::wire::json::Raw;
 
 /// The most memory one compiled pattern may take, for condition regexes and
 /// schema `pattern`s alike (the `regex` crate's own default, made explicit).

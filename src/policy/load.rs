@@ -121,10 +121,12 @@ impl Policy {
     pub fn from_json(text: &str) -> Result<Policy, LoadError> {
         // Duplicate keys first: serde would keep the last of two rules for
         // one tool without a word.
-        crate::json::validate(text.as_bytes(), crate::json::Check::Strict).map_err(|e| {
-            let (line, column) = e.line_column(text);
-            error(format!("line {line}, column {column}"), e.message())
-        })?;
+        crate::wire::json::validate(text.as_bytes(), crate::wire::json::Check::Strict).map_err(
+            |e| {
+                let (line, column) = e.line_column(text);
+                error(format!("line {line}, column {column}"), e.message())
+            },
+        )?;
         let mut de = serde_json::Deserializer::from_str(text);
         let file: PolicyFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let at = pointer_of(e.path());

@@ -26,9 +26,9 @@ pub use glob::Glob;
 pub use limits::{clamp, step, Counter, Rate, Wait};
 pub use load::{load, read_file, LoadError, MAX_POLICY_BYTES};
 
-use crate::json::Raw;
-use crate::jsonrpc::ToolFields;
 use crate::redact::shorten;
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc::ToolFields;
 
 /// A compiled policy.
 pub struct Policy {
@@ -746,7 +746,7 @@ impl Refusal {
             RefusalKind::ApprovalStatesFull => format!(
                 "this call needs a person's approval, and toolwarden keeps as many approval \
                  states as it can ({}, for --approval-timeout each); try again later",
-                crate::request_state::MAX_SPENT
+                crate::session::request_state::MAX_SPENT
             ),
             RefusalKind::ApprovalUnavailable { busy: false } => {
                 "this call needs a person's approval and the client cannot ask for it".to_owned()

@@ -6,9 +6,9 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::json::Raw;
-use crate::jsonrpc::{self, Message, Strictness};
 use crate::state::{self, Outcome, State};
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc::{self, Message, Strictness};
 
 use super::*;
 

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::json::Raw;
 use crate::policy::{ToolCall, Verdict};
+use crate::wire::json::Raw;
 
 const POLICY: &str = r#"{
   "version": "1",

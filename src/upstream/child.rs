@@ -123,7 +123,7 @@ impl Server {
         // tokio made it non-blocking; a thread of its own reads it.
         let from = from
             .into_owned_fd()
-            .and_then(|fd| crate::blocking::set_blocking(&fd).map(|()| fd))
+            .and_then(|fd| crate::session::blocking::set_blocking(&fd).map(|()| fd))
             .map_err(|e| SpawnError {
                 message: format!("cannot read the server's stderr: {e}"),
                 exit_code: 1,
@@ -132,7 +132,7 @@ impl Server {
             from: std::fs::File::from(from),
             tail: Arc::clone(&tail),
         };
-        let relayed = crate::blocking::spawn("server-stderr", move || match stderr {
+        let relayed = crate::session::blocking::spawn("server-stderr", move || match stderr {
             ServerStderr::Inherit => pass_through(from),
             ServerStderr::Labelled => label_lines(from, |line| {
                 // Locked for the line, as the audit writer locks it for a

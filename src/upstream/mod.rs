@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::blocking::Fd;
+use crate::session::blocking::Fd;
 pub use child::{ServerStderr, SpawnError, Stopped};
 
 /// A started server.
@@ -228,7 +228,7 @@ impl Upstream {
     pub fn did_not_start(&self, exit: &Exit) -> String {
         match &self.kind {
             Kind::Child { .. } => {
-                crate::startup::did_not_start(&exit.unanswered(), &self.last_words())
+                crate::session::startup::did_not_start(&exit.unanswered(), &self.last_words())
             }
             Kind::Remote(_) => {
                 let mut text = format!(

@@ -325,7 +325,7 @@ fn a_version_1_pin_file_is_refused_until_it_is_updated() {
     let v1 = serde_json::json!({
         "version": "1",
         "server": "mock",
-        "tools": {"app": {"sha256": toolwarden::pin::digest(&old), "definition": old}}
+        "tools": {"app": {"sha256": toolwarden::commands::pin::digest(&old), "definition": old}}
     });
     std::fs::write(&pins, v1.to_string()).unwrap();
     let mut s = pinned_session(&pins, &["--answer-with", &listed]);

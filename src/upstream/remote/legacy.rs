@@ -75,7 +75,7 @@ pub fn connect(link: &Arc<Link>, turned_away: Option<&str>) -> Option<Endpoint> 
     let reader = Arc::clone(link);
     let base = url.clone();
     let body = response.into_body();
-    let spawned = crate::blocking::spawn("remote-sse", move || {
+    let spawned = crate::session::blocking::spawn("remote-sse", move || {
         let mut stream = EventStream::new(body.into_reader(), reader.max_message);
         loop {
             match stream.next_event() {

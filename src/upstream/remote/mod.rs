@@ -33,8 +33,8 @@ use ureq::Body;
 use url::Url;
 
 use super::{Pipes, SpawnError, Stopped};
-use crate::blocking::Fd;
-use crate::framing::{Frame, LineReader};
+use crate::session::blocking::Fd;
+use crate::wire::framing::{Frame, LineReader};
 pub use headers::{Authorizer, Unauthorized};
 use message::Outgoing;
 
@@ -137,7 +137,7 @@ impl Remote {
         let link = Arc::new(link);
         let transport = options.transport;
         let reader = Arc::clone(&link);
-        crate::blocking::spawn("remote-out", move || {
+        crate::session::blocking::spawn("remote-out", move || {
             client_messages(&reader, from_relay, transport)
         })
         .map_err(|e| refuse(format!("cannot start relaying to the server: {e}"), 1))?;
@@ -183,7 +183,7 @@ impl Remote {
             let deleting = Arc::clone(link);
             let limit = term_wait.min(streamable::DELETE_TIMEOUT);
             if let Ok(done) =
-                crate::blocking::spawn("remote-delete", move || deleting.delete(limit))
+                crate::session::blocking::spawn("remote-delete", move || deleting.delete(limit))
             {
                 let _ = tokio::time::timeout(limit + Duration::from_millis(100), done).await;
             }
@@ -524,7 +524,7 @@ impl Link {
                     max = self.max_message,
                     "dropped a message from the server longer than --max-message-bytes"
                 );
-                let seen = crate::jsonrpc::scan_prefix(&event.data);
+                let seen = crate::wire::jsonrpc::scan_prefix(&event.data);
                 let id = seen
                     .id
                     .filter(|_| seen.is_response)

@@ -194,7 +194,8 @@ fn exchange(link: &Arc<Link>, message: &Outgoing, decisive: bool, auto: bool) ->
             && !link.listening.swap(true, Ordering::SeqCst)
         {
             let listener = Arc::clone(link);
-            if let Err(e) = crate::blocking::spawn("remote-get", move || listen(&listener)) {
+            if let Err(e) = crate::session::blocking::spawn("remote-get", move || listen(&listener))
+            {
                 warn!("cannot listen for the server's own messages: {e}");
             }
         }

@@ -22,9 +22,9 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 use tracing::warn;
 
-use crate::check::Tool;
-use crate::json::{self, Check};
+use crate::commands::check::Tool;
 use crate::redact::{self, loggable};
+use crate::wire::json::{self, Check};
 
 /// The lock file's version. "2" hashes every member of a definition: no
 /// member is taken to be volatile, since any of them may reach the model or
@@ -191,14 +191,14 @@ impl ClientCapabilities {
 
     /// The `capabilities` of an `initialize` request's params: `None` when
     /// they are the default ones, absent, or too long to repeat.
-    pub fn of(params: Option<crate::json::Raw<'_>>) -> Option<ClientCapabilities> {
+    pub fn of(params: Option<crate::wire::json::Raw<'_>>) -> Option<ClientCapabilities> {
         let declared = params?.member("capabilities")?;
         if declared.get().len() > Self::MAX_BYTES {
             return None;
         }
         let declared: Value = serde_json::from_str(declared.get()).ok()?;
         let default: Value =
-            serde_json::from_str(crate::check::CLIENT_CAPABILITIES).expect("valid JSON");
+            serde_json::from_str(crate::commands::check::CLIENT_CAPABILITIES).expect("valid JSON");
         (declared != default && declared.is_object())
             .then(|| ClientCapabilities(declared.to_string()))
     }
@@ -484,8 +484,9 @@ mod tests {
             redact::command(&["srv", "--token", "abc"]),
         )
         .unwrap();
-        let of =
-            |params: &str| ClientCapabilities::of(Some(crate::json::Raw::parse(params).unwrap()));
+        let of = |params: &str| {
+            ClientCapabilities::of(Some(crate::wire::json::Raw::parse(params).unwrap()))
+        };
         let usual = of(
             r#"{"capabilities": {"sampling": {}, "roots": {"listChanged": true},
                           "elicitation": {"form": {}}}}"#,

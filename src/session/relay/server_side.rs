@@ -11,10 +11,10 @@ use tracing::{debug, info, warn};
 
 use super::{cancelled_request, declares_list_changed, loggable, Asked, Relay, MAX_KNOWN_TOOLS};
 use crate::audit::AuditEvent;
-use crate::framing::{Frame, LineReader, Source};
-use crate::json::Raw;
-use crate::jsonrpc::{self, IdKey, Message, Strictness};
-use crate::{approval, pin, tools_list};
+use crate::wire::framing::{Frame, LineReader, Source};
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc::{self, IdKey, Message, Strictness};
+use crate::{commands::pin, session::approval, session::tools_list};
 
 impl Relay {
     /// Keeps the names a `tools/list` page showed, up to

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::framing::Source;
+use crate::wire::framing::Source;
 
 /// A descriptor read or written with blocking calls.
 pub struct Fd(File);
@@ -91,8 +91,8 @@ impl Fd {
 /// A read offered at least this much room is part of a large message: the
 /// line reader keeps less than this between messages, so it offers this
 /// much only while it reads a line that has outgrown what it keeps.
-const PREFAULT: usize = 2 * crate::framing::KEPT;
-const _: () = assert!(PREFAULT > crate::framing::KEPT);
+const PREFAULT: usize = 2 * crate::wire::framing::KEPT;
+const _: () = assert!(PREFAULT > crate::wire::framing::KEPT);
 
 /// Maps in, with one call, the fresh pages the next read will fill: as
 /// many as the pipe holds now, no more, so memory still follows the
@@ -228,7 +228,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::{Frame, LineReader};
+    use crate::wire::framing::{Frame, LineReader};
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];

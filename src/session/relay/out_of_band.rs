@@ -12,11 +12,11 @@ use tracing::{info, warn};
 
 use super::held::{Held, MAX_HELD};
 use super::{loggable, Facts, Relay};
-use crate::framing::LineWriter;
 use crate::inbox::{self, Found, Inbox};
-use crate::json::Raw;
-use crate::jsonrpc::IdKey;
 use crate::policy::{RefusalKind, ToolCall};
+use crate::wire::framing::LineWriter;
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc::IdKey;
 
 /// How often a held call's approval is looked up: a person who approves
 /// sees the call go within this.
@@ -76,7 +76,7 @@ impl Relay {
                     "held for approval: `toolwarden approvals approve {}`",
                     pending.id
                 );
-                crate::notify::approval_waiting(&call.name, &pending.id);
+                crate::session::notify::approval_waiting(&call.name, &pending.id);
                 let audited = self.settings.audit.enabled().then_some(&facts);
                 self.audit_decision(id, &call.name, "approval_requested", audited);
                 let key = IdKey::of(id);

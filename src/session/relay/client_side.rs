@@ -12,11 +12,11 @@ use super::{
     cancelled_request, is_stateless, loggable, round_trip, Asked, Facts, Relay, MAX_ID_BYTES,
 };
 use crate::audit::AuditEvent;
-use crate::framing::{Frame, LineReader, LineWriter, Source};
-use crate::json::{Raw, RawBuf};
-use crate::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
 use crate::policy::{Refusal, RefusalKind, ToolCall, Verdict};
-use crate::{approval, pin};
+use crate::wire::framing::{Frame, LineReader, LineWriter, Source};
+use crate::wire::json::{Raw, RawBuf};
+use crate::wire::jsonrpc::{self, IdKey, Message, Strictness, ToolFields};
+use crate::{commands::pin, session::approval};
 
 impl Relay {
     /// Relays the client's input to the server until the client closes it

@@ -17,12 +17,12 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::audit::{self, Audit};
-use crate::blocking;
 use crate::cli::RunArgs;
 use crate::policy::Policy;
-use crate::relay::{Relay, Settings};
-use crate::reload;
-use crate::startup;
+use crate::session::blocking;
+use crate::session::relay::{Relay, Settings};
+use crate::session::reload;
+use crate::session::startup;
 use crate::state::{self, State};
 use crate::telemetry::Telemetry;
 use crate::upstream::{self, Stopped, Upstream};
@@ -88,7 +88,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
         None => Audit::off(session_id.clone(), args.identity.clone()),
     };
     let pins = match &args.pin {
-        Some(path) => match crate::pin::Pins::load(path, &args.command) {
+        Some(path) => match crate::commands::pin::Pins::load(path, &args.command) {
             Ok(pins) => Some(pins),
             Err(e) => return Ok(startup::refuse(&format!("{e:#}"), 2)),
         },
@@ -132,7 +132,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     if args.monitor {
         warn!("monitor mode: every call is decided, logged and relayed; nothing is refused");
     }
-    crate::notify::enable(!args.no_notify);
+    crate::session::notify::enable(!args.no_notify);
     let telemetry = match telemetry
         .map(|c| c.with_session(&session_id))
         .map(Telemetry::start)

@@ -2,14 +2,14 @@
 //! the few messages toolwarden writes itself.
 //!
 //! Nothing here re-serializes a message that is forwarded: the message only
-//! borrows slices of the line ([`crate::json::Raw`]) so the relay can decide,
+//! borrows slices of the line ([`crate::wire::json::Raw`]) so the relay can decide,
 //! then send the original bytes. Ids are kept as raw JSON text so that an id
 //! such as `12345678901234567890123` is echoed exactly.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::json::{self, Check, ErrorKind, Place, Raw, RawBuf};
+use crate::wire::json::{self, Check, ErrorKind, Place, Raw, RawBuf};
 
 pub const PARSE_ERROR: i32 = -32700;
 pub const INVALID_REQUEST: i32 = -32600;

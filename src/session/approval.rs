@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::json::Raw;
 use crate::redact::Redacted;
+use crate::wire::json::Raw;
 
 /// Every approval prompt's id starts with this. The rest is 128 random
 /// bits, so nobody can send a request under the id of a prompt to come,

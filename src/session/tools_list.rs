@@ -4,7 +4,7 @@
 //! the `tools` array, and every byte of each tool that stays, are the
 //! server's own. Only the array's separators are rewritten.
 
-use crate::json::Raw;
+use crate::wire::json::Raw;
 
 /// Returns the line with the tools `hides` picks (by name, when it is a
 /// string, and the tool's JSON) taken out of `result.tools`, or `None`
@@ -69,7 +69,7 @@ fn offset_in(whole: &[u8], part: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonrpc::{parse, Message, Strictness};
+    use crate::wire::jsonrpc::{parse, Message, Strictness};
 
     fn run(line: &str, hidden: &[&str]) -> Option<String> {
         let Message::Response {

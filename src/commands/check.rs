@@ -8,18 +8,18 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::json::Raw;
+use crate::wire::json::Raw;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::blocking::{self, Fd};
 use crate::cli::{CheckArgs, ListArgs};
-use crate::framing::{Frame, LineReader, LineWriter};
-use crate::jsonrpc::{self, Message, Strictness};
 use crate::policy::{self, Action, DefaultAction, Glob, Policy};
 use crate::redact::loggable;
+use crate::session::blocking::{self, Fd};
 use crate::upstream::{self, Upstream};
+use crate::wire::framing::{Frame, LineReader, LineWriter};
+use crate::wire::jsonrpc::{self, Message, Strictness};
 
 /// What `check`, `init` and `pin` declare at initialize unless
 /// `--client-capabilities` says otherwise: what common clients (VS Code,

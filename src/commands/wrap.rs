@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use crate::json::{self, Raw};
+use crate::wire::json::{self, Raw};
 
 mod remote;
 

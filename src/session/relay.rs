@@ -32,14 +32,14 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::approval;
 use crate::audit::{Audit, AuditEvent};
-use crate::framing::LineWriter;
-use crate::json::{Raw, RawBuf};
-use crate::jsonrpc::IdKey;
-use crate::pin;
+use crate::commands::pin;
 use crate::policy::Policy;
 use crate::redact::{self, loggable};
+use crate::session::approval;
+use crate::wire::framing::LineWriter;
+use crate::wire::json::{Raw, RawBuf};
+use crate::wire::jsonrpc::IdKey;
 use held::Held;
 use out_of_band::Waiting;
 
@@ -98,7 +98,7 @@ pub struct Relay {
     stopping: AtomicBool,
     /// Seals 2026-07-28 approval states; made on first use (it reads or
     /// makes the key file).
-    sealer: std::sync::OnceLock<crate::request_state::Sealer>,
+    sealer: std::sync::OnceLock<crate::session::request_state::Sealer>,
 }
 
 #[derive(Default)]

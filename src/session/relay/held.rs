@@ -9,11 +9,11 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::{loggable, Relay};
-use crate::approval;
-use crate::framing::LineWriter;
-use crate::json::{Raw, RawBuf};
-use crate::jsonrpc::IdKey;
 use crate::policy::{RefusalKind, ToolCall, Verdict};
+use crate::session::approval;
+use crate::wire::framing::LineWriter;
+use crate::wire::json::{Raw, RawBuf};
+use crate::wire::jsonrpc::IdKey;
 
 /// Calls held for approval at once. Their lines together are bounded by
 /// `--max-message-bytes` too.

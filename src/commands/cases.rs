@@ -20,9 +20,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::json::Raw;
 use crate::policy::{Policy, ToolCall, Verdict};
 use crate::state::{Outcome, Spec, State};
+use crate::wire::json::Raw;
 
 /// The decisions a case may expect: `allowed`, `approval_requested` (a
 /// person would be asked; the test takes the charge as if they said yes),

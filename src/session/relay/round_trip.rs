@@ -16,12 +16,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{loggable, Relay};
-use crate::approval::{self, Elicitation};
-use crate::framing::LineWriter;
 use crate::inbox;
-use crate::json::Raw;
 use crate::policy::{RefusalKind, ToolCall, Verdict};
-use crate::request_state::{Invalid, Kind, Opened, Sealer, PREFIX};
+use crate::session::approval::{self, Elicitation};
+use crate::session::request_state::{Invalid, Kind, Opened, Sealer, PREFIX};
+use crate::wire::framing::LineWriter;
+use crate::wire::json::Raw;
 
 /// The key of toolwarden's form in `inputRequests` and of the person's
 /// answer in the retry's `inputResponses`.
@@ -117,7 +117,10 @@ impl Relay {
         if let Some(t) = self.telemetry() {
             t.end(id, crate::telemetry::Ended::Result(false));
         }
-        self.send_client(&crate::jsonrpc::result_response(id, &result.to_string()))
+        self.send_client(&crate::wire::jsonrpc::result_response(
+            id,
+            &result.to_string(),
+        ))
     }
 
     /// A call that brings toolwarden's state back: the answer to its

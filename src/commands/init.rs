@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::check::Tool;
+use crate::commands::check::Tool;
 use crate::policy::Policy;
 
 /// Words in a tool's name that mean it only reads.

@@ -9,11 +9,11 @@ use tracing::warn;
 
 use super::{loggable, Facts, Relay};
 use crate::audit::AuditEvent;
-use crate::json::Raw;
-use crate::jsonrpc;
 use crate::policy::{Charge, Policy, Refusal, RefusalKind, ToolCall};
 use crate::redact;
 use crate::telemetry::{Ended, Telemetry};
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc;
 
 impl Relay {
     /// Takes a call's charge and writes down its `decision` (allowed, or

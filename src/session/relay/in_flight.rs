@@ -9,10 +9,10 @@ use tracing::warn;
 use super::held::Held;
 use super::server_side::Outcome;
 use super::{loggable, Asked, ClientRequest, Relay, MAX_IN_FLIGHT};
-use crate::framing::LineWriter;
-use crate::json::Raw;
-use crate::jsonrpc::{self, IdKey, Message, Strictness};
 use crate::policy::RefusalKind;
+use crate::wire::framing::LineWriter;
+use crate::wire::json::Raw;
+use crate::wire::jsonrpc::{self, IdKey, Message, Strictness};
 
 impl Relay {
     /// Whether a new client request with this id can be kept track of: not

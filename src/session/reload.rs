@@ -22,7 +22,7 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use crate::policy::{self, Policy};
-use crate::relay::Relay;
+use crate::session::relay::Relay;
 
 /// How long the file's events must pause before it is read.
 pub const QUIET: Duration = Duration::from_millis(100);

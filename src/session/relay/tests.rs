@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::blocking::{self, Fd};
-use crate::framing::{Frame, LineReader, Source};
+use crate::session::blocking::{self, Fd};
 use crate::upstream::child::enlarge_pipe;
+use crate::wire::framing::{Frame, LineReader, Source};
 
 /// A relay with both pumps running, and the four pipe ends a test holds.
 struct Harness {
@@ -85,7 +85,7 @@ impl Harness {
             approval_timeout,
             monitor: false,
             pins: None,
-            approval: crate::approval::Channel::Auto,
+            approval: crate::session::approval::Channel::Auto,
             approval_hold: Duration::from_secs(50),
             inbox: crate::inbox::Inbox::Unavailable("no inbox in these tests".into()),
             server_label: "mock".into(),
@@ -592,7 +592,7 @@ fn an_answer_nested_too_deep_ends_its_request_with_an_error() {
     let mut h = Harness::new(ALLOW_ALL, 1 << 20);
     h.client_sends(r#"{"jsonrpc":"2.0","id":"deep","method":"x"}"#);
     h.server_gets();
-    let depth = crate::json::SYNTAX_MAX_DEPTH + 1;
+    let depth = crate::wire::json::SYNTAX_MAX_DEPTH + 1;
     h.server_sends(&format!(
         r#"{{"jsonrpc":"2.0","id":"deep","result":{{"a":{}{}}}}}"#,
         "[".repeat(depth),
