@@ -528,3 +528,76 @@ fn a_stream_closed_before_its_answer_is_resumed_and_the_answer_arrives_once() {
     );
     assert_eq!(session.wait().code(), Some(0));
 }
+
+#[test]
+fn a_wrapped_claude_code_http_server_runs_as_the_client_starts_it() {
+    let dir = temp_dir("remote-wrap");
+    let token = format!("tok-{}-wrapped", std::process::id());
+    let record = dir.join("requests.jsonl");
+    let server = token_server(&token, &record);
+    let config = dir.join("claude.json");
+    let original = serde_json::json!({"mcpServers": {"tokens": {
+        "type": "http",
+        "url": server.url("/mcp"),
+        "headers": {"Authorization": format!("Bearer {token}")}
+    }}});
+    std::fs::write(&config, serde_json::to_string_pretty(&original).unwrap()).unwrap();
+    let policy = policy_file("permissive");
+    let out = toolwarden()
+        .args(["wrap", "claude-code", "--config"])
+        .arg(&config)
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&token));
+    let wrapped: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let entry = &wrapped["mcpServers"]["tokens"];
+    let args: Vec<String> = entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!args.iter().any(|a| a.contains(&token)), "{args:?}");
+
+    // Started as Claude Code starts it: the command, its arguments, and
+    // the entry's env on top of the client's.
+    let out = Command::new("node")
+        .arg(root().join("tests/npm/connect.mjs"))
+        .arg(entry["command"].as_str().unwrap())
+        .args(&args)
+        .env("CONNECT_ENV", entry["env"].to_string())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("CONNECTED "), "{said}");
+    let requests: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!requests.is_empty());
+    assert!(
+        requests.iter().all(|r| r["authorized"] == true),
+        "{requests:?}"
+    );
+
+    let out = toolwarden()
+        .args(["unwrap", "claude-code", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(back, original);
+}

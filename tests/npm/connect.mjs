@@ -1,11 +1,18 @@
 // Connects to an MCP server with the official TypeScript SDK and says what
 // the client sees: "CONNECTED <tool count>", or "ERROR <message>".
-// Usage: node connect.mjs COMMAND [ARG...]
+// Usage: [CONNECT_ENV='{"NAME":"value"}'] node connect.mjs COMMAND [ARG...]
+// CONNECT_ENV is a config entry's `env`, given to the command on top of
+// the SDK's default environment, as a client does.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import {
+  StdioClientTransport,
+  getDefaultEnvironment,
+} from "@modelcontextprotocol/sdk/client/stdio.js";
 
 const [command, ...args] = process.argv.slice(2);
-const transport = new StdioClientTransport({ command, args, stderr: "ignore" });
+const extra = process.env.CONNECT_ENV ? JSON.parse(process.env.CONNECT_ENV) : null;
+const env = extra ? { ...getDefaultEnvironment(), ...extra } : undefined;
+const transport = new StdioClientTransport({ command, args, env, stderr: "ignore" });
 const client = new Client({ name: "toolwarden-tests", version: "1" });
 try {
   await client.connect(transport);
