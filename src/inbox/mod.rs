@@ -172,6 +172,15 @@ impl Inbox {
     pub fn open(spec: &Spec) -> anyhow::Result<Inbox> {
         Ok(match spec {
             Spec::Sqlite(path) => Inbox::Sqlite(sqlite::Sqlite::open(path)?),
+            // Counters only: the approvals are in the SQLite database
+            // beside it, made as private as the counters' files.
+            Spec::Lmdb(_) => {
+                let inbox = spec.inbox();
+                if let Spec::Sqlite(path) = &inbox {
+                    crate::state::private_file(path)?;
+                }
+                return Inbox::open(&inbox);
+            }
             Spec::Memory => Inbox::Unavailable(
                 "with --state memory no other process can see this call to approve it; \
                  use the default store (or --state PATH or a Redis URL)"

@@ -28,12 +28,16 @@ const COLUMNS: &str = "id, call_key, namespace, tool, arguments, identity, serve
                        requested_at, expires_at, status, decided_by, reason";
 
 impl Sqlite {
-    /// Opens the state database (the counters' store created it, 0600)
-    /// and the inbox's table in it.
+    /// Opens the state database (made 0600 beforehand: by the SQLite
+    /// counters' store, or by `Inbox::open` beside an LMDB one) and the
+    /// inbox's table in it.
     pub fn open(path: &Path) -> anyhow::Result<Sqlite> {
         let connection = Connection::open(path)
             .and_then(|c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
+                // As the SQLite counters' store sets it: readers (the
+                // page, `approvals watch`) never hold up a session.
+                c.pragma_update(None, "journal_mode", "WAL")?;
                 c.execute_batch(
                     "CREATE TABLE IF NOT EXISTS approvals (
                         id TEXT PRIMARY KEY,
