@@ -221,7 +221,15 @@ fn the_stores_keep_what_they_charged() {
     };
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(db.parent().unwrap()), 0o700);
-    for file in ["counters.lmdb", "counters.lmdb-lock", "counters.lmdb-turn"] {
+    // The approvals beside the map: made as private when a session opens
+    // its inbox, before anything is filed.
+    crate::inbox::Inbox::open(&Spec::Lmdb(map.clone())).unwrap();
+    for file in [
+        "counters.lmdb",
+        "counters.lmdb-lock",
+        "counters.lmdb-turn",
+        "state.db",
+    ] {
         assert_eq!(mode(&map.with_file_name(file)), 0o600, "{file}");
     }
     assert_eq!(mode(map.parent().unwrap()), 0o700);
