@@ -1,7 +1,9 @@
 //! toolwarden's cost end to end: one workload against a server directly,
-//! through a plain byte relay that parses nothing, and through toolwarden,
-//! interleaved (direct, relay, toolwarden, then direct, toolwarden, relay,
-//! ...) in one run, so that the machine's mood hits all three alike.
+//! through a plain byte relay that parses nothing, through toolwarden as
+//! users run it (its default state store), and through toolwarden with
+//! `--state memory`, interleaved in one run (direct first, then the other
+//! three in turn: relay, toolwarden, memory; toolwarden, memory, relay;
+//! ...), so that the machine's mood hits all four alike.
 //!
 //! ```text
 //! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--warmup N] [--no-pin] [--state SPEC]
@@ -22,7 +24,8 @@
 //! toolwarden's ratio to the byte relay and to the direct connection, as
 //! the median of each round's own ratio; and where the ratio to the relay
 //! falls round by round (the middle half of the rounds): how far one round
-//! alone can be off.
+//! alone can be off. A second table sets the default store against
+//! `--state memory` the same way: what a limited call's store costs.
 
 // This benchmark reports to a person: its table is its output.
 #![allow(clippy::print_stdout)]
@@ -47,9 +50,10 @@ struct Options {
     /// Calls before the timed ones; the default leaves a Node server
     /// still compiling its hot code during them, as early in a session.
     warmup: usize,
-    /// toolwarden's `--state`: `memory` by default, so that the figures
-    /// are the relay's own; a store's cost is `benches/shared.rs`'s.
-    state: String,
+    /// toolwarden's `--state` (None: the default store, as users run it,
+    /// in a state directory of the benchmark's); `--state memory` is
+    /// measured beside it in every round.
+    state: Option<String>,
 }
 
 fn options() -> Options {
@@ -62,7 +66,7 @@ fn options() -> Options {
         rounds: 25,
         pin: true,
         warmup: 200,
-        state: "memory".into(),
+        state: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,7 +85,7 @@ fn options() -> Options {
                     .expect("--warmup N")
             }
             "--no-pin" => o.pin = false,
-            "--state" => o.state = args.next().expect("--state SPEC"),
+            "--state" => o.state = Some(args.next().expect("--state SPEC")),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -142,12 +146,15 @@ fn toolwarden_build() -> (OsString, String) {
     )
 }
 
-/// The three set-ups; `kind as usize` indexes their samples.
+/// The four set-ups; `kind as usize` indexes their samples.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Direct,
     Relay,
+    /// toolwarden with its default store (or `--state`'s).
     Toolwarden,
+    /// toolwarden with `--state memory`.
+    Memory,
 }
 
 /// One figure of a session, for the report.
@@ -227,9 +234,17 @@ impl Client {
     }
 }
 
-fn run_session(command: &[OsString], pin: bool, warmup: usize, kind: Kind) -> Sample {
+fn run_session(
+    command: &[OsString],
+    state_home: &Path,
+    pin: bool,
+    warmup: usize,
+    kind: Kind,
+) -> Sample {
+    let tw = matches!(kind, Kind::Toolwarden | Kind::Memory);
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..])
+        .env("XDG_STATE_HOME", state_home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -271,7 +286,7 @@ fn run_session(command: &[OsString], pin: bool, warmup: usize, kind: Kind) -> Sa
     times.sort();
     sample.p50 = times[times.len() / 2];
     sample.p90 = times[times.len() * 9 / 10];
-    if kind == Kind::Toolwarden {
+    if tw {
         sample.rss_early_kib = proc_status(pid, "VmRSS:");
     }
 
@@ -287,7 +302,7 @@ fn run_session(command: &[OsString], pin: bool, warmup: usize, kind: Kind) -> Sa
         received += 1;
     }
     sample.calls_per_second = THROUGHPUT_CALLS as f64 / start.elapsed().as_secs_f64();
-    if kind == Kind::Toolwarden {
+    if tw {
         sample.rss_late_kib = proc_status(pid, "VmRSS:");
     }
 
@@ -295,7 +310,7 @@ fn run_session(command: &[OsString], pin: bool, warmup: usize, kind: Kind) -> Sa
     let mut bigs: Vec<Duration> = (0..BIG_ROUNDS).map(|_| client.round_trip(&big)).collect();
     bigs.sort();
     sample.big = bigs[bigs.len() / 2];
-    if kind == Kind::Toolwarden {
+    if tw {
         sample.peak_kib = proc_status(pid, "VmHWM:");
     }
     drop(client.stdin);
@@ -362,21 +377,29 @@ fn main() {
         r#"{"version":"1","default":"deny","tools":{"echo":{"limits":[{"window":"second","max":1000000}]}}}"#,
     )
     .unwrap();
+    // The default store's files, as a user's state directory holds them:
+    // made by the first session, then kept from one session to the next.
+    let state_home = std::env::temp_dir().join(format!("toolwarden-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_home);
     let command = |kind: Kind| -> Vec<OsString> {
+        let state = match (kind, &o.state) {
+            (Kind::Memory, _) => vec!["--state".into(), "memory".into()],
+            (_, Some(spec)) => vec!["--state".into(), spec.into()],
+            (_, None) => vec![],
+        };
         match kind {
             Kind::Direct => server.clone(),
             Kind::Relay => [vec![relay.clone().into(), "--".into()], server.clone()].concat(),
-            Kind::Toolwarden => [
+            Kind::Toolwarden | Kind::Memory => [
                 vec![
                     toolwarden.clone(),
                     "--policy".into(),
                     policy.clone().into(),
                     "--log-level".into(),
                     "error".into(),
-                    "--state".into(),
-                    o.state.clone().into(),
-                    "--".into(),
                 ],
+                state,
+                vec!["--".into()],
                 server.clone(),
             ]
             .concat(),
@@ -388,23 +411,27 @@ fn main() {
     if o.pin {
         pin_to(1);
     }
-    let mut samples: [Vec<Sample>; 3] = Default::default();
+    let mut samples: [Vec<Sample>; 4] = Default::default();
     for round in 0..o.rounds {
-        // The byte relay and toolwarden swap places every other round: a
-        // session inherits the CPU's caches, the page cache and the
-        // scheduler's state from the one before it, and neither should
-        // always be the one that follows the other.
-        let order = if round % 2 == 0 {
-            [Kind::Direct, Kind::Relay, Kind::Toolwarden]
-        } else {
-            [Kind::Direct, Kind::Toolwarden, Kind::Relay]
-        };
-        for kind in order {
-            samples[kind as usize].push(run_session(&command(kind), o.pin, o.warmup, kind));
+        // The byte relay and the two toolwardens take turns at each place
+        // after the direct session: a session inherits the CPU's caches,
+        // the page cache and the scheduler's state from the one before it,
+        // and none should always be the one that follows another.
+        let mut rest = [Kind::Relay, Kind::Toolwarden, Kind::Memory];
+        rest.rotate_left(round % 3);
+        for kind in [Kind::Direct].into_iter().chain(rest) {
+            samples[kind as usize].push(run_session(
+                &command(kind),
+                &state_home,
+                o.pin,
+                o.warmup,
+                kind,
+            ));
         }
         eprintln!("round {} of {} done", round + 1, o.rounds);
     }
     let _ = std::fs::remove_file(&policy);
+    let _ = std::fs::remove_dir_all(&state_home);
 
     let stat =
         |k: Kind, f: &dyn Fn(&Sample) -> f64| median(samples[k as usize].iter().map(f).collect());
@@ -416,7 +443,10 @@ fn main() {
         if o.pin { "yes" } else { "no" },
         cores
     );
-    println!("toolwarden: {build}");
+    println!(
+        "toolwarden: {build}, state: {}",
+        o.state.as_deref().unwrap_or("the default store")
+    );
     println!();
     println!("| median of {} rounds | direct | byte relay | toolwarden | toolwarden / relay | the same, round by round (middle half) | toolwarden / direct |", o.rounds);
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -451,12 +481,42 @@ fn main() {
             median(ratios(Kind::Direct)),
         );
     }
-    let mib = |kib: f64| kib / 1024.0;
     println!();
     println!(
-        "toolwarden resident memory: {:.1} MiB after 2,000 timed calls, {:.1} MiB after 15,000, peak {:.1} MiB (the peak includes the 4 MiB messages)",
-        mib(stat(Kind::Toolwarden, &|s| s.rss_early_kib as f64)),
-        mib(stat(Kind::Toolwarden, &|s| s.rss_late_kib as f64)),
-        mib(stat(Kind::Toolwarden, &|s| s.peak_kib as f64)),
+        "| median of {} rounds | --state memory | {} | the same / memory | round by round (middle half) |",
+        o.rounds,
+        o.state.as_deref().unwrap_or("the default store")
     );
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (label, column) in rows {
+        let f: &dyn Fn(&Sample) -> f64 = &column;
+        let ratios: Vec<f64> = samples[Kind::Toolwarden as usize]
+            .iter()
+            .zip(&samples[Kind::Memory as usize])
+            .map(|(t, m)| f(t) / f(m))
+            .collect();
+        let (low, high) = middle_half(ratios.clone());
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.3}x | {low:.3}x to {high:.3}x |",
+            stat(Kind::Memory, f),
+            stat(Kind::Toolwarden, f),
+            median(ratios),
+        );
+    }
+    let mib = |kib: f64| kib / 1024.0;
+    println!();
+    for (kind, name) in [
+        (
+            Kind::Toolwarden,
+            o.state.as_deref().unwrap_or("the default store"),
+        ),
+        (Kind::Memory, "--state memory"),
+    ] {
+        println!(
+            "toolwarden resident memory ({name}): {:.1} MiB after 2,000 timed calls, {:.1} MiB after 15,000, peak {:.1} MiB (the peak includes the 4 MiB messages)",
+            mib(stat(kind, &|s| s.rss_early_kib as f64)),
+            mib(stat(kind, &|s| s.rss_late_kib as f64)),
+            mib(stat(kind, &|s| s.peak_kib as f64)),
+        );
+    }
 }

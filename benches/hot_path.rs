@@ -89,6 +89,7 @@ fn deciding(c: &mut Criterion) {
         .ok();
     let mut stores = vec![
         ("memory", Spec::Memory),
+        ("lmdb (the default)", Spec::Lmdb(dir.join("counters.lmdb"))),
         ("sqlite", Spec::Sqlite(dir.join("state.db"))),
     ];
     if redis.is_some() {

@@ -174,6 +174,11 @@ fn main() {
         ("no limit", none.clone(), "memory".to_owned()),
         ("memory", policy.clone(), "memory".to_owned()),
         (
+            "lmdb (the default)",
+            policy.clone(),
+            format!("lmdb:{}", dir.join("counters.lmdb").display()),
+        ),
+        (
             "sqlite",
             policy.clone(),
             format!("sqlite:{}", dir.join("state.db").display()),

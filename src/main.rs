@@ -172,10 +172,13 @@ fn state_command(command: &StateCommand) -> u8 {
             return 2;
         }
     };
-    // Looking creates nothing: a database that is not there holds no
-    // counters.
-    if let state::Spec::Sqlite(path) = &spec {
-        if !path.exists() {
+    // Looking creates nothing: a store that is not there holds no
+    // counters. (A new LMDB map reads those of `state.db` beside it: made
+    // here as a session would make it, so that they are shown.)
+    if let Some(path) = spec.file() {
+        let old_counters =
+            matches!(spec, state::Spec::Lmdb(_)) && path.with_file_name("state.db").exists();
+        if !path.exists() && !old_counters {
             let none = format!("no counters yet: {} does not exist", path.display());
             return match command {
                 StateCommand::Show(_) => {

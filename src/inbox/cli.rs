@@ -92,8 +92,10 @@ pub fn run(command: &ApprovalsCommand) -> (String, u8) {
     }
 }
 
+/// Where the approvals of `--state`'s store are (`state.db` beside an
+/// LMDB map of counters).
 fn open_spec(store: &StoreArgs) -> anyhow::Result<Spec> {
-    state::spec(store.state.as_deref())
+    state::spec(store.state.as_deref()).map(|spec| spec.inbox())
 }
 
 /// A person's decision, as `approve` and `deny` (and `watch`) take it:

@@ -172,6 +172,16 @@ impl Inbox {
     pub fn open(spec: &Spec) -> anyhow::Result<Inbox> {
         Ok(match spec {
             Spec::Sqlite(path) => Inbox::Sqlite(sqlite::Sqlite::open(path)?),
+            // Counters only: the approvals are in the SQLite database
+            // beside it, made as private as the counters' files now and
+            // opened when a call first waits in it.
+            Spec::Lmdb(_) => match spec.inbox() {
+                Spec::Sqlite(path) => {
+                    crate::state::private_file(&path)?;
+                    Inbox::Sqlite(sqlite::Sqlite::later(&path))
+                }
+                other => return Inbox::open(&other),
+            },
             Spec::Memory => Inbox::Unavailable(
                 "with --state memory no other process can see this call to approve it; \
                  use the default store (or --state PATH or a Redis URL)"

@@ -4,7 +4,7 @@
 //! process changed meanwhile.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,7 +20,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEP_EXPIRED_MS: u64 = 24 * 3600 * 1000;
 
 pub struct Sqlite {
-    connection: Mutex<Connection>,
+    /// None until first used, for an inbox opened [`Sqlite::later`].
+    connection: Mutex<Option<Connection>>,
     path: PathBuf,
 }
 
@@ -28,36 +29,36 @@ const COLUMNS: &str = "id, call_key, namespace, tool, arguments, identity, serve
                        requested_at, expires_at, status, decided_by, reason";
 
 impl Sqlite {
-    /// Opens the state database (the counters' store created it, 0600)
-    /// and the inbox's table in it.
+    /// Opens the state database (made 0600 beforehand: by the SQLite
+    /// counters' store, or by `Inbox::open` beside an LMDB one) and the
+    /// inbox's table in it.
     pub fn open(path: &Path) -> anyhow::Result<Sqlite> {
-        let connection = Connection::open(path)
-            .and_then(|c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.execute_batch(
-                    "CREATE TABLE IF NOT EXISTS approvals (
-                        id TEXT PRIMARY KEY,
-                        call_key TEXT NOT NULL,
-                        namespace TEXT NOT NULL,
-                        tool TEXT NOT NULL,
-                        arguments TEXT NOT NULL,
-                        identity TEXT NOT NULL,
-                        server TEXT NOT NULL,
-                        requested_at INTEGER NOT NULL,
-                        expires_at INTEGER NOT NULL,
-                        status TEXT NOT NULL,
-                        decided_by TEXT,
-                        reason TEXT
-                    );
-                    CREATE INDEX IF NOT EXISTS approvals_by_call ON approvals (call_key);",
-                )?;
-                Ok(c)
-            })
+        let connection = connect(path)
             .with_context(|| format!("{}: cannot open the approvals in it", path.display()))?;
         Ok(Sqlite {
-            connection: Mutex::new(connection),
+            connection: Mutex::new(Some(connection)),
             path: path.to_owned(),
         })
+    }
+
+    /// The inbox at `path`, opened when it is first asked: a session whose
+    /// counters are in an LMDB map keeps SQLite out of its memory until a
+    /// call waits for approval (most sessions never do). A database that
+    /// cannot be opened then refuses that call, as one that cannot be used.
+    pub fn later(path: &Path) -> Sqlite {
+        Sqlite {
+            connection: Mutex::new(None),
+            path: path.to_owned(),
+        }
+    }
+
+    /// The connection, opened now if it was not yet.
+    fn connection(&self) -> Result<MutexGuard<'_, Option<Connection>>, StoreError> {
+        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(connect(&self.path).map_err(|e| self.failed(e))?);
+        }
+        Ok(guard)
     }
 
     fn failed(&self, e: rusqlite::Error) -> StoreError {
@@ -65,8 +66,10 @@ impl Sqlite {
     }
 
     pub fn ask(&self, request: &Request, now: u64, ttl_ms: u64) -> Result<Found, StoreError> {
-        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.connection()?;
         let tx = guard
+            .as_mut()
+            .expect("connected")
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.failed(e))?;
         tx.execute(
@@ -87,8 +90,10 @@ impl Sqlite {
     }
 
     pub fn check(&self, id: &str, now: u64, redeem: bool) -> Result<Found, StoreError> {
-        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.connection()?;
         let tx = guard
+            .as_mut()
+            .expect("connected")
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.failed(e))?;
         let row = select(&tx, id).map_err(|e| self.failed(e))?;
@@ -111,8 +116,10 @@ impl Sqlite {
     /// Every row is read (the table holds a day of approvals at most), so
     /// that a row that does not read is found whatever its columns say.
     pub fn list(&self, now: u64, all: bool) -> Result<Listing, StoreError> {
-        let guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.connection()?;
         let mut statement = guard
+            .as_ref()
+            .expect("connected")
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM approvals ORDER BY requested_at, id"
             ))
@@ -143,8 +150,10 @@ impl Sqlite {
         reason: Option<&str>,
         now: u64,
     ) -> Result<Result<Pending, Refused>, StoreError> {
-        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.connection()?;
         let tx = guard
+            .as_mut()
+            .expect("connected")
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.failed(e))?;
         let mut pending = match select(&tx, id).map_err(|e| self.failed(e))? {
@@ -174,6 +183,33 @@ impl Sqlite {
         tx.commit().map_err(|e| self.failed(e))?;
         Ok(Ok(pending))
     }
+}
+
+/// A connection to the database at `path`, with the inbox's table.
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    // As the SQLite counters' store sets it: readers (the page,
+    // `approvals watch`) never hold up a session.
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS approvals (
+            id TEXT PRIMARY KEY,
+            call_key TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            identity TEXT NOT NULL,
+            server TEXT NOT NULL,
+            requested_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            decided_by TEXT,
+            reason TEXT
+        );
+        CREATE INDEX IF NOT EXISTS approvals_by_call ON approvals (call_key);",
+    )?;
+    Ok(c)
 }
 
 /// The newest live approval of the call `key`, if any. Rows that do not

@@ -638,8 +638,14 @@ mod tests {
     #[test]
     fn keys_approve_deny_with_a_reason_and_skip_the_call_shown() {
         let (spec, inbox) = store("keys");
+        // Calls are shown in the order of their time of asking, in
+        // milliseconds (then by id): a millisecond apart, in this order.
+        // (In WAL mode three calls are filed within one.)
+        let pause = || std::thread::sleep(Duration::from_millis(2));
         let first = file(&inbox, "deploy", 60_000);
+        pause();
         let second = file(&inbox, "drop_db", 60_000);
+        pause();
         let third = file(&inbox, "restart", 60_000);
         let watch = Running::start(&spec);
         let prompt = |p: &Pending| format!("{}: {CHOICES}", p.id);

@@ -1,15 +1,19 @@
 //! Where counters live, and taking a call's charge from them all or none.
 //!
 //! `session` counters live in this process ([`Memory`]); `grant` and
-//! `global` ones in the state store that `--state` names: SQLite by
-//! default (shared by every process on the machine), a Redis server
-//! (shared by every machine that reaches it), or this process's memory.
+//! `global` ones in the state store that `--state` names: an LMDB memory
+//! map by default (shared by every process on the machine), an SQLite
+//! database (the same, slower, readable with the sqlite3 shell), a Redis
+//! server (shared by every machine that reaches it), or this process's
+//! memory.
 //! Every backend keeps one number per bucket, its TAT, and decides with the
 //! same GCRA step (`policy::step`), so they agree exactly.
 
+mod lmdb;
 mod memory;
 mod redis;
 mod sqlite;
+mod turn;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -49,13 +53,16 @@ pub struct StoreError(pub String);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
     Memory,
+    /// An LMDB map; the approvals are in `state.db` beside it.
+    Lmdb(PathBuf),
     Sqlite(PathBuf),
     Redis(String),
 }
 
 impl Spec {
-    /// Reads `--state`: `memory`, `sqlite:PATH` or a path, a Redis URL
-    /// (`redis://`, `rediss://` for TLS, `redis+unix://`).
+    /// Reads `--state`: `memory`, `lmdb:PATH` or a path ending in `.lmdb`,
+    /// `sqlite:PATH` or another path, a Redis URL (`redis://`, `rediss://`
+    /// for TLS, `redis+unix://`).
     pub fn parse(text: &str) -> Result<Spec, String> {
         if text == "memory" {
             return Ok(Spec::Memory);
@@ -76,6 +83,12 @@ impl Spec {
             })?;
             return Ok(Spec::Redis(text.to_owned()));
         }
+        if let Some(path) = text.strip_prefix("lmdb:") {
+            if path.is_empty() {
+                return Err("lmdb: needs a path (lmdb:PATH)".into());
+            }
+            return Ok(Spec::Lmdb(PathBuf::from(path)));
+        }
         if let Some(path) = text.strip_prefix("sqlite:") {
             if path.is_empty() {
                 return Err("sqlite: needs a path (sqlite:PATH)".into());
@@ -92,12 +105,12 @@ impl Spec {
         if let Some(scheme) = scheme {
             return Err(format!(
                 "{:?} is not a state store: `{scheme}:` is no scheme toolwarden knows \
-                 (a Redis URL is redis://HOST:PORT; a file is sqlite:PATH)",
+                 (a Redis URL is redis://HOST:PORT; a file is lmdb:PATH or sqlite:PATH)",
                 redacted_url(text)
             ));
         }
         let looks_like_a_path = text.contains('/')
-            || [".db", ".sqlite", ".sqlite3"]
+            || [".db", ".sqlite", ".sqlite3", ".lmdb"]
                 .iter()
                 .any(|end| text.ends_with(end));
         if !text.is_empty() && !looks_like_a_path {
@@ -107,8 +120,8 @@ impl Spec {
                 ""
             };
             return Err(format!(
-                "{text:?} is not a state store:{hint} use memory, sqlite:PATH, a path with a `/` \
-                 or ending in .db, or a redis:// URL"
+                "{text:?} is not a state store:{hint} use memory, lmdb:PATH, sqlite:PATH, a path \
+                 with a `/` or ending in .lmdb or .db, or a redis:// URL"
             ));
         }
         let path = text;
@@ -116,18 +129,41 @@ impl Spec {
             // A URL of a scheme not known here (`Redis://`, `valkey://`)
             // may still carry a password: shown as a Redis URL is.
             return Err(format!(
-                "{:?} is not a state store: use memory, sqlite:PATH, a path, or a redis:// URL",
+                "{:?} is not a state store: use memory, lmdb:PATH, sqlite:PATH, a path, or a \
+                 redis:// URL",
                 redacted_url(text)
             ));
+        }
+        if path.ends_with(".lmdb") {
+            return Ok(Spec::Lmdb(PathBuf::from(path)));
         }
         Ok(Spec::Sqlite(PathBuf::from(path)))
     }
 
-    /// The default: SQLite in the state directory.
-    pub fn default_sqlite() -> Result<Spec, String> {
+    /// The default: an LMDB map in the state directory, `counters.lmdb`
+    /// (the approvals in `state.db` beside it).
+    pub fn default_local() -> Result<Spec, String> {
         let dir = crate::audit::state_dir()
             .ok_or("neither XDG_STATE_HOME nor HOME is set: name a store with --state")?;
-        Ok(Spec::Sqlite(dir.join("state.db")))
+        Ok(Spec::Lmdb(dir.join("counters.lmdb")))
+    }
+
+    /// Where approvals are kept for this store: an LMDB map keeps counters
+    /// only, and its approvals are in the SQLite database `state.db`
+    /// beside it (where the default store kept everything before).
+    pub fn inbox(&self) -> Spec {
+        match self {
+            Spec::Lmdb(path) => Spec::Sqlite(path.with_file_name("state.db")),
+            other => other.clone(),
+        }
+    }
+
+    /// The file that holds the counters, for a store in a file.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Spec::Lmdb(path) | Spec::Sqlite(path) => Some(path),
+            Spec::Memory | Spec::Redis(_) => None,
+        }
     }
 }
 
@@ -135,6 +171,7 @@ impl std::fmt::Display for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Spec::Memory => f.write_str("memory"),
+            Spec::Lmdb(path) => write!(f, "lmdb:{}", path.display()),
             Spec::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             Spec::Redis(url) => f.write_str(&redacted_url(url)),
         }
@@ -223,11 +260,35 @@ pub(crate) fn scrubbed(message: &str, url: &str) -> String {
     out
 }
 
-/// The store `--state` names (`None`: the default SQLite database).
+/// Creates the file at `path` if it is not there, 0600 in a 0700 directory
+/// (SQLite would make it 0644).
+pub(crate) fn private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("{}: cannot create the state directory", dir.display()))?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("{}: cannot open the state database", path.display()))?;
+    Ok(())
+}
+
+/// The store `--state` names (`None`: the default, in the state
+/// directory).
 pub fn spec(text: Option<&str>) -> anyhow::Result<Spec> {
     let spec = match text {
         Some(text) => Spec::parse(text),
-        None => Spec::default_sqlite(),
+        None => Spec::default_local(),
     };
     spec.map_err(|e| anyhow::anyhow!("--state: {e}"))
 }
@@ -235,6 +296,7 @@ pub fn spec(text: Option<&str>) -> anyhow::Result<Spec> {
 /// The backend behind `grant` and `global` counters.
 enum Shared {
     Memory(Memory),
+    Lmdb(lmdb::Lmdb),
     Sqlite(Box<sqlite::Sqlite>),
     Redis(Box<redis::Redis>),
 }
@@ -288,6 +350,7 @@ impl State {
     pub fn open(spec: Spec, namespace: String, identity: String) -> anyhow::Result<State> {
         let shared = match &spec {
             Spec::Memory => Shared::Memory(Memory::default()),
+            Spec::Lmdb(path) => Shared::Lmdb(lmdb::Lmdb::open(path)?),
             Spec::Sqlite(path) => Shared::Sqlite(Box::new(sqlite::Sqlite::open(path)?)),
             Spec::Redis(url) => Shared::Redis(Box::new(redis::Redis::new(url)?)),
         };
@@ -380,6 +443,7 @@ impl State {
             let commit_shared = commit && local_short.is_none();
             let taken = match &self.shared {
                 Shared::Memory(m) => Ok(m.take(&shared.buckets, now_local, commit_shared)),
+                Shared::Lmdb(s) => s.take(&shared.buckets, now_local, commit_shared),
                 Shared::Sqlite(s) => s.take(&shared.buckets, now_local, commit_shared),
                 Shared::Redis(r) => r.take(&shared.buckets, now, commit_shared),
             };
@@ -446,6 +510,7 @@ impl State {
     fn buckets(&self) -> Result<Vec<(String, u64, u64, u32)>, StoreError> {
         Ok(match &self.shared {
             Shared::Memory(m) => m.buckets().into_iter().map(|(k, t)| (k, t, 0, 0)).collect(),
+            Shared::Lmdb(s) => s.buckets()?,
             Shared::Sqlite(s) => s.buckets()?,
             Shared::Redis(r) => r.buckets()?,
         })
@@ -475,6 +540,7 @@ impl State {
             // A store of its own process: a command never finds a counter
             // in it.
             Shared::Memory(_) => 0,
+            Shared::Lmdb(s) => s.remove(&doomed)?,
             Shared::Sqlite(s) => s.remove(&doomed)?,
             Shared::Redis(r) => r.remove(&doomed)?,
         };

@@ -4,7 +4,6 @@
 //! both take the last call; a process that finds the database busy waits
 //! its turn (`busy_timeout`) instead of failing.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -29,24 +28,7 @@ pub struct Sqlite {
 impl Sqlite {
     /// Opens (or creates, 0600 in a 0700 directory) the database.
     pub fn open(path: &Path) -> anyhow::Result<Sqlite> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .with_context(|| {
-                        format!("{}: cannot create the state directory", dir.display())
-                    })?;
-            }
-        }
-        // Created here with its mode: SQLite would make it 0644.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("{}: cannot open the state database", path.display()))?;
+        super::private_file(path)?;
         let connection = Connection::open(path)
             .and_then(|c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
@@ -177,4 +159,29 @@ impl Sqlite {
         }
         Ok(removed)
     }
+}
+
+/// The buckets of the database at `path` (key, TAT, period and burst),
+/// read without changing it: none when it has no table of counters.
+pub fn buckets_in(path: &Path) -> rusqlite::Result<Vec<(String, u64, u64, u32)>> {
+    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    let tables: i64 = connection.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'buckets'",
+        [],
+        |row| row.get(0),
+    )?;
+    if tables == 0 {
+        return Ok(Vec::new());
+    }
+    let mut read = connection.prepare("SELECT key, tat, period, burst FROM buckets")?;
+    let rows = read.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)? as u64,
+            row.get::<_, i64>(2)? as u64,
+            row.get::<_, u32>(3)?,
+        ))
+    })?;
+    rows.collect()
 }

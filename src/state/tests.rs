@@ -121,6 +121,10 @@ fn temp_db(name: &str) -> PathBuf {
     dir.join("state.db")
 }
 
+fn temp_map(name: &str) -> PathBuf {
+    temp_db(&format!("lmdb-{name}")).with_file_name("counters.lmdb")
+}
+
 fn open(spec: Spec) -> State {
     State::open(spec, "ns".into(), "alice".into()).unwrap()
 }
@@ -151,6 +155,8 @@ fn every_backend_decides_the_same() {
         Ok(()),
     ];
     assert_eq!(memory, want);
+    let lmdb = run(&open(Spec::Lmdb(temp_map("same"))));
+    assert_eq!(lmdb, memory, "LMDB");
     let sqlite = run(&open(Spec::Sqlite(temp_db("same"))));
     assert_eq!(sqlite, memory, "SQLite");
     let redis = RedisServer::start("same");
@@ -160,8 +166,13 @@ fn every_backend_decides_the_same() {
 #[test]
 fn the_stores_keep_what_they_charged() {
     let db = temp_db("kept");
+    let map = temp_map("kept");
     let redis = RedisServer::start("kept");
-    for spec in [Spec::Sqlite(db.clone()), Spec::Redis(redis.url.clone())] {
+    for spec in [
+        Spec::Lmdb(map.clone()),
+        Spec::Sqlite(db.clone()),
+        Spec::Redis(redis.url.clone()),
+    ] {
         let policy = Policy::from_json(POLICY).unwrap();
         let call = ToolCall {
             name: "retry".into(),
@@ -210,6 +221,18 @@ fn the_stores_keep_what_they_charged() {
     };
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(db.parent().unwrap()), 0o700);
+    // The approvals beside the map: made as private when a session opens
+    // its inbox, before anything is filed.
+    crate::inbox::Inbox::open(&Spec::Lmdb(map.clone())).unwrap();
+    for file in [
+        "counters.lmdb",
+        "counters.lmdb-lock",
+        "counters.lmdb-turn",
+        "state.db",
+    ] {
+        assert_eq!(mode(&map.with_file_name(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(map.parent().unwrap()), 0o700);
 }
 
 #[test]
@@ -261,6 +284,16 @@ fn specs_parse() {
         Ok(Spec::Redis(_))
     ));
     assert!(Spec::parse("sqlite:").is_err());
+    assert!(Spec::parse("lmdb:").is_err());
+    assert_eq!(
+        Spec::parse("lmdb:/tmp/counters"),
+        Ok(Spec::Lmdb("/tmp/counters".into()))
+    );
+    assert_eq!(Spec::parse("x.lmdb"), Ok(Spec::Lmdb("x.lmdb".into())));
+    assert_eq!(
+        Spec::Lmdb("/s/counters.lmdb".into()).inbox(),
+        Spec::Sqlite("/s/state.db".into())
+    );
     assert_eq!(Spec::parse("state.db"), Ok(Spec::Sqlite("state.db".into())));
     assert_eq!(Spec::parse("./state"), Ok(Spec::Sqlite("./state".into())));
     assert_eq!(
@@ -271,7 +304,7 @@ fn specs_parse() {
     for (typo, says) in [
         ("memroy", "did you mean memory?"),
         ("Memory", "did you mean memory?"),
-        ("counters", "use memory, sqlite:PATH"),
+        ("counters", "use memory, lmdb:PATH, sqlite:PATH"),
         (
             "redis:/localhost:6379",
             "`redis:` is no scheme toolwarden knows",
@@ -320,6 +353,7 @@ fn a_clock_from_the_future_locks_a_budget_for_one_window_at_most() {
         Outcome::Taken,
     ];
     assert_eq!(run(&open(Spec::Memory)), want, "memory");
+    assert_eq!(run(&open(Spec::Lmdb(temp_map("future")))), want, "LMDB");
     assert_eq!(run(&open(Spec::Sqlite(temp_db("future")))), want, "SQLite");
     let redis = RedisServer::start("future");
     assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");
@@ -426,6 +460,7 @@ fn every_backend_counts_fixed_windows_the_same() {
         Ok(()),
     ];
     assert_eq!(run(&open(Spec::Memory)), want, "memory");
+    assert_eq!(run(&open(Spec::Lmdb(temp_map("fixed")))), want, "LMDB");
     assert_eq!(run(&open(Spec::Sqlite(temp_db("fixed")))), want, "SQLite");
     let redis = RedisServer::start("fixed");
     assert_eq!(run(&open(Spec::Redis(redis.url.clone()))), want, "Redis");

@@ -1,8 +1,10 @@
 //! Counters in a state store, through the real binary: limits hold across
-//! processes (at once and one after another) on SQLite and on Redis, an
-//! unreachable store fails closed and recovers, and `per` and `cost` count
-//! as documented.
+//! processes (at once and one after another) on the default LMDB store, on
+//! SQLite and on Redis, a store that cannot be reached or is held too long
+//! fails closed and recovers, a process killed mid-charge loses nothing
+//! it charged, and `per` and `cost` count as documented.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,8 +76,15 @@ fn four_processes_share_one_budget(dir: &Path, state: Option<&str>) {
 }
 
 #[test]
+fn a_budget_holds_across_processes_at_once_on_the_default_store() {
+    four_processes_share_one_budget(&temp_dir("state-lmdb-4"), None);
+}
+
+#[test]
 fn a_budget_holds_across_processes_at_once_on_sqlite() {
-    four_processes_share_one_budget(&temp_dir("state-sqlite-4"), None);
+    let dir = temp_dir("state-sqlite-4");
+    let spec = format!("sqlite:{}", dir.join("state.db").display());
+    four_processes_share_one_budget(&dir, Some(&spec));
 }
 
 #[test]
@@ -90,7 +99,8 @@ fn a_budget_holds_across_processes_at_once_on_redis() {
 fn a_budget_half_used_by_one_process_is_half_used_in_the_next() {
     let dir = temp_dir("state-persist");
     let redis = RedisServer::start(&dir);
-    for state in [None, Some(redis.spec())] {
+    let sqlite = format!("sqlite:{}", dir.join("state.db").display());
+    for state in [None, Some(sqlite), Some(redis.spec())] {
         let home = dir.join("home");
         let record = dir.join("record");
         let mut s = Session::start(&mut fractera(&home, state.as_deref(), &record));
@@ -229,54 +239,60 @@ fn a_bad_state_spec_stops_before_the_server_starts() {
     assert!(!record.exists());
 }
 
+/// `state show` and `state reset` on the default store and on SQLite.
 #[test]
 fn state_show_and_reset() {
     let dir = temp_dir("state-cli");
-    let db = dir.join("state.db");
-    let spec = format!("sqlite:{}", db.display());
-    let record = dir.join("record");
-    let home = dir.join("home");
-    let mut s = Session::start(&mut fractera(&home, Some(&spec), &record));
-    for id in 1..=3 {
-        s.send(&call(id, "retry_deploy", GOOD));
-        s.recv_json();
+    let sqlite = format!("sqlite:{}", dir.join("state.db").display());
+    for spec in [None, Some(sqlite.as_str())] {
+        let record = dir.join("record");
+        let home = dir.join("home");
+        let state = |args: &[&str]| {
+            let mut cmd = toolwarden();
+            cmd.env("XDG_STATE_HOME", &home).arg("state").args(args);
+            if let Some(spec) = spec {
+                cmd.args(["--state", spec]);
+            }
+            cmd.output().unwrap()
+        };
+        let mut s = Session::start(&mut fractera(&home, spec, &record));
+        for id in 1..=3 {
+            s.send(&call(id, "retry_deploy", GOOD));
+            s.recv_json();
+        }
+        s.close_stdin();
+        s.wait();
+        let show = state(&["show"]);
+        let shown = String::from_utf8_lossy(&show.stdout);
+        assert_eq!(show.status.code(), Some(0), "{spec:?}: {shown}");
+        let store = match spec {
+            Some(spec) => spec.to_owned(),
+            None => format!("lmdb:{}", home.join("toolwarden/counters.lmdb").display()),
+        };
+        assert!(
+            shown.starts_with(&format!("{store} (1 bucket)\n")),
+            "{shown}"
+        );
+        // Three taken; one comes back every 6 s.
+        assert!(
+            ["7", "8"].iter().any(|n| {
+                shown.contains(&format!("retry_deploy_rate  grant:default  {n} of 10 left"))
+            }),
+            "{spec:?}: {shown}"
+        );
+        let reset = state(&["reset", "retry_deploy_rate", "--identity", "default"]);
+        assert_eq!(reset.status.code(), Some(0), "{spec:?}");
+        assert!(
+            String::from_utf8_lossy(&reset.stdout)
+                .contains("1 bucket of retry_deploy_rate emptied"),
+            "{spec:?}"
+        );
+        let show = state(&["show"]);
+        assert!(
+            String::from_utf8_lossy(&show.stdout).contains("(0 buckets)"),
+            "{spec:?}"
+        );
     }
-    s.close_stdin();
-    s.wait();
-    let show = toolwarden()
-        .args(["state", "show", "--state", &spec])
-        .output()
-        .unwrap();
-    let shown = String::from_utf8_lossy(&show.stdout);
-    assert_eq!(show.status.code(), Some(0), "{shown}");
-    // Three taken; one comes back every 6 s.
-    assert!(
-        ["7", "8"].iter().any(|n| {
-            shown.contains(&format!("retry_deploy_rate  grant:default  {n} of 10 left"))
-        }),
-        "{shown}"
-    );
-    let reset = toolwarden()
-        .args([
-            "state",
-            "reset",
-            "retry_deploy_rate",
-            "--identity",
-            "default",
-            "--state",
-            &spec,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(reset.status.code(), Some(0));
-    assert!(
-        String::from_utf8_lossy(&reset.stdout).contains("1 bucket of retry_deploy_rate emptied")
-    );
-    let show = toolwarden()
-        .args(["state", "show", "--state", &spec])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&show.stdout).contains("(0 buckets)"));
 }
 
 /// `state reset` of a counter the store does not hold, on SQLite and
@@ -286,7 +302,8 @@ fn state_reset_of_an_unknown_counter_names_the_counters_there() {
     let dir = temp_dir("state-cli-unknown");
     let redis = RedisServer::start(&dir);
     let db = format!("sqlite:{}", dir.join("state.db").display());
-    for spec in [db, redis.spec()] {
+    let map = format!("lmdb:{}", dir.join("counters.lmdb").display());
+    for spec in [map, db, redis.spec()] {
         let record = dir.join("record");
         let mut s = Session::start(&mut fractera(&dir.join("home"), Some(&spec), &record));
         s.send(&call(1, "retry_deploy", GOOD));
@@ -312,30 +329,32 @@ fn state_reset_of_an_unknown_counter_names_the_counters_there() {
 #[test]
 fn state_commands_create_no_database() {
     let dir = temp_dir("state-cli-none");
-    let db = dir.join("not-yet").join("state.db");
-    let spec = format!("sqlite:{}", db.display());
-    let show = toolwarden()
-        .args(["state", "show", "--state", &spec])
-        .output()
-        .unwrap();
-    assert_eq!(show.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&show.stdout),
-        format!("no counters yet: {} does not exist\n", db.display())
-    );
-    let reset = toolwarden()
-        .args(["state", "reset", "retries", "--state", &spec])
-        .output()
-        .unwrap();
-    assert_eq!(reset.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&reset.stderr),
-        format!(
-            "toolwarden: no counter retries to reset: no counters yet: {} does not exist\n",
-            db.display()
-        )
-    );
-    assert!(!db.parent().unwrap().exists(), "nothing was created");
+    for (scheme, file) in [("sqlite", "state.db"), ("lmdb", "counters.lmdb")] {
+        let db = dir.join("not-yet").join(file);
+        let spec = format!("{scheme}:{}", db.display());
+        let show = toolwarden()
+            .args(["state", "show", "--state", &spec])
+            .output()
+            .unwrap();
+        assert_eq!(show.status.code(), Some(0));
+        assert_eq!(
+            String::from_utf8_lossy(&show.stdout),
+            format!("no counters yet: {} does not exist\n", db.display())
+        );
+        let reset = toolwarden()
+            .args(["state", "reset", "retries", "--state", &spec])
+            .output()
+            .unwrap();
+        assert_eq!(reset.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&reset.stderr),
+            format!(
+                "toolwarden: no counter retries to reset: no counters yet: {} does not exist\n",
+                db.display()
+            )
+        );
+        assert!(!db.parent().unwrap().exists(), "nothing was created");
+    }
 }
 
 /// Runs a command that must succeed.
@@ -482,6 +501,213 @@ fn an_sqlite_store_locked_too_long_fails_closed_and_recovers() {
     let stderr = s.stderr();
     assert_eq!(stderr.matches("cannot be used").count(), 1, "{stderr}");
     assert!(stderr.contains("can be used again"), "{stderr}");
+}
+
+/// The turn of the default store's file (`counters.lmdb-turn`: a robust
+/// pthread mutex at the start of its first page), held by this process
+/// until dropped.
+struct HeldTurn {
+    mutex: *mut libc::pthread_mutex_t,
+}
+
+impl HeldTurn {
+    fn take(path: &Path) -> HeldTurn {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        // SAFETY: a shared mapping of the file's first page, which the
+        // store made 4096 bytes long; locked as toolwarden locks it.
+        unsafe {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            let mutex = map.cast();
+            assert_eq!(libc::pthread_mutex_lock(mutex), 0);
+            HeldTurn { mutex }
+        }
+    }
+}
+
+impl Drop for HeldTurn {
+    fn drop(&mut self) {
+        // SAFETY: locked and mapped in take.
+        unsafe {
+            libc::pthread_mutex_unlock(self.mutex);
+            libc::munmap(self.mutex.cast(), 4096);
+        }
+    }
+}
+
+#[test]
+fn the_default_store_held_too_long_fails_closed_and_recovers() {
+    let dir = temp_dir("state-lmdb-locked");
+    let home = dir.join("home");
+    let mut s = Session::start(&mut fractera(&home, None, &dir.join("record")));
+    s.send(&call(1, "retry_deploy", GOOD));
+    assert_eq!(decision(&s.recv_json()), None);
+    // Another process holds the store's turn past the wait.
+    let held = HeldTurn::take(&home.join("toolwarden/counters.lmdb-turn"));
+    let asked = Instant::now();
+    s.send(&call(2, "retry_deploy", GOOD));
+    let refused = s.recv_json();
+    assert_eq!(
+        decision(&refused).as_deref(),
+        Some("state_unavailable"),
+        "{refused}"
+    );
+    assert!(asked.elapsed() >= Duration::from_secs(2));
+    drop(held);
+    s.send(&call(3, "retry_deploy", GOOD));
+    assert_eq!(decision(&s.recv_json()), None);
+    s.close_stdin();
+    s.wait();
+    let stderr = s.stderr();
+    assert_eq!(stderr.matches("cannot be used").count(), 1, "{stderr}");
+    assert!(stderr.contains("another process has held it"), "{stderr}");
+    assert!(stderr.contains("can be used again"), "{stderr}");
+}
+
+/// How many of `burst` units the default store in `home` holds used, as
+/// `state show` says (a fresh process opening the store).
+fn used(home: &Path, burst: u64) -> u64 {
+    let show = toolwarden()
+        .env("XDG_STATE_HOME", home)
+        .args(["state", "show"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert_eq!(show.status.code(), Some(0), "{shown}");
+    let of = format!(" of {burst} left");
+    let Some(line) = shown.lines().find(|l| l.contains(&of)) else {
+        return 0;
+    };
+    let before = &line[..line.find(&of).unwrap()];
+    let left: u64 = before.rsplit(' ').next().unwrap().parse().unwrap();
+    burst - left
+}
+
+/// A toolwarden SIGKILLed in the middle of a stream of charges leaves a
+/// store the next process opens, with each call charged once: with
+/// `--audit-required` a call's decision is written before its charge is
+/// taken, so the store holds as many calls as the log, or one fewer (the
+/// call whose charge was in flight), and at least as many as were answered.
+#[test]
+fn a_toolwarden_killed_mid_charges_loses_and_doubles_no_charge() {
+    let dir = temp_dir("state-crash");
+    let home = dir.join("home");
+    let policy = dir.join("crash.json");
+    // A unit comes back every 518 s: none does while the test runs.
+    std::fs::write(
+        &policy,
+        r#"{"version":"1","default":"deny","tools":{"echo":{"limits":[
+            {"counter":"c","window":2592000,"max":5000,"scope":"global"}]}}}"#,
+    )
+    .unwrap();
+    let audit = dir.join("audit.jsonl");
+    let session = || {
+        Session::start(
+            toolwarden()
+                .env("XDG_STATE_HOME", &home)
+                .arg("--policy")
+                .arg(&policy)
+                .arg("--audit")
+                .arg(&audit)
+                .arg("--audit-required")
+                .arg("--")
+                .arg(mock_server())
+                .arg("--tools")
+                .arg(root().join("examples/tools/bench.json")),
+        )
+    };
+    let audited = || {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains(r#""event":"decision""#) && l.contains(r#""decision":"allowed""#)
+            })
+            .count() as u64
+    };
+    let calls: String = (1..=1000)
+        .map(|id| call(id, "echo", r#"{"message":"m"}"#) + "\n")
+        .collect();
+    let (mut charged, mut logged) = (0, 0);
+    let answered = 20;
+    for delay in [0, 1, 2, 4, 8] {
+        let mut s = session();
+        // All 1,000 at once, so that toolwarden charges one after another
+        // while it is killed: a moment after the last is written.
+        s.stdin().write_all(calls.as_bytes()).unwrap();
+        for _ in 0..answered {
+            let answer = s.recv_json();
+            assert_eq!(decision(&answer), None, "{answer}");
+        }
+        std::thread::sleep(Duration::from_millis(delay));
+        s.signal(libc::SIGKILL);
+        s.wait();
+        let now_charged = used(&home, 5000);
+        let now_logged = audited();
+        let (this, log) = (now_charged - charged, now_logged - logged);
+        assert!(this >= answered, "{this} charged, {answered} answered");
+        assert!(
+            this == log || this + 1 == log,
+            "{this} charged, {log} in the log"
+        );
+        (charged, logged) = (now_charged, now_logged);
+    }
+    // The next session charges on from there.
+    let mut s = session();
+    for id in 1..=10 {
+        s.send(&call(id, "echo", r#"{"message":"m"}"#));
+        assert_eq!(decision(&s.recv_json()), None);
+    }
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0), "{}", s.stderr());
+    assert_eq!(used(&home, 5000), charged + 10);
+}
+
+/// The counters of the SQLite database the default store used to be are
+/// read into the new one when it is made, once: a budget half spent
+/// before the upgrade is half spent after it.
+#[test]
+fn the_default_store_reads_the_counters_of_the_old_one_once() {
+    let dir = temp_dir("state-upgrade");
+    let home = dir.join("home");
+    let old = format!("sqlite:{}", home.join("toolwarden/state.db").display());
+    let record = dir.join("record");
+    let passes = |state: Option<&str>, calls: u64| {
+        let mut s = Session::start(&mut fractera(&home, state, &record));
+        let mut passed = 0;
+        for id in 1..=calls {
+            s.send(&call(id, "retry_deploy", GOOD));
+            if decision(&s.recv_json()).is_none() {
+                passed += 1;
+            }
+        }
+        s.close_stdin();
+        s.wait();
+        (passed, s.stderr())
+    };
+    // Before: the default store was state.db.
+    assert_eq!(passes(Some(&old), 4).0, 4);
+    let (passed, said) = passes(None, 8);
+    assert_eq!(passed, 6, "{said}");
+    assert!(said.contains("1 bucket read from"), "{said}");
+    // Read once: state.db's copy, spent further by an old toolwarden, is
+    // not read again, and it is not said again.
+    assert_eq!(passes(Some(&old), 6).0, 6);
+    let (passed, said) = passes(None, 1);
+    assert_eq!(passed, 0, "{said}");
+    assert!(!said.contains("read from"), "{said}");
 }
 
 /// toolwarden with the policy at `policy` around the GenieACS mock, its

@@ -113,7 +113,7 @@ impl Drop for Slot {
 /// yet is made as a session would make it (0600), so that the page shows
 /// the first call filed.
 fn open(store: &StoreArgs) -> anyhow::Result<(Spec, Inbox)> {
-    let spec = state::spec(store.state.as_deref())?;
+    let spec = state::spec(store.state.as_deref())?.inbox();
     if let Spec::Sqlite(path) = &spec {
         if !path.exists() {
             state::State::open(spec.clone(), String::new(), String::new())?;
