@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 use sha2::Digest;
@@ -26,6 +26,8 @@ use crate::session::relay::Relay;
 
 /// How long the file's events must pause before it is read.
 pub const QUIET: Duration = Duration::from_millis(100);
+/// The longest a read waits for the file's events to pause.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Watches `path` and reloads `relay`'s policy when it changes. The watch
 /// is set up on a thread of its own, off the session's start; a change
@@ -68,21 +70,33 @@ fn watch(path: &Path, relay: &Relay) -> anyhow::Result<()> {
     let loaded = relay.policy().fingerprint.clone();
     let mut current = String::new();
     let mut last_error = None;
-    if let Ok(bytes) = policy::read_file(path) {
-        let now = sha256_hex(&bytes);
-        if now.starts_with(&loaded) {
-            current = now;
-        } else {
-            reload_once(path, relay, &mut current, &mut last_error);
-        }
+    match policy::read_file(path) {
+        Ok(bytes) if sha256_hex(&bytes).starts_with(&loaded) => current = sha256_hex(&bytes),
+        // Changed, or become unreadable, between the start and now (before
+        // anything watched it): taken in, or said, as any change is.
+        _ => reload_once(path, relay, &mut current, &mut last_error),
     }
     while let Ok(paths) = rx.recv() {
-        let mut ours = paths.iter().any(|p| chain.contains(p));
-        while let Ok(paths) = rx.recv_timeout(QUIET) {
-            ours |= paths.iter().any(|p| chain.contains(p));
-        }
-        if !ours {
+        if !paths.iter().any(|p| chain.contains(p)) {
             continue;
+        }
+        // Read once the file's own events pause for QUIET. Other files'
+        // events in the directories watched (a busy `/dev` when the link
+        // points there, an audit log beside the policy) do not put it off,
+        // and nothing puts it off past MAX_WAIT.
+        let started = Instant::now();
+        let mut last_ours = Instant::now();
+        loop {
+            let wait = QUIET.saturating_sub(last_ours.elapsed());
+            if wait.is_zero() || started.elapsed() >= MAX_WAIT {
+                break;
+            }
+            match rx.recv_timeout(wait) {
+                Ok(paths) if paths.iter().any(|p| chain.contains(p)) => last_ours = Instant::now(),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
         }
         // A link may point elsewhere now: follow it there.
         chain = links(path);
