@@ -2,8 +2,8 @@
 # toolwarden's resident memory (VmRSS in /proc/PID/status) one second into
 # an idle session: around the mock server with the Fractera tools and
 # policy, `initialize` answered, then nothing; with `--state memory` and
-# with the default store (SQLite, in a fresh XDG_STATE_HOME). The median of
-# RUNS sessions each (5 by default).
+# with the default store (the LMDB map, in a fresh XDG_STATE_HOME). The
+# median of RUNS sessions each (5 by default).
 #
 #   cargo dist && cargo build --release --bin toolwarden && cargo build --release -p mock_server
 #   benches/memory.sh                                   # the static build
