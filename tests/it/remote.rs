@@ -253,6 +253,62 @@ fn auto_falls_back_to_http_sse_and_polices_it_the_same() {
 }
 
 #[test]
+fn transport_sse_opens_the_event_stream_first_and_polices_it_the_same() {
+    let server = everything("sse");
+    let policy = policy_file("remote-sse-forced");
+    let url = server.url("/sse");
+    let (seen, stderr) = sdk_client(
+        "everything",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state",
+            "memory",
+            "--transport",
+            "sse",
+            "--log-level",
+            "info",
+            "--",
+            &url,
+        ],
+        &[],
+    );
+    // No POST was tried first: nothing was turned away.
+    assert!(!stderr.contains("turned the POST away"), "{stderr}");
+    policed_like_stdio(&seen);
+}
+
+#[test]
+fn transport_streamable_http_does_not_fall_back_and_says_what_the_server_answered() {
+    let server = everything("sse");
+    let mut session = Session::start(
+        toolwarden()
+            .args([
+                "--policy",
+                "policies/permissive.json",
+                "--transport",
+                "streamable-http",
+                "--",
+            ])
+            .arg(server.url("/sse"))
+            .current_dir(root()),
+    );
+    session.send(&initialize("2025-11-25"));
+    let answer = session.recv_json();
+    assert_eq!(answer["id"], 0, "{answer}");
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(message.contains("the server answered HTTP 4"), "{message}");
+    assert!(
+        !session.stderr().contains("HTTP+SSE"),
+        "{}",
+        session.stderr()
+    );
+    assert_eq!(session.wait().code(), Some(1));
+}
+
+#[test]
 fn a_header_from_the_environment_reaches_a_server_that_wants_a_token_and_nothing_shows_it() {
     let dir = temp_dir("remote-token");
     let token = format!("tok-{}-not-for-logs", std::process::id());
@@ -339,6 +395,50 @@ fn a_server_that_wants_authorization_is_said_to_at_initialize() {
         "{message}"
     );
     assert_eq!(session.wait().code(), Some(1));
+}
+
+#[test]
+fn a_redirect_on_the_same_origin_is_followed_and_one_elsewhere_is_refused() {
+    let dir = temp_dir("remote-redirect");
+    let server = token_server("redirect-token", &dir.join("requests.jsonl"));
+    let start = |path: &str| {
+        Session::start(
+            toolwarden()
+                .args([
+                    "--policy",
+                    "policies/permissive.json",
+                    "--header",
+                    "Authorization: Bearer ${TOKEN}",
+                    "--",
+                ])
+                .arg(server.url(path))
+                .env("TOKEN", "redirect-token")
+                .current_dir(root()),
+        )
+    };
+    let mut moved = start("/moved");
+    moved.send(&initialize("2025-11-25"));
+    let answer = moved.recv_json();
+    assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
+    moved.close_stdin();
+    assert_eq!(moved.wait().code(), Some(0), "{}", moved.stderr());
+    let before = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    assert!(before.contains(r#""authorized": true"#), "{before}");
+
+    // The token must not follow a redirect to another origin.
+    let mut away = start("/away");
+    away.send(&initialize("2025-11-25"));
+    let answer = away.recv_json();
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(message.contains("redirects (HTTP 307"), "{message}");
+    assert!(message.contains("another origin"), "{message}");
+    assert_eq!(away.wait().code(), Some(1));
+    // Nothing reached the server (also at its other name) after the
+    // redirect.
+    let after = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    assert_eq!(after, before, "a request followed the redirect elsewhere");
 }
 
 #[test]

@@ -3,7 +3,8 @@ bearer token: a request without `Authorization: Bearer $TOKEN` gets 401.
 Each request's method and MCP headers are appended to RECORD as a JSON
 line (never the token). Its events are stored, so that its `interrupted`
 tool can close the answer's stream midway and the client resume it with
-`Last-Event-ID` (2025-11-25's polling).
+`Last-Event-ID` (2025-11-25's polling). /moved redirects (307) to /mcp,
+/away to /mcp under another origin.
 
 usage: TOKEN=... token_server.py PORT RECORD
 """
@@ -79,6 +80,18 @@ class Guard:
         self.record = record
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in ("/moved", "/away"):
+            # /moved: the endpoint moved on this origin; /away: to another
+            # origin (the same port under another host name).
+            port = scope["server"][1]
+            host = "127.0.0.1" if scope["path"] == "/moved" else "localhost"
+            await send({
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", f"http://{host}:{port}/mcp".encode())],
+            })
+            await send({"type": "http.response.body", "body": b""})
+            return
         if scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             authorized = headers.get("authorization") == self.expected
