@@ -287,6 +287,43 @@ fn the_servers_own_rounds_are_not_asked_again() {
 }
 
 #[test]
+fn a_server_state_with_no_room_left_for_toolwardens_is_relayed_as_it_is_and_asked_about_again() {
+    let dir = temp_dir("mrtr-no-room");
+    let (home, record) = (state_home("mrtr-no-room"), dir.join("record"));
+    // The client's retry must fit in --max-message-bytes with room to
+    // spare for what it carries back: a limit this small leaves none.
+    let mut s = session(
+        &home,
+        &record,
+        &["--max-message-bytes", "16000"],
+        &["--input-required", "retry_deploy"],
+    );
+    let state = asked(&mut s, 1, ARGS);
+    s.send(&call_2026(2, ARGS, &answer(&state, true)));
+    let reply = s.recv_json();
+    assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+    assert_eq!(reply["result"]["requestState"], "mock-state~1", "{reply}");
+
+    // Without toolwarden's seal the next round is no approval: asked again,
+    // and not forwarded.
+    let round = r#","inputResponses":{"mock_question":{"action":"accept","content":{"region":"eu"}}},"requestState":"mock-state~1""#;
+    s.send(&call_2026(3, ARGS, round));
+    let reply = s.recv_json();
+    assert!(
+        reply["result"]["inputRequests"]["toolwarden-approval"].is_object(),
+        "{reply}"
+    );
+    assert_eq!(calls_received(&record).len(), 1);
+    assert!(
+        s.stderr().contains("leaves no room for toolwarden's"),
+        "{}",
+        s.stderr()
+    );
+    s.close_stdin();
+    assert_eq!(s.wait().code(), Some(0));
+}
+
+#[test]
 fn a_2026_client_without_elicitation_is_held_in_the_inbox() {
     let dir = temp_dir("mrtr-inbox");
     let (home, record) = (state_home("mrtr-inbox"), dir.join("record"));
