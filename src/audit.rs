@@ -81,6 +81,11 @@ pub struct AuditEvent {
     /// verify can tell a session under another key from a forged one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// For `decision`: `true` on a later round of a 2026-07-28 call
+    /// approved already (the server asked its own question): the same
+    /// call, not another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continued: Option<bool>,
     /// For `approval`: how the person was asked, `elicitation` or `inbox`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<&'static str>,

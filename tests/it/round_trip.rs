@@ -221,7 +221,13 @@ fn an_expired_state_is_refused() {
 fn the_servers_own_rounds_are_not_asked_again() {
     let dir = temp_dir("mrtr-server");
     let (home, record) = (state_home("mrtr-server"), dir.join("record"));
-    let mut s = session(&home, &record, &[], &["--input-required", "retry_deploy"]);
+    let audit = dir.join("audit.jsonl");
+    let mut s = session(
+        &home,
+        &record,
+        &["--audit", audit.to_str().unwrap()],
+        &["--input-required", "retry_deploy"],
+    );
     let state = asked(&mut s, 1, ARGS);
     s.send(&call_2026(2, ARGS, &answer(&state, true)));
     // The server asks its own question; its state comes sealed in ours.
@@ -250,6 +256,16 @@ fn the_servers_own_rounds_are_not_asked_again() {
     assert_eq!(received.len(), 2);
     assert_eq!(received[1]["params"]["requestState"], "mock-state~1");
     assert_eq!(received[1]["params"]["inputResponses"], responses);
+    // The audit log tells that round from another call.
+    let approved: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["decision"] == "approved")
+        .collect();
+    assert_eq!(approved.len(), 2, "{approved:?}");
+    assert_eq!(approved[0].get("continued"), None);
+    assert_eq!(approved[1]["continued"], true);
 
     // That round's state is spent too, and cannot carry other arguments.
     s.send(&call_2026(4, ARGS, &round));

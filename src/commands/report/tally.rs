@@ -76,6 +76,8 @@ pub struct Event {
     #[serde(default)]
     enforced: Option<bool>,
     #[serde(default)]
+    continued: Option<bool>,
+    #[serde(default)]
     duration_ms: Option<f64>,
     #[serde(default)]
     is_error: Option<bool>,
@@ -426,6 +428,10 @@ impl Tally {
         if decision == "approval_requested" {
             // Held: the decision that follows is the call's.
             self.tool(event).held += 1;
+            return;
+        }
+        if event.continued == Some(true) {
+            // A later round of a call counted already.
             return;
         }
         let index = self.decisions.index(decision);

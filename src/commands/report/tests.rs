@@ -154,6 +154,16 @@ fn every_decision_lands_in_its_tool_and_identity() {
 }
 
 #[test]
+fn a_later_round_of_a_call_approved_already_is_not_another_call() {
+    let mut round = json!({"event": "decision", "id": 2, "tool": "deploy", "decision": "approved"});
+    let first = line(round.clone());
+    round["continued"] = json!(true);
+    let s = summary_of(&[first, line(round)], None);
+    assert_eq!((s.events, s.calls, s.allowed), (2, 1, 1));
+    assert_eq!(s.tools[0].calls, 1);
+}
+
+#[test]
 fn the_terminal_form_is_a_table_per_tool_then_the_rest() {
     let s = summary_of(&small_log(), None);
     assert_eq!(

@@ -234,6 +234,21 @@ impl Relay {
         self.settings.audit.admits(event)
     }
 
+    /// Records a later round of a call approved already (2026-07-28): as
+    /// [`Self::admitted`], marked `continued` so that it is not counted as
+    /// another call.
+    pub(super) fn admitted_again(&self, id: Raw<'_>, tool: &str, facts: Option<&Facts>) -> bool {
+        self.observe_decision(id, tool, "approved");
+        if !self.settings.audit.enabled() {
+            return true;
+        }
+        let event = AuditEvent {
+            continued: Some(true),
+            ..self.decision_event(id, tool, "approved", facts)
+        };
+        self.settings.audit.admits(event)
+    }
+
     pub(super) fn audit_decision(
         &self,
         id: Raw<'_>,

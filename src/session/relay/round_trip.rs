@@ -186,7 +186,7 @@ impl Relay {
             info!(tool = %loggable(&call.name), id = %loggable(id.get()), "approved (input_required)");
         } else {
             // The next round of a call approved and charged already.
-            if !self.admitted(id, &call.name, "approved", facts.as_ref()) {
+            if !self.admitted_again(id, &call.name, facts.as_ref()) {
                 return refuse(RefusalKind::AuditUnavailable);
             }
         }
