@@ -26,8 +26,14 @@
 //! - [`wrap`](commands::wrap): `toolwarden wrap`/`unwrap`, an MCP client's config file
 //!   edited to run its servers through toolwarden.
 //! - [`reload`](session::reload): the policy file watched, and replaced between two calls.
-//! - [`run`](session::run): ties them together for one session; [`startup`](session::startup): a start
-//!   that fails, said on stderr and to the client's `initialize`.
+//! - [`run`](session::run): ties them together for one session, from the
+//!   policy's load ([`serve`](session::run::serve)) to the exit code;
+//!   [`startup`](session::startup): a start that fails, said on stderr and
+//!   to the client's `initialize`.
+//! - [`commands`]: every subcommand but a session, each a module whose
+//!   `run` returns its report and exit code to `main`; among them
+//!   [`state`](commands::state) (`state show|reset`) and
+//!   [`audit`](commands::audit) (`audit verify`).
 //! - [`check`](commands::check): `toolwarden check`, a policy described without relaying.
 //! - [`import`](commands::import): `toolwarden import`, an Intercept YAML policy converted.
 //! - [`init`](commands::init): `toolwarden init`, a first policy written from a server's

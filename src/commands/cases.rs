@@ -20,9 +20,42 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::policy::{Policy, ToolCall, Verdict};
+use crate::cli::TestArgs;
+use crate::policy::{self, Policy, ToolCall, Verdict};
 use crate::state::{Outcome, Spec, State};
 use crate::wire::json::Raw;
+
+/// `toolwarden test POLICY CASES`: the report (text, or JSON with
+/// `--json`), and the exit code (0 when every case passes, 1 when one
+/// fails, 2 for a policy or cases file that does not load).
+pub fn run(args: &TestArgs) -> (String, u8) {
+    let policy = match policy::load(&args.policy) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            return (String::new(), 2);
+        }
+    };
+    let file = std::fs::read_to_string(&args.cases)
+        .map_err(|e| e.to_string())
+        .and_then(|text| read(&text));
+    let file = match file {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e}", args.cases.display());
+            return (String::new(), 2);
+        }
+    };
+    let report = run_cases(&policy, &file);
+    let text = if args.json {
+        let mut text = serde_json::to_string_pretty(&report).expect("a report serializes");
+        text.push('\n');
+        text
+    } else {
+        report.text()
+    };
+    (text, u8::from(report.failed > 0))
+}
 
 /// The decisions a case may expect: `allowed`, `approval_requested` (a
 /// person would be asked; the test takes the charge as if they said yes),
@@ -120,7 +153,7 @@ pub fn read(text: &str) -> Result<CasesFile, String> {
 }
 
 /// Runs the cases in order against a fresh in-memory state.
-pub fn run(policy: &Policy, file: &CasesFile) -> Report {
+pub fn run_cases(policy: &Policy, file: &CasesFile) -> Report {
     let mut state = State::open(Spec::Memory, "test".into(), "default".into())
         .expect("an in-memory state opens");
     let mut now = START_US;
@@ -247,7 +280,7 @@ mod tests {
     fn report(cases: &str) -> Report {
         let policy = Policy::from_json(POLICY).unwrap();
         let file = read(cases).unwrap_or_else(|e| panic!("{e}"));
-        run(&policy, &file)
+        run_cases(&policy, &file)
     }
 
     #[test]
@@ -308,7 +341,7 @@ mod tests {
             {"name":"two after it","after":"1m","tool":"t","repeat":2,"expect":"allowed"}]}"#,
         )
         .unwrap();
-        let r = run(&policy, &file);
+        let r = run_cases(&policy, &file);
         assert_eq!((r.passed, r.failed), (3, 0), "{}", r.text());
     }
 

@@ -169,6 +169,31 @@ pub fn compare(policy: &Policy, tools: &[String]) -> String {
     out
 }
 
+/// The server's tools, listed once (`init` and `pin`), and its command
+/// line as it may be shown and stored (its secrets redacted); or, said on
+/// stderr why not, exit code 1.
+pub(crate) fn server_tools(
+    command: &[OsString],
+    listing: &ListArgs,
+) -> Result<(Vec<Tool>, String), u8> {
+    let tools = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(list_tools(command, listing)));
+    let server: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match tools {
+        Ok(tools) => Ok((tools, crate::redact::command(&server))),
+        Err(e) => {
+            eprintln!("toolwarden: cannot list the server's tools: {e:#}");
+            Err(1)
+        }
+    }
+}
+
 /// The longest line read from the server.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 

@@ -22,7 +22,32 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cli::ImportArgs;
 use crate::policy::{Condition, ConditionSpec, Op, Policy};
+
+/// `toolwarden import FILE`: the converted policy, or why not on stderr
+/// and exit code 2.
+pub fn run(args: &ImportArgs) -> (String, u8) {
+    let file = &args.file;
+    let yaml = match std::fs::read_to_string(file) {
+        Ok(yaml) => yaml,
+        Err(e) => {
+            eprintln!("toolwarden: {}: cannot read it: {e}", file.display());
+            return (String::new(), 2);
+        }
+    };
+    let source = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match import(&yaml, &source) {
+        Ok(policy) => (policy, 0),
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e}", file.display());
+            (String::new(), 2)
+        }
+    }
+}
 
 /// An Intercept policy as its YAML says it. Unknown keys are refused, so a
 /// typo is never read as "no rule".

@@ -7,12 +7,77 @@
 //! it is.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::commands::check::Tool;
+use crate::cli::InitArgs;
+use crate::commands::check::{self, Tool};
+use crate::commands::pin;
+use crate::plural::count;
 use crate::policy::Policy;
+
+/// `toolwarden init [--out FILE] [--pin FILE] CMD...`: the policy, when it
+/// goes to stdout, and the exit code (0 with the policy written, 1 when
+/// the server's tools cannot be listed, 2 when a file cannot be written).
+pub fn run(args: &InitArgs) -> (String, u8) {
+    let (tools, server) = match check::server_tools(&args.command, &args.listing) {
+        Ok(listed) => listed,
+        Err(code) => return (String::new(), code),
+    };
+    // Neither file is written when one of them exists.
+    for path in [&args.out, &args.pin].into_iter().flatten() {
+        if path.exists() {
+            eprintln!(
+                "toolwarden: {}: exists; init never writes over a file",
+                path.display()
+            );
+            return (String::new(), 2);
+        }
+    }
+    if let Some(pin) = &args.pin {
+        if let Err(e) = write_new(pin, &pin::lock_file(&tools, &server)) {
+            eprintln!("toolwarden: {}: {e}", pin.display());
+            return (String::new(), 2);
+        }
+        eprintln!(
+            "toolwarden: pinned {} in {}",
+            count(tools.len(), "tool"),
+            pin.display()
+        );
+    }
+    let text = policy_for(&tools, &server);
+    let Some(out) = &args.out else {
+        return (text, 0);
+    };
+    match write_new(out, &text) {
+        Ok(()) => {
+            eprintln!(
+                "toolwarden: wrote {} ({}); review it, then `toolwarden check {} -- {}`",
+                out.display(),
+                count(tools.len(), "tool"),
+                out.display(),
+                server
+            );
+            (String::new(), 0)
+        }
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e}", out.display());
+            (String::new(), 2)
+        }
+    }
+}
+
+/// Writes `text` to a new file at `path`, never over an existing one
+/// (`init`, and `pin --out`).
+pub(crate) fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+}
 
 /// Words in a tool's name that mean it only reads.
 const READS: &[&str] = &[

@@ -22,9 +22,90 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 use tracing::warn;
 
-use crate::commands::check::Tool;
+use crate::cli::PinArgs;
+use crate::commands::check::{self, Tool};
+use crate::commands::{init, wrap};
+use crate::plural::count;
 use crate::redact::{self, loggable};
 use crate::wire::json::{self, Check};
+
+/// `toolwarden pin --out|--diff|--update FILE CMD...`: what to print, and
+/// the exit code (0; 1 when `--diff` finds a change, or the server's tools
+/// cannot be listed; 2 for a pin file that cannot be read, parsed or
+/// written).
+pub fn run(args: &PinArgs) -> (String, u8) {
+    let (tools, server) = match check::server_tools(&args.command, &args.listing) {
+        Ok(listed) => listed,
+        Err(code) => return (String::new(), code),
+    };
+    if let Some(out) = &args.out {
+        return match init::write_new(out, &lock_file(&tools, &server)) {
+            Ok(()) => {
+                eprintln!(
+                    "toolwarden: pinned {} in {}",
+                    count(tools.len(), "tool"),
+                    out.display()
+                );
+                (String::new(), 0)
+            }
+            Err(e) => {
+                eprintln!("toolwarden: {}: {e}", out.display());
+                (String::new(), 2)
+            }
+        };
+    }
+    let path = args
+        .diff
+        .as_ref()
+        .or(args.update.as_ref())
+        .expect("clap requires one");
+    let read = match std::fs::read_to_string(path) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e:#}", path.display());
+            return (String::new(), 2);
+        }
+    };
+    let lock = match parse(&read) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("toolwarden: {}: {e:#}", path.display());
+            return (String::new(), 2);
+        }
+    };
+    let mut report = diff(&lock, &tools);
+    if args.diff.is_some() {
+        // An old file that matches still needs rewriting before --pin
+        // takes it.
+        if lock.version != VERSION {
+            report.push_str(&format!(
+                "{}: a version {} pin file; `toolwarden pin --update` rewrites it as version {VERSION}\n",
+                path.display(),
+                lock.version,
+            ));
+        } else if report.is_empty() {
+            return (
+                format!("{}: every tool matches its pin\n", path.display()),
+                0,
+            );
+        }
+        return (report, 1);
+    }
+    match wrap::write_with_backup(path, &read, &lock_file(&tools, &server)) {
+        Ok(backup) => {
+            report.push_str(&format!(
+                "{}: updated; the previous file is kept as {}\n",
+                path.display(),
+                backup.display()
+            ));
+            (report, 0)
+        }
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            (report, 2)
+        }
+    }
+}
 
 /// The lock file's version. "2" hashes every member of a definition: no
 /// member is taken to be volatile, since any of them may reach the model or

@@ -19,9 +19,102 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+use crate::cli::{ConfigFile, WrapArgs};
 use crate::wire::json::{self, Raw};
 
 mod remote;
+
+/// `toolwarden wrap`: what changed, and the exit code (0 done or nothing
+/// to do, 2 for a policy or pin file that does not load, or a config file
+/// that cannot be read, parsed or written).
+pub fn run(args: &WrapArgs) -> (String, u8) {
+    match wrap_change(args) {
+        Ok(change) => edit_config(args.client, &args.servers, &args.file, &change),
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            (String::new(), 2)
+        }
+    }
+}
+
+/// What `wrap` puts in front: this binary and the policy, by absolute
+/// paths, once the policy is known to load.
+fn wrap_change(args: &WrapArgs) -> anyhow::Result<Change> {
+    crate::policy::load(&args.policy)?;
+    let policy = std::fs::canonicalize(&args.policy)?;
+    let toolwarden = std::env::current_exe()?.canonicalize()?;
+    let mut options = Vec::new();
+    if args.monitor {
+        options.push("--monitor".to_owned());
+    }
+    if let Some(audit) = &args.audit {
+        options.push("--audit".to_owned());
+        options.push(std::path::absolute(audit)?.to_string_lossy().into_owned());
+    }
+    if args.audit_required {
+        options.push("--audit-required".to_owned());
+    }
+    if let Some(pin) = &args.pin {
+        crate::commands::pin::Pins::load(pin, &[])?;
+        options.push("--pin".to_owned());
+        options.push(std::fs::canonicalize(pin)?.to_string_lossy().into_owned());
+    }
+    if args.no_reload {
+        options.push("--no-reload".to_owned());
+    }
+    Ok(Change::Wrap {
+        toolwarden: toolwarden.to_string_lossy().into_owned(),
+        policy: policy.to_string_lossy().into_owned(),
+        options,
+        replace_options: args.replace_options,
+    })
+}
+
+/// `wrap` and `unwrap`: the client's config file (`file`, or the
+/// client's own) edited by `change`; what changed, and 0, or 2 for a file
+/// that cannot be read, parsed or written (what was said of it before the
+/// write failed is still printed).
+pub(crate) fn edit_config(
+    client: Client,
+    servers: &[String],
+    file: &ConfigFile,
+    change: &Change,
+) -> (String, u8) {
+    let mut out = String::new();
+    let result = (|| -> anyhow::Result<()> {
+        let path = match &file.config {
+            Some(path) => path.clone(),
+            None => client.default_config()?,
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let (new, done) = edit(client, &text, servers, change)
+            .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+        out.push_str(&report(&done, file.dry_run));
+        match new {
+            None => out.push_str(&format!("{}: nothing to change\n", path.display())),
+            Some(_) if file.dry_run => {
+                out.push_str(&format!("{}: not written (--dry-run)\n", path.display()))
+            }
+            Some(new) => {
+                let backup = write_with_backup(&path, &text, &new)?;
+                out.push_str(&format!(
+                    "{}: written; the previous file is kept as {}\n",
+                    path.display(),
+                    backup.display()
+                ));
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => (out, 0),
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            (out, 2)
+        }
+    }
+}
 
 /// The clients toolwarden knows the config files of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -44,6 +44,52 @@ enum Ended {
     Signal(i32),
 }
 
+/// `toolwarden --policy FILE -- CMD...`: the policy loaded, then one
+/// session on a runtime of its own; toolwarden's exit code (2 for a policy
+/// that does not load, said to the client's `initialize` too; 1 when the
+/// session cannot run). Unlike a command's, a session's stdout is the
+/// protocol: it has no report to return.
+pub fn serve(args: &RunArgs) -> u8 {
+    return_large_buffers();
+    let path = args.policy.as_deref().expect("clap requires --policy");
+    let policy = match crate::policy::load(path) {
+        Ok(policy) => policy,
+        Err(e) => return startup::refuse(&format!("{e:#}"), 2),
+    };
+    for warning in &policy.warnings {
+        warn!("{}: {warning}", path.display());
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("toolwarden: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(session(args, policy)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("toolwarden: {e:#}");
+            1
+        }
+    }
+}
+
+/// A message of several MiB needs a buffer that size for a moment. glibc
+/// would raise its mmap threshold after freeing one, serve the next from
+/// the heap, and keep that memory for good; a fixed threshold gives every
+/// large buffer back as soon as it is freed (docs/BENCHMARKS.md, memory).
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// The state store `--state` names, for this policy's namespace.
 fn open_state(args: &RunArgs) -> anyhow::Result<State> {
     let spec = state::spec(args.store.state.as_deref())?;
