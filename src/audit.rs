@@ -542,7 +542,8 @@ pub fn unguessable_id() -> Option<String> {
     random(&mut bytes).ok().map(|()| hex(&bytes))
 }
 
-fn random(bytes: &mut [u8]) -> io::Result<()> {
+/// Fills `bytes` from the system's random source.
+pub fn random(bytes: &mut [u8]) -> io::Result<()> {
     std::fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, bytes))
 }
 

@@ -83,6 +83,18 @@ pub enum Command {
     },
     /// Print toolwarden's man page (roff).
     Man,
+    /// Log in to a remote server with OAuth ahead of time (the browser
+    /// opens, or the page to open is printed): sessions then use the
+    /// tokens kept, and refresh them.
+    Login {
+        /// The server's MCP URL, as the session is given it.
+        url: String,
+    },
+    /// Forget the OAuth tokens kept for a remote server.
+    Logout {
+        /// The server's MCP URL.
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,6 +48,11 @@ fn main() {
         }
         Some(Command::Completions { shell }) => print_report(commands::completions::run(shell)),
         Some(Command::Man) => print_report(commands::man::run()),
+        Some(Command::Login { url }) => {
+            init_logging("warn");
+            print_report(commands::login::run(&url))
+        }
+        Some(Command::Logout { url }) => print_report(commands::login::logout(&url)),
         None => {
             init_logging(&cli.run.log_level);
             session::run::serve(&cli.run)

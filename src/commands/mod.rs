@@ -9,9 +9,10 @@
 //! is denied, and `main` is the one place exempt. So a report comes out
 //! once its command is done, after what it said on stderr.
 //!
-//! A new command (say `login` and `logout`) is a module here with such a
-//! `run` and one arm in `main`'s match; a pair that shares its work keeps
-//! it in the first one's module (as `unwrap` calls `wrap::edit_config`).
+//! A new command is a module here with such a `run` and one arm in
+//! `main`'s match; a pair that shares its work keeps it in the first
+//! one's module (as `unwrap` calls `wrap::edit_config`, and `logout` is
+//! in login.rs).
 
 pub mod audit;
 pub mod cases;
@@ -19,6 +20,7 @@ pub mod check;
 pub mod completions;
 pub mod import;
 pub mod init;
+pub mod login;
 pub mod man;
 pub mod pin;
 pub mod report;

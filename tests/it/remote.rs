@@ -3,7 +3,9 @@
 //! and a Python SDK server that wants a bearer token, each on a loopback
 //! port of its own, driven by the official Python SDK's client over stdio
 //! or by raw lines; and the failures: an unset header variable, a server
-//! killed mid-session, a URL nothing answers, an answer over the limit.
+//! killed mid-session, a URL nothing answers, an answer over the limit;
+//! and OAuth against a Python SDK server that is its own authorization
+//! server, with a scripted `$BROWSER`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -700,4 +702,250 @@ fn a_wrapped_claude_code_http_server_runs_as_the_client_starts_it() {
     );
     let back: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     assert_eq!(back, original);
+}
+
+/// The OAuth server of tests/python (its own authorization server, which
+/// approves every login at once); its record of registrations and grants
+/// is in `record`, and its access tokens live `ttl` seconds. On `port`,
+/// or any free one.
+fn oauth_server(record: &Path, ttl: u64, port: Option<u16>) -> Server {
+    let port = port.unwrap_or_else(free_port);
+    let mut command = Command::new(python());
+    command
+        .arg(root().join("tests/python/oauth_server.py"))
+        .arg(port.to_string())
+        .arg(record)
+        .env("TOKEN_TTL", ttl.to_string());
+    serve(command, port)
+}
+
+/// `$BROWSER` for the OAuth tests: follows the login page back to
+/// toolwarden, noting each page it is given in `pages`.
+fn browser(pages: &Path) -> (String, String) {
+    (
+        format!(
+            "{} {}",
+            python().display(),
+            root().join("tests/python/browser.py").display()
+        ),
+        pages.display().to_string(),
+    )
+}
+
+/// The events the OAuth server recorded, by name.
+fn oauth_events(record: &Path) -> Vec<String> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A session that calls `whoami` on the OAuth server at `url`, with its
+/// state in `state` and `$BROWSER` as given: the call's answer, the
+/// exit code and stderr.
+fn whoami(
+    url: &str,
+    state: &Path,
+    browser: Option<&(String, String)>,
+) -> (Value, Option<i32>, String) {
+    let mut command = toolwarden();
+    command
+        .args(["--policy", "policies/permissive.json", "--"])
+        .arg(url)
+        .current_dir(root())
+        .env("XDG_STATE_HOME", state)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    match browser {
+        Some((command_line, pages)) => command
+            .env("BROWSER", command_line)
+            .env("BROWSER_RECORD", pages),
+        None => command.env("BROWSER", "/bin/false"),
+    };
+    let mut session = Session::start(&mut command);
+    session.send(&initialize("2025-06-18"));
+    let init = session.recv_json();
+    let answer = if init.get("result").is_some() {
+        session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        session.send(&call(1, "whoami", "{}"));
+        session.recv_json()
+    } else {
+        init
+    };
+    let code = session.wait().code();
+    (answer, code, session.stderr())
+}
+
+fn held_a_token(answer: &Value) -> bool {
+    answer["result"]["content"][0]["text"] == "you hold a token"
+}
+
+#[test]
+fn oauth_logs_in_through_the_browser_once_and_the_next_session_uses_the_kept_tokens() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("remote-oauth-login");
+    let record = dir.join("grants.jsonl");
+    let server = oauth_server(&record, 3600, None);
+    let url = server.url("/mcp");
+    let state = dir.join("state");
+    let pages = dir.join("pages.txt");
+    let browser = browser(&pages);
+
+    let (answer, code, stderr) = whoami(&url, &state, Some(&browser));
+    assert!(held_a_token(&answer), "{answer}\n{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        oauth_events(&record),
+        ["register", "authorize", "authorization_code"]
+    );
+    // The page the browser got asks for PKCE with S256, for this server.
+    let page = std::fs::read_to_string(&pages).unwrap();
+    let page = url::Url::parse(page.trim()).unwrap();
+    let param = |name: &str| {
+        page.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+    };
+    assert_eq!(param("code_challenge_method"), "S256");
+    assert_eq!(param("resource"), url);
+    assert_eq!(param("scope"), "mcp");
+    assert!(param("state").len() >= 43, "{page}");
+    assert!(
+        stderr.contains(page.as_str()),
+        "the page is printed: {stderr}"
+    );
+    // Kept 0600 in a 0700 directory; stderr shows no token.
+    let kept: Vec<_> = std::fs::read_dir(state.join("toolwarden/oauth"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&kept[0]), 0o600);
+    assert_eq!(mode(kept[0].parent().unwrap()), 0o700);
+    let tokens: Value = serde_json::from_slice(&std::fs::read(&kept[0]).unwrap()).unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(!stderr.contains(access), "{stderr}");
+
+    // The next session: no browser, no new login.
+    let (answer, code, stderr) = whoami(&url, &state, None);
+    assert!(held_a_token(&answer), "{answer}\n{stderr}");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        oauth_events(&record).len(),
+        3,
+        "{:?}",
+        oauth_events(&record)
+    );
+
+    // Logged out, with no browser: the session says what to run.
+    let out = toolwarden()
+        .arg("logout")
+        .arg(&url)
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("forgot the OAuth tokens"));
+    let (answer, code, _) = whoami(&url, &state, None);
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(
+        message.contains(&format!("run `toolwarden login {url}`")),
+        "{message}"
+    );
+    assert_eq!(code, Some(1));
+    let codes = oauth_events(&record)
+        .into_iter()
+        .filter(|e| e == "authorization_code")
+        .count();
+    assert_eq!(codes, 1);
+}
+
+#[test]
+fn oauth_tokens_from_login_are_refreshed_once_for_two_sessions_and_a_forgotten_login_is_redone() {
+    let dir = temp_dir("remote-oauth-refresh");
+    let record = dir.join("grants.jsonl");
+    let mut server = oauth_server(&record, 4, None);
+    let url = server.url("/mcp");
+    let state = dir.join("state");
+    let browser = browser(&dir.join("pages.txt"));
+
+    // `toolwarden login` ahead of time.
+    let out = toolwarden()
+        .arg("login")
+        .arg(&url)
+        .env("XDG_STATE_HOME", &state)
+        .env("BROWSER", &browser.0)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&format!("logged in to {url}")), "{said}");
+    assert_eq!(
+        oauth_events(&record),
+        ["register", "authorize", "authorization_code"]
+    );
+
+    // Expired: two sessions at once, no browser. The server's refresh
+    // tokens serve once: one session refreshes, the other takes its
+    // tokens from the file.
+    std::thread::sleep(Duration::from_secs(5));
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, state) = (url.clone(), state.clone());
+            std::thread::spawn(move || whoami(&url, &state, None))
+        })
+        .collect();
+    for session in both {
+        let (answer, code, stderr) = session.join().unwrap();
+        assert!(held_a_token(&answer), "{answer}\n{stderr}");
+        assert_eq!(code, Some(0));
+    }
+    let events = oauth_events(&record);
+    assert_eq!(events[3..], ["refresh_token"], "{events:?}");
+
+    // The server restarts and forgets every client and token: a 401, a
+    // refresh it refuses, then a new registration and login.
+    let port = server.port;
+    server.kill();
+    let _server = oauth_server(&record, 3600, Some(port));
+    let (answer, code, stderr) = whoami(&url, &state, Some(&browser));
+    assert!(held_a_token(&answer), "{answer}\n{stderr}");
+    assert_eq!(code, Some(0));
+    let events = oauth_events(&record);
+    assert_eq!(
+        events[4..],
+        ["register", "authorize", "authorization_code"],
+        "{events:?}"
+    );
+}
+
+#[test]
+fn login_to_a_server_that_asks_for_nothing_says_so() {
+    let server = everything("streamableHttp");
+    let out = toolwarden()
+        .arg("login")
+        .arg(server.url("/mcp"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("asks for no authorization"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -97,27 +97,26 @@ fn expand(template: &str, var: &impl Fn(&str) -> Option<String>) -> Result<Strin
     Ok(out)
 }
 
-/// Where credentials come from, for each request: the place OAuth will
-/// fill (MCP's authorization spec: discovery from the 401, registration,
-/// PKCE, refresh). Today's only kind adds nothing, and a 401 is told as
-/// such.
+/// Where credentials come from, for each request: OAuth (oauth/), or
+/// the `--header` given, which toolwarden leaves alone.
 pub trait Authorizer: Send + Sync {
     /// The `Authorization` value for the next request, if there is one.
     fn authorization(&self) -> Option<HeaderValue>;
-    /// What to do after a 401: retry with new credentials, or say why not.
-    fn unauthorized(&self) -> Unauthorized;
+    /// What to do after a 401 (or a 403 asking for more scope), given the
+    /// response's `WWW-Authenticate` and the `Authorization` the request
+    /// was sent with: retry with new credentials, or say why not.
+    fn unauthorized(&self, challenge: Option<&str>, sent: Option<&HeaderValue>) -> Unauthorized;
 }
 
 /// After a 401.
 pub enum Unauthorized {
-    /// Credentials were renewed: send the request again (OAuth's refresh).
-    #[allow(dead_code)]
+    /// Credentials were renewed: send the request again.
     Retry,
     /// Nothing more can be done; the words say what the person can do.
     GiveUp(String),
 }
 
-/// No OAuth: credentials are whatever `--header` gives.
+/// No OAuth: the credentials are the `Authorization` `--header` gives.
 pub struct HeadersOnly;
 
 impl Authorizer for HeadersOnly {
@@ -125,10 +124,10 @@ impl Authorizer for HeadersOnly {
         None
     }
 
-    fn unauthorized(&self) -> Unauthorized {
+    fn unauthorized(&self, _: Option<&str>, _: Option<&HeaderValue>) -> Unauthorized {
         Unauthorized::GiveUp(
-            "the server wants authorization (HTTP 401): toolwarden does not log in with OAuth \
-             yet; give a token with --header 'Authorization: Bearer ${TOKEN}'"
+            "the server refused the Authorization given with --header (HTTP 401); without \
+             that --header, toolwarden logs in with OAuth"
                 .into(),
         )
     }

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::message::Outgoing;
 use super::sse::EventStream;
-use super::{http, Link};
+use super::{http, Link, Unauthorized};
 
 /// How long the server may take to name its endpoint.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
@@ -43,22 +43,28 @@ pub fn connect(link: &Arc<Link>, turned_away: Option<&str>) -> Option<Endpoint> 
         HeaderName::from_static("accept"),
         HeaderValue::from_static("text/event-stream"),
     )];
-    let response = match link.send(Method::GET, &url, &headers, None, None) {
-        Ok(response) => response,
-        Err(e) => {
-            return fail(format!(
-                "{} cannot be reached: {}; check the URL and that the server is running",
-                link.shown,
-                http::failure(&e)
-            ))
+    let mut authorized_again = false;
+    let response = loop {
+        let response = match link.send(Method::GET, &url, &headers, None, None) {
+            Ok(response) => response,
+            Err(e) => {
+                return fail(format!(
+                    "{} cannot be reached: {}; check the URL and that the server is running",
+                    link.shown,
+                    http::failure(&e)
+                ))
+            }
+        };
+        if Link::wants_authorization(&response) && !authorized_again {
+            authorized_again = true;
+            match link.unauthorized(&response) {
+                Unauthorized::Retry => continue,
+                Unauthorized::GiveUp(words) => return fail(words),
+            }
         }
+        break response;
     };
     let status = response.status();
-    if status == ureq::http::StatusCode::UNAUTHORIZED {
-        if let super::Unauthorized::GiveUp(words) = link.authorizer.unauthorized() {
-            return fail(words);
-        }
-    }
     let kind = response
         .headers()
         .get("content-type")
@@ -148,30 +154,36 @@ pub fn send(link: &Link, endpoint: &Endpoint, message: Outgoing) {
         HeaderName::from_static("accept"),
         HeaderValue::from_static("application/json, text/event-stream"),
     )];
-    let response = match link.send(
-        Method::POST,
-        &endpoint.url,
-        &headers,
-        Some(&message.line),
-        None,
-    ) {
-        Ok(response) => response,
-        Err(e) => {
-            let words = format!("{} cannot be reached: {}", link.shown, http::failure(&e));
-            if http::unreachable(&e) {
-                return link.fail(words);
+    let mut authorized_again = false;
+    let response = loop {
+        let response = match link.send(
+            Method::POST,
+            &endpoint.url,
+            &headers,
+            Some(&message.line),
+            None,
+        ) {
+            Ok(response) => response,
+            Err(e) => {
+                let words = format!("{} cannot be reached: {}", link.shown, http::failure(&e));
+                if http::unreachable(&e) {
+                    return link.fail(words);
+                }
+                return refused(link, &message, words);
             }
-            return refused(link, &message, words);
+        };
+        if Link::wants_authorization(&response) && !authorized_again {
+            authorized_again = true;
+            match link.unauthorized(&response) {
+                Unauthorized::Retry => continue,
+                Unauthorized::GiveUp(words) => return refused(link, &message, words),
+            }
         }
+        break response;
     };
     let status = response.status();
     if status.is_success() {
         return;
-    }
-    if status == ureq::http::StatusCode::UNAUTHORIZED {
-        if let super::Unauthorized::GiveUp(words) = link.authorizer.unauthorized() {
-            return refused(link, &message, words);
-        }
     }
     refused(
         link,

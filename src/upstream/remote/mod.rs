@@ -15,6 +15,7 @@ mod headers;
 mod http;
 mod legacy;
 mod message;
+pub mod oauth;
 mod sse;
 mod streamable;
 
@@ -280,6 +281,29 @@ struct Seen {
     ids: HashSet<String>,
 }
 
+/// The `Authorization` a request went with, kept on its response: a 401
+/// to a token that was renewed meanwhile asks for nothing new.
+#[derive(Clone)]
+struct SentAuthorization(HeaderValue);
+
+fn with_sent(mut response: Response<Body>, sent: Option<HeaderValue>) -> Response<Body> {
+    if let Some(sent) = sent {
+        response.extensions_mut().insert(SentAuthorization(sent));
+    }
+    response
+}
+
+/// A response's `WWW-Authenticate` values, as one.
+fn challenge_of(response: &Response<Body>) -> Option<String> {
+    let values: Vec<&str> = response
+        .headers()
+        .get_all(ureq::http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 /// A poisoned lock still guards consistent data here: every critical
 /// section is a plain read or write.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -295,12 +319,22 @@ impl Link {
         to_relay: File,
     ) -> (Link, tokio::sync::watch::Receiver<Option<End>>) {
         let (end, ended) = tokio::sync::watch::channel(None);
+        // An `Authorization` of the user's is theirs to keep good; without
+        // one, a 401 means OAuth.
+        let authorizer: Box<dyn Authorizer> = if headers
+            .iter()
+            .any(|h| h.name == ureq::http::header::AUTHORIZATION)
+        {
+            Box::new(headers::HeadersOnly)
+        } else {
+            Box::new(oauth::OAuth::new(&url, agent.clone()))
+        };
         let link = Link {
             agent,
             shown: http::shown(&url),
             url: Mutex::new(url),
             headers,
-            authorizer: Box::new(headers::HeadersOnly),
+            authorizer,
             max_message,
             outbox: Mutex::new(Some(to_relay)),
             session: Mutex::new(Session::default()),
@@ -431,8 +465,11 @@ impl Link {
         for header in &self.headers {
             request = request.header(&header.name, &header.value);
         }
-        if let Some(mut value) = self.authorizer.authorization() {
+        let authorization = self.authorizer.authorization().map(|mut value| {
             value.set_sensitive(true);
+            value
+        });
+        if let Some(value) = &authorization {
             request = request.header(ureq::http::header::AUTHORIZATION, value);
         }
         {
@@ -455,7 +492,7 @@ impl Link {
                     .configure_request(request)
                     .timeout_global(timeout)
                     .build();
-                agent.run(request)
+                agent.run(request).map(|r| with_sent(r, authorization))
             }
             None => {
                 let request = request.body(()).map_err(ureq::Error::Http)?;
@@ -463,9 +500,25 @@ impl Link {
                     .configure_request(request)
                     .timeout_global(timeout)
                     .build();
-                agent.run(request)
+                agent.run(request).map(|r| with_sent(r, authorization))
             }
         }
+    }
+
+    /// Whether `response` asks for credentials: a 401, or a 403 whose
+    /// challenge asks for more scope.
+    fn wants_authorization(response: &Response<Body>) -> bool {
+        let status = response.status().as_u16();
+        status == 401
+            || (status == 403
+                && challenge_of(response).is_some_and(|c| c.contains("insufficient_scope")))
+    }
+
+    /// What the authorizer makes of a response that wants credentials.
+    fn unauthorized(&self, response: &Response<Body>) -> Unauthorized {
+        let sent = response.extensions().get::<SentAuthorization>();
+        self.authorizer
+            .unauthorized(challenge_of(response).as_deref(), sent.map(|s| &s.0))
     }
 
     /// The session's id, if the server gave one.

@@ -170,8 +170,8 @@ fn exchange(link: &Arc<Link>, message: &Outgoing, decisive: bool, auto: bool) ->
                 }
             }
         }
-        if status == StatusCode::UNAUTHORIZED && !authorized_again {
-            match link.authorizer.unauthorized() {
+        if Link::wants_authorization(&response) && !authorized_again {
+            match link.unauthorized(&response) {
                 Unauthorized::Retry => {
                     authorized_again = true;
                     continue;
