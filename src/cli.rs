@@ -89,6 +89,10 @@ pub enum Command {
     Login {
         /// The server's MCP URL, as the session is given it.
         url: String,
+        /// The OAuth client id to log in as (see the session's
+        /// --oauth-client-id).
+        #[arg(long, value_name = "ID")]
+        oauth_client_id: Option<String>,
     },
     /// Forget the OAuth tokens kept for a remote server.
     Logout {
@@ -512,6 +516,12 @@ pub struct RemoteArgs {
     /// legacy HTTP+SSE of 2024-11-05).
     #[arg(long, value_name = "TRANSPORT", default_value = "auto", value_enum)]
     pub transport: crate::upstream::remote::Transport,
+    /// The OAuth client id to log in as, registered with the server's
+    /// authorization server beforehand (a loopback redirect
+    /// `http://127.0.0.1/callback`, any port); without it, toolwarden
+    /// registers itself.
+    #[arg(long, value_name = "ID")]
+    pub oauth_client_id: Option<String>,
 }
 
 /// A JSON object, for `--client-capabilities`.

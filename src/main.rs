@@ -48,9 +48,12 @@ fn main() {
         }
         Some(Command::Completions { shell }) => print_report(commands::completions::run(shell)),
         Some(Command::Man) => print_report(commands::man::run()),
-        Some(Command::Login { url }) => {
+        Some(Command::Login {
+            url,
+            oauth_client_id,
+        }) => {
             init_logging("warn");
-            print_report(commands::login::run(&url))
+            print_report(commands::login::run(&url, oauth_client_id.as_deref()))
         }
         Some(Command::Logout { url }) => print_report(commands::login::logout(&url)),
         None => {

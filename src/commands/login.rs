@@ -7,8 +7,8 @@ use url::Url;
 use crate::upstream::remote::oauth;
 
 /// Logs in: exit 0 once the tokens are kept (or nothing asks for them).
-pub fn run(url: &str) -> (String, u8) {
-    answer(parse(url).and_then(|url| oauth::login(&url)))
+pub fn run(url: &str, client_id: Option<&str>) -> (String, u8) {
+    answer(parse(url).and_then(|url| oauth::login(&url, client_id)))
 }
 
 /// Forgets the tokens: exit 0 whether or not there were any.

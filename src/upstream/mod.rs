@@ -128,6 +128,7 @@ impl Upstream {
                 &remote::Options {
                     headers: &options.remote.headers,
                     transport: options.remote.transport,
+                    oauth_client_id: options.remote.oauth_client_id.as_deref(),
                     max_message: options.max_message,
                 },
             )?;

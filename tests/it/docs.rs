@@ -39,6 +39,10 @@ use crate::common::{mock_server, npm_bin, root, temp_dir, toolwarden_bin, PATIEN
 /// with single spaces).
 const LISTED: &[(&str, &str)] = &[
     (
+        "toolwarden login https://mcp.example.com/mcp",
+        "needs a server with OAuth and a browser; remote::oauth_tokens_from_login_are_refreshed_once_for_two_sessions_and_a_forgotten_login_is_redone",
+    ),
+    (
         "toolwarden completions zsh > ~/.zfunc/_toolwarden # with fpath+=(~/.zfunc) in ~/.zshrc",
         "writes into a directory the reader makes; first_run::completions_and_the_man_page_are_printed",
     ),

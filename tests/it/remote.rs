@@ -709,13 +709,18 @@ fn a_wrapped_claude_code_http_server_runs_as_the_client_starts_it() {
 /// is in `record`, and its access tokens live `ttl` seconds. On `port`,
 /// or any free one.
 fn oauth_server(record: &Path, ttl: u64, port: Option<u16>) -> Server {
+    oauth_server_with(record, ttl, port, &[])
+}
+
+fn oauth_server_with(record: &Path, ttl: u64, port: Option<u16>, env: &[(&str, &str)]) -> Server {
     let port = port.unwrap_or_else(free_port);
     let mut command = Command::new(python());
     command
         .arg(root().join("tests/python/oauth_server.py"))
         .arg(port.to_string())
         .arg(record)
-        .env("TOKEN_TTL", ttl.to_string());
+        .env("TOKEN_TTL", ttl.to_string())
+        .envs(env.iter().copied());
     serve(command, port)
 }
 
@@ -948,4 +953,34 @@ fn login_to_a_server_that_asks_for_nothing_says_so() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn login_with_a_client_id_given_registers_nothing() {
+    let dir = temp_dir("remote-oauth-client-id");
+    let record = dir.join("grants.jsonl");
+    let server = oauth_server_with(&record, 3600, None, &[("PRE_REGISTERED", "given-client")]);
+    let url = server.url("/mcp");
+    let state = dir.join("state");
+    let pages = dir.join("pages.txt");
+    let out = toolwarden()
+        .args(["login", "--oauth-client-id", "given-client"])
+        .arg(&url)
+        .env("XDG_STATE_HOME", &state)
+        .env("BROWSER", browser(&pages).0)
+        .env("BROWSER_RECORD", &pages)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(oauth_events(&record), ["authorize", "authorization_code"]);
+    assert!(std::fs::read_to_string(&pages)
+        .unwrap()
+        .contains("client_id=given-client"));
+    let (answer, code, stderr) = whoami(&url, &state, None);
+    assert!(held_a_token(&answer), "{answer}\n{stderr}");
+    assert_eq!(code, Some(0));
 }

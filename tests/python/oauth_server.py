@@ -7,7 +7,9 @@ redirecting straight back to the client with a code.
 
 Each grant and registration is appended to RECORD as a JSON line:
 {"event": "register" | "authorization_code" | "refresh_token", ...}.
-Access tokens live TTL seconds (env TOKEN_TTL, default 3600).
+Access tokens live TTL seconds (env TOKEN_TTL, default 3600). With
+PRE_REGISTERED=ID, a public client of that id is known from the start,
+whose redirect may be any loopback port (RFC 8252, 7.3).
 
 usage: oauth_server.py PORT RECORD
 """
@@ -32,6 +34,21 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 SCOPE = "mcp"
+
+
+class LoopbackClient(OAuthClientInformationFull):
+    """A client registered beforehand for http://127.0.0.1/callback: any
+    port of the loopback address serves, as RFC 8252 has it."""
+
+    def validate_redirect_uri(self, redirect_uri):
+        if (
+            redirect_uri is not None
+            and redirect_uri.scheme == "http"
+            and redirect_uri.host == "127.0.0.1"
+            and redirect_uri.path == "/callback"
+        ):
+            return redirect_uri
+        return super().validate_redirect_uri(redirect_uri)
 
 
 class ApprovingProvider:
@@ -115,6 +132,15 @@ if __name__ == "__main__":
     port, record = int(sys.argv[1]), open(sys.argv[2], "a", encoding="utf-8")
     base = f"http://127.0.0.1:{port}"
     provider = ApprovingProvider(record, int(os.environ.get("TOKEN_TTL", "3600")))
+    if os.environ.get("PRE_REGISTERED"):
+        client_id = os.environ["PRE_REGISTERED"]
+        provider.clients[client_id] = LoopbackClient(
+            client_id=client_id,
+            redirect_uris=["http://127.0.0.1/callback"],
+            token_endpoint_auth_method="none",
+            grant_types=["authorization_code", "refresh_token"],
+            scope=SCOPE,
+        )
     server = MCPServer(
         "oauth-server",
         auth_server_provider=provider,

@@ -56,6 +56,8 @@ pub enum Transport {
 pub struct Options<'a> {
     pub headers: &'a [String],
     pub transport: Transport,
+    /// `--oauth-client-id`.
+    pub oauth_client_id: Option<&'a str>,
     /// The longest message relayed (`--max-message-bytes`).
     pub max_message: usize,
 }
@@ -134,7 +136,27 @@ impl Remote {
         })();
         let (pipes, from_relay, to_relay) =
             ends.map_err(|e| refuse(format!("cannot set up the server's pipes: {e}"), 1))?;
-        let (link, ended) = Link::new(agent, url, headers, options.max_message, to_relay);
+        let authorizer: Box<dyn Authorizer> = if headers
+            .iter()
+            .any(|h| h.name == ureq::http::header::AUTHORIZATION)
+        {
+            // An `Authorization` of the user's is theirs to keep good.
+            Box::new(headers::HeadersOnly)
+        } else {
+            Box::new(oauth::OAuth::new(
+                &url,
+                agent.clone(),
+                options.oauth_client_id.map(str::to_owned),
+            ))
+        };
+        let (link, ended) = Link::new(
+            agent,
+            url,
+            headers,
+            authorizer,
+            options.max_message,
+            to_relay,
+        );
         let link = Arc::new(link);
         let transport = options.transport;
         let reader = Arc::clone(&link);
@@ -315,20 +337,11 @@ impl Link {
         agent: ureq::Agent,
         url: Url,
         headers: Vec<headers::Header>,
+        authorizer: Box<dyn Authorizer>,
         max_message: usize,
         to_relay: File,
     ) -> (Link, tokio::sync::watch::Receiver<Option<End>>) {
         let (end, ended) = tokio::sync::watch::channel(None);
-        // An `Authorization` of the user's is theirs to keep good; without
-        // one, a 401 means OAuth.
-        let authorizer: Box<dyn Authorizer> = if headers
-            .iter()
-            .any(|h| h.name == ureq::http::header::AUTHORIZATION)
-        {
-            Box::new(headers::HeadersOnly)
-        } else {
-            Box::new(oauth::OAuth::new(&url, agent.clone()))
-        };
         let link = Link {
             agent,
             shown: http::shown(&url),
@@ -726,7 +739,14 @@ mod tests {
         // SAFETY: both were just created and are owned here only.
         let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
         let url = Url::parse("http://127.0.0.1:9/mcp").unwrap();
-        let (link, _) = Link::new(http::agent(false).unwrap(), url, Vec::new(), max, write);
+        let (link, _) = Link::new(
+            http::agent(false).unwrap(),
+            url,
+            Vec::new(),
+            Box::new(headers::HeadersOnly),
+            max,
+            write,
+        );
         (link, read)
     }
 

@@ -44,11 +44,13 @@ pub struct OAuth {
     /// One renewal at a time within the process (the file's lock keeps
     /// other processes out).
     renewing: Mutex<()>,
+    /// `--oauth-client-id`: log in as this client, not a registered one.
+    client_id: Option<String>,
 }
 
 impl OAuth {
     /// OAuth for the server at `mcp`, with the tokens a login kept, if any.
-    pub fn new(mcp: &Url, agent: ureq::Agent) -> OAuth {
+    pub fn new(mcp: &Url, agent: ureq::Agent, client_id: Option<String>) -> OAuth {
         let file = store::path(mcp);
         let held = file.as_deref().and_then(store::read);
         if held.is_some() {
@@ -60,6 +62,7 @@ impl OAuth {
             file,
             held: Mutex::new(held),
             renewing: Mutex::new(()),
+            client_id,
         }
     }
 
@@ -169,7 +172,12 @@ impl Authorizer for OAuth {
                 }
             }
         }
-        match log_in(&self.agent, &self.mcp, &challenge, previous.as_ref(), true) {
+        let login = Login {
+            previous: previous.as_ref(),
+            client_id: self.client_id.as_deref(),
+            in_session: true,
+        };
+        match log_in(&self.agent, &self.mcp, &challenge, login) {
             Ok(tokens) => {
                 self.adopt(tokens);
                 Unauthorized::Retry
@@ -186,18 +194,32 @@ fn bearer(token: &str) -> Option<HeaderValue> {
     Some(value)
 }
 
-/// Logs in to the MCP server at `mcp`: discovery from `challenge`, a
-/// registration (unless `previous` holds one that fits), the browser and
-/// its redirect, the tokens. `in_session`: when no browser opens, give up
-/// with words that say to run `toolwarden login` (a person at a terminal
-/// can open the printed page themselves).
+/// How a login goes.
+struct Login<'a> {
+    /// The tokens before, whose registration may serve again.
+    previous: Option<&'a Tokens>,
+    /// `--oauth-client-id`.
+    client_id: Option<&'a str>,
+    /// Within a session: when no browser opens, give up with words that
+    /// say to run `toolwarden login` (a person at a terminal can open the
+    /// printed page themselves).
+    in_session: bool,
+}
+
+/// Logs in to the MCP server at `mcp`: discovery from `challenge`, the
+/// client (`--oauth-client-id`, the registration kept if it fits, else a
+/// new registration), the browser and its redirect, the tokens.
 fn log_in(
     agent: &ureq::Agent,
     mcp: &Url,
     challenge: &Challenge,
-    previous: Option<&Tokens>,
-    in_session: bool,
+    how: Login,
 ) -> Result<Tokens, String> {
+    let Login {
+        previous,
+        client_id,
+        in_session,
+    } = how;
     let shown = http::shown(mcp);
     let run_login = |why: &str| {
         format!(
@@ -223,9 +245,15 @@ fn log_in(
         .and_then(|u| u.port());
     let listener = flow::listen(port)?;
     let redirect = flow::redirect_uri(&listener)?;
-    let client = match registered {
-        Some(client) if client.redirect_uri == redirect => client.clone(),
-        _ => flow::register(agent, &found, &redirect)?,
+    let client = match (client_id, registered) {
+        (Some(id), _) => store::Client {
+            id: id.to_owned(),
+            secret: None,
+            auth_method: "none".into(),
+            redirect_uri: redirect,
+        },
+        (None, Some(client)) if client.redirect_uri == redirect => client.clone(),
+        (None, _) => flow::register(agent, &found, &redirect)?,
     };
     let attempt = flow::attempt(&found, &client)?;
     let deadline = Instant::now() + flow::LOGIN_WAIT;
@@ -259,7 +287,7 @@ fn log_in(
 
 /// `toolwarden login URL`: asks the server without a token, and logs in
 /// if it answers 401. Says what happened, for the person.
-pub fn login(mcp: &Url) -> Result<String, String> {
+pub fn login(mcp: &Url, client_id: Option<&str>) -> Result<String, String> {
     let shown = http::shown(mcp);
     let agent = http::agent(mcp.scheme() == "https")?;
     let Some(challenge) = probe(&agent, mcp)? else {
@@ -271,7 +299,12 @@ pub fn login(mcp: &Url) -> Result<String, String> {
         .ok_or("neither XDG_STATE_HOME nor HOME is set: there is nowhere to keep the tokens")?;
     let _file = store::lock(&file).map_err(|e| format!("cannot lock {}: {e}", file.display()))?;
     let previous = store::read(&file);
-    let tokens = log_in(&agent, mcp, &challenge, previous.as_ref(), false)?;
+    let how = Login {
+        previous: previous.as_ref(),
+        client_id,
+        in_session: false,
+    };
+    let tokens = log_in(&agent, mcp, &challenge, how)?;
     store::write(&file, &tokens)
         .map_err(|e| format!("cannot keep the tokens in {}: {e}", file.display()))?;
     Ok(format!(
