@@ -370,6 +370,18 @@ fn a_header_from_the_environment_reaches_a_server_that_wants_a_token_and_nothing
         })
     };
     assert!(call("whoami") && call("reverse"), "{requests:?}");
+    // A tool that marks parameters with x-mcp-header: its call carries
+    // them as Mcp-Param-* headers (a value no header can carry, as
+    // Base64), which the server checks against the arguments.
+    assert_eq!(seen["deploy"]["text"], "deployed to eu-wëst x3", "{seen}");
+    let deploy = requests
+        .iter()
+        .find(|r| r["mcp-name"] == "deploy")
+        .unwrap_or_else(|| panic!("{requests:?}"));
+    assert_eq!(
+        deploy["params"],
+        json!({"mcp-param-region": "=?base64?ZXUtd8Orc3Q=?=", "mcp-param-replicas": "3"})
+    );
     assert!(call("=?base64?Z3LDvMOf?="), "{requests:?}");
 }
 

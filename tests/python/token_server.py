@@ -3,8 +3,10 @@ bearer token: a request without `Authorization: Bearer $TOKEN` gets 401.
 Each request's method and MCP headers are appended to RECORD as a JSON
 line (never the token). Its events are stored, so that its `interrupted`
 tool can close the answer's stream midway and the client resume it with
-`Last-Event-ID` (2025-11-25's polling). /moved redirects (307) to /mcp,
-/away to /mcp under another origin.
+`Last-Event-ID` (2025-11-25's polling). Its `deploy` tool marks two
+parameters with `x-mcp-header`: the SDK refuses a 2026-07-28 call of it
+whose `Mcp-Param-*` headers do not match the arguments. /moved redirects
+(307) to /mcp, /away to /mcp under another origin.
 
 usage: TOKEN=... token_server.py PORT RECORD
 """
@@ -13,8 +15,11 @@ import json
 import os
 import sys
 
+from typing import Annotated
+
 import anyio
 import uvicorn
+from pydantic import Field
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventMessage, EventStore
 
@@ -65,6 +70,15 @@ def reverse(text: str) -> str:
     return text[::-1]
 
 
+@server.tool()
+def deploy(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    replicas: Annotated[int, Field(json_schema_extra={"x-mcp-header": "Replicas"})] = 1,
+) -> str:
+    """Deploys; routed on its region and replicas."""
+    return f"deployed to {region} x{replicas}"
+
+
 @server.tool(name="grüß")
 def greet() -> str:
     """A tool whose name is not plain ASCII."""
@@ -99,6 +113,7 @@ class Guard:
                 "method": scope["method"],
                 "authorized": authorized,
                 **{k: headers.get(k) for k in ("mcp-method", "mcp-name", "mcp-protocol-version", "last-event-id")},
+                "params": {k: v for k, v in headers.items() if k.startswith("mcp-param-")},
                 "session": "mcp-session-id" in headers,
             }
             self.record.write(json.dumps(seen) + "\n")

@@ -106,7 +106,7 @@ pub fn connect(link: &Arc<Link>, turned_away: Option<&str>) -> Option<Endpoint> 
                 }
             }
         }
-        let ended = reader.relay_events(&mut stream, None, false);
+        let ended = reader.relay_events(&mut stream, None, None);
         debug!(?ended, "the server's event stream");
         if !reader.closing() {
             reader.fail(format!("{} closed its event stream", reader.shown));

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -94,7 +95,25 @@ impl Outgoing {
     }
 }
 
-/// A header value for `Mcp-Name`: the name itself when it is plain
+/// A `tools/call`'s `params.arguments` and `params._meta`, those it has.
+pub fn arguments_and_meta(line: &[u8]) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    #[derive(Deserialize)]
+    struct Call {
+        params: CallParams,
+    }
+    #[derive(Deserialize)]
+    struct CallParams {
+        arguments: Option<serde_json::Value>,
+        #[serde(rename = "_meta")]
+        meta: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Call>(line) {
+        Ok(call) => (call.params.arguments, call.params.meta),
+        Err(_) => (None, None),
+    }
+}
+
+/// A header value for `Mcp-Name` or `Mcp-Param-*`: the name itself when it is plain
 /// visible ASCII (inner spaces allowed), else the spec's Base64 sentinel
 /// `=?base64?...?=` (also for a name that looks like one).
 pub fn header_safe(value: &str) -> String {
@@ -106,27 +125,11 @@ pub fn header_safe(value: &str) -> String {
     if !value.is_empty() && visible && !padded && !sentinel {
         value.to_owned()
     } else {
-        format!("=?base64?{}?=", base64(value.as_bytes()))
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
     }
-}
-
-/// Standard Base64 with padding (RFC 4648).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Whether a message is the response to the request of id `id`: ids

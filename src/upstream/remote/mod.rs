@@ -16,6 +16,7 @@ mod http;
 mod legacy;
 mod message;
 pub mod oauth;
+mod params;
 mod sse;
 mod streamable;
 
@@ -272,6 +273,11 @@ pub(crate) struct Link {
     listening: AtomicBool,
     /// The relay's messages are still being read and sent.
     reading: AtomicBool,
+    /// The tool parameters to mirror into `Mcp-Param-*` headers.
+    declared: Mutex<params::Declared>,
+    /// Held while toolwarden lists the tools itself: the calls that wait
+    /// for the marks wait for it.
+    listing: Mutex<()>,
 }
 
 /// Why a stream stopped being read.
@@ -359,6 +365,8 @@ impl Link {
             seen: Mutex::new(Seen::default()),
             listening: AtomicBool::new(false),
             reading: AtomicBool::new(true),
+            declared: Mutex::new(params::Declared::default()),
+            listing: Mutex::new(()),
         };
         (link, ended)
     }
@@ -565,15 +573,15 @@ impl Link {
     }
 
     /// Relays the message events of `stream` until it ends, or, when
-    /// `want` names a request, until its answer (an `initialize` answer
-    /// teaches the protocol version). An event too long to relay ends its
+    /// `want` names a request, until its answer (what an answer to
+    /// `method` teaches is kept: `streamable::learn`). An event too long to relay ends its
     /// request with an error: the one it names, or on a request's own
     /// stream, that request.
     fn relay_events(
         &self,
         stream: &mut sse::EventStream<impl io::Read>,
         want: Option<&RawValue>,
-        initialize: bool,
+        method: Option<&str>,
     ) -> Ended {
         loop {
             let event = match stream.next_event() {
@@ -609,8 +617,8 @@ impl Link {
                 continue;
             }
             let answered = want.is_some_and(|id| message::answers(&event.data, id));
-            if answered && initialize {
-                streamable::learn_version(self, &event.data);
+            if answered {
+                streamable::learn(self, method, &event.data);
             }
             self.deliver_event(event.id.as_deref(), &event.data);
             if answered {
@@ -776,7 +784,7 @@ mod tests {
         );
         let want = RawValue::from_string("7".into()).unwrap();
         assert!(matches!(
-            link.relay_events(&mut stream, Some(&want), false),
+            link.relay_events(&mut stream, Some(&want), None),
             Ended::Answered
         ));
         assert_eq!(
@@ -802,7 +810,7 @@ mod tests {
         // The last is this request's (its id is past the prefix: on its
         // own stream, it is taken for the answer).
         assert!(matches!(
-            link.relay_events(&mut stream, Some(&want), false),
+            link.relay_events(&mut stream, Some(&want), None),
             Ended::TooLong
         ));
         let lines = delivered(link, read);

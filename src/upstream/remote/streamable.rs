@@ -16,7 +16,7 @@ use ureq::Body;
 
 use super::message::{self, Outgoing};
 use super::sse::EventStream;
-use super::{http, lock, Busy, Link, Unauthorized};
+use super::{http, lock, params, Busy, Link, Unauthorized};
 
 /// How long the DELETE that ends a session may take.
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -116,6 +116,9 @@ fn post_headers(link: &Link, message: &Outgoing) -> Vec<(HeaderName, HeaderValue
                 .and_then(|n| HeaderValue::from_str(&message::header_safe(n)).ok());
             if let Some(name) = name {
                 headers.push((HeaderName::from_static("mcp-name"), name));
+            }
+            if message.method.as_deref() == Some("tools/call") {
+                headers.extend(params::for_call(link, message, version));
             }
         }
     }
@@ -274,7 +277,7 @@ fn keep_session_id(link: &Link, response: &Response<Body>) {
 }
 
 /// The kind of a body, from its Content-Type.
-fn content_type(response: &Response<Body>) -> String {
+pub(super) fn content_type(response: &Response<Body>) -> String {
     response
         .headers()
         .get("content-type")
@@ -315,9 +318,7 @@ fn answer(link: &Link, message: &Outgoing, response: Response<Body>) {
             ),
         );
     }
-    if message.method.as_deref() == Some("initialize") {
-        learn_version(link, &body);
-    }
+    learn(link, message.method.as_deref(), &body);
     link.deliver(&body);
 }
 
@@ -353,10 +354,21 @@ fn read_some(body: Body, max: u64) -> Vec<u8> {
 
 /// Keeps the protocol version of an initialize result, for the
 /// `MCP-Protocol-Version` of every later request.
-pub(super) fn learn_version(link: &Link, answer: &[u8]) {
-    if let Some(version) = message::negotiated_version(answer) {
-        debug!(%version, "protocol version");
-        lock(&link.session).protocol = Some(version);
+/// What the session keeps from the answer to a request of `method`:
+/// `initialize`'s protocol version, and the `x-mcp-header` marks of
+/// `tools/list`'s tools.
+pub(super) fn learn(link: &Link, method: Option<&str>, answer: &[u8]) {
+    match method {
+        Some("initialize") => {
+            if let Some(version) = message::negotiated_version(answer) {
+                debug!(%version, "protocol version");
+                lock(&link.session).protocol = Some(version);
+            }
+        }
+        Some("tools/list") => {
+            lock(&link.declared).learn(answer);
+        }
+        _ => {}
     }
 }
 
@@ -368,11 +380,11 @@ fn answer_stream(
     mut stream: EventStream<ureq::BodyReader<'static>>,
 ) {
     let want = message.id.as_deref();
-    let initialize = message.method.as_deref() == Some("initialize");
+    let method = message.method.as_deref();
     let mut tries = 0;
     loop {
         let before = stream.last_id.clone();
-        let ended = link.relay_events(&mut stream, want, initialize);
+        let ended = link.relay_events(&mut stream, want, method);
         let Some(id) = want else { return };
         let cut = match ended {
             super::Ended::Answered => return,
@@ -499,7 +511,7 @@ fn listen(link: &Link) {
                 let opened = Instant::now();
                 let mut stream = EventStream::new(body.into_reader(), link.max_message);
                 stream.last_id = last.clone();
-                let ended = link.relay_events(&mut stream, None, false);
+                let ended = link.relay_events(&mut stream, None, None);
                 if stream.last_id != last || opened.elapsed() > Duration::from_secs(5) {
                     backoff = FIRST_BACKOFF;
                 }
