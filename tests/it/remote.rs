@@ -814,7 +814,10 @@ fn oauth_logs_in_through_the_browser_once_and_the_next_session_uses_the_kept_tok
     let pages = dir.join("pages.txt");
     let browser = browser(&pages);
 
-    let (answer, code, stderr) = whoami(&url, &state, Some(&browser));
+    // The browser finds a slow local client on the redirect's port
+    // already: the login does not wait for it.
+    let slow = (format!("{} --slow", browser.0), browser.1.clone());
+    let (answer, code, stderr) = whoami(&url, &state, Some(&slow));
     assert!(held_a_token(&answer), "{answer}\n{stderr}");
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
@@ -995,4 +998,51 @@ fn login_with_a_client_id_given_registers_nothing() {
     let (answer, code, stderr) = whoami(&url, &state, None);
     assert!(held_a_token(&answer), "{answer}\n{stderr}");
     assert_eq!(code, Some(0));
+}
+
+/// A server on a free loopback port that answers every request with 401
+/// and `challenge(its port)` as its `WWW-Authenticate`.
+fn answers_401(challenge: fn(u16) -> String) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let challenge = challenge(port);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 8192];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: {challenge}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_authorization_server_at_an_https_url_beside_an_http_server_is_an_error_not_a_crash() {
+    // The metadata's URL is the same port, as https://: a TLS handshake
+    // with a server that speaks plain HTTP.
+    let port = answers_401(|port| {
+        format!(
+            r#"Bearer resource_metadata="https://127.0.0.1:{port}/.well-known/oauth-protected-resource""#
+        )
+    });
+    let dir = temp_dir("remote-oauth-https-metadata");
+    let (answer, code, stderr) = whoami(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        &dir.join("state"),
+        None,
+    );
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}\n{stderr}"));
+    assert!(
+        message.contains("wants authorization (HTTP 401)"),
+        "{message}"
+    );
+    assert!(message.contains("protected resource metadata"), "{message}");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -32,6 +32,11 @@ pub fn agent(https: bool) -> Result<ureq::Agent, String> {
             .map(|c| Certificate::from_der(c.as_ref()).to_owned())
             .collect();
         tls = tls.root_certs(RootCerts::Specific(Arc::new(roots)));
+    } else {
+        // No roots: an https:// URL met on the way (a redirect, OAuth's
+        // metadata) fails with a TLS error rather than the HTTP client's
+        // panic for roots it was built without.
+        tls = tls.root_certs(RootCerts::Specific(Arc::new(Vec::new())));
     }
     let config = ureq::Agent::config_builder()
         // Statuses are read, not errors: a 404 or a 401 means something.

@@ -531,8 +531,7 @@ impl Link {
     fn wants_authorization(response: &Response<Body>) -> bool {
         let status = response.status().as_u16();
         status == 401
-            || (status == 403
-                && challenge_of(response).is_some_and(|c| c.contains("insufficient_scope")))
+            || (status == 403 && challenge_of(response).is_some_and(|c| oauth::asks_for_scope(&c)))
     }
 
     /// What the authorizer makes of a response that wants credentials.

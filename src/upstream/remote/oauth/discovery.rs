@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::{get_json, secure};
+use super::{get_json, reachable_from};
 
 /// What a `Bearer` challenge of `WWW-Authenticate` says.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -157,9 +157,18 @@ pub fn discover(agent: &ureq::Agent, mcp: &Url, challenge: &Challenge) -> Result
             origin.set_path("/");
             origin.set_query(None);
             origin.set_fragment(None);
+            let _ = origin.set_username("");
+            let _ = origin.set_password(None);
             (resource_of(mcp), origin, String::new())
         }
     };
+    if !reachable_from(&authorization_server, mcp) {
+        return Err(format!(
+            "the authorization server {} is not https://, or is on a private network the \
+             server may not send toolwarden to",
+            crate::upstream::remote::http::shown(&authorization_server)
+        ));
+    }
     let server = server_metadata(agent, &authorization_server)?;
     let scope = challenge
         .scope
@@ -172,10 +181,15 @@ pub fn discover(agent: &ureq::Agent, mcp: &Url, challenge: &Challenge) -> Result
     })
 }
 
-/// The MCP server's URL as a `resource`: without its fragment.
+/// The MCP server's URL as a `resource`: without its fragment, query
+/// or user info (which may hold secrets the authorization server and the
+/// browser's history must not see).
 fn resource_of(mcp: &Url) -> String {
     let mut url = mcp.clone();
     url.set_fragment(None);
+    url.set_query(None);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     url.to_string()
 }
 
@@ -201,7 +215,7 @@ fn resource_metadata(
     if let Some(named) = &challenge.resource_metadata {
         let url = Url::parse(named)
             .ok()
-            .filter(|u| u.origin() == mcp.origin() || secure(u))
+            .filter(|u| u.origin() == mcp.origin() || reachable_from(u, mcp))
             .ok_or(
                 "the server's 401 names its resource metadata at a URL toolwarden does not use",
             )?;
@@ -230,12 +244,6 @@ fn resource_metadata(
 /// The authorization server's metadata, from the well-known URLs of
 /// RFC 8414 and OpenID Connect in the spec's order.
 fn server_metadata(agent: &ureq::Agent, issuer: &Url) -> Result<ServerMetadata, String> {
-    if !secure(issuer) {
-        return Err(format!(
-            "the authorization server {} is not https:// (only a loopback one may be http://)",
-            crate::upstream::remote::http::shown(issuer)
-        ));
-    }
     let path = issuer.path().trim_end_matches('/');
     let candidates = if path.is_empty() {
         vec![
@@ -282,9 +290,11 @@ fn server_metadata(agent: &ureq::Agent, issuer: &Url) -> Result<ServerMetadata, 
             .into_iter()
             .chain(metadata.registration_endpoint.as_ref())
         {
-            if !Url::parse(endpoint).is_ok_and(|u| secure(&u)) {
+            if !Url::parse(endpoint).is_ok_and(|u| reachable_from(&u, issuer)) {
                 return Err(
-                    "an endpoint of the authorization server is not an https:// URL".into(),
+                    "an endpoint of the authorization server is not https://, or is on a \
+                     private network it may not send toolwarden to"
+                        .into(),
                 );
             }
         }

@@ -3,9 +3,11 @@
 //! browser, the redirect back to a loopback port (RFC 8252), and the
 //! token endpoint (the code exchanged, a refresh token spent).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,7 +16,7 @@ use url::Url;
 
 use super::discovery::Found;
 use super::store::{lifetime, Client, Tokens};
-use super::{read_limited, MAX_BODY};
+use super::{read_limited, MAX_BODY, TIMEOUT};
 
 /// How long a login waits for the browser to come back.
 pub const LOGIN_WAIT: Duration = Duration::from_secs(300);
@@ -80,6 +82,9 @@ pub fn register(agent: &ureq::Agent, found: &Found, redirect: &str) -> Result<Cl
     }
     let response = agent
         .post(endpoint)
+        .config()
+        .timeout_global(Some(TIMEOUT))
+        .build()
         .header("content-type", "application/json")
         .header("accept", "application/json")
         .send(request.to_string().as_bytes())
@@ -237,7 +242,9 @@ fn run_opener(words: &[String]) -> Result<(), String> {
 /// Waits for the browser's redirect on `listener` (until `deadline`):
 /// the authorization code, once a request carries this attempt's `state`.
 /// Requests with another state are answered and ignored: a page cannot
-/// hand toolwarden a code of its own choosing.
+/// hand toolwarden a code of its own choosing. Each connection is read on
+/// a thread of its own, within [`REQUEST_WAIT`], so that a slow one does
+/// not hold up the browser's.
 pub fn wait_for_code(
     listener: &TcpListener,
     attempt: &Attempt,
@@ -248,7 +255,17 @@ pub fn wait_for_code(
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot wait for the login: {e}"))?;
+    let expect = Arc::new(Expect {
+        state: attempt.state.clone(),
+        issuer: issuer.to_owned(),
+        iss_required,
+    });
+    let (done, outcome) = mpsc::channel();
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
+        if let Ok(outcome) = outcome.try_recv() {
+            return outcome;
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "the login did not finish within {} minutes",
@@ -258,34 +275,81 @@ pub fn wait_for_code(
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
             Err(e) => return Err(format!("cannot wait for the login: {e}")),
         };
-        if let Some(outcome) = callback(stream, attempt, issuer, iss_required) {
-            return outcome;
+        if open.load(Ordering::SeqCst) >= MAX_REQUESTS {
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let (expect, done, open) = (Arc::clone(&expect), done.clone(), Arc::clone(&open));
+        let spawned = std::thread::Builder::new()
+            .name("login-callback".into())
+            .spawn(move || {
+                if let Some(outcome) = callback(stream, &expect) {
+                    let _ = done.send(outcome);
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            return Err("cannot start a thread to take the login's redirect".into());
+        }
+    }
+}
+
+/// A connection to the loopback port is read this long at most.
+const REQUEST_WAIT: Duration = Duration::from_secs(2);
+
+/// Connections read at once; more are closed unread.
+const MAX_REQUESTS: usize = 16;
+
+/// The longest request line read.
+const MAX_REQUEST_LINE: usize = 16 * 1024;
+
+/// What the redirect must carry.
+struct Expect {
+    state: String,
+    issuer: String,
+    iss_required: bool,
+}
+
+/// The request line of a connection, read within [`REQUEST_WAIT`] all
+/// told (a client that sends a byte at a time gets no longer).
+fn request_line(stream: &TcpStream) -> Option<String> {
+    use std::io::Read;
+    let until = Instant::now() + REQUEST_WAIT;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).ok()?;
+        let n = (&*stream).read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        line.extend_from_slice(&chunk[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            line.truncate(end);
+            return String::from_utf8(line).ok();
+        }
+        if line.len() > MAX_REQUEST_LINE {
+            return None;
         }
     }
 }
 
 /// Reads one request on the loopback port: `None` when it is not this
 /// login's redirect.
-fn callback(
-    mut stream: TcpStream,
-    attempt: &Attempt,
-    issuer: &str,
-    iss_required: bool,
-) -> Option<Result<String, String>> {
+fn callback(mut stream: TcpStream, expect: &Expect) -> Option<Result<String, String>> {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    // The request line alone is read: a line longer than a URL can be is
-    // not a redirect.
-    let read = BufReader::new(std::io::Read::take(&stream, 16 * 1024)).read_line(&mut line);
-    let target = read
-        .ok()
-        .and_then(|_| line.strip_prefix("GET "))
+    let line = request_line(&stream).unwrap_or_default();
+    let target = line
+        .strip_prefix("GET ")
         .and_then(|rest| rest.split(' ').next())
         .and_then(|target| Url::parse(&format!("http://127.0.0.1{target}")).ok());
     let Some(target) = target.filter(|t| t.path() == CALLBACK) else {
@@ -298,7 +362,7 @@ fn callback(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     };
-    if param("state").as_deref() != Some(attempt.state.as_str()) {
+    if param("state").as_deref() != Some(expect.state.as_str()) {
         reply(
             &mut stream,
             "400 Bad Request",
@@ -308,7 +372,7 @@ fn callback(
     }
     // RFC 9207: the issuer says it sent the redirect.
     match param("iss") {
-        Some(iss) if Url::parse(&iss).ok() != Url::parse(issuer).ok() => {
+        Some(iss) if Url::parse(&iss).ok() != Url::parse(&expect.issuer).ok() => {
             reply(
                 &mut stream,
                 "400 Bad Request",
@@ -318,7 +382,7 @@ fn callback(
                 "the login's redirect came from another authorization server".into(),
             ));
         }
-        None if iss_required => {
+        None if expect.iss_required => {
             reply(
                 &mut stream,
                 "400 Bad Request",
@@ -477,6 +541,9 @@ fn token_request(
     form.extend_pairs(fields);
     let mut request = agent
         .post(endpoint)
+        .config()
+        .timeout_global(Some(TIMEOUT))
+        .build()
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json");
     match (client.auth_method.as_str(), &client.secret) {

@@ -13,9 +13,10 @@ mod discovery;
 mod flow;
 mod store;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
@@ -31,11 +32,23 @@ use store::Tokens;
 /// The longest metadata or token answer read.
 const MAX_BODY: u64 = 256 * 1024;
 
+/// An OAuth request (metadata, registration, tokens) gives up after this
+/// long: renewals hold the session's requests while they run.
+pub(super) const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a session waits for another process's renewal, which may be
+/// a person's login.
+const LOCK_WAIT: Duration = Duration::from_secs(flow::LOGIN_WAIT.as_secs() + 60);
+
 /// The OAuth of one remote session.
 pub struct OAuth {
     /// The MCP server's URL, as given.
     mcp: Url,
-    agent: ureq::Agent,
+    /// The session's agent; the one OAuth uses is made on first use with
+    /// the system's roots (the authorization server is often https://
+    /// when the MCP server is not).
+    plain: ureq::Agent,
+    agent: OnceLock<ureq::Agent>,
     /// Where the tokens are kept; `None` without a state directory (they
     /// then last as long as the session).
     file: Option<PathBuf>,
@@ -46,6 +59,8 @@ pub struct OAuth {
     renewing: Mutex<()>,
     /// `--oauth-client-id`: log in as this client, not a registered one.
     client_id: Option<String>,
+    /// The scopes a 403 asked for, each logged in for once a session.
+    stepped_up: Mutex<HashSet<String>>,
 }
 
 impl OAuth {
@@ -58,17 +73,34 @@ impl OAuth {
         }
         OAuth {
             mcp: mcp.clone(),
-            agent,
+            plain: agent,
+            agent: OnceLock::new(),
             file,
             held: Mutex::new(held),
             renewing: Mutex::new(()),
             client_id,
+            stepped_up: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Keeps `tokens` in use and on disk.
-    fn adopt(&self, tokens: Tokens) {
-        if let Some(file) = &self.file {
+    fn agent(&self) -> &ureq::Agent {
+        self.agent
+            .get_or_init(|| http::agent(true).unwrap_or_else(|_| self.plain.clone()))
+    }
+
+    /// The token file locked, or why not.
+    fn lock_file(&self) -> Option<Result<store::Renewing, String>> {
+        let file = self.file.as_deref()?;
+        Some(
+            store::lock(file, LOCK_WAIT)
+                .map_err(|e| format!("cannot lock {}: {e}", file.display())),
+        )
+    }
+
+    /// Keeps `tokens` in use and on disk. A refresh's tokens are not
+    /// written back when the file is gone: `logout` removed it.
+    fn adopt(&self, tokens: Tokens, login: bool) {
+        if let Some(file) = self.file.as_ref().filter(|f| login || f.exists()) {
             if let Err(e) = store::write(file, &tokens) {
                 warn!(
                     "cannot keep the OAuth tokens in {} ({e}): they last this session only",
@@ -87,6 +119,18 @@ impl OAuth {
             .then_some(on_disk)
     }
 
+    /// The tokens to refresh from, under the file's lock: the kept ones
+    /// (another process may have spent the refresh token held here and
+    /// kept its successor), else those held.
+    fn to_refresh(&self, held: Option<Tokens>) -> Option<Tokens> {
+        self.file
+            .as_deref()
+            .and_then(store::read)
+            .filter(|t| t.refresh_token.is_some())
+            .or(held)
+            .filter(|t| t.refresh_token.is_some())
+    }
+
     /// Refreshes ahead of the expiry, when the token in use is `sent`.
     /// Failing, the old token goes out: its 401 takes the longer way.
     fn refresh_ahead(&self, sent: &str) {
@@ -95,15 +139,29 @@ impl OAuth {
         let Some(held) = held.filter(|h| h.access_token == sent) else {
             return;
         };
-        let _file = self.file.as_deref().map(store::lock);
+        // Without the file's lock the old token goes out: its 401 takes
+        // the longer way.
+        let _file = match self.lock_file() {
+            Some(Ok(file)) => Some(file),
+            Some(Err(e)) => return info!("{e}"),
+            None => None,
+        };
         if let Some(renewed) = self.renewed_elsewhere(Some(sent)) {
             *lock(&self.held) = Some(renewed);
             return;
         }
-        match flow::refresh(&self.agent, &held) {
+        let Some(base) = self.to_refresh(Some(held)) else {
+            return;
+        };
+        self.refresh_held(&base);
+    }
+
+    /// Refreshes from `base`, keeping what comes; failing, says so at info.
+    fn refresh_held(&self, base: &Tokens) {
+        match flow::refresh(self.agent(), base) {
             Ok(tokens) => {
                 info!("refreshed the OAuth access token");
-                self.adopt(tokens);
+                self.adopt(tokens, false);
             }
             Err(e) => info!("cannot refresh the OAuth access token: {}", e.words()),
         }
@@ -134,32 +192,37 @@ impl Authorizer for OAuth {
         let _one = lock(&self.renewing);
         let held = lock(&self.held).clone();
         let mut previous = held.clone();
-        if !challenge.wants_scope() {
+        if challenge.wants_scope() {
+            // A step-up: once a session for each scope asked, so that a
+            // server that keeps asking does not open a page per request.
+            let scope = challenge.scope.clone().unwrap_or_default();
+            if !lock(&self.stepped_up).insert(scope) {
+                return Unauthorized::GiveUp(
+                    "the server asks for more scope (HTTP 403) than the login gave".into(),
+                );
+            }
+        } else if held
+            .as_ref()
+            .is_some_and(|h| Some(h.access_token.as_str()) != sent)
+        {
             // Another request renewed the token since this one was sent.
-            if held
-                .as_ref()
-                .is_some_and(|h| Some(h.access_token.as_str()) != sent)
-            {
-                return Unauthorized::Retry;
-            }
+            return Unauthorized::Retry;
         }
-        let _file = match self.file.as_deref().map(store::lock) {
-            Some(Err(e)) => {
-                warn!("cannot lock the OAuth token file: {e}");
-                None
-            }
-            other => other,
+        let _file = match self.lock_file() {
+            Some(Ok(file)) => Some(file),
+            Some(Err(e)) => return Unauthorized::GiveUp(e),
+            None => None,
         };
         if !challenge.wants_scope() {
             if let Some(renewed) = self.renewed_elsewhere(sent) {
                 *lock(&self.held) = Some(renewed);
                 return Unauthorized::Retry;
             }
-            if let Some(held) = held.filter(|h| h.refresh_token.is_some()) {
-                match flow::refresh(&self.agent, &held) {
+            if let Some(base) = self.to_refresh(held) {
+                match flow::refresh(self.agent(), &base) {
                     Ok(tokens) => {
                         info!("refreshed the OAuth access token");
-                        self.adopt(tokens);
+                        self.adopt(tokens, false);
                         return Unauthorized::Retry;
                     }
                     // Spent or revoked: a new login, and a new
@@ -177,14 +240,20 @@ impl Authorizer for OAuth {
             client_id: self.client_id.as_deref(),
             in_session: true,
         };
-        match log_in(&self.agent, &self.mcp, &challenge, login) {
+        match log_in(self.agent(), &self.mcp, &challenge, login) {
             Ok(tokens) => {
-                self.adopt(tokens);
+                self.adopt(tokens, true);
                 Unauthorized::Retry
             }
             Err(words) => Unauthorized::GiveUp(words),
         }
     }
+}
+
+/// Whether a `WWW-Authenticate` value's Bearer challenge asks for more
+/// scope (a 403's step-up).
+pub fn asks_for_scope(header: &str) -> bool {
+    discovery::challenge(header).is_some_and(|c| c.wants_scope())
 }
 
 /// `Bearer TOKEN`, marked sensitive.
@@ -221,6 +290,12 @@ fn log_in(
         in_session,
     } = how;
     let shown = http::shown(mcp);
+    if !secure(mcp) {
+        return Err(format!(
+            "{shown} wants an OAuth login, which toolwarden does only over https:// (or to \
+             this machine): its tokens would cross the network unencrypted"
+        ));
+    }
     let run_login = |why: &str| {
         format!(
             "{shown} wants an OAuth login and {why}: run `toolwarden login {shown}` in a \
@@ -289,7 +364,7 @@ fn log_in(
 /// if it answers 401. Says what happened, for the person.
 pub fn login(mcp: &Url, client_id: Option<&str>) -> Result<String, String> {
     let shown = http::shown(mcp);
-    let agent = http::agent(mcp.scheme() == "https")?;
+    let agent = http::agent(true)?;
     let Some(challenge) = probe(&agent, mcp)? else {
         return Ok(format!(
             "{shown} asks for no authorization: there is nothing to log in to"
@@ -297,7 +372,8 @@ pub fn login(mcp: &Url, client_id: Option<&str>) -> Result<String, String> {
     };
     let file = store::path(mcp)
         .ok_or("neither XDG_STATE_HOME nor HOME is set: there is nowhere to keep the tokens")?;
-    let _file = store::lock(&file).map_err(|e| format!("cannot lock {}: {e}", file.display()))?;
+    let _file = store::lock(&file, LOCK_WAIT)
+        .map_err(|e| format!("cannot lock {}: {e}", file.display()))?;
     let previous = store::read(&file);
     let how = Login {
         previous: previous.as_ref(),
@@ -317,7 +393,8 @@ pub fn login(mcp: &Url, client_id: Option<&str>) -> Result<String, String> {
 pub fn logout(mcp: &Url) -> Result<String, String> {
     let shown = http::shown(mcp);
     let file = store::path(mcp).ok_or("neither XDG_STATE_HOME nor HOME is set")?;
-    let _file = store::lock(&file).map_err(|e| format!("cannot lock {}: {e}", file.display()))?;
+    let _file = store::lock(&file, Duration::from_secs(10))
+        .map_err(|e| format!("cannot lock {}: {e}", file.display()))?;
     match store::remove(&file) {
         Ok(true) => Ok(format!("forgot the OAuth tokens kept for {shown}")),
         Ok(false) => Ok(format!("no OAuth tokens are kept for {shown}")),
@@ -347,6 +424,9 @@ fn probe(agent: &ureq::Agent, mcp: &Url) -> Result<Option<Challenge>, String> {
     };
     let posted = agent
         .post(mcp.as_str())
+        .config()
+        .timeout_global(Some(TIMEOUT))
+        .build()
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .send(initialize.to_string().as_bytes())
@@ -354,6 +434,9 @@ fn probe(agent: &ureq::Agent, mcp: &Url) -> Result<Option<Challenge>, String> {
     let answered = if posted.status().is_client_error() && posted.status() != 401 {
         agent
             .get(mcp.as_str())
+            .config()
+            .timeout_global(Some(TIMEOUT))
+            .build()
             .header("accept", "text/event-stream")
             .call()
             .map_err(unreachable)?
@@ -393,14 +476,50 @@ fn probe(agent: &ureq::Agent, mcp: &Url) -> Result<Option<Challenge>, String> {
 fn secure(url: &Url) -> bool {
     match url.scheme() {
         "https" => true,
-        "http" => match url.host() {
-            Some(url::Host::Domain(name)) => name == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
+        "http" => local(url),
         _ => false,
     }
+}
+
+/// Whether a URL is on this machine.
+fn local(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether a URL names a host of a private network (or this machine):
+/// loopback, private, link-local or unspecified addresses.
+fn private(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(_)) => local(url),
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local())
+        }
+        None => true,
+    }
+}
+
+/// Whether toolwarden fetches or posts to `url` on the word of `from`
+/// (the MCP server, or the authorization server): a secure URL, and one
+/// on a private network only when `from` is on this machine too, so
+/// that a server out there cannot aim toolwarden at the machine's own
+/// services.
+fn reachable_from(url: &Url, from: &Url) -> bool {
+    secure(url) && (local(from) || !private(url))
 }
 
 /// A body, at most `limit` bytes of it.
@@ -433,6 +552,9 @@ fn get_json_if_there<T: DeserializeOwned>(
 ) -> Result<Option<T>, String> {
     let response = agent
         .get(url.as_str())
+        .config()
+        .timeout_global(Some(TIMEOUT))
+        .build()
         .header("accept", "application/json")
         .call()
         .map_err(|e| format!("cannot fetch {what}: {}", http::failure(&e)))?;
@@ -466,5 +588,27 @@ mod tests {
         assert!(!s("http://example.com/token"));
         assert!(!s("http://10.0.0.1/token"));
         assert!(!s("ftp://127.0.0.1/token"));
+    }
+
+    #[test]
+    fn a_server_out_there_cannot_aim_at_this_machine() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let far = u("https://mcp.example.com/mcp");
+        let near = u("http://127.0.0.1:8000/mcp");
+        assert!(reachable_from(&u("https://auth.example.com/token"), &far));
+        assert!(!reachable_from(&u("http://127.0.0.1:9/admin"), &far));
+        assert!(!reachable_from(&u("https://127.0.0.1:9/admin"), &far));
+        assert!(!reachable_from(&u("https://10.1.2.3/token"), &far));
+        assert!(!reachable_from(&u("https://192.168.1.1/token"), &far));
+        assert!(!reachable_from(&u("https://169.254.169.254/latest"), &far));
+        assert!(!reachable_from(&u("https://[fd00::1]/token"), &far));
+        assert!(!reachable_from(
+            &u("https://[::ffff:127.0.0.1]/token"),
+            &far
+        ));
+        assert!(!reachable_from(&u("https://localhost/token"), &far));
+        assert!(reachable_from(&u("http://127.0.0.1:9/token"), &near));
+        assert!(reachable_from(&u("https://auth.example.com/token"), &near));
+        assert!(!reachable_from(&u("http://auth.example.com/token"), &near));
     }
 }

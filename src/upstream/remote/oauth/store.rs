@@ -161,8 +161,9 @@ pub fn remove(path: &Path) -> io::Result<bool> {
 /// the next.
 pub struct Renewing(#[allow(dead_code)] File);
 
-/// Waits until no other process renews the tokens at `path`.
-pub fn lock(path: &Path) -> io::Result<Renewing> {
+/// Waits until no other process renews the tokens at `path` (one may be
+/// waiting for its person's login), `wait` at most.
+pub fn lock(path: &Path, wait: std::time::Duration) -> io::Result<Renewing> {
     let dir = path.parent().expect("a file in a directory");
     fs::DirBuilder::new()
         .recursive(true)
@@ -174,11 +175,23 @@ pub fn lock(path: &Path) -> io::Result<Renewing> {
         .truncate(false)
         .mode(0o600)
         .open(path.with_extension("lock"))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
+    let until = std::time::Instant::now() + wait;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Renewing(file));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(e);
+        }
+        if std::time::Instant::now() >= until {
+            return Err(io::Error::other(
+                "another toolwarden is renewing these tokens (or waiting for a login)",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Ok(Renewing(file))
 }
 
 #[cfg(test)]
@@ -217,7 +230,10 @@ mod tests {
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(read(&path).unwrap().access_token, "b");
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
-        drop(lock(&path).unwrap());
+        let held = lock(&path, std::time::Duration::ZERO).unwrap();
+        assert!(lock(&path, std::time::Duration::from_millis(100)).is_err());
+        drop(held);
+        drop(lock(&path, std::time::Duration::ZERO).unwrap());
         assert!(remove(&path).unwrap());
         assert!(!remove(&path).unwrap());
         assert!(read(&path).is_none());
