@@ -1046,3 +1046,63 @@ fn an_authorization_server_at_an_https_url_beside_an_http_server_is_an_error_not
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_session_refreshes_with_the_refresh_token_another_session_left() {
+    let dir = temp_dir("remote-oauth-stale");
+    let record = dir.join("grants.jsonl");
+    let server = oauth_server(&record, 3, None);
+    let url = server.url("/mcp");
+    let state = dir.join("state");
+    let out = toolwarden()
+        .arg("login")
+        .arg(&url)
+        .env("XDG_STATE_HOME", &state)
+        .env("BROWSER", browser(&dir.join("pages.txt")).0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two sessions, each holding the login's tokens.
+    let open = || {
+        let mut session = Session::start(
+            toolwarden()
+                .args(["--policy", "policies/permissive.json", "--"])
+                .arg(&url)
+                .current_dir(root())
+                .env("XDG_STATE_HOME", &state)
+                .env("BROWSER", "/bin/false"),
+        );
+        session.send(&initialize("2025-06-18"));
+        assert!(session.recv_json().get("result").is_some());
+        session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        session
+    };
+    let (mut a, mut b) = (open(), open());
+    // The tokens expire; A refreshes, spending the first refresh token.
+    std::thread::sleep(Duration::from_secs(4));
+    a.send(&call(1, "whoami", "{}"));
+    assert!(held_a_token(&a.recv_json()));
+    // Both expire again: B refreshes with the token A left, not its own
+    // spent one (which would mean a new login, and no browser here).
+    std::thread::sleep(Duration::from_secs(4));
+    b.send(&call(1, "whoami", "{}"));
+    let answer = b.recv_json();
+    assert!(held_a_token(&answer), "{answer}\n{}", b.stderr());
+    let events = oauth_events(&record);
+    assert_eq!(
+        events,
+        [
+            "register",
+            "authorize",
+            "authorization_code",
+            "refresh_token",
+            "refresh_token"
+        ]
+    );
+    assert_eq!(a.wait().code(), Some(0));
+    assert_eq!(b.wait().code(), Some(0));
+}
