@@ -374,10 +374,19 @@ fn a_header_from_the_environment_reaches_a_server_that_wants_a_token_and_nothing
     // them as Mcp-Param-* headers (a value no header can carry, as
     // Base64), which the server checks against the arguments.
     assert_eq!(seen["deploy"]["text"], "deployed to eu-wëst x3", "{seen}");
-    let deploy = requests
-        .iter()
-        .find(|r| r["mcp-name"] == "deploy")
-        .unwrap_or_else(|| panic!("{requests:?}"));
+    // It came first: toolwarden's own listing went before it, and the
+    // call went once (the server refused no call without headers).
+    let deploys: Vec<usize> = (0..requests.len())
+        .filter(|&i| requests[i]["mcp-name"] == "deploy")
+        .collect();
+    assert_eq!(deploys.len(), 1, "{requests:?}");
+    assert!(
+        requests[..deploys[0]]
+            .iter()
+            .any(|r| r["mcp-method"] == "tools/list"),
+        "{requests:?}"
+    );
+    let deploy = &requests[deploys[0]];
     assert_eq!(
         deploy["params"],
         json!({"mcp-param-region": "=?base64?ZXUtd8Orc3Q=?=", "mcp-param-replicas": "3"})

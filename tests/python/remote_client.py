@@ -113,12 +113,12 @@ async def everything(params):
 
 async def token(params):
     async with Client(params) as client:
+        # Called first, before any listing: toolwarden lists the tools
+        # itself for the parameters this one mirrors into headers.
+        deployed = await client.call_tool("deploy", {"region": "eu-wëst", "replicas": 3})
         whoami = await client.call_tool("whoami", {})
         reversed_ = await client.call_tool("reverse", {"text": "stressed"})
         unicode_name = await client.call_tool("grüß", {})
-        # Called before any listing: toolwarden lists the tools itself for
-        # the parameters this one mirrors into headers.
-        deployed = await client.call_tool("deploy", {"region": "eu-wëst", "replicas": 3})
         return {
             "protocol": client.protocol_version,
             "whoami": summary(whoami),

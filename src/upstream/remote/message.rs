@@ -96,16 +96,16 @@ impl Outgoing {
 }
 
 /// A `tools/call`'s `params.arguments` and `params._meta`, those it has.
-pub fn arguments_and_meta(line: &[u8]) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+pub fn arguments_and_meta(line: &[u8]) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
     #[derive(Deserialize)]
     struct Call {
         params: CallParams,
     }
     #[derive(Deserialize)]
     struct CallParams {
-        arguments: Option<serde_json::Value>,
+        arguments: Option<Box<RawValue>>,
         #[serde(rename = "_meta")]
-        meta: Option<serde_json::Value>,
+        meta: Option<Box<RawValue>>,
     }
     match serde_json::from_slice::<Call>(line) {
         Ok(call) => (call.params.arguments, call.params.meta),
@@ -113,15 +113,13 @@ pub fn arguments_and_meta(line: &[u8]) -> (Option<serde_json::Value>, Option<ser
     }
 }
 
-/// A header value for `Mcp-Name` or `Mcp-Param-*`: the name itself when it is plain
-/// visible ASCII (inner spaces allowed), else the spec's Base64 sentinel
-/// `=?base64?...?=` (also for a name that looks like one).
+/// A header value for `Mcp-Name` or `Mcp-Param-*`: the value itself
+/// when it is plain visible ASCII (inner spaces allowed), else the spec's
+/// Base64 sentinel `=?base64?...?=` (also for one that looks like it).
 pub fn header_safe(value: &str) -> String {
     let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
-    let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
-    let visible = value
-        .bytes()
-        .all(|b| (0x20..=0x7e).contains(&b) || b == b'\t');
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let visible = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
     if !value.is_empty() && visible && !padded && !sentinel {
         value.to_owned()
     } else {

@@ -9,21 +9,18 @@
 //! `tools/list` of toolwarden's own, once a session, whose answers are
 //! not relayed.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::{debug, warn};
 use ureq::http::{HeaderName, HeaderValue, Method};
 
 use super::message::{self, header_safe, Outgoing};
 use super::sse::EventStream;
-use super::{lock, Link};
-
-/// toolwarden's own listing gives up after this long: the call it is for
-/// waits.
-const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+use super::{lock, Link, Unauthorized};
 
 /// One tool's marks: the path of `properties` keys to a parameter, and
 /// the header's name after `Mcp-Param-`.
@@ -33,16 +30,46 @@ pub type Marks = Vec<(Vec<String>, String)>;
 #[derive(Default)]
 pub struct Declared {
     tools: HashMap<String, Marks>,
-    /// A listing was seen (or toolwarden's own was tried).
+    /// A listing was seen, or toolwarden's own gave up.
     listed: bool,
+    /// toolwarden's own listings that failed.
+    failed: u32,
 }
 
-/// Pages of toolwarden's own listing read at most.
-const MAX_PAGES: usize = 100;
+/// What one `tools/list` answer says: each tool's marks (none, or why
+/// they are refused), and the next page's cursor.
+pub struct Listing {
+    tools: Vec<(String, Result<Marks, String>)>,
+    next: Option<String>,
+}
 
-/// JSON Schema keywords whose values are schemas; a mark below one of
-/// them is not on a parameter a call's arguments reach by name.
-const SUBSCHEMAS: &[&str] = &[
+/// Pages of toolwarden's own listing read at most, and how long all of
+/// them may take.
+const MAX_PAGES: usize = 100;
+const LISTING_WAIT: Duration = Duration::from_secs(60);
+
+/// toolwarden's own listing is tried this many times in a session.
+const LISTING_TRIES: u32 = 3;
+
+/// Marks one tool may have, and schema positions walked for them: a tool
+/// past either gets no headers (a server's listing must not cost
+/// toolwarden more than its size).
+const MAX_MARKS: usize = 64;
+const MAX_POSITIONS: usize = 100_000;
+
+/// The `_meta` keys of a 2026-07-28 request that toolwarden's own
+/// listing carries from the client's call (no progress token or other
+/// key of the call's own).
+const META_KEYS: &[&str] = &[
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientCapabilities",
+    "io.modelcontextprotocol/clientInfo",
+];
+
+/// JSON Schema keywords whose value is a schema, an array of schemas, or
+/// an object of schemas; a mark below one of them is not on a parameter
+/// a call's arguments reach by name.
+const ONE_SCHEMA: &[&str] = &[
     "items",
     "contains",
     "unevaluatedItems",
@@ -54,62 +81,85 @@ const SUBSCHEMAS: &[&str] = &[
     "then",
     "else",
     "contentSchema",
-    "allOf",
-    "anyOf",
-    "oneOf",
-    "prefixItems",
+];
+const SCHEMA_LIST: &[&str] = &["allOf", "anyOf", "oneOf", "prefixItems"];
+const SCHEMA_MAP: &[&str] = &[
     "patternProperties",
     "dependentSchemas",
     "$defs",
     "definitions",
 ];
 
-/// How deep a schema is walked for marks.
-const MAX_DEPTH: usize = 64;
+/// Reads a `tools/list` answer, each tool on its own (one that cannot be
+/// read costs only its own marks): `None` when it is no listing (an
+/// error answer). Done outside any lock: a long listing holds up no call.
+pub fn read_listing(answer: &[u8]) -> Option<Listing> {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Page<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        tools: Vec<&'a RawValue>,
+        #[serde(rename = "nextCursor", default)]
+        next_cursor: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct Tool {
+        #[serde(rename = "inputSchema", default)]
+        input_schema: Value,
+    }
+    let page = serde_json::from_slice::<Answer>(answer).ok()?.result;
+    let tools = page
+        .tools
+        .into_iter()
+        .filter_map(|tool| {
+            let name = serde_json::from_str::<Named>(tool.get()).ok()?.name;
+            // Most tools mark nothing: their schemas are not parsed.
+            if memchr::memmem::find(tool.get().as_bytes(), b"x-mcp-header").is_none() {
+                return Some((name, Ok(Marks::new())));
+            }
+            let marks = serde_json::from_str::<Tool>(tool.get())
+                .map_err(|_| "its inputSchema cannot be read".to_owned())
+                .and_then(|t| marks(&t.input_schema));
+            Some((name, marks))
+        })
+        .collect();
+    Some(Listing {
+        tools,
+        next: page.next_cursor,
+    })
+}
 
 impl Declared {
-    /// Takes in the marks of the tools in a `tools/list` answer. A tool
-    /// whose marks break the spec's rules gets no headers, with a
-    /// warning that names it.
-    pub fn learn(&mut self, answer: &[u8]) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Answer {
-            result: Listing,
-        }
-        #[derive(Deserialize)]
-        struct Listing {
-            tools: Vec<Tool>,
-            #[serde(rename = "nextCursor", default)]
-            next_cursor: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Tool {
-            name: String,
-            #[serde(rename = "inputSchema", default)]
-            input_schema: Value,
-        }
-        let Ok(answer) = serde_json::from_slice::<Answer>(answer) else {
-            return None;
-        };
+    /// Takes in a listing's marks. A tool whose marks break the spec's
+    /// rules gets no headers, with a warning that names it.
+    pub fn learn(&mut self, listing: Listing) -> Option<String> {
         self.listed = true;
-        for tool in answer.result.tools {
-            match marks(&tool.input_schema) {
+        for (name, marks) in listing.tools {
+            match marks {
                 Ok(marks) if marks.is_empty() => {
-                    self.tools.remove(&tool.name);
+                    self.tools.remove(&name);
                 }
                 Ok(marks) => {
-                    self.tools.insert(tool.name, marks);
+                    self.tools.insert(name, marks);
                 }
                 Err(why) => {
                     warn!(
-                        tool = %crate::redact::peer_line(&tool.name),
+                        tool = %crate::redact::peer_line(&name),
                         "the tool's x-mcp-header marks break the spec's rules ({why}): its calls carry no Mcp-Param headers"
                     );
-                    self.tools.remove(&tool.name);
+                    self.tools.remove(&name);
                 }
             }
         }
-        answer.result.next_cursor
+        listing.next
     }
 
     /// Whether calls of `tool` carry headers.
@@ -117,30 +167,39 @@ impl Declared {
         self.tools.contains_key(tool)
     }
 
-    /// The `Mcp-Param-*` headers of a call of `tool` with `arguments`: a
-    /// parameter that is absent or null has none.
-    pub fn headers(&self, tool: &str, arguments: &Value) -> Vec<(HeaderName, HeaderValue)> {
-        let Some(marks) = self.tools.get(tool) else {
-            return Vec::new();
-        };
-        marks
-            .iter()
-            .filter_map(|(path, name)| {
-                let value = path
-                    .iter()
-                    .try_fold(arguments, |node, key| node.as_object()?.get(key))?;
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Bool(b) => b.to_string(),
-                    Value::Number(n) => n.to_string(),
-                    _ => return None,
-                };
-                let name = HeaderName::from_bytes(format!("mcp-param-{name}").as_bytes()).ok()?;
-                let value = HeaderValue::from_str(&header_safe(&text)).ok()?;
-                Some((name, value))
-            })
-            .collect()
+    /// The marks of `tool`.
+    fn marks(&self, tool: &str) -> Option<Marks> {
+        self.tools.get(tool).cloned()
     }
+}
+
+/// The `Mcp-Param-*` headers of a call with `arguments` (its text): a
+/// parameter that is absent or null has none; a number goes as written.
+fn headers(marks: &Marks, arguments: &RawValue) -> Vec<(HeaderName, HeaderValue)> {
+    marks
+        .iter()
+        .filter_map(|(path, name)| {
+            let value = path
+                .iter()
+                .try_fold(arguments, |node, key| member(node, key))?;
+            let raw = value.get().trim();
+            let text = match raw.as_bytes().first()? {
+                b'"' => serde_json::from_str::<String>(raw).ok()?,
+                b't' | b'f' => serde_json::from_str::<bool>(raw).ok()?.to_string(),
+                b'-' | b'0'..=b'9' => raw.to_owned(),
+                _ => return None,
+            };
+            let name = HeaderName::from_bytes(format!("mcp-param-{name}").as_bytes()).ok()?;
+            let value = HeaderValue::from_str(&header_safe(&text)).ok()?;
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// The member `key` of a JSON object's text, if it is one and has it.
+fn member<'a>(object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
+    let members: HashMap<String, &'a RawValue> = serde_json::from_str(object.get()).ok()?;
+    members.get(key).copied()
 }
 
 /// The `Mcp-Param-*` headers of a 2026-07-28 `tools/call` (of protocol
@@ -151,54 +210,78 @@ pub fn for_call(link: &Link, message: &Outgoing, version: &str) -> Vec<(HeaderNa
         return Vec::new();
     };
     let listed = lock(&link.declared).listed;
-    let (arguments, meta) = if listed && !lock(&link.declared).has(tool) {
+    if listed && !lock(&link.declared).has(tool) {
         return Vec::new();
-    } else {
-        message::arguments_and_meta(&message.line)
-    };
+    }
+    let (arguments, meta) = message::arguments_and_meta(&message.line);
     if !listed {
         let _one = lock(&link.listing);
         if !lock(&link.declared).listed {
             list_tools(link, meta, version);
         }
     }
-    lock(&link.declared).headers(tool, &arguments.unwrap_or_default())
+    let marks = lock(&link.declared).marks(tool);
+    match (marks, arguments) {
+        (Some(marks), Some(arguments)) => headers(&marks, &arguments),
+        _ => Vec::new(),
+    }
 }
 
 /// toolwarden's own `tools/list`, every page, its answers kept from the
-/// client: the call's `_meta` (the client's protocol version, info and
-/// capabilities, as 2026-07-28 requests carry them) goes with it.
-fn list_tools(link: &Link, meta: Option<Value>, version: &str) {
+/// client. It carries the client's protocol version, info and
+/// capabilities from the call's `_meta`, as 2026-07-28 requests must.
+fn list_tools(link: &Link, meta: Option<Box<RawValue>>, version: &str) {
+    let meta: serde_json::Map<String, Value> = meta
+        .and_then(|m| serde_json::from_str::<serde_json::Map<String, Value>>(m.get()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| META_KEYS.contains(&k.as_str()))
+        .collect();
+    let until = Instant::now() + LISTING_WAIT;
     let mut cursor: Option<String> = None;
+    let mut seen = HashSet::new();
     for page in 0..MAX_PAGES {
         let id = format!("toolwarden-tools-{}-{page}", crate::audit::random_id());
         let mut params = serde_json::Map::new();
-        if let Some(meta) = &meta {
-            params.insert("_meta".into(), meta.clone());
-        }
+        params.insert("_meta".into(), Value::Object(meta.clone()));
         if let Some(cursor) = cursor.take() {
             params.insert("cursor".into(), cursor.into());
         }
         let request = serde_json::json!({
             "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params,
         });
-        let Some(answer) = ask(link, &request.to_string(), &id, version) else {
-            warn!(
-                "cannot list the server's tools for their Mcp-Param headers: calls go without them"
-            );
-            lock(&link.declared).listed = true;
+        let left = until.saturating_duration_since(Instant::now());
+        let answer = ask(link, &request.to_string(), &id, version, left);
+        let mut declared = lock(&link.declared);
+        let Some(answer) = answer else {
+            declared.failed += 1;
+            if declared.failed >= LISTING_TRIES {
+                // Calls go without headers: the client's own listing,
+                // if it makes one, still teaches the marks.
+                declared.listed = true;
+            }
+            warn!("cannot list the server's tools for their Mcp-Param headers; this call goes without them");
             return;
         };
-        cursor = lock(&link.declared).learn(&answer);
-        if cursor.is_none() {
+        let Some(listing) = read_listing(&answer) else {
+            warn!("the server does not list its tools: calls carry no Mcp-Param headers");
+            declared.listed = true;
             return;
+        };
+        match declared.learn(listing) {
+            Some(next) if seen.insert(next.clone()) && !left.is_zero() => cursor = Some(next),
+            _ => return,
         }
     }
 }
 
 /// POSTs one request of toolwarden's and reads its answer (a JSON body,
-/// or the event of its stream that answers `id`).
-fn ask(link: &Link, request: &str, id: &str, version: &str) -> Option<Vec<u8>> {
+/// or the event of its stream that answers `id`), within `wait`; once
+/// more after a 401 the authorizer answers.
+fn ask(link: &Link, request: &str, id: &str, version: &str, wait: Duration) -> Option<Vec<u8>> {
+    if wait.is_zero() {
+        return None;
+    }
     let headers = [
         (
             HeaderName::from_static("accept"),
@@ -214,15 +297,25 @@ fn ask(link: &Link, request: &str, id: &str, version: &str) -> Option<Vec<u8>> {
         ),
     ];
     let url = link.url();
-    let response = link
-        .send(
-            Method::POST,
-            &url,
-            &headers,
-            Some(request.as_bytes()),
-            Some(ASK_TIMEOUT),
-        )
-        .ok()?;
+    let mut authorized_again = false;
+    let response = loop {
+        let response = link
+            .send(
+                Method::POST,
+                &url,
+                &headers,
+                Some(request.as_bytes()),
+                Some(wait),
+            )
+            .ok()?;
+        if Link::wants_authorization(&response) && !authorized_again {
+            authorized_again = true;
+            if let Unauthorized::Retry = link.unauthorized(&response) {
+                continue;
+            }
+        }
+        break response;
+    };
     if !response.status().is_success() {
         debug!(
             status = response.status().as_u16(),
@@ -252,24 +345,40 @@ fn ask(link: &Link, request: &str, id: &str, version: &str) -> Option<Vec<u8>> {
 /// The marks of one `inputSchema`, or why they break the rules: a mark
 /// must sit on a parameter reached through `properties` alone, be an
 /// HTTP token unique (ignoring case) in the schema, and be on a string,
-/// integer or boolean parameter.
+/// integer or boolean parameter. The walk keeps each position's parent,
+/// not its path: a path is made only for a mark.
 fn marks(schema: &Value) -> Result<Marks, String> {
+    // Each position reached through `properties` alone: (parent, key).
+    let mut chain: Vec<(usize, &str)> = Vec::new();
+    let path_of = |chain: &[(usize, &str)], mut at: usize| {
+        let mut path = Vec::new();
+        while at != usize::MAX {
+            let (parent, key) = chain[at];
+            path.push(key.to_owned());
+            at = parent;
+        }
+        path.reverse();
+        path
+    };
     let mut found = Marks::new();
-    // (path through `properties`, or None once another keyword was
-    // crossed; the schema; its depth)
-    let mut stack: Vec<(Option<Vec<String>>, &Value, usize)> = vec![(Some(Vec::new()), schema, 0)];
-    while let Some((path, node, depth)) = stack.pop() {
+    let mut names = HashSet::new();
+    // (its place in `chain`: usize::MAX for the root, None once another
+    // keyword was crossed; the schema)
+    let mut stack: Vec<(Option<usize>, &Value)> = vec![(Some(usize::MAX), schema)];
+    let mut walked = 0;
+    while let Some((at, node)) = stack.pop() {
         let Some(object) = node.as_object() else {
             continue;
         };
-        if depth > MAX_DEPTH {
-            return Err("the schema is nested too deep to read".into());
+        walked += 1;
+        if walked > MAX_POSITIONS {
+            return Err("the schema is too large to read for marks".into());
         }
         if let Some(mark) = object.get("x-mcp-header") {
-            let path = path
-                .as_ref()
-                .filter(|p| !p.is_empty())
+            let at = at
+                .filter(|&a| a != usize::MAX)
                 .ok_or("a mark is not on a parameter reached through `properties`")?;
+            let path = path_of(&chain, at);
             let shown = path.join(".");
             let name = mark
                 .as_str()
@@ -283,38 +392,34 @@ fn marks(schema: &Value) -> Result<Marks, String> {
                     "{shown} is marked but is not a string, integer or boolean"
                 ));
             }
-            if found.iter().any(|(_, n)| n.eq_ignore_ascii_case(name)) {
+            if !names.insert(name.to_ascii_lowercase()) {
                 return Err(format!("the mark {name} is given twice"));
             }
-            found.push((path.clone(), name.to_owned()));
+            if found.len() == MAX_MARKS {
+                return Err(format!("more than {MAX_MARKS} parameters are marked"));
+            }
+            found.push((path, name.to_owned()));
         }
         for (keyword, value) in object {
-            if keyword == "properties" {
-                if let Some(properties) = value.as_object() {
+            let keyword = keyword.as_str();
+            match value {
+                Value::Object(properties) if keyword == "properties" => {
                     for (key, sub) in properties {
-                        let sub_path = path.as_ref().map(|p| {
-                            let mut p = p.clone();
-                            p.push(key.clone());
-                            p
+                        let place = at.map(|parent| {
+                            chain.push((parent, key.as_str()));
+                            chain.len() - 1
                         });
-                        stack.push((sub_path, sub, depth + 1));
+                        stack.push((place, sub));
                     }
                 }
-            } else if SUBSCHEMAS.contains(&keyword.as_str()) {
-                match value {
-                    Value::Array(items) => {
-                        stack.extend(items.iter().map(|s| (None, s, depth + 1)));
-                    }
-                    Value::Object(map)
-                        if matches!(
-                            keyword.as_str(),
-                            "patternProperties" | "dependentSchemas" | "$defs" | "definitions"
-                        ) =>
-                    {
-                        stack.extend(map.values().map(|s| (None, s, depth + 1)));
-                    }
-                    other => stack.push((None, other, depth + 1)),
+                Value::Object(_) if ONE_SCHEMA.contains(&keyword) => stack.push((None, value)),
+                Value::Array(items) if SCHEMA_LIST.contains(&keyword) => {
+                    stack.extend(items.iter().map(|s| (None, s)));
                 }
+                Value::Object(map) if SCHEMA_MAP.contains(&keyword) => {
+                    stack.extend(map.values().map(|s| (None, s)));
+                }
+                _ => {}
             }
         }
     }
@@ -336,14 +441,22 @@ mod tests {
 
     fn listing(schema: Value) -> Vec<u8> {
         json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
-            {"name": "deploy", "inputSchema": schema}
+            {"name": "deploy", "inputSchema": schema},
+            {"name": "plain", "inputSchema": {"type": "object"}}
         ]}})
         .to_string()
         .into_bytes()
     }
 
-    fn shown(headers: Vec<(HeaderName, HeaderValue)>) -> Vec<String> {
-        let mut shown: Vec<String> = headers
+    fn learned(schema: Value) -> Declared {
+        let mut declared = Declared::default();
+        declared.learn(read_listing(&listing(schema)).unwrap());
+        declared
+    }
+
+    fn shown(declared: &Declared, arguments: &str) -> Vec<String> {
+        let arguments = RawValue::from_string(arguments.to_owned()).unwrap();
+        let mut shown: Vec<String> = headers(&declared.marks("deploy").unwrap(), &arguments)
             .iter()
             .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
             .collect();
@@ -353,8 +466,7 @@ mod tests {
 
     #[test]
     fn marked_parameters_become_headers_nested_or_not() {
-        let mut declared = Declared::default();
-        declared.learn(&listing(json!({
+        let declared = learned(json!({
             "type": "object",
             "properties": {
                 "region": {"type": "string", "x-mcp-header": "Region"},
@@ -365,28 +477,28 @@ mod tests {
                 }},
                 "note": {"type": "string"}
             }
-        })));
-        assert!(declared.has("deploy"));
-        let headers = declared.headers(
-            "deploy",
-            &json!({"region": "eu-west 1", "replicas": 3, "dry": false,
-                    "target": {"zone": "grüß"}, "note": "x"}),
-        );
+        }));
+        assert!(declared.has("deploy") && !declared.has("plain"));
         assert_eq!(
-            shown(headers),
+            shown(
+                &declared,
+                r#"{"region": "eu-west 1", "replicas": 12345678901234567890123, "dry": false,
+                    "target": {"zone": "gr\u00fc\u00df"}, "note": "x"}"#
+            ),
             [
                 "mcp-param-dry: false",
                 "mcp-param-region: eu-west 1",
-                "mcp-param-replicas: 3",
+                // A number goes as written, however long.
+                "mcp-param-replicas: 12345678901234567890123",
                 "mcp-param-zone: =?base64?Z3LDvMOf?=",
             ]
         );
-        // Absent or null: no header.
-        let headers = declared.headers("deploy", &json!({"region": null}));
-        assert!(headers.is_empty());
-        assert!(declared
-            .headers("other", &json!({"region": "x"}))
-            .is_empty());
+        // Absent or null: no header; a tab is Base64.
+        assert!(shown(&declared, r#"{"region": null}"#).is_empty());
+        assert_eq!(
+            shown(&declared, r#"{"region": "a\tb"}"#),
+            ["mcp-param-region: =?base64?YQli?="]
+        );
     }
 
     #[test]
@@ -403,22 +515,61 @@ mod tests {
             json!({"anyOf": [{"properties": {"a": {"type": "string", "x-mcp-header": "A"}}}]}),
             json!({"type": "string", "x-mcp-header": "Root"}),
         ] {
-            let mut declared = Declared::default();
-            declared.learn(&listing(schema.clone()));
-            assert!(!declared.has("deploy"), "{schema}");
+            assert!(!learned(schema.clone()).has("deploy"), "{schema}");
         }
+        // Too many marks.
+        let many: serde_json::Map<String, Value> = (0..=MAX_MARKS)
+            .map(|i| {
+                (
+                    format!("p{i}"),
+                    json!({"type": "string", "x-mcp-header": format!("P{i}")}),
+                )
+            })
+            .collect();
+        assert!(!learned(json!({"properties": many})).has("deploy"));
+    }
+
+    #[test]
+    fn one_unreadable_tool_costs_only_its_own_marks() {
+        let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+            {"inputSchema": {"properties": {"a": {"type": "string", "x-mcp-header": "A"}}}},
+            {"name": "deploy", "inputSchema": {"properties": {
+                "a": {"type": "string", "x-mcp-header": "A"}
+            }}}
+        ]}});
+        let mut declared = Declared::default();
+        declared.learn(read_listing(answer.to_string().as_bytes()).unwrap());
+        assert!(declared.has("deploy"));
+        assert!(read_listing(b"not json").is_none());
+        assert!(
+            read_listing(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#).is_none()
+        );
     }
 
     #[test]
     fn a_later_listing_replaces_the_marks() {
-        let mut declared = Declared::default();
-        declared.learn(&listing(json!({"properties": {
+        let mut declared = learned(json!({"properties": {
             "a": {"type": "string", "x-mcp-header": "A"}
-        }})));
+        }}));
         assert!(declared.has("deploy"));
-        declared.learn(&listing(json!({"properties": {"a": {"type": "string"}}})));
+        declared.learn(
+            read_listing(&listing(json!({"properties": {"a": {"type": "string"}}}))).unwrap(),
+        );
         assert!(!declared.has("deploy"));
-        declared.learn(b"not json");
-        declared.learn(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#);
+    }
+
+    #[test]
+    fn a_wide_deep_schema_is_walked_once_without_copying_paths() {
+        // 20 levels of long keys, then many children: the walk stops at
+        // its budget rather than copying a path per position.
+        let mut schema = json!({"type": "object", "properties": (0..MAX_POSITIONS + 10)
+            .map(|i| (format!("c{i}"), json!({})))
+            .collect::<serde_json::Map<String, Value>>()});
+        for level in 0..20 {
+            let key = format!("{level}{}", "k".repeat(10_000));
+            schema = json!({"properties": {key: schema}, "x": {"x-mcp-header": 1}});
+        }
+        let found = marks(&schema);
+        assert!(found.is_err(), "{found:?}");
     }
 }

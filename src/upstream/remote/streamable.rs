@@ -366,7 +366,9 @@ pub(super) fn learn(link: &Link, method: Option<&str>, answer: &[u8]) {
             }
         }
         Some("tools/list") => {
-            lock(&link.declared).learn(answer);
+            if let Some(listing) = params::read_listing(answer) {
+                lock(&link.declared).learn(listing);
+            }
         }
         _ => {}
     }
