@@ -6,8 +6,16 @@
 //! ...), so that the machine's mood hits all four alike.
 //!
 //! ```text
-//! cargo bench --bench e2e -- [--server mock|everything] [--rounds N] [--warmup N] [--no-pin] [--state SPEC]
+//! cargo bench --bench e2e -- [--server mock|everything|everything-http] [--rounds N] [--warmup N] [--no-pin] [--state SPEC]
 //! ```
+//!
+//! `--server everything-http` runs server-everything over Streamable HTTP
+//! instead, a fresh one for each session, and sets toolwarden (its command
+//! the server's URL) against the stdio bridges a user would put there
+//! instead, pinned in benches/npm (`npm ci --prefix benches/npm`):
+//! `mcp-remote` and `supergateway`, in turns as above. A direct
+//! connection and a byte relay have no place there: the client speaks
+//! stdio, the server HTTP, and something has to translate.
 //!
 //! `BENCH_RELAY=PATH` runs another relay in the byte relay's place;
 //! `BENCH_TOOLWARDEN=PATH` another build of toolwarden in its own (by
@@ -17,8 +25,9 @@
 //! Per session: start-up (spawn to the initialize answer), 200 warm-up
 //! calls (`--warmup`), 2,000 small tools/call round trips one at a time
 //! (p50, p90), 13,000 with 16 in flight (calls per second), five 4 MiB
-//! round trips, and toolwarden's resident memory after 2,000 and after
-//! 15,000 timed calls, and at its peak.
+//! round trips, and the resident memory of what stands in front of the
+//! server (toolwarden, a bridge) after 2,000 and after 15,000 timed calls,
+//! and at its peak.
 //!
 //! The report gives each figure's median over the rounds (25 by default);
 //! toolwarden's ratio to the byte relay and to the direct connection, as
@@ -146,7 +155,7 @@ fn toolwarden_build() -> (OsString, String) {
     )
 }
 
-/// The four set-ups; `kind as usize` indexes their samples.
+/// The set-ups; `kind as usize` indexes their samples.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Direct,
@@ -155,6 +164,10 @@ enum Kind {
     Toolwarden,
     /// toolwarden with `--state memory`.
     Memory,
+    /// `mcp-remote URL`, a stdio bridge to a remote server.
+    McpRemote,
+    /// `supergateway --streamableHttp URL`, another.
+    Supergateway,
 }
 
 /// One figure of a session, for the report.
@@ -234,14 +247,22 @@ impl Client {
     }
 }
 
-fn run_session(
-    command: &[OsString],
-    state_home: &Path,
-    pin: bool,
-    warmup: usize,
-    kind: Kind,
-) -> Sample {
-    let tw = matches!(kind, Kind::Toolwarden | Kind::Memory);
+/// How big the big calls' message is: 4 MiB, or on server-everything over
+/// HTTP 4 KiB less, under its SDK's 4 MiB bound on a request body, which
+/// the envelope would take the message over.
+fn big_message(server: &str) -> usize {
+    if server == "everything-http" {
+        BIG - 4096
+    } else {
+        BIG
+    }
+}
+
+fn run_session(command: &[OsString], state_home: &Path, o: &Options, kind: Kind) -> Sample {
+    let (pin, warmup) = (o.pin, o.warmup);
+    // Resident memory: that of the process in front of the server; in a
+    // direct session that is the server itself, which is not reported.
+    let rss = kind != Kind::Direct;
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..])
         .env("XDG_STATE_HOME", state_home)
@@ -286,7 +307,7 @@ fn run_session(
     times.sort();
     sample.p50 = times[times.len() / 2];
     sample.p90 = times[times.len() * 9 / 10];
-    if tw {
+    if rss {
         sample.rss_early_kib = proc_status(pid, "VmRSS:");
     }
 
@@ -302,15 +323,15 @@ fn run_session(
         received += 1;
     }
     sample.calls_per_second = THROUGHPUT_CALLS as f64 / start.elapsed().as_secs_f64();
-    if tw {
+    if rss {
         sample.rss_late_kib = proc_status(pid, "VmRSS:");
     }
 
-    let big = "x".repeat(BIG);
+    let big = "x".repeat(big_message(&o.server));
     let mut bigs: Vec<Duration> = (0..BIG_ROUNDS).map(|_| client.round_trip(&big)).collect();
     bigs.sort();
     sample.big = bigs[bigs.len() / 2];
-    if tw {
+    if rss {
         sample.peak_kib = proc_status(pid, "VmHWM:");
     }
     drop(client.stdin);
@@ -348,8 +369,58 @@ fn middle_half(mut values: Vec<f64>) -> (f64, f64) {
     (values[n / 4], values[(3 * n).div_ceil(4) - 1])
 }
 
+/// A server-everything of its own over Streamable HTTP, on CPU 0 with
+/// whatever stands in front of it, and its URL once it listens.
+fn http_server(pin: bool) -> (Child, String) {
+    let script =
+        root().join("tests/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(script.exists(), "run tests/setup first");
+    // A port the system had free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if pin {
+        unsafe {
+            cmd.pre_exec(|| {
+                pin_to(0);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on port") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server-everything exited before it listened"
+        );
+    }
+    // Whatever it says later must not fill the pipe and stall it.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// A bridge installed by `npm ci --prefix benches/npm`.
+fn bridge(name: &str) -> OsString {
+    let bin = root().join("benches/npm/node_modules/.bin").join(name);
+    assert!(bin.exists(), "run npm ci --prefix benches/npm first");
+    bin.into()
+}
+
 fn main() {
     let o = options();
+    let http = o.server == "everything-http";
     let server: Vec<OsString> = match o.server.as_str() {
         "mock" => vec![
             mock_server().into(),
@@ -361,13 +432,24 @@ fn main() {
             assert!(Path::new(&bin).exists(), "run tests/setup first");
             vec![bin.into(), "stdio".into()]
         }
-        other => panic!("unknown server {other}: mock or everything"),
+        // Each session's own server, started in the round loop.
+        "everything-http" => vec![],
+        other => panic!("unknown server {other}: mock, everything or everything-http"),
     };
     // BENCH_RELAY puts another baseline in the relay's place, such as
     // examples/tokio_relay.rs.
-    let relay = std::env::var_os("BENCH_RELAY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| example("byte_relay"));
+    let relay = if http {
+        PathBuf::new()
+    } else {
+        std::env::var_os("BENCH_RELAY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| example("byte_relay"))
+    };
+    let (mcp_remote, supergateway) = if http {
+        (bridge("mcp-remote"), bridge("supergateway"))
+    } else {
+        Default::default()
+    };
     let (toolwarden, build) = toolwarden_build();
     let policy = std::env::temp_dir().join(format!("toolwarden-bench-{}.json", std::process::id()));
     // A realistic rule: one tool allowed with a limit no run exhausts,
@@ -381,15 +463,16 @@ fn main() {
     // made by the first session, then kept from one session to the next.
     let state_home = std::env::temp_dir().join(format!("toolwarden-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_home);
-    let command = |kind: Kind| -> Vec<OsString> {
+    // `server`: the server's command, or over HTTP its URL alone.
+    let command = |kind: Kind, server: &[OsString]| -> Vec<OsString> {
         let state = match (kind, &o.state) {
             (Kind::Memory, _) => vec!["--state".into(), "memory".into()],
             (_, Some(spec)) => vec!["--state".into(), spec.into()],
             (_, None) => vec![],
         };
         match kind {
-            Kind::Direct => server.clone(),
-            Kind::Relay => [vec![relay.clone().into(), "--".into()], server.clone()].concat(),
+            Kind::Direct => server.to_vec(),
+            Kind::Relay => [vec![relay.clone().into(), "--".into()], server.to_vec()].concat(),
             Kind::Toolwarden | Kind::Memory => [
                 vec![
                     toolwarden.clone(),
@@ -400,9 +483,23 @@ fn main() {
                 ],
                 state,
                 vec!["--".into()],
-                server.clone(),
+                server.to_vec(),
             ]
             .concat(),
+            // Each as quiet as toolwarden's --log-level error, and on the
+            // transport the server speaks without a first try at another.
+            Kind::McpRemote => [
+                vec![mcp_remote.clone(), server[0].clone()],
+                vec!["--transport".into(), "http-only".into(), "--silent".into()],
+            ]
+            .concat(),
+            Kind::Supergateway => vec![
+                supergateway.clone(),
+                "--streamableHttp".into(),
+                server[0].clone(),
+                "--logLevel".into(),
+                "none".into(),
+            ],
         }
     };
     let cores = std::thread::available_parallelism()
@@ -411,22 +508,38 @@ fn main() {
     if o.pin {
         pin_to(1);
     }
-    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let mut samples: [Vec<Sample>; 6] = Default::default();
     for round in 0..o.rounds {
-        // The byte relay and the two toolwardens take turns at each place
-        // after the direct session: a session inherits the CPU's caches,
-        // the page cache and the scheduler's state from the one before it,
-        // and none should always be the one that follows another.
-        let mut rest = [Kind::Relay, Kind::Toolwarden, Kind::Memory];
+        // The set-ups after the direct session take turns at each place: a
+        // session inherits the CPU's caches, the page cache and the
+        // scheduler's state from the one before it, and none should always
+        // be the one that follows another.
+        let (first, mut rest) = if http {
+            (
+                None,
+                [Kind::Toolwarden, Kind::McpRemote, Kind::Supergateway],
+            )
+        } else {
+            (
+                Some(Kind::Direct),
+                [Kind::Relay, Kind::Toolwarden, Kind::Memory],
+            )
+        };
         rest.rotate_left(round % 3);
-        for kind in [Kind::Direct].into_iter().chain(rest) {
-            samples[kind as usize].push(run_session(
-                &command(kind),
-                &state_home,
-                o.pin,
-                o.warmup,
-                kind,
-            ));
+        for kind in first.into_iter().chain(rest) {
+            let sample = if http {
+                // A fresh server for each session: one that had served the
+                // session before would meet this one with its hot code
+                // compiled and its event store full.
+                let (mut child, url) = http_server(o.pin);
+                let sample = run_session(&command(kind, &[url.into()]), &state_home, &o, kind);
+                let _ = child.kill();
+                let _ = child.wait();
+                sample
+            } else {
+                run_session(&command(kind, &server), &state_home, &o, kind)
+            };
+            samples[kind as usize].push(sample);
         }
         eprintln!("round {} of {} done", round + 1, o.rounds);
     }
@@ -448,6 +561,10 @@ fn main() {
         o.state.as_deref().unwrap_or("the default store")
     );
     println!();
+    if http {
+        http_report(&samples, &o);
+        return;
+    }
     println!("| median of {} rounds | direct | byte relay | toolwarden | toolwarden / relay | the same, round by round (middle half) | toolwarden / direct |", o.rounds);
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let rows: [(&str, Column); 5] = [
@@ -519,4 +636,54 @@ fn main() {
             mib(stat(kind, &|s| s.peak_kib as f64)),
         );
     }
+}
+
+/// The table of `--server everything-http`: toolwarden against each
+/// bridge, with the ratio of each round's toolwarden to the same round's
+/// bridge (the median, and the middle half of the rounds).
+fn http_report(samples: &[Vec<Sample>; 6], o: &Options) {
+    let rows: [(&str, Column); 8] = [
+        ("start-up (ms)", |s| s.startup.as_secs_f64() * 1e3),
+        ("round trip p50 (µs)", |s| s.p50.as_secs_f64() * 1e6),
+        ("round trip p90 (µs)", |s| s.p90.as_secs_f64() * 1e6),
+        ("calls/s, 16 in flight", |s| s.calls_per_second),
+        ("4 MiB round trip (ms)", |s| s.big.as_secs_f64() * 1e3),
+        ("RSS after 2,000 calls (MiB)", |s| {
+            s.rss_early_kib as f64 / 1024.0
+        }),
+        ("RSS after 15,000 calls (MiB)", |s| {
+            s.rss_late_kib as f64 / 1024.0
+        }),
+        ("peak RSS (MiB)", |s| s.peak_kib as f64 / 1024.0),
+    ];
+    println!(
+        "| median of {} rounds | mcp-remote | supergateway | toolwarden | toolwarden / mcp-remote (middle half) | toolwarden / supergateway (middle half) |",
+        o.rounds
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let stat = |k: Kind, f: Column| median(samples[k as usize].iter().map(f).collect());
+    for (label, f) in rows {
+        let ratio = |other: Kind| -> String {
+            let ratios: Vec<f64> = samples[Kind::Toolwarden as usize]
+                .iter()
+                .zip(&samples[other as usize])
+                .map(|(t, b)| f(t) / f(b))
+                .collect();
+            let (low, high) = middle_half(ratios.clone());
+            format!("{:.3}x ({low:.3}x to {high:.3}x)", median(ratios))
+        };
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            stat(Kind::McpRemote, f),
+            stat(Kind::Supergateway, f),
+            stat(Kind::Toolwarden, f),
+            ratio(Kind::McpRemote),
+            ratio(Kind::Supergateway),
+        );
+    }
+    println!();
+    println!(
+        "the 4 MiB row's message: {} bytes (server-everything's SDK refuses a request body over 4 MiB)",
+        big_message(&o.server)
+    );
 }
