@@ -4,17 +4,17 @@
 //! session ends.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
+use url::Url;
 
 use super::config::{Config, Endpoint};
 use super::now_unix_nano;
 use super::proto::{self, HistogramPoint, Metric, Points, Span, Value};
+use crate::upstream::remote::http;
 
 /// Records waiting for the exporter, at most: past that they are dropped.
 pub const QUEUE: usize = 4096;
@@ -193,6 +193,13 @@ pub fn run(config: Config, queue: Arc<Queue>) {
     let mut next_spans: Option<Instant> = None;
     let mut next_metrics = Instant::now() + config.metric_interval;
     let mut measured = false;
+    // Built here, not at start-up: reading the system's roots for https
+    // takes 5 to 8 ms (release build) a session should not wait for. Without
+    // roots every export fails, said once.
+    let https = [&config.traces, &config.metrics]
+        .iter()
+        .any(|e| e.as_ref().is_some_and(|e| e.url.scheme() == "https"));
+    let agent = http::agent(https);
     loop {
         let deadline = next_spans.map_or(next_metrics, |s| s.min(next_metrics));
         let (batch, stop) = {
@@ -233,7 +240,7 @@ pub fn run(config: Config, queue: Arc<Queue>) {
                 && (stop || spans.len() >= 512 || next_spans.is_some_and(|t| t <= now))
             {
                 let body = proto::export_traces(&config.resource, &spans);
-                failing.report(traces, post(traces, &body, config.timeout));
+                failing.report(traces, post(&agent, traces, &body, config.timeout));
                 spans.clear();
                 next_spans = None;
             }
@@ -243,7 +250,7 @@ pub fn run(config: Config, queue: Arc<Queue>) {
             let dropped = queue.dropped.load(Ordering::Relaxed);
             if let Some(metrics) = config.metrics.as_ref().filter(|_| measured || dropped > 0) {
                 let body = metrics_body(&config, &sums, dropped, start);
-                failing.report(metrics, post(metrics, &body, config.timeout));
+                failing.report(metrics, post(&agent, metrics, &body, config.timeout));
             }
         }
         if stop {
@@ -318,66 +325,49 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
 /// Export failures are warned of once per endpoint, then at debug.
 #[derive(Default)]
 struct Failing {
-    warned: Vec<String>,
+    warned: Vec<Url>,
 }
 
 impl Failing {
     fn report(&mut self, to: &Endpoint, outcome: Result<(), String>) {
         let Err(why) = outcome else { return };
+        let shown = http::shown(&to.url);
         if self.warned.contains(&to.url) {
-            debug!("telemetry: could not export to {}: {why}", to.url);
+            debug!("telemetry: could not export to {shown}: {why}");
         } else {
-            warn!(
-                "telemetry: could not export to {}: {why} (said once)",
-                to.url
-            );
+            warn!("telemetry: could not export to {shown}: {why} (said once)");
             self.warned.push(to.url.clone());
         }
     }
 }
 
-/// One OTLP/HTTP export: a POST of protobuf, `Connection: close`.
-fn post(to: &Endpoint, body: &[u8], timeout: Duration) -> Result<(), String> {
-    let addr = to
-        .authority
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: toolwarden/{}\r\n",
-        to.path,
-        to.authority,
-        body.len(),
-        env!("CARGO_PKG_VERSION")
-    );
+/// One OTLP/HTTP export: a POST of protobuf, the answer read (64 KiB at
+/// most) so that the connection can be used again.
+fn post(
+    agent: &Result<ureq::Agent, String>,
+    to: &Endpoint,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    let agent = agent.as_ref()?;
+    let mut request = agent
+        .post(to.url.as_str())
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("content-type", "application/x-protobuf");
     for (k, v) in &to.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        request = request.header(k, v);
     }
-    head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .map_err(|e| e.to_string())?;
-    stream.write_all(body).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    stream
-        .take(64 * 1024)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let status = answer
-        .split(|b| *b == b'\n')
-        .next()
-        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
-        .unwrap_or_default();
-    match status.split(' ').nth(1) {
-        Some(code) if code.starts_with('2') => Ok(()),
-        _ => Err(format!("the receiver answered {status:?}")),
+    let mut response = request.send(body).map_err(|e| http::failure(&e))?;
+    let read = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec();
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the receiver answered {}", http::status(status)));
     }
+    read.map(drop).map_err(|e| http::failure(&e))
 }
