@@ -19,6 +19,12 @@ use crate::upstream::remote::http;
 /// Records waiting for the exporter, at most: past that they are dropped.
 pub const QUEUE: usize = 4096;
 
+/// Distinct attribute sets kept per metric (the OpenTelemetry SDK's
+/// default cardinality limit): a client that makes up method or tool
+/// names would otherwise grow the sums without end. The rest are summed
+/// in one point marked `otel.metric.overflow`, as the SDK does.
+pub const MAX_SERIES: usize = 2000;
+
 /// A histogram's name and buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Histogram {
@@ -138,6 +144,12 @@ impl Queue {
         self.ready.notify_one();
     }
 
+    /// What waits in the queue, taken out (tests look at it).
+    #[cfg(test)]
+    pub fn take(&self) -> VecDeque<Record> {
+        std::mem::take(&mut self.inbox.lock().unwrap().records)
+    }
+
     /// Asks for a last export and waits for it, `timeout` at most.
     pub fn stop(&self, timeout: Duration) {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
@@ -153,19 +165,34 @@ impl Queue {
     }
 }
 
-/// The metrics summed so far.
+/// The metrics summed so far, by metric and attribute set.
 #[derive(Default)]
 struct Sums {
-    counters: BTreeMap<(Counter, Labels), u64>,
-    histograms: BTreeMap<(Histogram, Labels), HistogramPoint>,
+    counters: BTreeMap<Counter, BTreeMap<Labels, u64>>,
+    histograms: BTreeMap<Histogram, BTreeMap<Labels, HistogramPoint>>,
+}
+
+/// `labels`, or the overflow set once a metric has [`MAX_SERIES`] sets
+/// (the overflow's among them).
+fn series<T>(sets: &BTreeMap<Labels, T>, labels: Labels) -> Labels {
+    if sets.len() + 1 < MAX_SERIES || sets.contains_key(&labels) {
+        labels
+    } else {
+        vec![("otel.metric.overflow", "true".to_owned())]
+    }
 }
 
 impl Sums {
+    fn count(&mut self, c: Counter, labels: Labels) {
+        let sets = self.counters.entry(c).or_default();
+        *sets.entry(series(sets, labels)).or_default() += 1;
+    }
+
     fn observe(&mut self, h: Histogram, labels: Labels, value: f64) {
         let bounds = h.describe().2;
-        let point = self
-            .histograms
-            .entry((h, labels))
+        let sets = self.histograms.entry(h).or_default();
+        let point = sets
+            .entry(series(sets, labels))
             .or_insert_with(|| HistogramPoint {
                 buckets: vec![0; bounds.len() + 1],
                 min: f64::INFINITY,
@@ -222,7 +249,7 @@ pub fn run(config: Config, queue: Arc<Queue>) {
                 Record::Span(span) if config.traces.is_some() => spans.push(*span),
                 Record::Span(_) => {}
                 Record::Count(c, labels) => {
-                    *sums.counters.entry((c, labels)).or_default() += 1;
+                    sums.count(c, labels);
                     measured = true;
                 }
                 Record::Observe(h, labels, value) => {
@@ -270,9 +297,9 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
     };
     let attrs: BTreeMap<&Labels, Vec<(&'static str, Value)>> = sums
         .counters
-        .keys()
-        .map(|(_, l)| l)
-        .chain(sums.histograms.keys().map(|(_, l)| l))
+        .values()
+        .flat_map(BTreeMap::keys)
+        .chain(sums.histograms.values().flat_map(BTreeMap::keys))
         .map(|l| (l, to_attrs(l)))
         .collect();
     let none: Vec<(&'static str, Value)> = Vec::new();
@@ -280,9 +307,10 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
     for c in Counter::ALL {
         let points: Vec<_> = sums
             .counters
-            .iter()
-            .filter(|((k, _), _)| *k == c)
-            .map(|((_, l), n)| (&attrs[l][..], *n))
+            .get(&c)
+            .into_iter()
+            .flatten()
+            .map(|(l, n)| (&attrs[l][..], *n))
             .collect();
         if !points.is_empty() {
             let (name, description) = c.describe();
@@ -306,9 +334,10 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
         let (name, description, bounds) = h.describe();
         let points: Vec<_> = sums
             .histograms
-            .iter()
-            .filter(|((k, _), _)| *k == h)
-            .map(|((_, l), p)| (&attrs[l][..], p))
+            .get(&h)
+            .into_iter()
+            .flatten()
+            .map(|(l, p)| (&attrs[l][..], p))
             .collect();
         if !points.is_empty() {
             metrics.push(Metric {
@@ -370,4 +399,38 @@ fn post(
         return Err(format!("the receiver answered {}", http::status(status)));
     }
     read.map(drop).map_err(|e| http::failure(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_names_do_not_grow_the_sums_past_the_cardinality_limit() {
+        let mut sums = Sums::default();
+        for i in 0..3 * MAX_SERIES {
+            let labels: Labels = vec![("mcp.method.name", format!("m{i}"))];
+            sums.observe(Histogram::Operation, labels.clone(), 0.1);
+            sums.count(Counter::Decisions, labels);
+        }
+        // A set already kept goes on being summed in its own point.
+        sums.count(
+            Counter::Decisions,
+            vec![("mcp.method.name", "m0".to_owned())],
+        );
+        let counters = &sums.counters[&Counter::Decisions];
+        assert_eq!(counters.len(), MAX_SERIES);
+        assert_eq!(counters[&vec![("mcp.method.name", "m0".to_owned())]], 2);
+        let overflow: Labels = vec![("otel.metric.overflow", "true".to_owned())];
+        assert_eq!(
+            counters[&overflow],
+            (3 * MAX_SERIES - (MAX_SERIES - 1)) as u64
+        );
+        let histograms = &sums.histograms[&Histogram::Operation];
+        assert_eq!(histograms.len(), MAX_SERIES);
+        assert_eq!(
+            histograms[&overflow].count,
+            (3 * MAX_SERIES - (MAX_SERIES - 1)) as u64
+        );
+    }
 }
