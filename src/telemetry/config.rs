@@ -145,12 +145,16 @@ fn parse(text: &str) -> Result<Url> {
         let shown = crate::redact::command(&[text]);
         anyhow!("{shown}: not a URL ({e})")
     })?;
-    let shown = crate::upstream::remote::http::shown(&url);
+    // Shown only in errors: hiding its secrets compiles a regex.
+    let shown = || crate::upstream::remote::http::shown(&url);
     if !matches!(url.scheme(), "http" | "https") {
-        bail!("{shown}: an OTLP endpoint is an http:// or https:// URL");
+        bail!(
+            "{}: an OTLP endpoint is an http:// or https:// URL",
+            shown()
+        );
     }
     if url.host_str().is_none_or(str::is_empty) {
-        bail!("{shown}: no host");
+        bail!("{}: no host", shown());
     }
     Ok(url)
 }
