@@ -37,7 +37,9 @@ pub fn challenge(header: &str) -> Option<Challenge> {
         if rest.is_empty() {
             return found;
         }
-        let end = rest.find([' ', '\t', ',', '=']).unwrap_or(rest.len());
+        let end = rest
+            .find([' ', '\t', ',', '='])
+            .unwrap_or(rest.len());
         let word = &rest[..end];
         let after = rest[end..].trim_start_matches([' ', '\t']);
         if let Some(value_and_more) = after.strip_prefix('=') {
@@ -85,7 +87,9 @@ fn param_value(text: &str) -> (String, &str) {
         }
         (value, "")
     } else {
-        let end = text.find([',', ' ', '\t']).unwrap_or(text.len());
+        let end = text
+            .find([',', ' ', '\t'])
+            .unwrap_or(text.len());
         (text[..end].to_owned(), &text[end..])
     }
 }
