@@ -117,6 +117,8 @@ impl Telemetry {
                 (trace, None)
             }
         };
+        let (method, tool) = (&shown(method), tool.map(shown));
+        let tool = tool.as_deref();
         let request_id = id
             .as_str()
             .map_or_else(|| id.get().to_owned(), |s| s.into_owned());
@@ -189,7 +191,7 @@ impl Telemetry {
         self.queue.push(Record::Count(
             Counter::Decisions,
             vec![
-                ("gen_ai.tool.name", tool.to_owned()),
+                ("gen_ai.tool.name", shown(tool)),
                 ("toolwarden.decision", decision.to_owned()),
             ],
         ));
@@ -210,7 +212,7 @@ impl Telemetry {
             attrs.push(("toolwarden.approval.answer", Value::Str(answer.to_owned())));
             attrs.push(("toolwarden.approval.wait", Value::Double(wait)));
             if let Some(by) = by {
-                attrs.push(("toolwarden.approval.by", Value::Str(by.to_owned())));
+                attrs.push(("toolwarden.approval.by", Value::Str(shown(by))));
             }
         });
         if let Some(wait) = waited {
@@ -292,6 +294,13 @@ impl Telemetry {
     }
 }
 
+/// A name a client chose (a method, a tool) as telemetry keeps it: 256
+/// bytes at most, control characters escaped, so that what waits in the
+/// queue is bounded whatever the line held.
+fn shown(name: &str) -> String {
+    crate::redact::loggable(name)
+}
+
 /// `00-<trace id>-<parent id>-<flags>` (W3C Trace Context); ids of zeros
 /// are invalid.
 fn traceparent(text: &str) -> Option<([u8; 16], [u8; 8])> {
@@ -338,7 +347,56 @@ fn seed() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::traceparent;
+    use super::*;
+
+    /// Telemetry without an exporter: what it queues stays in the queue.
+    fn unexported() -> Telemetry {
+        Telemetry {
+            queue: Arc::new(Queue::new()),
+            open: Mutex::default(),
+            thread: Mutex::new(None),
+            timeout: Duration::ZERO,
+            ids: Mutex::new(1),
+        }
+    }
+
+    #[test]
+    fn spans_begun_and_not_ended_are_bounded() {
+        let telemetry = unexported();
+        let ids: Vec<String> = (0..MAX_OPEN + 10).map(|i| i.to_string()).collect();
+        for id in &ids {
+            telemetry.begin(Raw::parse(id).unwrap(), "ping", None, None, "default");
+        }
+        assert_eq!(telemetry.open().len(), MAX_OPEN);
+    }
+
+    #[test]
+    fn what_a_span_and_its_measurements_keep_of_a_name_is_bounded() {
+        let telemetry = unexported();
+        let long = "m".repeat(1 << 20);
+        let id = Raw::parse("7").unwrap();
+        telemetry.begin(id, &long, Some(&long), None, "default");
+        telemetry.decision(id, &long, "allowed", None, None);
+        telemetry.end(id, Ended::Result(false));
+        let records = telemetry.queue.take();
+        let mut kept = 0;
+        for record in &records {
+            let strings: Vec<&str> = match record {
+                Record::Span(span) => std::iter::once(span.name.as_str())
+                    .chain(span.attributes.iter().filter_map(|(_, v)| match v {
+                        Value::Str(s) => Some(s.as_str()),
+                        _ => None,
+                    }))
+                    .collect(),
+                Record::Count(_, labels) | Record::Observe(_, labels, _) => {
+                    labels.iter().map(|(_, v)| v.as_str()).collect()
+                }
+            };
+            kept += strings.iter().map(|s| s.len()).sum::<usize>();
+        }
+        assert_eq!(records.len(), 3);
+        assert!(kept < 4 * 1024, "{kept} bytes kept");
+    }
 
     #[test]
     fn traceparent_is_read_per_w3c() {

@@ -3,18 +3,17 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use ureq::http::{HeaderName, HeaderValue};
+use url::Url;
 
 use super::proto::Value;
 
-/// An OTLP/HTTP endpoint: a plain `http://` URL (a collector on the
-/// machine, or one reached through it).
+/// An OTLP/HTTP endpoint: an `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
-    pub url: String,
-    /// `host:port`, to connect to and to send as `Host`.
-    pub authority: String,
-    pub path: String,
+    pub url: Url,
+    /// Sent with every export; names and values checked.
     pub headers: Vec<(String, String)>,
 }
 
@@ -47,9 +46,13 @@ impl Config {
                 bail!("OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: toolwarden exports http/protobuf only (run a collector to reach a gRPC endpoint)");
             }
         }
-        let base = otlp
+        let base = match otlp
             .map(str::to_owned)
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"));
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        {
+            Some(base) => Some(parse(&base)?),
+            None => None,
+        };
         let headers = parse_pairs(&var("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default())
             .context("OTEL_EXPORTER_OTLP_HEADERS")?;
         let signal = |name: &str, path: &str| -> Result<Option<Endpoint>> {
@@ -59,8 +62,12 @@ impl Config {
             }
             let own = var(&format!("OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"));
             let url = match (otlp, own, &base) {
-                (None, Some(own), _) => own,
-                (_, _, Some(base)) => format!("{}/{path}", base.trim_end_matches('/')),
+                (None, Some(own), _) => parse(&own)?,
+                (_, _, Some(base)) => {
+                    let mut url = base.clone();
+                    url.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
+                    url
+                }
                 _ => return Ok(None),
             };
             let mut headers = headers.clone();
@@ -68,7 +75,7 @@ impl Config {
             headers.extend(
                 parse_pairs(&own).with_context(|| format!("OTEL_EXPORTER_OTLP_{upper}_HEADERS"))?,
             );
-            endpoint(&url, headers).map(Some)
+            endpoint(url, headers).map(Some)
         };
         let traces = signal("traces", "v1/traces")?;
         let metrics = signal("metrics", "v1/metrics")?;
@@ -132,34 +139,33 @@ impl Config {
     }
 }
 
-fn endpoint(url: &str, headers: Vec<(String, String)>) -> Result<Endpoint> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            bail!("{url}: toolwarden exports over plain http only; run a collector on this machine to reach an https endpoint");
-        }
-        bail!("{url}: an OTLP endpoint is an http:// URL");
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        bail!("{url}: no host");
+/// An endpoint's URL: http or https, with a host.
+fn parse(text: &str) -> Result<Url> {
+    let url = Url::parse(text.trim()).map_err(|e| {
+        let shown = crate::redact::command(&[text]);
+        anyhow!("{shown}: not a URL ({e})")
+    })?;
+    // Shown only in errors: hiding its secrets compiles a regex.
+    let shown = || crate::upstream::remote::http::shown(&url);
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!(
+            "{}: an OTLP endpoint is an http:// or https:// URL",
+            shown()
+        );
     }
-    let authority = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok(Endpoint {
-        url: url.to_owned(),
-        authority,
-        path: path.to_owned(),
-        headers,
-    })
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!("{}: no host", shown());
+    }
+    Ok(url)
+}
+
+fn endpoint(url: Url, headers: Vec<(String, String)>) -> Result<Endpoint> {
+    // Checked here so that a bad header stops the start, not every export.
+    for (k, v) in &headers {
+        HeaderName::from_bytes(k.as_bytes()).map_err(|_| anyhow!("{k:?} is not a header name"))?;
+        HeaderValue::from_str(v).map_err(|_| anyhow!("the value of {k} is not a header value"))?;
+    }
+    Ok(Endpoint { url, headers })
 }
 
 /// `k1=v1,k2=v2`, percent-decoded (the W3C baggage form the
@@ -224,12 +230,14 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let traces = c.traces.unwrap();
         assert_eq!(
-            (traces.authority.as_str(), traces.path.as_str()),
-            ("collector:4318", "/v1/traces")
+            c.traces.unwrap().url.as_str(),
+            "http://collector:4318/v1/traces"
         );
-        assert_eq!(c.metrics.unwrap().path, "/v1/metrics");
+        assert_eq!(
+            c.metrics.unwrap().url.as_str(),
+            "http://collector:4318/v1/metrics"
+        );
         assert_eq!(
             c.resource[0],
             (
@@ -256,10 +264,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let traces = c.traces.unwrap();
-        assert_eq!(
-            (traces.authority.as_str(), traces.path.as_str()),
-            ("a:80", "/t")
-        );
+        assert_eq!(traces.url.as_str(), "http://a/t");
         assert_eq!(
             traces.headers,
             [("authorization".to_owned(), "Bearer x".to_owned())]
@@ -280,12 +285,35 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(c.traces.unwrap().url, "http://127.0.0.1:9/v1/traces");
+        assert_eq!(
+            c.traces.unwrap().url.as_str(),
+            "http://127.0.0.1:9/v1/traces"
+        );
         assert!(read(Some("http://h"), &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).is_err());
-        assert!(read(Some("https://h"), &[]).is_err());
         assert_eq!(
             read(Some("http://h"), &[("OTEL_SDK_DISABLED", "true")]).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn https_is_taken_and_other_schemes_and_bad_headers_are_refused() {
+        let c = read(Some("https://collector.example:4318"), &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.metrics.unwrap().url.as_str(),
+            "https://collector.example:4318/v1/metrics"
+        );
+        for url in ["ftp://h", "http://", "collector:4318", "unix:/run/otel"] {
+            assert!(read(Some(url), &[]).is_err(), "{url}");
+        }
+        let bad = read(
+            Some("http://h"),
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "x%20y=1")],
+        );
+        assert!(bad.is_err());
+        let bad = read(Some("http://h"), &[("OTEL_EXPORTER_OTLP_HEADERS", "x=%00")]);
+        assert!(bad.is_err());
     }
 }

@@ -4,20 +4,26 @@
 //! session ends.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
+use url::Url;
 
 use super::config::{Config, Endpoint};
 use super::now_unix_nano;
 use super::proto::{self, HistogramPoint, Metric, Points, Span, Value};
+use crate::upstream::remote::http;
 
 /// Records waiting for the exporter, at most: past that they are dropped.
 pub const QUEUE: usize = 4096;
+
+/// Distinct attribute sets kept per metric (the OpenTelemetry SDK's
+/// default cardinality limit): a client that makes up method or tool
+/// names would otherwise grow the sums without end. The rest are summed
+/// in one point marked `otel.metric.overflow`, as the SDK does.
+pub const MAX_SERIES: usize = 2000;
 
 /// A histogram's name and buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -138,6 +144,12 @@ impl Queue {
         self.ready.notify_one();
     }
 
+    /// What waits in the queue, taken out (tests look at it).
+    #[cfg(test)]
+    pub fn take(&self) -> VecDeque<Record> {
+        std::mem::take(&mut self.inbox.lock().unwrap().records)
+    }
+
     /// Asks for a last export and waits for it, `timeout` at most.
     pub fn stop(&self, timeout: Duration) {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
@@ -153,19 +165,34 @@ impl Queue {
     }
 }
 
-/// The metrics summed so far.
+/// The metrics summed so far, by metric and attribute set.
 #[derive(Default)]
 struct Sums {
-    counters: BTreeMap<(Counter, Labels), u64>,
-    histograms: BTreeMap<(Histogram, Labels), HistogramPoint>,
+    counters: BTreeMap<Counter, BTreeMap<Labels, u64>>,
+    histograms: BTreeMap<Histogram, BTreeMap<Labels, HistogramPoint>>,
+}
+
+/// `labels`, or the overflow set once a metric has [`MAX_SERIES`] sets
+/// (the overflow's among them).
+fn series<T>(sets: &BTreeMap<Labels, T>, labels: Labels) -> Labels {
+    if sets.len() + 1 < MAX_SERIES || sets.contains_key(&labels) {
+        labels
+    } else {
+        vec![("otel.metric.overflow", "true".to_owned())]
+    }
 }
 
 impl Sums {
+    fn count(&mut self, c: Counter, labels: Labels) {
+        let sets = self.counters.entry(c).or_default();
+        *sets.entry(series(sets, labels)).or_default() += 1;
+    }
+
     fn observe(&mut self, h: Histogram, labels: Labels, value: f64) {
         let bounds = h.describe().2;
-        let point = self
-            .histograms
-            .entry((h, labels))
+        let sets = self.histograms.entry(h).or_default();
+        let point = sets
+            .entry(series(sets, labels))
             .or_insert_with(|| HistogramPoint {
                 buckets: vec![0; bounds.len() + 1],
                 min: f64::INFINITY,
@@ -193,6 +220,13 @@ pub fn run(config: Config, queue: Arc<Queue>) {
     let mut next_spans: Option<Instant> = None;
     let mut next_metrics = Instant::now() + config.metric_interval;
     let mut measured = false;
+    // Built here, not at start-up: reading the system's roots for https
+    // takes 5 to 8 ms (release build) a session should not wait for. Without
+    // roots every export fails, said once.
+    let https = [&config.traces, &config.metrics]
+        .iter()
+        .any(|e| e.as_ref().is_some_and(|e| e.url.scheme() == "https"));
+    let agent = http::agent(https);
     loop {
         let deadline = next_spans.map_or(next_metrics, |s| s.min(next_metrics));
         let (batch, stop) = {
@@ -215,7 +249,7 @@ pub fn run(config: Config, queue: Arc<Queue>) {
                 Record::Span(span) if config.traces.is_some() => spans.push(*span),
                 Record::Span(_) => {}
                 Record::Count(c, labels) => {
-                    *sums.counters.entry((c, labels)).or_default() += 1;
+                    sums.count(c, labels);
                     measured = true;
                 }
                 Record::Observe(h, labels, value) => {
@@ -233,7 +267,7 @@ pub fn run(config: Config, queue: Arc<Queue>) {
                 && (stop || spans.len() >= 512 || next_spans.is_some_and(|t| t <= now))
             {
                 let body = proto::export_traces(&config.resource, &spans);
-                failing.report(traces, post(traces, &body, config.timeout));
+                failing.report(traces, post(&agent, traces, &body, config.timeout));
                 spans.clear();
                 next_spans = None;
             }
@@ -243,7 +277,7 @@ pub fn run(config: Config, queue: Arc<Queue>) {
             let dropped = queue.dropped.load(Ordering::Relaxed);
             if let Some(metrics) = config.metrics.as_ref().filter(|_| measured || dropped > 0) {
                 let body = metrics_body(&config, &sums, dropped, start);
-                failing.report(metrics, post(metrics, &body, config.timeout));
+                failing.report(metrics, post(&agent, metrics, &body, config.timeout));
             }
         }
         if stop {
@@ -263,9 +297,9 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
     };
     let attrs: BTreeMap<&Labels, Vec<(&'static str, Value)>> = sums
         .counters
-        .keys()
-        .map(|(_, l)| l)
-        .chain(sums.histograms.keys().map(|(_, l)| l))
+        .values()
+        .flat_map(BTreeMap::keys)
+        .chain(sums.histograms.values().flat_map(BTreeMap::keys))
         .map(|l| (l, to_attrs(l)))
         .collect();
     let none: Vec<(&'static str, Value)> = Vec::new();
@@ -273,9 +307,10 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
     for c in Counter::ALL {
         let points: Vec<_> = sums
             .counters
-            .iter()
-            .filter(|((k, _), _)| *k == c)
-            .map(|((_, l), n)| (&attrs[l][..], *n))
+            .get(&c)
+            .into_iter()
+            .flatten()
+            .map(|(l, n)| (&attrs[l][..], *n))
             .collect();
         if !points.is_empty() {
             let (name, description) = c.describe();
@@ -299,9 +334,10 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
         let (name, description, bounds) = h.describe();
         let points: Vec<_> = sums
             .histograms
-            .iter()
-            .filter(|((k, _), _)| *k == h)
-            .map(|((_, l), p)| (&attrs[l][..], p))
+            .get(&h)
+            .into_iter()
+            .flatten()
+            .map(|(l, p)| (&attrs[l][..], p))
             .collect();
         if !points.is_empty() {
             metrics.push(Metric {
@@ -318,66 +354,83 @@ fn metrics_body(config: &Config, sums: &Sums, dropped: u64, start: u64) -> Vec<u
 /// Export failures are warned of once per endpoint, then at debug.
 #[derive(Default)]
 struct Failing {
-    warned: Vec<String>,
+    warned: Vec<Url>,
 }
 
 impl Failing {
     fn report(&mut self, to: &Endpoint, outcome: Result<(), String>) {
         let Err(why) = outcome else { return };
+        let shown = http::shown(&to.url);
         if self.warned.contains(&to.url) {
-            debug!("telemetry: could not export to {}: {why}", to.url);
+            debug!("telemetry: could not export to {shown}: {why}");
         } else {
-            warn!(
-                "telemetry: could not export to {}: {why} (said once)",
-                to.url
-            );
+            warn!("telemetry: could not export to {shown}: {why} (said once)");
             self.warned.push(to.url.clone());
         }
     }
 }
 
-/// One OTLP/HTTP export: a POST of protobuf, `Connection: close`.
-fn post(to: &Endpoint, body: &[u8], timeout: Duration) -> Result<(), String> {
-    let addr = to
-        .authority
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: toolwarden/{}\r\n",
-        to.path,
-        to.authority,
-        body.len(),
-        env!("CARGO_PKG_VERSION")
-    );
+/// One OTLP/HTTP export: a POST of protobuf, the answer read (64 KiB at
+/// most) so that the connection can be used again.
+fn post(
+    agent: &Result<ureq::Agent, String>,
+    to: &Endpoint,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    let agent = agent.as_ref()?;
+    let mut request = agent
+        .post(to.url.as_str())
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("content-type", "application/x-protobuf");
     for (k, v) in &to.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        request = request.header(k, v);
     }
-    head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .map_err(|e| e.to_string())?;
-    stream.write_all(body).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    stream
-        .take(64 * 1024)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let status = answer
-        .split(|b| *b == b'\n')
-        .next()
-        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
-        .unwrap_or_default();
-    match status.split(' ').nth(1) {
-        Some(code) if code.starts_with('2') => Ok(()),
-        _ => Err(format!("the receiver answered {status:?}")),
+    let mut response = request.send(body).map_err(|e| http::failure(&e))?;
+    let read = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec();
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the receiver answered {}", http::status(status)));
+    }
+    read.map(drop).map_err(|e| http::failure(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_names_do_not_grow_the_sums_past_the_cardinality_limit() {
+        let mut sums = Sums::default();
+        for i in 0..3 * MAX_SERIES {
+            let labels: Labels = vec![("mcp.method.name", format!("m{i}"))];
+            sums.observe(Histogram::Operation, labels.clone(), 0.1);
+            sums.count(Counter::Decisions, labels);
+        }
+        // A set already kept goes on being summed in its own point.
+        sums.count(
+            Counter::Decisions,
+            vec![("mcp.method.name", "m0".to_owned())],
+        );
+        let counters = &sums.counters[&Counter::Decisions];
+        assert_eq!(counters.len(), MAX_SERIES);
+        assert_eq!(counters[&vec![("mcp.method.name", "m0".to_owned())]], 2);
+        let overflow: Labels = vec![("otel.metric.overflow", "true".to_owned())];
+        assert_eq!(
+            counters[&overflow],
+            (3 * MAX_SERIES - (MAX_SERIES - 1)) as u64
+        );
+        let histograms = &sums.histograms[&Histogram::Operation];
+        assert_eq!(histograms.len(), MAX_SERIES);
+        assert_eq!(
+            histograms[&overflow].count,
+            (3 * MAX_SERIES - (MAX_SERIES - 1)) as u64
+        );
     }
 }

@@ -3,9 +3,10 @@
 //! attributed per the MCP conventions, the parent from `traceparent`,
 //! metrics, all flushed before the process exits, and no secret.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 
 use serde_json::{json, Value};
 
@@ -32,6 +33,10 @@ struct Receiver {
     child: Child,
     port: u16,
     out: std::path::PathBuf,
+    /// A line here answers what `--hold` holds.
+    stdin: Option<ChildStdin>,
+    /// Its stdout after the port: "held" for each request held.
+    said: Option<mpsc::Receiver<String>>,
 }
 
 impl Receiver {
@@ -41,18 +46,40 @@ impl Receiver {
             .arg(root().join("tests/python/otlp_receiver.py"))
             .arg(&out)
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("run tests/setup: the receiver needs opentelemetry-proto");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
         let port = line
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("no port: {line:?}"));
-        Receiver { child, port, out }
+        let (tx, said) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Receiver {
+            stdin: child.stdin.take(),
+            child,
+            port,
+            out,
+            said: Some(said),
+        }
+    }
+
+    /// Waits until a request is held (`--hold`).
+    fn holding(&self) {
+        let said = self.said.as_ref().unwrap().recv_timeout(PATIENCE);
+        assert_eq!(said.as_deref(), Ok("held"), "no export arrived");
+    }
+
+    /// Answers what is held, and what comes later at once.
+    fn release(&mut self) {
+        drop(self.stdin.take());
     }
 
     fn exports(&self, signal: &str) -> Vec<Value> {
@@ -102,6 +129,10 @@ fn hex_of_base64(text: &str) -> String {
 
 fn session(receiver: &Receiver, env: &[(&str, &str)]) -> Session {
     let url = format!("http://127.0.0.1:{}", receiver.port);
+    session_to(&url, receiver, env)
+}
+
+fn session_to(url: &str, receiver: &Receiver, env: &[(&str, &str)]) -> Session {
     let mut cmd = guarded_mock_with(
         POLICY,
         "examples/tools/fractera.json",
@@ -164,13 +195,8 @@ fn a_session_exports_its_spans_and_metrics_before_it_exits_and_no_secret() {
     assert_eq!(prompt["method"], "elicitation/create");
     s.send(&json!({"jsonrpc": "2.0", "id": prompt["id"], "result": {"action": "accept", "content": {"approve": true}}}).to_string());
     assert_eq!(s.recv_json()["id"], 5);
-    let closed = Instant::now();
+    // Had the last flush waited for the hour, the harness would give up.
     assert_eq!(s.wait().code(), Some(0));
-    assert!(
-        closed.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        closed.elapsed()
-    );
 
     let traces = receiver.exports("traces");
     assert!(
@@ -296,12 +322,51 @@ fn a_session_exports_its_spans_and_metrics_before_it_exits_and_no_secret() {
     assert!(!everything.contains(SECRET) && !everything.contains(&secret_hex));
 }
 
+/// The counter `name`'s last value (it is cumulative), over every
+/// metrics export.
+fn last_count(receiver: &Receiver, name: &str) -> u64 {
+    receiver
+        .exports("metrics")
+        .iter()
+        .flat_map(|e| {
+            e["body"]["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|m| m["name"] == name)
+        .flat_map(|m| {
+            m["sum"]["dataPoints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|p| p["asInt"].as_str().unwrap().parse::<u64>().unwrap())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Sends `n` calls of a tool that does not exist at once, and reads
+/// every answer (the harness fails the test if one does not come).
+fn many_calls(s: &mut Session, n: u64) {
+    for id in 1..=n {
+        s.send(&call(id, "ghost", "{}"));
+    }
+    let mut answered = HashSet::new();
+    while answered.len() < n as usize {
+        let answer = s.recv_json();
+        assert_eq!(answer["result"]["isError"], true, "{answer}");
+        answered.insert(answer["id"].as_u64().unwrap());
+    }
+}
+
 #[test]
-fn a_receiver_that_is_slow_or_down_never_holds_up_a_call() {
-    // Slow: each export takes 30 s; the exporter gives up after 1 s.
-    let slow = Receiver::start("otel-slow", &["--delay", "30"]);
+fn a_receiver_that_never_answers_or_is_down_never_holds_up_a_call() {
+    // Never answers: each export gives up after OTEL_EXPORTER_OTLP_TIMEOUT,
+    // and so does the wait at the end.
+    let silent = Receiver::start("otel-silent", &["--hold"]);
     let mut s = session(
-        &slow,
+        &silent,
         &[
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
             ("OTEL_BSP_SCHEDULE_DELAY", "1"),
@@ -309,32 +374,19 @@ fn a_receiver_that_is_slow_or_down_never_holds_up_a_call() {
     );
     s.send(&initialize("2025-06-18"));
     s.recv();
-    let began = Instant::now();
-    for id in 1..=50 {
-        let answer: Value =
-            serde_json::from_str(&s.request(&call(id, "ghost", "{}"), &json!(id), |_, _, _| {}))
-                .unwrap();
-        assert_eq!(answer["result"]["isError"], true);
-    }
-    assert!(
-        began.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        began.elapsed()
-    );
-    let closed = Instant::now();
+    silent.holding();
+    many_calls(&mut s, 50);
+    // Had the end waited for the receiver, the harness would give up.
     assert_eq!(s.wait().code(), Some(0));
-    assert!(
-        closed.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        closed.elapsed()
-    );
     // Down: nothing listens on the port any more.
-    let port = slow.port;
-    drop(slow);
+    let port = silent.port;
+    drop(silent);
     let down = Receiver {
         child: Command::new("true").spawn().unwrap(),
         port,
         out: temp_dir("otel-down").join("none"),
+        stdin: None,
+        said: None,
     };
     let mut s = session(&down, &[]);
     s.send(&initialize("2025-06-18"));
@@ -349,4 +401,76 @@ fn a_receiver_that_is_slow_or_down_never_holds_up_a_call() {
         "{}",
         s.stderr()
     );
+}
+
+#[test]
+fn a_full_queue_drops_records_warns_once_and_counts_them() {
+    // The receiver holds the first export unanswered (well within the
+    // timeout) while the session makes more calls than the queue holds.
+    let mut held = Receiver::start("otel-held", &["--hold"]);
+    let mut s = session(
+        &held,
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "1"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ],
+    );
+    s.send(&initialize("2025-06-18"));
+    s.recv();
+    held.holding();
+    // Each call queues at least its span, its duration and its decision:
+    // 3 × 2,000 records, more than the queue's 4,096.
+    many_calls(&mut s, 2000);
+    held.release();
+    assert_eq!(s.wait().code(), Some(0));
+    let warned = "telemetry is dropped: the OTLP receiver does not keep up";
+    assert_eq!(s.stderr().matches(warned).count(), 1, "{}", s.stderr());
+    let dropped = last_count(&held, "toolwarden.telemetry.dropped");
+    assert!(dropped >= 3 * 2000 - 4096, "{dropped} dropped");
+    let spans: usize = held
+        .exports("traces")
+        .iter()
+        .map(|t| {
+            t["body"]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
+    assert!(spans > 1 && spans <= 1 + 4096, "{spans} spans arrived");
+}
+
+#[test]
+fn spans_reach_an_https_receiver_whose_ca_is_in_ssl_cert_file() {
+    let dir = temp_dir("otel-https");
+    let tls = Receiver::start("otel-https", &["--tls", dir.to_str().unwrap()]);
+    let url = format!("https://localhost:{}", tls.port);
+    let run = |trusted: bool| {
+        let ca = dir.join("ca.pem");
+        let mut env = vec![("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=t1")];
+        if trusted {
+            env.push(("SSL_CERT_FILE", ca.to_str().unwrap()));
+        }
+        let mut s = session_to(&url, &tls, &env);
+        s.send(&initialize("2025-06-18"));
+        s.recv();
+        many_calls(&mut s, 1);
+        assert_eq!(s.wait().code(), Some(0));
+        s.stderr()
+    };
+    let stderr = run(true);
+    let traces = tls.exports("traces");
+    assert_eq!(traces.len(), 1, "{stderr}");
+    assert_eq!(traces[0]["headers"]["x-tenant"], "t1");
+    assert_eq!(tls.exports("metrics").len(), 1);
+    // Without the CA the receiver's certificate is not trusted: nothing
+    // is sent, said once per signal, and the call is answered all the same.
+    let stderr = run(false);
+    assert_eq!(tls.exports("traces").len(), 1);
+    assert_eq!(
+        stderr.matches("telemetry: could not export").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("TLS"), "{stderr}");
 }

@@ -12,7 +12,7 @@
 //! output pipe closes, and [`End`] says why in words.
 
 mod headers;
-mod http;
+pub(crate) mod http;
 mod legacy;
 mod message;
 pub mod oauth;
