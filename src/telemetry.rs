@@ -165,6 +165,19 @@ impl Telemetry {
         }
     }
 
+    /// A later round of a 2026-07-28 call approved already: on its span,
+    /// marked continued, and not counted as another decision.
+    pub fn continued(&self, id: Raw<'_>, rule: Option<&str>) {
+        self.annotate(id, |open| {
+            let attrs = &mut open.span.attributes;
+            attrs.push(("toolwarden.decision", Value::Str("approved".into())));
+            attrs.push(("toolwarden.continued", Value::Bool(true)));
+            if let Some(rule) = rule {
+                attrs.push(("toolwarden.rule", Value::Str(rule.to_owned())));
+            }
+        });
+    }
+
     /// A decision on a call: on its span, and counted.
     pub fn decision(
         &self,

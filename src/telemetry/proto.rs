@@ -69,16 +69,18 @@ impl Msg {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Str(String),
+    Bool(bool),
     Int(i64),
     Double(f64),
 }
 
 /// `KeyValue { key = 1; value = 2 }`, `AnyValue { string_value = 1;
-/// int_value = 3; double_value = 4 }`.
+/// bool_value = 2; int_value = 3; double_value = 4 }`.
 pub fn key_value(key: &str, value: &Value) -> Msg {
     let mut any = Msg::default();
     match value {
         Value::Str(s) => any.str(1, s),
+        Value::Bool(b) => any.int(2, i64::from(*b)),
         Value::Int(i) => any.int(3, *i),
         Value::Double(d) => any.double(4, *d),
     };

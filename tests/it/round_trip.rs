@@ -222,10 +222,12 @@ fn the_servers_own_rounds_are_not_asked_again() {
     let dir = temp_dir("mrtr-server");
     let (home, record) = (state_home("mrtr-server"), dir.join("record"));
     let audit = dir.join("audit.jsonl");
+    let receiver = crate::telemetry::Receiver::start("mrtr-server-otlp", &[]);
+    let otlp = format!("http://127.0.0.1:{}", receiver.port);
     let mut s = session(
         &home,
         &record,
-        &["--audit", audit.to_str().unwrap()],
+        &["--audit", audit.to_str().unwrap(), "--otlp", &otlp],
         &["--input-required", "retry_deploy"],
     );
     let state = asked(&mut s, 1, ARGS);
@@ -300,6 +302,32 @@ fn the_servers_own_rounds_are_not_asked_again() {
     assert!(received[2]["params"].get("inputResponses").is_none());
     s.close_stdin();
     assert_eq!(s.wait().code(), Some(0));
+
+    // Telemetry counts two approved calls, as the audit log does: the
+    // server's own round is the first call's.
+    let metrics = receiver.exports("metrics");
+    let approved: u64 = metrics
+        .iter()
+        .flat_map(|m| {
+            m["body"]["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|m| m["name"] == "toolwarden.decisions")
+        .flat_map(|m| {
+            m["sum"]["dataPoints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|p| {
+            crate::telemetry::attr(&p["attributes"], "toolwarden.decision")
+                == Some(json!("approved"))
+        })
+        .map(|p| p["asInt"].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(approved, 2, "{metrics:?}");
 }
 
 #[test]

@@ -29,10 +29,10 @@ const SECRET: &str = "srv_live_OTEL_SECRET_TOKEN_42";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
-struct Receiver {
+pub struct Receiver {
     child: Child,
-    port: u16,
-    out: std::path::PathBuf,
+    pub port: u16,
+    pub out: std::path::PathBuf,
     /// A line here answers what `--hold` holds.
     stdin: Option<ChildStdin>,
     /// Its stdout after the port: "held" for each request held.
@@ -40,7 +40,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(name: &str, args: &[&str]) -> Receiver {
+    pub fn start(name: &str, args: &[&str]) -> Receiver {
         let out = temp_dir(name).join("otlp.jsonl");
         let mut child = Command::new(root().join("tests/python/.venv/bin/python"))
             .arg(root().join("tests/python/otlp_receiver.py"))
@@ -82,7 +82,7 @@ impl Receiver {
         drop(self.stdin.take());
     }
 
-    fn exports(&self, signal: &str) -> Vec<Value> {
+    pub fn exports(&self, signal: &str) -> Vec<Value> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
@@ -100,7 +100,7 @@ impl Drop for Receiver {
 }
 
 /// An attribute's value, as the reference JSON mapping writes it.
-fn attr(attrs: &Value, key: &str) -> Option<Value> {
+pub fn attr(attrs: &Value, key: &str) -> Option<Value> {
     attrs.as_array()?.iter().find(|a| a["key"] == key).map(|a| {
         let v = &a["value"];
         v.get("stringValue")

@@ -238,7 +238,10 @@ impl Relay {
     /// [`Self::admitted`], marked `continued` so that it is not counted as
     /// another call.
     pub(super) fn admitted_again(&self, id: Raw<'_>, tool: &str, facts: Option<&Facts>) -> bool {
-        self.observe_decision(id, tool, "approved");
+        if let Some(t) = self.telemetry() {
+            let policy = self.policy();
+            t.continued(id, policy.rule_for(tool).map(|r| r.pattern.as_str()));
+        }
         if !self.settings.audit.enabled() {
             return true;
         }
