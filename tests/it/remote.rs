@@ -1115,3 +1115,48 @@ fn a_session_refreshes_with_the_refresh_token_another_session_left() {
     assert_eq!(a.wait().code(), Some(0));
     assert_eq!(b.wait().code(), Some(0));
 }
+
+#[test]
+fn calls_one_after_another_reuse_their_connections() {
+    let dir = temp_dir("remote-keep-alive");
+    let record = dir.join("requests.jsonl");
+    let server = token_server("t", &record);
+    let mut session = Session::start(
+        toolwarden()
+            .args([
+                "--policy",
+                "policies/permissive.json",
+                "--header",
+                "Authorization: Bearer t",
+                "--",
+            ])
+            .arg(server.url("/mcp"))
+            .current_dir(root()),
+    );
+    session.send(&initialize("2025-06-18"));
+    assert!(session.recv_json().get("result").is_some());
+    session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    for id in 1..=20 {
+        session.send(&call(id, "whoami", "{}"));
+        assert_eq!(session.recv_json()["id"], id);
+    }
+    assert_eq!(session.wait().code(), Some(0));
+    // Each answer's stream is read to its end, so its connection serves
+    // the next call: far fewer connections than requests (one each,
+    // before).
+    let requests: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let posts = requests.iter().filter(|r| r["method"] == "POST").count();
+    let connections: std::collections::HashSet<String> =
+        requests.iter().map(|r| r["port"].to_string()).collect();
+    assert!(posts >= 22, "{requests:?}");
+    assert!(
+        connections.len() <= requests.len() / 2,
+        "{} connections for {} requests",
+        connections.len(),
+        requests.len()
+    );
+}

@@ -115,6 +115,8 @@ class Guard:
                 **{k: headers.get(k) for k in ("mcp-method", "mcp-name", "mcp-protocol-version", "last-event-id")},
                 "params": {k: v for k, v in headers.items() if k.startswith("mcp-param-")},
                 "session": "mcp-session-id" in headers,
+                # The client's port: one per connection.
+                "port": (scope.get("client") or [None, None])[1],
             }
             self.record.write(json.dumps(seen) + "\n")
             self.record.flush()

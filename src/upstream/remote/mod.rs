@@ -278,6 +278,8 @@ pub(crate) struct Link {
     /// Held while toolwarden lists the tools itself: the calls that wait
     /// for the marks wait for it.
     listing: Mutex<()>,
+    /// POST streams being read to their end after their answer.
+    draining: AtomicUsize,
 }
 
 /// Why a stream stopped being read.
@@ -367,6 +369,7 @@ impl Link {
             reading: AtomicBool::new(true),
             declared: Mutex::new(params::Declared::default()),
             listing: Mutex::new(()),
+            draining: AtomicUsize::new(0),
         };
         (link, ended)
     }

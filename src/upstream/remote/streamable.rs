@@ -289,7 +289,7 @@ pub(super) fn content_type(response: &Response<Body>) -> String {
 }
 
 /// Relays the answer of a successful POST.
-fn answer(link: &Link, message: &Outgoing, response: Response<Body>) {
+fn answer(link: &Arc<Link>, message: &Outgoing, response: Response<Body>) {
     let kind = content_type(&response);
     let status = response.status();
     if kind == "text/event-stream" {
@@ -374,10 +374,37 @@ pub(super) fn learn(link: &Link, method: Option<&str>, answer: &[u8]) {
     }
 }
 
+/// A POST's stream after its answer is read to its end, on a thread of
+/// its own (the server ends it at once; one that does not holds no
+/// request up), so that its connection goes back to the pool for the
+/// next request rather than a new one being opened. At most
+/// [`MAX_DRAINING`] at once: past that the connection is closed.
+fn drain(link: &Arc<Link>, mut stream: EventStream<ureq::BodyReader<'static>>) {
+    if link.draining.fetch_add(1, Ordering::SeqCst) >= MAX_DRAINING {
+        link.draining.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let reader = Arc::clone(link);
+    let spawned = std::thread::Builder::new()
+        .name("remote-drain".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // Whatever else the stream carries is the server's to say.
+            reader.relay_events(&mut stream, None, None);
+            reader.draining.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        link.draining.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Streams read to their end after their answer, at most.
+const MAX_DRAINING: usize = 16;
+
 /// Relays a POST's stream until the answer to its request, resuming it
 /// where it was cut (when its events have ids).
 fn answer_stream(
-    link: &Link,
+    link: &Arc<Link>,
     message: &Outgoing,
     mut stream: EventStream<ureq::BodyReader<'static>>,
 ) {
@@ -389,7 +416,7 @@ fn answer_stream(
         let ended = link.relay_events(&mut stream, want, method);
         let Some(id) = want else { return };
         let cut = match ended {
-            super::Ended::Answered => return,
+            super::Ended::Answered => return drain(link, stream),
             super::Ended::TooLong => return link.answer_error(id, &too_long(link.max_message)),
             super::Ended::Closed => "ended".to_owned(),
             super::Ended::Broken(why) => format!("broke ({why})"),
