@@ -883,7 +883,20 @@ fn oauth_logs_in_through_the_browser_once_and_the_next_session_uses_the_kept_tok
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("forgot the OAuth tokens"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("revoked the OAuth tokens") && said.contains("forgot them"),
+        "{said}"
+    );
+    // Revoked at the server: the refresh token, then the access token.
+    let revoked: Vec<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "revoke")
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(revoked, ["RefreshToken", "AccessToken"]);
     let (answer, code, _) = whoami(&url, &state, None);
     let message = answer["error"]["message"]
         .as_str()

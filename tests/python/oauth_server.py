@@ -6,7 +6,8 @@ keeps everything in memory and approves every authorization at once,
 redirecting straight back to the client with a code.
 
 Each grant and registration is appended to RECORD as a JSON line:
-{"event": "register" | "authorization_code" | "refresh_token", ...}.
+{"event": "register" | "authorize" | "authorization_code" |
+"refresh_token" | "revoke", ...}.
 Access tokens live TTL seconds (env TOKEN_TTL, default 3600). With
 PRE_REGISTERED=ID, a public client of that id is known from the start,
 whose redirect may be any loopback port (RFC 8252, 7.3).
@@ -21,6 +22,7 @@ import sys
 import time
 
 import uvicorn
+from mcp.server.auth.handlers import revoke as _revoke
 from mcp.server.auth.provider import (
     AccessToken,
     AuthorizationCode,
@@ -29,11 +31,22 @@ from mcp.server.auth.provider import (
     TokenError,
     construct_redirect_uri,
 )
-from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 SCOPE = "mcp"
+
+
+class PublicRevocation(_revoke.RevocationRequest):
+    """The SDK's revocation request wants a `client_secret` field even
+    from a public client, which RFC 7009 does not ask of it: here it may
+    be absent."""
+
+    client_secret: str | None = None
+
+
+_revoke.RevocationRequest = PublicRevocation
 
 
 class LoopbackClient(OAuthClientInformationFull):
@@ -124,6 +137,7 @@ class ApprovingProvider:
         return found
 
     async def revoke_token(self, token):
+        self.note("revoke", kind=type(token).__name__)
         self.access.pop(token.token, None)
         self.refresh.pop(token.token, None)
 
@@ -152,6 +166,7 @@ if __name__ == "__main__":
             client_registration_options=ClientRegistrationOptions(
                 enabled=True, valid_scopes=[SCOPE], default_scopes=[SCOPE]
             ),
+            revocation_options=RevocationOptions(enabled=True),
         ),
     )
 

@@ -109,6 +109,8 @@ pub struct ServerMetadata {
     #[serde(default)]
     pub registration_endpoint: Option<String>,
     #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
@@ -289,6 +291,7 @@ fn server_metadata(agent: &ureq::Agent, issuer: &Url) -> Result<ServerMetadata, 
         for endpoint in [&metadata.authorization_endpoint, &metadata.token_endpoint]
             .into_iter()
             .chain(metadata.registration_endpoint.as_ref())
+            .chain(metadata.revocation_endpoint.as_ref())
         {
             if !Url::parse(endpoint).is_ok_and(|u| reachable_from(&u, issuer)) {
                 return Err(

@@ -478,6 +478,7 @@ pub fn exchange_code(
         resource: found.resource.clone(),
         issuer: found.server.issuer.clone(),
         token_endpoint: found.server.token_endpoint.clone(),
+        revocation_endpoint: found.server.revocation_endpoint.clone(),
         client: client.clone(),
         access_token: granted.access_token,
         refresh_token: granted.refresh_token,
@@ -537,32 +538,7 @@ fn token_request(
     client: &Client,
     fields: &[(&str, &str)],
 ) -> Result<Granted, TokenError> {
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.extend_pairs(fields);
-    let mut request = agent
-        .post(endpoint)
-        .config()
-        .timeout_global(Some(TIMEOUT))
-        .build()
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json");
-    match (client.auth_method.as_str(), &client.secret) {
-        ("client_secret_basic", Some(secret)) => {
-            let encode =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let pair = format!("{}:{}", encode(&client.id), encode(secret));
-            let basic = base64::engine::general_purpose::STANDARD.encode(pair);
-            request = request.header("authorization", format!("Basic {basic}"));
-        }
-        ("client_secret_post", Some(secret)) => {
-            form.append_pair("client_id", &client.id);
-            form.append_pair("client_secret", secret);
-        }
-        _ => {
-            form.append_pair("client_id", &client.id);
-        }
-    }
-    let response = request.send(form.finish().as_bytes()).map_err(|e| {
+    let response = post_form(agent, endpoint, client, fields).map_err(|e| {
         TokenError::Failed(format!(
             "cannot reach the authorization server's token endpoint: {}",
             crate::upstream::remote::http::failure(&e)
@@ -601,6 +577,72 @@ fn token_request(
         ));
     }
     Ok(granted)
+}
+
+/// POSTs a form to an endpoint of the authorization server, with the
+/// client's credentials as its registration said.
+fn post_form(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    client: &Client,
+    fields: &[(&str, &str)],
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(fields);
+    let mut request = agent
+        .post(endpoint)
+        .config()
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json");
+    match (client.auth_method.as_str(), &client.secret) {
+        ("client_secret_basic", Some(secret)) => {
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(&client.id), encode(secret));
+            let basic = base64::engine::general_purpose::STANDARD.encode(pair);
+            request = request.header("authorization", format!("Basic {basic}"));
+        }
+        ("client_secret_post", Some(secret)) => {
+            form.append_pair("client_id", &client.id);
+            form.append_pair("client_secret", secret);
+        }
+        _ => {
+            form.append_pair("client_id", &client.id);
+        }
+    }
+    request.send(form.finish().as_bytes())
+}
+
+/// Revokes the tokens at the authorization server (RFC 7009): the
+/// refresh token (which takes its access tokens with it at most servers),
+/// then the access token. An error says why not.
+pub fn revoke(agent: &ureq::Agent, tokens: &Tokens) -> Result<(), String> {
+    let endpoint = tokens
+        .revocation_endpoint
+        .as_deref()
+        .ok_or("the authorization server offers no revocation")?;
+    let mut revoked = vec![("access_token", tokens.access_token.as_str())];
+    if let Some(refresh) = &tokens.refresh_token {
+        revoked.insert(0, ("refresh_token", refresh.as_str()));
+    }
+    for (hint, token) in revoked {
+        let fields = [("token", token), ("token_type_hint", hint)];
+        let response = post_form(agent, endpoint, &tokens.client, &fields).map_err(|e| {
+            format!(
+                "cannot reach the authorization server to revoke the tokens: {}",
+                crate::upstream::remote::http::failure(&e)
+            )
+        })?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "the authorization server did not revoke the tokens ({})",
+                crate::upstream::remote::http::status(response.status())
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `: error (description)` of an OAuth error body, fit to show.

@@ -395,11 +395,22 @@ pub fn logout(mcp: &Url) -> Result<String, String> {
     let file = store::path(mcp).ok_or("neither XDG_STATE_HOME nor HOME is set")?;
     let _file = store::lock(&file, Duration::from_secs(10))
         .map_err(|e| format!("cannot lock {}: {e}", file.display()))?;
-    match store::remove(&file) {
-        Ok(true) => Ok(format!("forgot the OAuth tokens kept for {shown}")),
-        Ok(false) => Ok(format!("no OAuth tokens are kept for {shown}")),
-        Err(e) => Err(format!("cannot remove {}: {e}", file.display())),
-    }
+    let Some(tokens) = store::read(&file) else {
+        return match store::remove(&file) {
+            Ok(_) => Ok(format!("no OAuth tokens are kept for {shown}")),
+            Err(e) => Err(format!("cannot remove {}: {e}", file.display())),
+        };
+    };
+    // Revoked first, so that a copy of the file serves no one; forgotten
+    // whatever the server says.
+    let revoked = http::agent(true).and_then(|agent| flow::revoke(&agent, &tokens));
+    store::remove(&file).map_err(|e| format!("cannot remove {}: {e}", file.display()))?;
+    Ok(match revoked {
+        Ok(()) => format!(
+            "revoked the OAuth tokens of {shown} at its authorization server and forgot them"
+        ),
+        Err(why) => format!("forgot the OAuth tokens kept for {shown} ({why})"),
+    })
 }
 
 /// Asks the server at `mcp` without credentials: the challenge of its

@@ -31,6 +31,9 @@ pub struct Tokens {
     pub resource: String,
     pub issuer: String,
     pub token_endpoint: String,
+    /// Where `logout` revokes the tokens (RFC 7009), if the server has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
     pub client: Client,
     pub access_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +207,7 @@ mod tests {
             resource: "https://example.com/mcp".into(),
             issuer: "https://example.com/".into(),
             token_endpoint: "https://example.com/token".into(),
+            revocation_endpoint: None,
             client: Client {
                 id: "c".into(),
                 secret: None,
