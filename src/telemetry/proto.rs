@@ -51,8 +51,22 @@ impl Msg {
         self.bytes(field, v.as_bytes())
     }
 
-    pub fn msg(&mut self, field: u32, m: &Msg) -> &mut Self {
-        self.bytes(field, &m.0)
+    /// A message field written in place: `write` puts its fields
+    /// straight into this buffer, and its length goes in front once it is
+    /// known (one byte kept for it; the message is moved over only when
+    /// it is 128 bytes or more). No buffer of its own to copy.
+    pub fn nested(&mut self, field: u32, write: impl FnOnce(&mut Msg)) -> &mut Self {
+        self.key(field, 2);
+        let at = self.0.len();
+        self.0.push(0);
+        write(self);
+        let mut len = Vec::with_capacity(10);
+        varint(&mut len, (self.0.len() - at - 1) as u64);
+        self.0[at] = len[0];
+        if len.len() > 1 {
+            self.0.splice(at + 1..at + 1, len[1..].iter().copied());
+        }
+        self
     }
 
     /// A packed `repeated fixed64` or `repeated double`.
@@ -76,39 +90,33 @@ pub enum Value {
 
 /// `KeyValue { key = 1; value = 2 }`, `AnyValue { string_value = 1;
 /// bool_value = 2; int_value = 3; double_value = 4 }`.
-pub fn key_value(key: &str, value: &Value) -> Msg {
-    let mut any = Msg::default();
-    match value {
-        Value::Str(s) => any.str(1, s),
-        Value::Bool(b) => any.int(2, i64::from(*b)),
-        Value::Int(i) => any.int(3, *i),
-        Value::Double(d) => any.double(4, *d),
-    };
-    let mut kv = Msg::default();
-    kv.str(1, key).msg(2, &any);
-    kv
+fn key_value(kv: &mut Msg, key: &str, value: &Value) {
+    kv.str(1, key).nested(2, |any| {
+        match value {
+            Value::Str(s) => any.str(1, s),
+            Value::Bool(b) => any.int(2, i64::from(*b)),
+            Value::Int(i) => any.int(3, *i),
+            Value::Double(d) => any.double(4, *d),
+        };
+    });
 }
 
 pub type Attributes = Vec<(&'static str, Value)>;
 
 pub fn attributes(m: &mut Msg, field: u32, attrs: &[(impl AsRef<str>, Value)]) {
     for (k, v) in attrs {
-        m.msg(field, &key_value(k.as_ref(), v));
+        m.nested(field, |kv| key_value(kv, k.as_ref(), v));
     }
 }
 
 /// `Resource { attributes = 1 }`.
-pub fn resource(attrs: &[(String, Value)]) -> Msg {
-    let mut r = Msg::default();
-    attributes(&mut r, 1, attrs);
-    r
+fn resource(r: &mut Msg, attrs: &[(String, Value)]) {
+    attributes(r, 1, attrs);
 }
 
 /// `InstrumentationScope { name = 1; version = 2 }`.
-pub fn scope() -> Msg {
-    let mut s = Msg::default();
+fn scope(s: &mut Msg) {
     s.str(1, "toolwarden").str(2, env!("CARGO_PKG_VERSION"));
-    s
 }
 
 /// A finished span.
@@ -129,8 +137,7 @@ pub struct Span {
 /// kind = 6; start_time_unix_nano = 7; end_time_unix_nano = 8;
 /// attributes = 9; status = 15 }`; kind 2 is SERVER: toolwarden is the
 /// server its client talks to.
-fn span(s: &Span) -> Msg {
-    let mut m = Msg::default();
+fn span(m: &mut Msg, s: &Span) {
     m.bytes(1, &s.trace_id).bytes(2, &s.span_id);
     if let Some(parent) = &s.parent_span_id {
         m.bytes(4, parent);
@@ -139,28 +146,28 @@ fn span(s: &Span) -> Msg {
         .uint(6, 2)
         .fixed64(7, s.start_unix_nano)
         .fixed64(8, s.end_unix_nano);
-    attributes(&mut m, 9, &s.attributes);
+    attributes(m, 9, &s.attributes);
     if let Some(message) = &s.error {
         // Status { message = 2; code = 3 }, code 2 = ERROR.
-        let mut status = Msg::default();
-        status.str(2, message).uint(3, 2);
-        m.msg(15, &status);
+        m.nested(15, |status| {
+            status.str(2, message).uint(3, 2);
+        });
     }
-    m
 }
 
 /// `ExportTraceServiceRequest { resource_spans = 1 }`, `ResourceSpans {
 /// resource = 1; scope_spans = 2 }`, `ScopeSpans { scope = 1; spans = 2 }`.
 pub fn export_traces(resource_attrs: &[(String, Value)], spans: &[Span]) -> Vec<u8> {
-    let mut scoped = Msg::default();
-    scoped.msg(1, &scope());
-    for s in spans {
-        scoped.msg(2, &span(s));
-    }
-    let mut rs = Msg::default();
-    rs.msg(1, &resource(resource_attrs)).msg(2, &scoped);
     let mut req = Msg::default();
-    req.msg(1, &rs);
+    req.nested(1, |rs| {
+        rs.nested(1, |r| resource(r, resource_attrs))
+            .nested(2, |scoped| {
+                scoped.nested(1, scope);
+                for s in spans {
+                    scoped.nested(2, |m| span(m, s));
+                }
+            });
+    });
     req.0
 }
 
@@ -200,40 +207,38 @@ pub struct Metric<'a> {
 /// start_time_unix_nano = 2; time_unix_nano = 3; count = 4; sum = 5;
 /// bucket_counts = 6; explicit_bounds = 7; attributes = 9; min = 11;
 /// max = 12 }`. Temporality 2 is CUMULATIVE.
-fn metric(m: &Metric<'_>, start: u64, now: u64) -> Msg {
-    let mut out = Msg::default();
+fn metric(out: &mut Msg, m: &Metric<'_>, start: u64, now: u64) {
     out.str(1, m.name).str(2, m.description).str(3, m.unit);
     match &m.points {
         Points::Sum(points) => {
-            let mut sum = Msg::default();
-            for (attrs, value) in points {
-                let mut p = Msg::default();
-                p.fixed64(2, start).fixed64(3, now).fixed64(6, *value);
-                attributes(&mut p, 7, attrs);
-                sum.msg(1, &p);
-            }
-            sum.uint(2, 2).uint(3, 1);
-            out.msg(7, &sum);
+            out.nested(7, |sum| {
+                for (attrs, value) in points {
+                    sum.nested(1, |p| {
+                        p.fixed64(2, start).fixed64(3, now).fixed64(6, *value);
+                        attributes(p, 7, attrs);
+                    });
+                }
+                sum.uint(2, 2).uint(3, 1);
+            });
         }
         Points::Histogram(bounds, points) => {
-            let mut hist = Msg::default();
-            for (attrs, h) in points {
-                let mut p = Msg::default();
-                p.fixed64(2, start)
-                    .fixed64(3, now)
-                    .fixed64(4, h.count)
-                    .double(5, h.sum)
-                    .packed64(6, h.buckets.iter().copied())
-                    .packed64(7, bounds.iter().map(|b| b.to_bits()));
-                attributes(&mut p, 9, attrs);
-                p.double(11, h.min).double(12, h.max);
-                hist.msg(1, &p);
-            }
-            hist.uint(2, 2);
-            out.msg(9, &hist);
+            out.nested(9, |hist| {
+                for (attrs, h) in points {
+                    hist.nested(1, |p| {
+                        p.fixed64(2, start)
+                            .fixed64(3, now)
+                            .fixed64(4, h.count)
+                            .double(5, h.sum)
+                            .packed64(6, h.buckets.iter().copied())
+                            .packed64(7, bounds.iter().map(|b| b.to_bits()));
+                        attributes(p, 9, attrs);
+                        p.double(11, h.min).double(12, h.max);
+                    });
+                }
+                hist.uint(2, 2);
+            });
         }
     }
-    out
 }
 
 /// `ExportMetricsServiceRequest { resource_metrics = 1 }`,
@@ -245,15 +250,16 @@ pub fn export_metrics(
     start: u64,
     now: u64,
 ) -> Vec<u8> {
-    let mut scoped = Msg::default();
-    scoped.msg(1, &scope());
-    for m in metrics {
-        scoped.msg(2, &metric(m, start, now));
-    }
-    let mut rm = Msg::default();
-    rm.msg(1, &resource(resource_attrs)).msg(2, &scoped);
     let mut req = Msg::default();
-    req.msg(1, &rm);
+    req.nested(1, |rm| {
+        rm.nested(1, |r| resource(r, resource_attrs))
+            .nested(2, |scoped| {
+                scoped.nested(1, scope);
+                for m in metrics {
+                    scoped.nested(2, |out| metric(out, m, start, now));
+                }
+            });
+    });
     req.0
 }
 
@@ -269,6 +275,21 @@ mod tests {
         let mut m = Msg::default();
         m.int(3, -1);
         assert_eq!(m.0.len(), 1 + 10);
+    }
+
+    #[test]
+    fn a_nested_message_has_its_length_in_front_short_or_long() {
+        for len in [0usize, 1, 127, 128, 300, 20_000] {
+            let mut m = Msg::default();
+            m.uint(1, 7).nested(2, |inner| {
+                inner.bytes(3, &vec![b'x'; len]);
+            });
+            let mut inner = Msg::default();
+            inner.bytes(3, &vec![b'x'; len]);
+            let mut expected = Msg::default();
+            expected.uint(1, 7).bytes(2, &inner.0);
+            assert_eq!(m.0, expected.0, "{len}");
+        }
     }
 
     #[test]

@@ -258,16 +258,6 @@ fn the_servers_own_rounds_are_not_asked_again() {
     assert_eq!(received.len(), 2);
     assert_eq!(received[1]["params"]["requestState"], "mock-state~1");
     assert_eq!(received[1]["params"]["inputResponses"], responses);
-    // The audit log tells that round from another call.
-    let approved: Vec<Value> = std::fs::read_to_string(&audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["decision"] == "approved")
-        .collect();
-    assert_eq!(approved.len(), 2, "{approved:?}");
-    assert_eq!(approved[0].get("continued"), None);
-    assert_eq!(approved[1]["continued"], true);
 
     // That round's state is spent too, and cannot carry other arguments.
     s.send(&call_2026(4, ARGS, &round));
@@ -302,6 +292,19 @@ fn the_servers_own_rounds_are_not_asked_again() {
     assert!(received[2]["params"].get("inputResponses").is_none());
     s.close_stdin();
     assert_eq!(s.wait().code(), Some(0));
+
+    // The audit log (complete once the session ended) tells the server's
+    // round from another call: three approved, the second continued.
+    let approved: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["decision"] == "approved")
+        .collect();
+    assert_eq!(approved.len(), 3, "{approved:?}");
+    assert_eq!(approved[0].get("continued"), None);
+    assert_eq!(approved[1]["continued"], true);
+    assert_eq!(approved[2].get("continued"), None);
 
     // Telemetry counts two approved calls, as the audit log does: the
     // server's own round is the first call's.
