@@ -1,7 +1,8 @@
-//! One check for `cargo dist` (.cargo/config.toml): its packed relocations
-//! need glibc 2.36 or later in the static C library it links in. An older
+//! Two things for `cargo dist` (.cargo/config.toml). Its packed relocations
+//! need glibc 2.36 or later in the static C library it links in: an older
 //! one would link without complaint and build a binary that crashes at
-//! start-up, so refuse to build instead.
+//! start-up, so refuse to build instead. And its code is laid out in the
+//! order of dist/code-order.txt.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -27,4 +28,14 @@ fn main() {
             version.trim()
         );
     }
+    // The functions a session runs, laid out together (dist/code-order.py
+    // says why). A function the list names and the binary lacks is
+    // skipped: a stale list costs memory, never a build.
+    let order = format!(
+        "{}/dist/code-order.txt",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap()
+    );
+    println!("cargo:rerun-if-changed={order}");
+    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={order}");
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
 }

@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod blocking;
+pub mod memory;
 pub mod notify;
 pub mod relay;
 pub mod reload;

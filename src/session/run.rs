@@ -20,6 +20,7 @@ use crate::audit::{self, Audit};
 use crate::cli::RunArgs;
 use crate::policy::Policy;
 use crate::session::blocking;
+use crate::session::memory;
 use crate::session::relay::{Relay, Settings};
 use crate::session::reload;
 use crate::session::startup;
@@ -50,7 +51,7 @@ enum Ended {
 /// session cannot run). Unlike a command's, a session's stdout is the
 /// protocol: it has no report to return.
 pub fn serve(args: &RunArgs) -> u8 {
-    return_large_buffers();
+    memory::return_large_buffers();
     let path = args.policy.as_deref().expect("clap requires --policy");
     let policy = match crate::policy::load(path) {
         Ok(policy) => policy,
@@ -75,18 +76,6 @@ pub fn serve(args: &RunArgs) -> u8 {
             eprintln!("toolwarden: {e:#}");
             1
         }
-    }
-}
-
-/// A message of several MiB needs a buffer that size for a moment. glibc
-/// would raise its mmap threshold after freeing one, serve the next from
-/// the heap, and keep that memory for good; a fixed threshold gives every
-/// large buffer back as soon as it is freed (docs/BENCHMARKS.md, memory).
-fn return_large_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
@@ -245,6 +234,7 @@ pub async fn session(args: &RunArgs, policy: Policy) -> anyhow::Result<u8> {
     })?;
     let mut server_done = false;
     let mut exit_status = None;
+    memory::release_start_up_pages();
 
     let ended = tokio::select! {
         result = &mut client_pump => {

@@ -11,6 +11,7 @@ mod full_format;
 mod hostile;
 mod init;
 mod lifecycle;
+mod memory;
 mod pin;
 mod policies;
 mod python_sdk;
