@@ -30,7 +30,14 @@ fn main() {
     }
     // The functions a session runs, laid out together (dist/code-order.py
     // says why). A function the list names and the binary lacks is
-    // skipped: a stale list costs memory, never a build.
+    // skipped: a stale list costs memory, never a build. The option is
+    // lld's, which Rust links with on this target from 1.90 on; with an
+    // older Rust or a linker of the user's choosing, the build goes
+    // without the layout.
+    if rustc_minor() < 90 || flags.contains("fuse-ld") || flags.contains("linker") {
+        println!("cargo:warning=cargo dist: linked without the code's layout (it needs Rust 1.90's lld), so it keeps more memory resident");
+        return;
+    }
     let order = format!(
         "{}/dist/code-order.txt",
         std::env::var("CARGO_MANIFEST_DIR").unwrap()
@@ -38,4 +45,20 @@ fn main() {
     println!("cargo:rerun-if-changed={order}");
     println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={order}");
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
+
+/// The minor version of the Rust compiler building this ("rustc 1.95.0 (...)").
+fn rustc_minor() -> u32 {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|v| {
+            v.split(['.', ' '])
+                .nth(2)
+                .and_then(|minor| minor.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -139,6 +139,10 @@ const LISTED: &[(&str, &str)] = &[
     ),
     ("benches/memory.sh", "a measurement of the release builds"),
     (
+        "cargo dist && cargo build --release -p mock_server && python3 dist/code-order.py && cargo dist",
+        "two static builds around a callgrind profile (minutes); memory::the_static_build_holds_its_bounds_with_a_4_mib_message checks what the layout it writes keeps resident",
+    ),
+    (
         "benches/memory.sh target/release/toolwarden",
         "a measurement of the release builds",
     ),
