@@ -30,12 +30,12 @@ fn main() {
     }
     // The functions a session runs, laid out together (dist/code-order.py
     // says why). A function the list names and the binary lacks is
-    // skipped: a stale list costs memory, never a build. The option is
-    // lld's, which Rust links with on this target from 1.90 on; with an
-    // older Rust or a linker of the user's choosing, the build goes
-    // without the layout.
-    if rustc_minor() < 90 || flags.contains("fuse-ld") || flags.contains("linker") {
-        println!("cargo:warning=cargo dist: linked without the code's layout (it needs Rust 1.90's lld), so it keeps more memory resident");
+    // skipped: a stale list costs memory, not the build. The option is
+    // lld's, which Rust links with on this target from 1.90 on when its
+    // toolchain ships it; with another linker, the build goes without the
+    // layout.
+    if !links_with_rust_lld(&flags) {
+        println!("cargo:warning=cargo dist: linked without the code's layout (it needs the lld of Rust 1.90 or later), so it keeps more memory resident");
         return;
     }
     let order = format!(
@@ -47,18 +47,40 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
 }
 
-/// The minor version of the Rust compiler building this ("rustc 1.95.0 (...)").
-fn rustc_minor() -> u32 {
+/// Whether rustc links with its own lld: Rust 1.90 or later, a toolchain
+/// that ships it (gcc-ld/ld.lld in its sysroot), and no linker of the
+/// user's (`RUSTC_LINKER`, a `-fuse-ld=`, `-C linker=` or a linker flavor
+/// in the flags).
+fn links_with_rust_lld(flags: &str) -> bool {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    std::process::Command::new(rustc)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|v| {
-            v.split(['.', ' '])
-                .nth(2)
-                .and_then(|minor| minor.parse().ok())
-        })
-        .unwrap_or(0)
+    let ask = |arg: &str| {
+        std::process::Command::new(&rustc)
+            .args(arg.split(' '))
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .unwrap_or_default()
+    };
+    // "rustc 1.95.0 (...)"
+    let mut version = ask("--version")
+        .split([' ', '.', '-'])
+        .skip(1)
+        .map(|n| n.parse::<u32>().unwrap_or(0))
+        .collect::<Vec<_>>()
+        .into_iter();
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    let sysroot = ask("--print sysroot");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let lld = std::path::Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(&target)
+        .join("bin/gcc-ld/ld.lld");
+    let own_linker = std::env::var_os("RUSTC_LINKER").is_some()
+        || flags.split('\x1f').any(|flag| {
+            flag.contains("-fuse-ld=")
+                || flag.starts_with("linker=")
+                || flag.starts_with("-Clinker=")
+                || flag.contains("linker-flavor")
+        });
+    (major, minor) >= (1, 90) && lld.exists() && !own_linker
 }

@@ -9,7 +9,8 @@ It runs a session under callgrind through the static build around the
 mock server: start-up, tools/list, calls one at a time and 16 in flight,
 4 MiB messages, refusals, the audit log; and lists every function that ran,
 by its symbol. Run it again when the layout has gone stale
-(`memory::a_sessions_code_stays_packed` says so):
+(`memory::the_static_build_holds_its_bounds_with_a_4_mib_message`
+says so):
 
     cargo dist && cargo build --release -p mock_server
     python3 dist/code-order.py

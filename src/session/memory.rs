@@ -16,73 +16,101 @@ pub fn return_large_buffers() {
 
 /// Start-up runs code and reads data the session never needs again
 /// (parsing the arguments, compiling the policy, opening the store). Once
-/// the session is set up, the binary's pages that are still as the file
-/// has them are unmapped: those the relay uses come back from the page
-/// cache at their first use, the rest stays out. `cargo dist` lays out the
-/// code a session runs apart from start-up's (dist/code-order.py), so that
-/// what comes back is little more than that code.
+/// the session is set up, the pages of the binary's read-only segments are
+/// unmapped: those the relay uses come back from the page cache at their
+/// first use, the rest stays out. `cargo dist` lays out the code a session
+/// runs apart from start-up's (dist/code-order.py), so that what comes
+/// back is little more than that code.
 #[inline(never)] // dist/code-order.py splits its profile where this starts
 pub fn release_start_up_pages() {
-    #[cfg(target_os = "linux")]
-    for (start, end) in clean_pages_of_the_binary().unwrap_or_default() {
-        // SAFETY: the range is a private mapping of the binary that no one
-        // has written to (no anonymous page): MADV_DONTNEED
-        // only drops the page table entries, and a later use reads the same
-        // bytes from the file again.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    for (start, len) in read_only_segments() {
+        // SAFETY: the range is a segment the loader mapped without write
+        // permission (its program header has no PF_W): no page of it can
+        // have been written and copied, so MADV_DONTNEED only drops page
+        // table entries, and a later use reads the same bytes from the
+        // file again. The writable segments, RELRO's included, are not
+        // touched.
+        let failed = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        if failed != 0 {
+            tracing::debug!("madvise: {}", std::io::Error::last_os_error());
         }
     }
 }
 
-/// The address ranges of the binary's own private mappings that hold no
-/// page written since it was mapped: its code and read-only data, not the
-/// relocated or writable data (from `/proc/self/smaps`).
-#[cfg(target_os = "linux")]
-fn clean_pages_of_the_binary() -> Option<Vec<(usize, usize)>> {
-    /// One mapping of smaps: its range, and whether it is still clean.
-    struct Mapping {
-        start: usize,
-        end: usize,
-        clean: bool,
-    }
-    let exe = std::fs::read_link("/proc/self/exe").ok()?;
-    let exe = exe.to_str()?;
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let mut mappings: Vec<Mapping> = Vec::new();
-    for line in smaps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // A mapping starts with "start-end perms offset dev inode path".
-        let range = fields
-            .first()
-            .and_then(|f| f.split_once('-'))
-            .and_then(|(start, end)| {
-                Some((
-                    usize::from_str_radix(start, 16).ok()?,
-                    usize::from_str_radix(end, 16).ok()?,
-                ))
-            });
-        if let Some((start, end)) = range {
-            let private = fields.get(1).is_some_and(|perms| perms.ends_with('p'));
-            let clean = private && fields.get(5) == Some(&exe);
-            mappings.push(Mapping { start, end, clean });
-        } else if let ["Anonymous:", kib, ..] = fields[..] {
-            // Then its fields. A page written to is a copy of the file's,
-            // and anonymous. (Private_Dirty says nothing here: it counts
-            // the file's own pages too while they wait to be written back,
-            // right after a build.)
-            if kib != "0" {
-                if let Some(mapping) = mappings.last_mut() {
-                    mapping.clean = false;
-                }
+/// The program's own loaded segments that were never writable (its code
+/// and read-only data), as page-aligned (address, length): from its
+/// program headers, the first object `dl_iterate_phdr` reports.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn read_only_segments() -> Vec<(usize, usize)> {
+    unsafe extern "C" fn first_object(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        segments: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: glibc passes a valid info for the call's duration, whose
+        // dlpi_phdr points at dlpi_phnum program headers; `segments` is the
+        // Vec that read_only_segments passed in.
+        let (info, segments) = unsafe { (&*info, &mut *(segments as *mut Vec<(usize, usize)>)) };
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+        if has_text_relocations(info.dlpi_addr as usize, headers) {
+            return 1; // the loader wrote to "read-only" segments
+        }
+        // SAFETY: sysconf only reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        for header in headers {
+            if header.p_type != libc::PT_LOAD || header.p_flags & libc::PF_W != 0 {
+                continue;
             }
+            // Only the pages wholly inside the segment: a page it shares
+            // with a writable neighbour is left alone.
+            let first = info.dlpi_addr as usize + header.p_vaddr as usize;
+            let start = first.next_multiple_of(page);
+            let end = (first + header.p_memsz as usize) & !(page - 1);
+            if end <= start {
+                continue;
+            }
+            segments.push((start, end - start));
+        }
+        1 // the program itself comes first: stop there
+    }
+    let mut segments: Vec<(usize, usize)> = Vec::new();
+    // SAFETY: the callback only reads what glibc hands it and writes to
+    // `segments`, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(first_object),
+            &mut segments as *mut _ as *mut libc::c_void,
+        );
+    }
+    segments
+}
+
+/// Whether the program's dynamic section asks for text relocations
+/// (DT_TEXTREL, or DF_TEXTREL in DT_FLAGS): then the loader made its
+/// read-only segments writable for a moment and wrote to them, and their
+/// pages are no longer the file's. Rust's linkers refuse them by default.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn has_text_relocations(base: usize, headers: &[libc::Elf64_Phdr]) -> bool {
+    const DT_NULL: i64 = 0;
+    const DT_TEXTREL: i64 = 22;
+    const DT_FLAGS: i64 = 30;
+    const DF_TEXTREL: u64 = 4;
+    let Some(dynamic) = headers.iter().find(|h| h.p_type == libc::PT_DYNAMIC) else {
+        return false;
+    };
+    // Entries of (tag, value), up to DT_NULL.
+    let entries = (base + dynamic.p_vaddr as usize) as *const [u64; 2];
+    for i in 0..dynamic.p_memsz as usize / 16 {
+        // SAFETY: the loader mapped the dynamic section where its program
+        // header says, and it holds p_memsz bytes of 16-byte entries.
+        let [tag, value] = unsafe { *entries.add(i) };
+        match tag as i64 {
+            DT_NULL => break,
+            DT_TEXTREL => return true,
+            DT_FLAGS if value & DF_TEXTREL != 0 => return true,
+            _ => {}
         }
     }
-    Some(
-        mappings
-            .into_iter()
-            .filter(|m| m.clean)
-            .map(|m| (m.start, m.end))
-            .collect(),
-    )
+    false
 }

@@ -23,7 +23,7 @@ fn is_static(binary: &std::path::Path) -> bool {
 fn binary_pages_kib(pid: u32, binary: &std::path::Path) -> u64 {
     let binary = binary.canonicalize().unwrap();
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut ours = false;
+    let (mut ours, mut found) = (false, false);
     let mut kib = 0;
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -31,11 +31,17 @@ fn binary_pages_kib(pid: u32, binary: &std::path::Path) -> u64 {
             .first()
             .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
         {
-            ours = fields.get(5).map(std::path::Path::new) == Some(binary.as_path());
+            ours = fields[5..].join(" ") == binary.to_str().unwrap();
+            found |= ours;
         } else if let (true, ["Rss:", n, ..]) = (ours, &fields[..]) {
             kib += n.parse::<u64>().unwrap();
         }
     }
+    assert!(
+        found,
+        "no mapping of {} in /proc/{pid}/smaps",
+        binary.display()
+    );
     kib
 }
 
